@@ -15,8 +15,14 @@ export interface Principal {
   readonly forgejoLogin: string;
   /** The OAuth client the token was issued to. */
   readonly clientId: string;
-  /** SHA-256 of the broker bearer token, hex; sessions are bound to it. */
+  /** SHA-256 of the broker bearer token, hex; for logs and revocation, never the token itself. */
   readonly tokenHash: string;
+  /**
+   * The OAuth grant the token was issued under; it stays the same when the
+   * client refreshes its token. An MCP session is bound to it, so a refreshed
+   * token keeps its sessions and any other bearer is refused.
+   */
+  readonly grantId: string;
 }
 
 /** A Forgejo access token as handed to a child. */

@@ -1,0 +1,169 @@
+import path from 'node:path';
+import { parse as parseShellWords } from 'shell-quote';
+import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { parseDuration } from './duration.js';
+
+/** The broker's whole configuration, parsed and validated once at start. */
+export interface Config {
+  /** Forgejo base URL; undefined runs nothing but `demo` (which starts its own stand-in). */
+  readonly forgejoUrl: URL | undefined;
+  /** Public base URL of the broker (no trailing slash); the OAuth issuer and `/mcp` resource derive from it. */
+  readonly publicUrl: URL;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly dataDir: string;
+  /** argv of the child, split like a shell would, never run through one. */
+  readonly childCommand: readonly string[];
+  /** Extra environment variable names passed through to children. */
+  readonly childEnvAllow: readonly string[];
+  readonly maxSessions: number;
+  readonly maxSessionsPerUser: number;
+  readonly idleTimeoutMs: number;
+  readonly reapIntervalMs: number;
+  readonly rotateIntervalMs: number;
+  readonly refreshLeadMs: number;
+  readonly requestTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+  readonly childStopGraceMs: number;
+  readonly maxBodyBytes: number;
+  readonly logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Turns `--public-url https://x` and `--public-url=https://x` into
+ * `BROKER_PUBLIC_URL`; `--forgejo-url` into `FORGEJO_URL`. Flags win over
+ * the environment. Returns the merged variables and the positional arguments.
+ */
+export function mergeFlags(argv: readonly string[], env: Env): { env: Env; positional: string[] } {
+  const merged: Record<string, string | undefined> = { ...env };
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith('--')) {
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    let value: string | undefined;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+    }
+    if (value === undefined) throw new ConfigError(`--${name}`, 'needs a value');
+    const upper = name.toUpperCase().replaceAll('-', '_');
+    merged[upper.startsWith('FORGEJO_') ? upper : `BROKER_${upper}`] = value;
+  }
+  return { env: merged, positional };
+}
+
+export function loadConfig(env: Env): Config {
+  const listen = parseListen(read(env, 'BROKER_LISTEN') ?? '127.0.0.1:8080');
+  const defaultPublic = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  const forgejo = read(env, 'FORGEJO_URL');
+  const reapIntervalMs = duration(env, 'BROKER_REAP_INTERVAL', '30s');
+  return {
+    forgejoUrl: forgejo === undefined ? undefined : httpUrl('FORGEJO_URL', forgejo),
+    publicUrl: httpUrl('BROKER_PUBLIC_URL', read(env, 'BROKER_PUBLIC_URL') ?? defaultPublic),
+    listen,
+    dataDir: path.resolve(read(env, 'BROKER_DATA_DIR') ?? './data'),
+    childCommand: splitCommand(read(env, 'BROKER_CHILD_COMMAND') ?? 'forgejo-mcp --transport stdio'),
+    childEnvAllow: (read(env, 'BROKER_CHILD_ENV_ALLOW') ?? '')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== ''),
+    maxSessions: count(env, 'BROKER_MAX_SESSIONS', 0),
+    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 0),
+    idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT', '15m'),
+    reapIntervalMs,
+    rotateIntervalMs: duration(env, 'BROKER_ROTATE_INTERVAL', '1m'),
+    refreshLeadMs: duration(env, 'BROKER_REFRESH_LEAD', '5m'),
+    requestTimeoutMs: duration(env, 'BROKER_REQUEST_TIMEOUT', '5m'),
+    shutdownGraceMs: duration(env, 'BROKER_SHUTDOWN_GRACE', '10s'),
+    childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
+    maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
+    logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
+  };
+}
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  const text = read(env, name) ?? fallback;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) {
+    throw new ConfigError(name, `"${text}" is not a duration (use forms like 500ms, 30s, 15m, 1h)`);
+  }
+  return ms;
+}
+
+function count(env: Env, name: string, fallback: number, min = 0): number {
+  const text = read(env, name);
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text) || Number(text) < min || !Number.isSafeInteger(Number(text))) {
+    throw new ConfigError(name, `"${text}" is not a whole number${min > 0 ? ` of at least ${min}` : ''}`);
+  }
+  return Number(text);
+}
+
+function httpUrl(name: string, text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(name, `"${text}" is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(name, `"${text}" must be an http or https URL`);
+  }
+  if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new ConfigError(name, `"${text}" must not carry credentials, a query or a fragment`);
+  }
+  // One canonical form without a trailing slash, so derived URLs never double it.
+  url.pathname = url.pathname.replace(/\/+$/, '');
+  return url;
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (match === null || port > 65535) {
+    throw new ConfigError('BROKER_LISTEN', `"${text}" is not host:port (for example 127.0.0.1:8080)`);
+  }
+  return { host: (match[1] ?? match[2]) as string, port };
+}
+
+function splitCommand(text: string): string[] {
+  // Variables are kept literally: the command is never run through a shell.
+  const words = parseShellWords(text, (name) => `$${name}`);
+  const argv: string[] = [];
+  for (const word of words) {
+    if (typeof word !== 'string') {
+      throw new ConfigError('BROKER_CHILD_COMMAND', 'shell operators, globs and comments are not allowed; give a plain command line');
+    }
+    argv.push(word);
+  }
+  if (argv.length === 0) throw new ConfigError('BROKER_CHILD_COMMAND', 'is empty');
+  return argv;
+}
+
+function logLevel(text: string): LogLevel {
+  const level = LOG_LEVELS.find((candidate) => candidate === text.toLowerCase());
+  if (level === undefined) throw new ConfigError('BROKER_LOG_LEVEL', `"${text}" is not one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}

@@ -1,0 +1,57 @@
+import type { ServerResponse } from 'node:http';
+import type { BrokerError, BrokerErrorKind } from '../errors/errors.js';
+
+const HTTP_STATUS: Record<BrokerErrorKind, number> = {
+  bad_request: 400,
+  unauthenticated: 401,
+  credential_revoked: 401,
+  forbidden: 403,
+  not_found: 404,
+  payload_too_large: 413,
+  internal: 500,
+  child_failed: 502,
+  capacity: 503,
+  unavailable: 503,
+  timeout: 504,
+};
+
+/** JSON-RPC codes for errors the broker answers before a request reaches a child. */
+const JSONRPC_CODE: Partial<Record<BrokerErrorKind, number>> = {
+  bad_request: -32600,
+  not_found: -32001,
+  internal: -32603,
+};
+
+export interface ErrorRenderOptions {
+  /** The `WWW-Authenticate` value for a 401. */
+  readonly challenge?: string;
+  readonly retryAfterSeconds?: number;
+}
+
+/**
+ * The one place a BrokerError becomes an HTTP response on `/mcp`: the status
+ * for its kind and a JSON-RPC error body without an id, as the transport spec
+ * allows for refused HTTP requests.
+ */
+export function sendBrokerError(res: ServerResponse, error: BrokerError, options: ErrorRenderOptions = {}): void {
+  sendJsonRpcError(res, HTTP_STATUS[error.kind], JSONRPC_CODE[error.kind] ?? -32000, error.message, {
+    ...(options.challenge === undefined ? {} : { 'WWW-Authenticate': options.challenge }),
+    ...(error.kind === 'capacity' || error.kind === 'unavailable' ? { 'Retry-After': String(options.retryAfterSeconds ?? 30) } : {}),
+  });
+}
+
+export function sendJsonRpcError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...headers });
+  res.end(body);
+}

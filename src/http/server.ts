@@ -1,0 +1,155 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
+import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
+import type { Logger } from '../log/logger.js';
+import type { SessionRegistry } from '../session/registry.js';
+import { parseJsonBody, readBody } from './body.js';
+import { sendBrokerError, sendJson, sendJsonRpcError } from './errors.js';
+import type { RouteHandler } from './route.js';
+
+export const MCP_PATH = '/mcp';
+
+export interface BrokerServerOptions {
+  readonly publicUrl: URL;
+  /** Origins besides the broker's own that may call `/mcp` from a browser. */
+  readonly allowedOrigins: readonly string[];
+  readonly authenticator: Authenticator;
+  readonly registry: SessionRegistry;
+  /** Route groups tried, in order, before `/mcp` (OAuth endpoints, metadata). */
+  readonly routes: readonly RouteHandler[];
+  readonly maxBodyBytes: number;
+  readonly retryAfterSeconds: number;
+  readonly log: Logger;
+  /** Extra readiness checks (the store answers, …). */
+  readonly ready?: () => Promise<boolean>;
+}
+
+/** The broker's HTTP face: health, the mounted route groups and the authenticated `/mcp` endpoint. */
+export class BrokerServer {
+  readonly server: http.Server;
+  private draining = false;
+  private readonly sockets = new Set<Socket>();
+  private readonly allowedOrigins: Set<string>;
+
+  constructor(private readonly options: BrokerServerOptions) {
+    this.allowedOrigins = new Set([options.publicUrl.origin, ...options.allowedOrigins]);
+    this.server = http.createServer((req, res) => void this.serve(req, res));
+    this.server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        if (address === null || typeof address === 'string') throw new Error('server has no TCP address');
+        resolve({ host: address.address, port: address.port });
+      });
+    });
+  }
+
+  /**
+   * Graceful stop: refuse new connections and requests, let requests waiting
+   * on a child finish (bounded), end every session and its child, then close
+   * what is left (idle keep-alive and SSE connections).
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (this.options.registry.inflight > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    await this.options.registry.stop();
+    // Give the final SSE frames a moment to flush before the sockets go.
+    await new Promise((resolve) => setImmediate(resolve));
+    this.server.closeAllConnections();
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', this.options.publicUrl);
+      if (this.draining) res.setHeader('Connection', 'close');
+      if (url.pathname === '/healthz') {
+        sendJson(res, 200, { status: 'ok' });
+        return;
+      }
+      if (url.pathname === '/readyz') {
+        const ready = !this.draining && (await (this.options.ready?.() ?? Promise.resolve(true)));
+        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+        return;
+      }
+      if (url.pathname === MCP_PATH) {
+        await this.serveMcp(req, res);
+        return;
+      }
+      for (const route of this.options.routes) {
+        if (await route(req, res, url)) return;
+      }
+      sendJson(res, 404, { error: 'not_found' });
+    } catch (error) {
+      this.options.log.error({ event: 'http_error', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request failed');
+      if (!res.headersSent) sendJsonRpcError(res, 500, -32603, 'Internal error');
+      else res.destroy();
+    }
+  }
+
+  private async serveMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.allowedOrigins.has(origin)) {
+      sendJsonRpcError(res, 403, -32000, `Forbidden: Origin ${origin} is not allowed`);
+      return;
+    }
+    if (req.method !== 'POST' && req.method !== 'GET' && req.method !== 'DELETE') {
+      sendJsonRpcError(res, 405, -32000, 'Method not allowed.', { Allow: 'GET, POST, DELETE' });
+      return;
+    }
+    try {
+      if (this.draining) throw new BrokerError('unavailable', 'The broker is shutting down');
+      const principal = await this.authenticate(req, res);
+      if (principal === undefined) return;
+      const body = req.method === 'POST' ? parseJsonBody(await readBody(req, this.options.maxBodyBytes)) : undefined;
+      await this.options.registry.handle(req, res, principal, body);
+    } catch (error) {
+      if (!isBrokerError(error)) throw error;
+      sendBrokerError(res, error, {
+        retryAfterSeconds: this.options.retryAfterSeconds,
+        ...(error.kind === 'credential_revoked' ? { challenge: this.challenge('invalid_token', 'The Forgejo sign-in has ended; sign in again') } : {}),
+      });
+    }
+  }
+
+  /** Resolves the bearer token, or answers 401 with the RFC 9728 challenge and returns undefined. */
+  private async authenticate(req: IncomingMessage, res: ServerResponse): Promise<Principal | undefined> {
+    const header = req.headers.authorization;
+    const match = header === undefined ? null : /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
+    if (match === null) {
+      const challenge = header === undefined ? this.challenge() : this.challenge('invalid_request', 'Use the Bearer scheme');
+      sendJsonRpcError(res, 401, -32000, 'Unauthorized: a Bearer token is required', { 'WWW-Authenticate': challenge });
+      return undefined;
+    }
+    const result = await this.options.authenticator.authenticate(match[1] as string);
+    if (isAuthFailure(result)) {
+      sendJsonRpcError(res, 401, -32000, `Unauthorized: ${result.description}`, {
+        'WWW-Authenticate': this.challenge(result.error, result.description),
+      });
+      return undefined;
+    }
+    return result;
+  }
+
+  private challenge(error?: string, description?: string): string {
+    const parts = [`resource_metadata="${this.options.authenticator.resourceMetadataUrl}"`];
+    if (error !== undefined) parts.push(`error="${error}"`);
+    if (description !== undefined) parts.push(`error_description="${description.replaceAll('"', "'")}"`);
+    return `Bearer ${parts.join(', ')}`;
+  }
+}

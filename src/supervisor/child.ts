@@ -1,0 +1,191 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { JSONRPCMessage } from '@modelcontextprotocol/server';
+import { errorMessage } from '../errors/errors.js';
+import type { Logger } from '../log/logger.js';
+import { childEnvironment } from './env.js';
+import { LineSplitter } from './lines.js';
+
+/** How a child ended. */
+export interface ChildExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/**
+ * One running MCP server process, seen as a message pipe. The bridge only
+ * knows this interface, so the session lifecycle can be tested with any
+ * implementation of it.
+ */
+export interface Child {
+  readonly pid: number | undefined;
+  /** Writes one message to the child's stdin; false once the child is gone. */
+  send(message: JSONRPCMessage): boolean;
+  /** Set by the owner; called for each JSON-RPC message on the child's stdout. */
+  onmessage: ((message: JSONRPCMessage) => void) | undefined;
+  /** Settles once the process has exited (the `done` signal). */
+  readonly exited: Promise<ChildExit>;
+  /** Close stdin, then SIGTERM, then SIGKILL; idempotent; resolves when the process is gone. */
+  stop(): Promise<ChildExit>;
+}
+
+/** Who a child is for; everything the spawner needs to start one. */
+export interface ChildSpec {
+  readonly sessionId: string;
+  readonly userId: string;
+  readonly forgejoLogin: string;
+  readonly forgejoToken: string;
+}
+
+/** Starts a child for a spec; injected into the session layer. */
+export type SpawnFunc = (spec: ChildSpec) => Promise<Child>;
+
+export interface ProcessSpawnOptions {
+  readonly command: readonly string[];
+  readonly forgejoUrl: string;
+  readonly envAllow: readonly string[];
+  readonly parentEnv: Readonly<Record<string, string | undefined>>;
+  /** Wait this long after closing stdin, and again after SIGTERM, before the next step. */
+  readonly stopGraceMs: number;
+  readonly maxMessageBytes: number;
+  readonly log: Logger;
+}
+
+/** The production SpawnFunc: a real process per spec. */
+export function processSpawner(options: ProcessSpawnOptions): SpawnFunc {
+  return (spec) => ProcessChild.start(options, spec);
+}
+
+class ProcessChild implements Child {
+  onmessage: ((message: JSONRPCMessage) => void) | undefined;
+  readonly exited: Promise<ChildExit>;
+  private exitInfo: ChildExit | undefined;
+  private stopping: Promise<ChildExit> | undefined;
+
+  private constructor(
+    private readonly proc: ChildProcess,
+    private readonly options: ProcessSpawnOptions,
+    private readonly log: Logger,
+    token: string,
+  ) {
+    this.exited = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        this.exitInfo = { code, signal };
+        this.log.info({ event: 'child_exit', pid: proc.pid, code, signal }, 'child exited');
+        resolve(this.exitInfo);
+      });
+    });
+    const stdout = new LineSplitter(
+      options.maxMessageBytes,
+      (line) => this.receive(line),
+      () => {
+        this.log.error({ event: 'child_message_too_large', limit: options.maxMessageBytes }, 'child sent an oversized message; stopping it');
+        void this.stop();
+      },
+    );
+    proc.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+    // A token could appear in a debug line; it never reaches the log.
+    const redact = (line: string): string => (token === '' ? line : line.split(token).join('[REDACTED]'));
+    const stderr = new LineSplitter(
+      64 * 1024,
+      (line) => {
+        if (line !== '') this.log.info({ event: 'child_stderr', line: redact(line) });
+      },
+      () => this.log.warn({ event: 'child_stderr_truncated' }),
+    );
+    proc.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
+    proc.stderr?.on('end', () => stderr.flush());
+    // EPIPE after the child died is expected; the exit handler does the rest.
+    proc.stdin?.on('error', (error) => this.log.debug({ event: 'child_stdin_error', err: errorMessage(error) }));
+  }
+
+  static start(options: ProcessSpawnOptions, spec: ChildSpec): Promise<Child> {
+    const [file, ...args] = options.command as [string, ...string[]];
+    const log = options.log.child({ sessionId: spec.sessionId, user: spec.forgejoLogin });
+    const proc = spawn(file, args, {
+      env: childEnvironment(options.parentEnv, options.envAllow, options.forgejoUrl, spec.forgejoToken),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Own process group: a terminal's Ctrl-C reaches the broker only, which
+      // then stops children in order; stop() signals the whole group.
+      detached: true,
+      shell: false,
+    });
+    return new Promise((resolve, reject) => {
+      proc.once('spawn', () => {
+        log.info({ event: 'child_spawn', pid: proc.pid }, 'child started');
+        resolve(new ProcessChild(proc, options, log, spec.forgejoToken));
+      });
+      proc.once('error', (error) => reject(error));
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  send(message: JSONRPCMessage): boolean {
+    const stdin = this.proc.stdin;
+    if (this.exitInfo !== undefined || this.stopping !== undefined || stdin === null || !stdin.writable) return false;
+    stdin.write(JSON.stringify(message) + '\n');
+    return true;
+  }
+
+  stop(): Promise<ChildExit> {
+    this.stopping ??= this.terminate();
+    return this.stopping;
+  }
+
+  private async terminate(): Promise<ChildExit> {
+    if (this.exitInfo !== undefined) return this.exitInfo;
+    // A well-behaved stdio server exits when its input ends.
+    this.proc.stdin?.end();
+    if (await this.exitsWithin(this.options.stopGraceMs)) return this.exited;
+    this.signal('SIGTERM');
+    if (await this.exitsWithin(this.options.stopGraceMs)) return this.exited;
+    this.log.warn({ event: 'child_kill', pid: this.proc.pid }, 'child ignored SIGTERM; killing it');
+    this.signal('SIGKILL');
+    return this.exited;
+  }
+
+  private signal(signal: NodeJS.Signals): void {
+    const pid = this.proc.pid;
+    if (pid === undefined || this.exitInfo !== undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      this.proc.kill(signal);
+    }
+  }
+
+  private exitsWithin(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      void this.exited.then(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  private receive(line: string): void {
+    if (line.trim() === '') return;
+    let message: unknown;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      this.log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped');
+      return;
+    }
+    if (!isJsonRpcMessage(message)) {
+      this.log.warn({ event: 'child_stdout_not_jsonrpc' }, 'child wrote JSON that is not JSON-RPC 2.0; dropped');
+      return;
+    }
+    this.onmessage?.(message);
+  }
+}
+
+/** A shape check, not a schema validation: the bridge forwards, it does not interpret payloads. */
+export function isJsonRpcMessage(value: unknown): value is JSONRPCMessage {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const record = value as Record<string, unknown>;
+  return record.jsonrpc === '2.0' && (typeof record.method === 'string' || 'result' in record || 'error' in record);
+}

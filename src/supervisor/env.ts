@@ -1,0 +1,24 @@
+/** Names always passed from the broker's environment to a child, when set. */
+const BASE_ALLOWLIST = ['PATH', 'HOME', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+
+/**
+ * The complete environment of a child: the Forgejo URL and token it acts
+ * with, plus a small allowlist of the broker's own variables. Nothing else
+ * leaks, so a broker secret (encryption key, client secret) never reaches a
+ * child.
+ */
+export function childEnvironment(
+  parentEnv: Readonly<Record<string, string | undefined>>,
+  extraAllowed: readonly string[],
+  forgejoUrl: string,
+  forgejoToken: string,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parentEnv)) {
+    if (value === undefined) continue;
+    if (BASE_ALLOWLIST.includes(name) || name.startsWith('LC_') || extraAllowed.includes(name)) env[name] = value;
+  }
+  env.FORGEJO_URL = forgejoUrl;
+  env.FORGEJO_ACCESS_TOKEN = forgejoToken;
+  return env;
+}
