@@ -16,17 +16,14 @@ export class TestForge {
   private readonly tokens = new Map<string, ForgeUser>();
   versionStatus = 200;
 
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-  ) {}
+  private readonly server: Server = createServer((req, res) => this.serve(req.url ?? '', req.headers.authorization, res));
+  url = '';
 
   static async start(): Promise<TestForge> {
-    let forge: TestForge | undefined;
-    const server = createServer((req, res) => forge?.serve(req.url ?? '', req.headers.authorization, res));
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    forge = new TestForge(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const forge = new TestForge();
+    forge.server.listen(0, '127.0.0.1');
+    await once(forge.server, 'listening');
+    forge.url = `http://127.0.0.1:${(forge.server.address() as AddressInfo).port}`;
     return forge;
   }
 
