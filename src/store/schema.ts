@@ -1,0 +1,138 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * The one owner of the SQLite schema. Migrations are numbered from 1 and run
+ * in order inside one transaction each; `PRAGMA user_version` records the last
+ * one applied. Never edit a released migration: append a new one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: the initial schema.
+  `
+  CREATE TABLE clients (
+    client_id TEXT PRIMARY KEY,
+    client_secret_hash TEXT,
+    token_endpoint_auth_method TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    grant_types TEXT NOT NULL,
+    client_name TEXT,
+    client_uri TEXT,
+    created_at INTEGER NOT NULL,
+    first_sign_in_at INTEGER
+  );
+
+  CREATE TABLE users (
+    user_id TEXT PRIMARY KEY,
+    forgejo_login TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE forgejo_credentials (
+    user_id TEXT PRIMARY KEY REFERENCES users (user_id),
+    sealed_tokens TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    revoked_at INTEGER,
+    updated_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE consents (
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+  );
+
+  CREATE TABLE pending_authorizations (
+    id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    state TEXT,
+    code_challenge TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    browser_binding_hash TEXT NOT NULL,
+    csrf_token_hash TEXT NOT NULL,
+    user_id TEXT,
+    approved INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+
+  CREATE TABLE upstream_states (
+    state_hash TEXT PRIMARY KEY,
+    pending_id TEXT NOT NULL REFERENCES pending_authorizations (id) ON DELETE CASCADE,
+    sealed_code_verifier TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX upstream_states_pending ON upstream_states (pending_id);
+
+  CREATE TABLE authorization_codes (
+    code_hash TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER,
+    replayed_at INTEGER,
+    grant_id TEXT
+  );
+
+  CREATE TABLE grants (
+    grant_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX grants_user_client ON grants (user_id, client_id);
+
+  CREATE TABLE access_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  CREATE INDEX access_tokens_grant ON access_tokens (grant_id);
+
+  CREATE TABLE refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    rotated_at INTEGER,
+    successor_hash TEXT,
+    successor_sealed TEXT,
+    successor_sealed_until INTEGER
+  );
+  CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+
+  CREATE TABLE sign_ins (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings the database up to SCHEMA_VERSION; refuses a database from a newer broker. */
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new Error(`database schema version ${current} is newer than this broker's ${SCHEMA_VERSION}`);
+  }
+  for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
+    const sql = MIGRATIONS[version - 1] as string;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}

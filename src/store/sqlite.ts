@@ -1,0 +1,640 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import Database from 'better-sqlite3';
+
+import { open, seal } from './cipher.js';
+import { migrate } from './schema.js';
+import type {
+  AccessTokenView,
+  AuthorizationCode,
+  CodeConsumption,
+  ForgejoCredential,
+  ForgejoTokens,
+  Grant,
+  PendingAuthorization,
+  PurgeResult,
+  RefreshTokenView,
+  RegisteredClient,
+  Store,
+  TokenEndpointAuthMethod,
+  TokenHashes,
+  UpstreamState,
+  User,
+} from './store.js';
+
+export const DATABASE_FILE = 'broker.db';
+
+export interface SqliteStoreOptions {
+  /** Directory holding `broker.db`; created if missing. */
+  readonly dataDir: string;
+  /** 32-byte key sealing Forgejo credentials and PKCE verifiers. */
+  readonly encryptionKey: Buffer;
+}
+
+interface ClientRow {
+  client_id: string;
+  client_secret_hash: string | null;
+  token_endpoint_auth_method: string;
+  redirect_uris: string;
+  grant_types: string;
+  client_name: string | null;
+  client_uri: string | null;
+  created_at: number;
+  first_sign_in_at: number | null;
+}
+
+interface CredentialRow {
+  user_id: string;
+  sealed_tokens: string;
+  generation: number;
+  revoked_at: number | null;
+  updated_at: number;
+}
+
+interface PendingRow {
+  id: string;
+  client_id: string;
+  redirect_uri: string;
+  state: string | null;
+  code_challenge: string;
+  resource: string;
+  scope: string | null;
+  browser_binding_hash: string;
+  csrf_token_hash: string;
+  user_id: string | null;
+  approved: number;
+  created_at: number;
+  expires_at: number;
+}
+
+interface CodeRow {
+  code_hash: string;
+  client_id: string;
+  user_id: string;
+  redirect_uri: string;
+  code_challenge: string;
+  resource: string;
+  scope: string | null;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  grant_id: string | null;
+}
+
+interface GrantColumns {
+  grant_id: string;
+  user_id: string;
+  client_id: string;
+  resource: string;
+  scope: string | null;
+  grant_created_at: number;
+  grant_revoked_at: number | null;
+}
+
+interface AccessRow extends GrantColumns {
+  token_hash: string;
+  expires_at: number;
+  revoked_at: number | null;
+  forgejo_login: string | null;
+  credential_revoked_at: number | null;
+}
+
+interface RefreshRow extends GrantColumns {
+  token_hash: string;
+  expires_at: number;
+  rotated_at: number | null;
+  successor_sealed: string | null;
+  successor_sealed_until: number | null;
+  successor_rotated_at: number | null;
+  credential_revoked_at: number | null;
+}
+
+/**
+ * Opens (creating and migrating as needed) the SQLite store in
+ * `<dataDir>/broker.db`. WAL lets readers (every /mcp authentication) run
+ * beside a writer; synchronous=FULL makes each commit durable before the call
+ * returns, which the Forgejo refresh-token rotation depends on.
+ */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const db = new Database(join(options.dataDir, DATABASE_FILE));
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+    return new SqliteStore(db, options.encryptionKey);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+class SqliteStore implements Store {
+  readonly #db: Database.Database;
+  readonly #key: Buffer;
+  readonly #statements = new Map<string, Database.Statement>();
+
+  constructor(db: Database.Database, key: Buffer) {
+    this.#db = db;
+    this.#key = key;
+  }
+
+  readonly clients = {
+    create: (client: RegisteredClient): Promise<void> =>
+      this.#run(() => {
+        this.#stmt(
+          `INSERT INTO clients (client_id, client_secret_hash, token_endpoint_auth_method, redirect_uris,
+             grant_types, client_name, client_uri, created_at, first_sign_in_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          client.clientId,
+          client.clientSecretHash,
+          client.tokenEndpointAuthMethod,
+          JSON.stringify(client.redirectUris),
+          JSON.stringify(client.grantTypes),
+          client.clientName,
+          client.clientUri,
+          client.createdAt,
+          client.firstSignInAt,
+        );
+      }),
+    find: (clientId: string): Promise<RegisteredClient | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('SELECT * FROM clients WHERE client_id = ?').get(clientId) as ClientRow | undefined;
+        return row === undefined ? undefined : clientFromRow(row);
+      }),
+    markSignedIn: (clientId: string, at: number): Promise<void> =>
+      this.#run(() => {
+        this.#stmt('UPDATE clients SET first_sign_in_at = ? WHERE client_id = ? AND first_sign_in_at IS NULL')
+          .run(at, clientId);
+      }),
+  };
+
+  readonly users = {
+    find: (userId: string): Promise<User | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('SELECT user_id, forgejo_login FROM users WHERE user_id = ?').get(userId) as
+          | { user_id: string; forgejo_login: string }
+          | undefined;
+        return row === undefined ? undefined : { userId: row.user_id, forgejoLogin: row.forgejo_login };
+      }),
+  };
+
+  readonly credentials = {
+    find: (userId: string): Promise<ForgejoCredential | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('SELECT * FROM forgejo_credentials WHERE user_id = ?').get(userId) as
+          | CredentialRow
+          | undefined;
+        return row === undefined ? undefined : this.#credentialFromRow(row);
+      }),
+    replaceAfterLogin: (user: User, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential> =>
+      this.#run(() => {
+        const sealed = this.#sealTokens(user.userId, tokens);
+        const row = this.#db.transaction((): CredentialRow => {
+          this.#stmt(
+            `INSERT INTO users (user_id, forgejo_login, created_at, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (user_id) DO UPDATE SET forgejo_login = excluded.forgejo_login, updated_at = excluded.updated_at`,
+          )
+          .run(user.userId, user.forgejoLogin, at, at);
+          return this.#stmt(
+            `INSERT INTO forgejo_credentials (user_id, sealed_tokens, generation, revoked_at, updated_at)
+             VALUES (?, ?, 1, NULL, ?)
+             ON CONFLICT (user_id) DO UPDATE SET sealed_tokens = excluded.sealed_tokens,
+               generation = forgejo_credentials.generation + 1, revoked_at = NULL, updated_at = excluded.updated_at
+             RETURNING *`,
+          )
+          .get(user.userId, sealed, at) as CredentialRow;
+        })();
+        return this.#credentialFromRow(row);
+      }),
+    storeRefreshed: (
+      userId: string,
+      expectedGeneration: number,
+      tokens: ForgejoTokens,
+      at: number,
+    ): Promise<ForgejoCredential | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt(
+          `UPDATE forgejo_credentials SET sealed_tokens = ?, generation = generation + 1, updated_at = ?
+           WHERE user_id = ? AND generation = ? AND revoked_at IS NULL
+           RETURNING *`,
+        )
+        .get(this.#sealTokens(userId, tokens), at, userId, expectedGeneration) as CredentialRow | undefined;
+        return row === undefined ? undefined : this.#credentialFromRow(row);
+      }),
+    markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#run(() => {
+        const changed = this.#db.transaction((): boolean => {
+          const result = this.#stmt(
+            `UPDATE forgejo_credentials SET revoked_at = ?, generation = generation + 1, updated_at = ?
+             WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
+          )
+          .run(at, at, userId, expectedGeneration);
+          if (result.changes === 0) return false;
+          this.#stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL').run(at, userId);
+          return true;
+        })();
+        return changed;
+      }),
+  };
+
+  readonly consents = {
+    record: (userId: string, clientId: string, at: number): Promise<void> =>
+      this.#run(() => {
+        this.#stmt('INSERT INTO consents (user_id, client_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
+          .run(userId, clientId, at);
+      }),
+    has: (userId: string, clientId: string): Promise<boolean> =>
+      this.#run(() => {
+        const row = this.#stmt('SELECT 1 FROM consents WHERE user_id = ? AND client_id = ?').get(userId, clientId);
+        return row !== undefined;
+      }),
+    listClientIds: (userId: string): Promise<string[]> =>
+      this.#run(() => {
+        const rows = this.#stmt('SELECT client_id FROM consents WHERE user_id = ? ORDER BY created_at')
+          .all(userId) as { client_id: string }[];
+        return rows.map((row) => row.client_id);
+      }),
+    revoke: (userId: string, clientId: string, at: number): Promise<void> =>
+      this.#run(() => {
+        this.#db.transaction(() => {
+          this.#stmt('DELETE FROM consents WHERE user_id = ? AND client_id = ?').run(userId, clientId);
+          this.#stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL')
+            .run(at, userId, clientId);
+        })();
+      }),
+  };
+
+  readonly pendingAuthorizations = {
+    create: (pending: PendingAuthorization): Promise<void> =>
+      this.#run(() => {
+        this.#stmt(
+          `INSERT INTO pending_authorizations (id, client_id, redirect_uri, state, code_challenge, resource, scope,
+             browser_binding_hash, csrf_token_hash, user_id, approved, created_at, expires_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          pending.id,
+          pending.clientId,
+          pending.redirectUri,
+          pending.state,
+          pending.codeChallenge,
+          pending.resource,
+          pending.scope,
+          pending.browserBindingHash,
+          pending.csrfTokenHash,
+          pending.userId,
+          pending.approved ? 1 : 0,
+          pending.createdAt,
+          pending.expiresAt,
+        );
+      }),
+    find: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('SELECT * FROM pending_authorizations WHERE id = ? AND expires_at > ?')
+          .get(id, now) as PendingRow | undefined;
+        return row === undefined ? undefined : pendingFromRow(row);
+      }),
+    update: (id: string, change: { readonly userId?: string; readonly approved?: boolean }): Promise<void> =>
+      this.#run(() => {
+        this.#stmt(
+          `UPDATE pending_authorizations SET user_id = coalesce(?, user_id), approved = max(approved, ?) WHERE id = ?`,
+        )
+        .run(change.userId ?? null, change.approved === true ? 1 : 0, id);
+      }),
+    take: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('DELETE FROM pending_authorizations WHERE id = ? RETURNING *').get(id) as
+          | PendingRow
+          | undefined;
+        return row === undefined || row.expires_at <= now ? undefined : pendingFromRow(row);
+      }),
+  };
+
+  readonly upstreamStates = {
+    create: (state: UpstreamState): Promise<void> =>
+      this.#run(() => {
+        this.#stmt(
+          'INSERT INTO upstream_states (state_hash, pending_id, sealed_code_verifier, expires_at) VALUES (?, ?, ?, ?)',
+        )
+        .run(state.stateHash, state.pendingId, seal(this.#key, state.codeVerifier, `pkce:${state.stateHash}`), state.expiresAt);
+      }),
+    take: (stateHash: string, now: number): Promise<UpstreamState | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('DELETE FROM upstream_states WHERE state_hash = ? RETURNING *').get(stateHash) as
+          | { state_hash: string; pending_id: string; sealed_code_verifier: string; expires_at: number }
+          | undefined;
+        if (row === undefined || row.expires_at <= now) return undefined;
+        return {
+          stateHash: row.state_hash,
+          pendingId: row.pending_id,
+          codeVerifier: open(this.#key, row.sealed_code_verifier, `pkce:${row.state_hash}`),
+          expiresAt: row.expires_at,
+        };
+      }),
+  };
+
+  readonly codes = {
+    create: (code: AuthorizationCode): Promise<void> =>
+      this.#run(() => {
+        this.#stmt(
+          `INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, code_challenge, resource,
+             scope, created_at, expires_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          code.codeHash,
+          code.clientId,
+          code.userId,
+          code.redirectUri,
+          code.codeChallenge,
+          code.resource,
+          code.scope,
+          code.createdAt,
+          code.expiresAt,
+        );
+      }),
+    consume: (codeHash: string, now: number): Promise<CodeConsumption> =>
+      this.#run(() => {
+        const result = this.#db.transaction((): CodeConsumption => {
+          const row = this.#stmt('SELECT * FROM authorization_codes WHERE code_hash = ?').get(codeHash) as
+            | CodeRow
+            | undefined;
+          if (row === undefined) return { status: 'unknown' };
+          if (row.used_at !== null) {
+            this.#stmt('UPDATE authorization_codes SET replayed_at = coalesce(replayed_at, ?) WHERE code_hash = ?')
+              .run(now, codeHash);
+            return { status: 'replayed', grantId: row.grant_id };
+          }
+          if (row.expires_at <= now) return { status: 'unknown' };
+          this.#stmt('UPDATE authorization_codes SET used_at = ? WHERE code_hash = ?').run(now, codeHash);
+          return { status: 'valid', code: codeFromRow(row) };
+        })();
+        return result;
+      }),
+  };
+
+  readonly grants = {
+    createFromCode: (codeHash: string, grant: Grant, tokens: TokenHashes): Promise<boolean> =>
+      this.#run(() => {
+        const created = this.#db.transaction((): boolean => {
+          const claimed = this.#stmt(
+            `UPDATE authorization_codes SET grant_id = ?
+             WHERE code_hash = ? AND used_at IS NOT NULL AND replayed_at IS NULL AND grant_id IS NULL`,
+          )
+          .run(grant.grantId, codeHash);
+          if (claimed.changes === 0) return false;
+          this.#stmt(
+            `INSERT INTO grants (grant_id, user_id, client_id, resource, scope, created_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, NULL)`,
+          )
+          .run(grant.grantId, grant.userId, grant.clientId, grant.resource, grant.scope, grant.createdAt);
+          this.#insertTokens(grant.grantId, tokens);
+          return true;
+        })();
+        return created;
+      }),
+    findAccessToken: (tokenHash: string): Promise<AccessTokenView | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt(
+          `SELECT a.token_hash, a.expires_at, a.revoked_at, ${GRANT_COLUMNS},
+             u.forgejo_login, c.revoked_at AS credential_revoked_at
+           FROM access_tokens a JOIN grants g ON g.grant_id = a.grant_id
+           LEFT JOIN users u ON u.user_id = g.user_id
+           LEFT JOIN forgejo_credentials c ON c.user_id = g.user_id
+           WHERE a.token_hash = ?`,
+        )
+        .get(tokenHash) as AccessRow | undefined;
+        if (row === undefined) return undefined;
+        return {
+          tokenHash: row.token_hash,
+          expiresAt: row.expires_at,
+          revokedAt: row.revoked_at,
+          grant: grantFromRow(row),
+          forgejoLogin: row.forgejo_login ?? '',
+          // A user without a stored credential cannot be served either.
+          credentialRevoked: row.forgejo_login === null || row.credential_revoked_at !== null,
+        };
+      }),
+    findRefreshToken: (tokenHash: string): Promise<RefreshTokenView | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt(
+          `SELECT r.token_hash, r.expires_at, r.rotated_at, r.successor_sealed, r.successor_sealed_until,
+             s.rotated_at AS successor_rotated_at, ${GRANT_COLUMNS}, c.revoked_at AS credential_revoked_at
+           FROM refresh_tokens r JOIN grants g ON g.grant_id = r.grant_id
+           LEFT JOIN refresh_tokens s ON s.token_hash = r.successor_hash
+           LEFT JOIN forgejo_credentials c ON c.user_id = g.user_id
+           WHERE r.token_hash = ?`,
+        )
+        .get(tokenHash) as RefreshRow | undefined;
+        if (row === undefined) return undefined;
+        return {
+          tokenHash: row.token_hash,
+          expiresAt: row.expires_at,
+          grant: grantFromRow(row),
+          rotatedAt: row.rotated_at,
+          successorSealed: row.successor_sealed,
+          successorRotated: row.successor_rotated_at !== null,
+          credentialRevoked: row.credential_revoked_at !== null,
+        };
+      }),
+    rotateRefreshToken: (
+      oldHash: string,
+      tokens: TokenHashes,
+      successor: { readonly sealed: string; readonly sealedUntil: number } | null,
+      at: number,
+    ): Promise<'rotated' | 'already_rotated'> =>
+      this.#run(() => {
+        const outcome = this.#db.transaction((): 'rotated' | 'already_rotated' => {
+          const old = this.#stmt(
+            `UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, successor_sealed = ?, successor_sealed_until = ?
+             WHERE token_hash = ? AND rotated_at IS NULL
+             RETURNING grant_id`,
+          )
+          .get(at, tokens.refreshTokenHash ?? null, successor?.sealed ?? null, successor?.sealedUntil ?? null, oldHash) as
+            | { grant_id: string }
+            | undefined;
+          if (old === undefined) return 'already_rotated';
+          this.#insertTokens(old.grant_id, tokens);
+          return 'rotated';
+        })();
+        return outcome;
+      }),
+    revokeGrant: (grantId: string, at: number): Promise<void> =>
+      this.#run(() => {
+        this.#stmt('UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL').run(at, grantId);
+      }),
+    revokeAccessToken: (tokenHash: string, at: number): Promise<void> =>
+      this.#run(() => {
+        this.#stmt('UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL')
+          .run(at, tokenHash);
+      }),
+  };
+
+  readonly signIns = {
+    create: (signIn: { tokenHash: string; userId: string; createdAt: number; expiresAt: number }): Promise<void> =>
+      this.#run(() => {
+        this.#stmt('INSERT INTO sign_ins (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
+          .run(signIn.tokenHash, signIn.userId, signIn.createdAt, signIn.expiresAt);
+      }),
+    findUserId: (tokenHash: string, now: number): Promise<string | undefined> =>
+      this.#run(() => {
+        const row = this.#stmt('SELECT user_id FROM sign_ins WHERE token_hash = ? AND expires_at > ?')
+          .get(tokenHash, now) as { user_id: string } | undefined;
+        return row?.user_id;
+      }),
+    delete: (tokenHash: string): Promise<void> =>
+      this.#run(() => {
+        this.#stmt('DELETE FROM sign_ins WHERE token_hash = ?').run(tokenHash);
+      }),
+  };
+
+  purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
+    return this.#run(() => this.#db.transaction((): PurgeResult => {
+      let rows = 0;
+      rows += this.#stmt('DELETE FROM pending_authorizations WHERE expires_at <= ?').run(now).changes;
+      rows += this.#stmt('DELETE FROM upstream_states WHERE expires_at <= ?').run(now).changes;
+      // Used codes stay until they expire, so that a replay is still recognised.
+      rows += this.#stmt('DELETE FROM authorization_codes WHERE expires_at <= ?').run(now).changes;
+      rows += this.#stmt('DELETE FROM access_tokens WHERE expires_at <= ?').run(now).changes;
+      rows += this.#stmt('DELETE FROM refresh_tokens WHERE expires_at <= ?').run(now).changes;
+      this.#stmt(
+        `UPDATE refresh_tokens SET successor_sealed = NULL, successor_sealed_until = NULL
+         WHERE successor_sealed_until <= ?`,
+      )
+      .run(now);
+      rows += this.#stmt(
+        `DELETE FROM grants WHERE
+           NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = grants.grant_id)
+           AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.grant_id)
+           AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.grant_id = grants.grant_id)`,
+      )
+      .run().changes;
+      rows += this.#stmt('DELETE FROM sign_ins WHERE expires_at <= ?').run(now).changes;
+      const unusedClients = this.#stmt('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < ?')
+        .run(unusedClientsCreatedBefore).changes;
+      return { rows, unusedClients };
+    })());
+  }
+
+  close(): Promise<void> {
+    if (this.#db.open) this.#db.close();
+    return Promise.resolve();
+  }
+
+  /** Runs synchronous SQLite work as a promise, so callers see one async shape for every backend. */
+  #run<T>(work: () => T): Promise<T> {
+    try {
+      return Promise.resolve(work());
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** Statements are compiled once per SQL text; the authentication path runs one per request. */
+  #stmt(sql: string): Database.Statement {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  #insertTokens(grantId: string, tokens: TokenHashes): void {
+    this.#stmt('INSERT INTO access_tokens (token_hash, grant_id, expires_at, revoked_at) VALUES (?, ?, ?, NULL)')
+      .run(tokens.accessTokenHash, grantId, tokens.accessExpiresAt);
+    if (tokens.refreshTokenHash !== undefined && tokens.refreshExpiresAt !== undefined) {
+      this.#stmt('INSERT INTO refresh_tokens (token_hash, grant_id, expires_at) VALUES (?, ?, ?)')
+        .run(tokens.refreshTokenHash, grantId, tokens.refreshExpiresAt);
+    }
+  }
+
+  #sealTokens(userId: string, tokens: ForgejoTokens): string {
+    const plaintext = JSON.stringify({ a: tokens.accessToken, r: tokens.refreshToken, e: tokens.expiresAt });
+    return seal(this.#key, plaintext, `forgejo-credential:${userId}`);
+  }
+
+  #credentialFromRow(row: CredentialRow): ForgejoCredential {
+    const opened = JSON.parse(open(this.#key, row.sealed_tokens, `forgejo-credential:${row.user_id}`)) as {
+      a: string;
+      r: string;
+      e: number;
+    };
+    return {
+      userId: row.user_id,
+      accessToken: opened.a,
+      refreshToken: opened.r,
+      expiresAt: opened.e,
+      generation: row.generation,
+      revokedAt: row.revoked_at,
+      updatedAt: row.updated_at,
+    };
+  }
+}
+
+const GRANT_COLUMNS = `g.grant_id, g.user_id, g.client_id, g.resource, g.scope,
+  g.created_at AS grant_created_at, g.revoked_at AS grant_revoked_at`;
+
+function clientFromRow(row: ClientRow): RegisteredClient {
+  return {
+    clientId: row.client_id,
+    clientSecretHash: row.client_secret_hash,
+    tokenEndpointAuthMethod: row.token_endpoint_auth_method as TokenEndpointAuthMethod,
+    redirectUris: JSON.parse(row.redirect_uris) as string[],
+    grantTypes: JSON.parse(row.grant_types) as string[],
+    clientName: row.client_name,
+    clientUri: row.client_uri,
+    createdAt: row.created_at,
+    firstSignInAt: row.first_sign_in_at,
+  };
+}
+
+function pendingFromRow(row: PendingRow): PendingAuthorization {
+  return {
+    id: row.id,
+    clientId: row.client_id,
+    redirectUri: row.redirect_uri,
+    state: row.state,
+    codeChallenge: row.code_challenge,
+    resource: row.resource,
+    scope: row.scope,
+    browserBindingHash: row.browser_binding_hash,
+    csrfTokenHash: row.csrf_token_hash,
+    userId: row.user_id,
+    approved: row.approved === 1,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
+}
+
+function codeFromRow(row: CodeRow): AuthorizationCode {
+  return {
+    codeHash: row.code_hash,
+    clientId: row.client_id,
+    userId: row.user_id,
+    redirectUri: row.redirect_uri,
+    codeChallenge: row.code_challenge,
+    resource: row.resource,
+    scope: row.scope,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
+}
+
+function grantFromRow(row: GrantColumns): Grant {
+  return {
+    grantId: row.grant_id,
+    userId: row.user_id,
+    clientId: row.client_id,
+    resource: row.resource,
+    scope: row.scope,
+    createdAt: row.grant_created_at,
+    revokedAt: row.grant_revoked_at,
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * The broker's persistent state, as an asynchronous repository interface.
+ *
+ * Callers depend only on these types; the SQLite module implements them today
+ * and a PostgreSQL module can follow without touching a caller. Every method
+ * that must be atomic (consuming a code, rotating a refresh token, swapping a
+ * credential) is one method here, so each backend makes it one transaction.
+ *
+ * Secrets never appear in plain text at rest: broker tokens, codes, client
+ * secrets and cookies are stored as SHA-256 hashes (hex) computed by the
+ * caller; Forgejo tokens and PKCE verifiers are handed over in plain text and
+ * sealed with AES-256-GCM by the store itself. Times are milliseconds since
+ * the epoch.
+ */
+
+export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post';
+
+/** A client registered through RFC 7591 dynamic client registration. */
+export interface RegisteredClient {
+  readonly clientId: string;
+  /** SHA-256 of the client secret; null for public clients. */
+  readonly clientSecretHash: string | null;
+  readonly tokenEndpointAuthMethod: TokenEndpointAuthMethod;
+  readonly redirectUris: readonly string[];
+  readonly grantTypes: readonly string[];
+  readonly clientName: string | null;
+  readonly clientUri: string | null;
+  readonly createdAt: number;
+  /** When a user first completed a sign-in with this client; null while never. */
+  readonly firstSignInAt: number | null;
+}
+
+export interface ClientRepository {
+  create(client: RegisteredClient): Promise<void>;
+  find(clientId: string): Promise<RegisteredClient | undefined>;
+  /** Records the first completed sign-in; later calls change nothing. */
+  markSignedIn(clientId: string, at: number): Promise<void>;
+}
+
+export interface User {
+  /** The Forgejo user's numeric id, as a string. */
+  readonly userId: string;
+  readonly forgejoLogin: string;
+}
+
+export interface UserRepository {
+  find(userId: string): Promise<User | undefined>;
+}
+
+/** The tokens Forgejo issued for one user. */
+export interface ForgejoTokens {
+  readonly accessToken: string;
+  readonly refreshToken: string;
+  /** Access token expiry. */
+  readonly expiresAt: number;
+}
+
+export interface ForgejoCredential extends ForgejoTokens {
+  readonly userId: string;
+  /** Bumped on every change; compare-and-set guards refreshes against a newer login. */
+  readonly generation: number;
+  /** Set when Forgejo refused the refresh token for good. */
+  readonly revokedAt: number | null;
+  readonly updatedAt: number;
+}
+
+export interface ForgejoCredentialRepository {
+  find(userId: string): Promise<ForgejoCredential | undefined>;
+  /** A fresh login: stores the user and replaces their credential unconditionally. */
+  replaceAfterLogin(user: User, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential>;
+  /**
+   * A refresh result: stored only if the credential is still at
+   * `expectedGeneration`; undefined when a login replaced it meanwhile.
+   */
+  storeRefreshed(userId: string, expectedGeneration: number, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential | undefined>;
+  /**
+   * Marks the credential dead if still at `expectedGeneration`, and revokes
+   * every grant of the user in the same transaction. False when it moved on.
+   */
+  markRevoked(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
+}
+
+export interface ConsentRepository {
+  record(userId: string, clientId: string, at: number): Promise<void>;
+  has(userId: string, clientId: string): Promise<boolean>;
+  listClientIds(userId: string): Promise<string[]>;
+  /** Forgets the approval and revokes every grant of that (user, client). */
+  revoke(userId: string, clientId: string, at: number): Promise<void>;
+}
+
+/** An authorization request that passed validation and waits for consent or login. */
+export interface PendingAuthorization {
+  /** Random handle carried by the consent form. */
+  readonly id: string;
+  readonly clientId: string;
+  readonly redirectUri: string;
+  readonly state: string | null;
+  readonly codeChallenge: string;
+  readonly resource: string;
+  readonly scope: string | null;
+  /** SHA-256 of the browser-binding cookie of the browser that started the request. */
+  readonly browserBindingHash: string;
+  /** SHA-256 of the consent form's CSRF token. */
+  readonly csrfTokenHash: string;
+  /** The user, once known from the sign-in cookie or the Forgejo callback. */
+  readonly userId: string | null;
+  /** True once the user pressed Approve on the consent page for this request. */
+  readonly approved: boolean;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+export interface PendingAuthorizationRepository {
+  create(pending: PendingAuthorization): Promise<void>;
+  /** The request, unless unknown or expired. */
+  find(id: string, now: number): Promise<PendingAuthorization | undefined>;
+  update(id: string, change: { readonly userId?: string; readonly approved?: boolean }): Promise<void>;
+  /** Removes and returns the request: whoever takes it finishes it, exactly once. */
+  take(id: string, now: number): Promise<PendingAuthorization | undefined>;
+}
+
+/** The state of one redirect to Forgejo, created only after consent. */
+export interface UpstreamState {
+  readonly stateHash: string;
+  readonly pendingId: string;
+  readonly codeVerifier: string;
+  readonly expiresAt: number;
+}
+
+export interface UpstreamStateRepository {
+  create(state: UpstreamState): Promise<void>;
+  /** Single use: removes and returns the state, unless unknown or expired. */
+  take(stateHash: string, now: number): Promise<UpstreamState | undefined>;
+}
+
+export interface AuthorizationCode {
+  readonly codeHash: string;
+  readonly clientId: string;
+  readonly userId: string;
+  readonly redirectUri: string;
+  readonly codeChallenge: string;
+  readonly resource: string;
+  readonly scope: string | null;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+export type CodeConsumption =
+  | { readonly status: 'valid'; readonly code: AuthorizationCode }
+  /** Presented before: the grant it produced (if any) must be revoked. */
+  | { readonly status: 'replayed'; readonly grantId: string | null }
+  | { readonly status: 'unknown' };
+
+export interface AuthorizationCodeRepository {
+  create(code: AuthorizationCode): Promise<void>;
+  /** Marks the code used, atomically; a second call reports a replay. */
+  consume(codeHash: string, now: number): Promise<CodeConsumption>;
+}
+
+export interface Grant {
+  readonly grantId: string;
+  readonly userId: string;
+  readonly clientId: string;
+  readonly resource: string;
+  readonly scope: string | null;
+  readonly createdAt: number;
+  readonly revokedAt: number | null;
+}
+
+export interface TokenHashes {
+  readonly accessTokenHash: string;
+  readonly accessExpiresAt: number;
+  /** Absent when the client did not register the refresh_token grant. */
+  readonly refreshTokenHash?: string;
+  readonly refreshExpiresAt?: number;
+}
+
+/** An access token with everything needed to accept or refuse it. */
+export interface AccessTokenView {
+  readonly tokenHash: string;
+  readonly expiresAt: number;
+  readonly revokedAt: number | null;
+  readonly grant: Grant;
+  readonly forgejoLogin: string;
+  readonly credentialRevoked: boolean;
+}
+
+export interface RefreshTokenView {
+  readonly tokenHash: string;
+  readonly expiresAt: number;
+  readonly grant: Grant;
+  /** Set once this refresh token was exchanged. */
+  readonly rotatedAt: number | null;
+  /**
+   * The pair issued for it, sealed under a key derived from this refresh
+   * token, kept only during the retry grace period.
+   */
+  readonly successorSealed: string | null;
+  /** Whether the refresh token issued in exchange has itself been used. */
+  readonly successorRotated: boolean;
+  readonly credentialRevoked: boolean;
+}
+
+export interface GrantRepository {
+  /**
+   * Creates the grant and its first tokens for a consumed code, in one
+   * transaction; false (and nothing stored) if a replay of the code was seen.
+   */
+  createFromCode(codeHash: string, grant: Grant, tokens: TokenHashes): Promise<boolean>;
+  findAccessToken(tokenHash: string): Promise<AccessTokenView | undefined>;
+  findRefreshToken(tokenHash: string): Promise<RefreshTokenView | undefined>;
+  /**
+   * Exchanges a refresh token: marks it rotated and stores the new pair, if
+   * nobody rotated it first. `successorSealed` is kept until `sealedUntil`.
+   */
+  rotateRefreshToken(
+    oldHash: string,
+    tokens: TokenHashes,
+    successor: { readonly sealed: string; readonly sealedUntil: number } | null,
+    at: number,
+  ): Promise<'rotated' | 'already_rotated'>;
+  revokeGrant(grantId: string, at: number): Promise<void>;
+  revokeAccessToken(tokenHash: string, at: number): Promise<void>;
+}
+
+export interface SignIn {
+  readonly tokenHash: string;
+  readonly userId: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+/** Broker sign-in sessions behind the sign-in cookie. */
+export interface SignInRepository {
+  create(signIn: SignIn): Promise<void>;
+  /** The signed-in user, unless unknown or expired. */
+  findUserId(tokenHash: string, now: number): Promise<string | undefined>;
+  delete(tokenHash: string): Promise<void>;
+}
+
+export interface PurgeResult {
+  readonly rows: number;
+  readonly unusedClients: number;
+}
+
+export interface Store {
+  readonly clients: ClientRepository;
+  readonly users: UserRepository;
+  readonly credentials: ForgejoCredentialRepository;
+  readonly consents: ConsentRepository;
+  readonly pendingAuthorizations: PendingAuthorizationRepository;
+  readonly upstreamStates: UpstreamStateRepository;
+  readonly codes: AuthorizationCodeRepository;
+  readonly grants: GrantRepository;
+  readonly signIns: SignInRepository;
+  /**
+   * Deletes what has expired and can no longer matter, and dynamically
+   * registered clients created before `unusedClientsCreatedBefore` that never
+   * completed a sign-in.
+   */
+  purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult>;
+  close(): Promise<void>;
+}
