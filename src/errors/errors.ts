@@ -4,6 +4,7 @@
  */
 export type BrokerErrorKind =
   | 'bad_request'
+  | 'parse_error'
   | 'unauthenticated'
   | 'forbidden'
   | 'not_found'

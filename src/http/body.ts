@@ -30,6 +30,6 @@ export function parseJsonBody(body: Buffer): unknown {
   try {
     return JSON.parse(body.toString('utf8'));
   } catch {
-    throw new BrokerError('bad_request', 'Parse error: Invalid JSON');
+    throw new BrokerError('parse_error', 'Parse error: Invalid JSON');
   }
 }

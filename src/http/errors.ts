@@ -3,6 +3,7 @@ import type { BrokerError, BrokerErrorKind } from '../errors/errors.js';
 
 const HTTP_STATUS: Record<BrokerErrorKind, number> = {
   bad_request: 400,
+  parse_error: 400,
   unauthenticated: 401,
   credential_revoked: 401,
   forbidden: 403,
@@ -18,6 +19,7 @@ const HTTP_STATUS: Record<BrokerErrorKind, number> = {
 /** JSON-RPC codes for errors the broker answers before a request reaches a child. */
 const JSONRPC_CODE: Partial<Record<BrokerErrorKind, number>> = {
   bad_request: -32600,
+  parse_error: -32700,
   not_found: -32001,
   internal: -32603,
 };

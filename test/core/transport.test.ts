@@ -1,0 +1,193 @@
+/**
+ * The Streamable HTTP transport (2025-11-25) works end to end through the
+ * broker: every message kind, both directions, and the transport's checks.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TestBroker, type TestUser } from '../support/broker.js';
+
+const INIT = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+};
+
+async function post(broker: TestBroker, user: TestUser, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(broker.mcpUrl, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+async function session(broker: TestBroker, user: TestUser, protocolVersion = '2025-11-25'): Promise<Record<string, string>> {
+  const res = await post(broker, user, { ...INIT, params: { ...INIT.params, protocolVersion } });
+  assert.equal(res.status, 200);
+  await res.text();
+  const headers = { 'Mcp-Session-Id': res.headers.get('mcp-session-id') as string, 'MCP-Protocol-Version': protocolVersion };
+  assert.equal((await post(broker, user, { jsonrpc: '2.0', method: 'notifications/initialized' }, headers)).status, 202);
+  return headers;
+}
+
+/** The JSON-RPC messages of an SSE body. */
+function sseMessages(body: string): { id?: unknown; result?: unknown; error?: { code: number; message: string } }[] {
+  return body
+    .split('\n')
+    .filter((line) => line.startsWith('data: ') && line.length > 6)
+    .map((line) => JSON.parse(line.slice(6)) as { id?: unknown; result?: unknown; error?: { code: number; message: string } });
+}
+
+function text(result: unknown): string {
+  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
+}
+
+test('a server-to-client elicitation and sampling round trip during a tool call', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const { client } = await broker.connect(broker.addUser());
+  client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: '42' } }));
+  client.setRequestHandler('sampling/createMessage', () => ({ model: 'm', role: 'assistant', content: { type: 'text', text: 'sampled!' } }));
+  client.setRequestHandler('roots/list', () => ({ roots: [{ uri: 'file:///work', name: 'work' }] }));
+  assert.match(text(await client.callTool({ name: 'ask', arguments: {} })), /42/);
+  assert.match(text(await client.callTool({ name: 'sample', arguments: {} })), /sampled!/);
+  assert.match(text(await client.callTool({ name: 'roots', arguments: {} })), /file:\/\/\/work/);
+  await client.close();
+});
+
+test('progress and log notifications reach the client on the request stream', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const { client } = await broker.connect(broker.addUser());
+  const progress: number[] = [];
+  const result = await client.callTool({ name: 'sleep', arguments: { ms: 300 } }, { onprogress: (p) => progress.push(p.progress) });
+  assert.equal(text(result), 'slept');
+  assert.ok(progress.length >= 2, `got ${progress.length} progress notifications`);
+  const logs: string[] = [];
+  client.setNotificationHandler('notifications/message', (n) => void logs.push(String(n.params.data)));
+  await client.callTool({ name: 'log', arguments: { level: 'info', message: 'hello from the child' } });
+  assert.deepEqual(logs, ['hello from the child']);
+  await client.close();
+});
+
+test('the GET stream carries list_changed notifications that belong to no request', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const { client } = await broker.connect(broker.addUser());
+  const changed = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
+  // The SDK client opens the GET stream after initialization; a second session request triggers the change.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await client.callTool({ name: 'add_tool', arguments: { name: 'extra' } });
+  await changed;
+  const tools = await client.listTools();
+  assert.ok(tools.tools.some((tool) => tool.name === 'extra'));
+  await client.close();
+});
+
+test('resources and prompts pass through', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const { client } = await broker.connect(broker.addUser());
+  const resources = await client.listResources();
+  assert.ok(resources.resources.some((resource) => resource.uri === 'forgejo://version'));
+  const read = await client.readResource({ uri: 'forgejo://version' });
+  assert.match(JSON.stringify(read.contents), /version/);
+  const prompt = await client.getPrompt({ name: 'greet', arguments: { name: 'Ada' } });
+  assert.match(JSON.stringify(prompt.messages), /Hello, Ada!/);
+  await client.close();
+});
+
+test('an unsupported MCP-Protocol-Version header is 400', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const headers = await session(broker, user);
+  const res = await post(broker, user, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { ...headers, 'MCP-Protocol-Version': '1999-01-01' });
+  assert.equal(res.status, 400);
+  assert.match(await res.text(), /Unsupported protocol version/);
+});
+
+test('a foreign Origin is 403 before anything else happens', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const res = await post(broker, user, INIT, { Origin: 'http://evil.example' });
+  assert.equal(res.status, 403);
+  assert.equal(broker.registry.active, 0);
+  const own = await post(broker, user, INIT, { Origin: 'http://127.0.0.1' });
+  assert.equal(own.status, 200);
+  await own.text();
+});
+
+test('a body over the limit is 413 and a body that is not JSON is a 400 parse error', async (t) => {
+  const broker = await TestBroker.start({ maxBodyBytes: 1024 });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const big = await post(broker, user, { ...INIT, params: { ...INIT.params, padding: 'x'.repeat(2048) } });
+  assert.equal(big.status, 413);
+  const garbage = await post(broker, user, '{not json');
+  assert.equal(garbage.status, 400);
+  assert.equal(((await garbage.json()) as { error: { code: number } }).error.code, -32700);
+  assert.equal(broker.registry.active, 0);
+});
+
+test('batches are refused from 2025-06-18 on and served under 2025-03-26', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const batch = [
+    { jsonrpc: '2.0', id: 10, method: 'tools/list' },
+    { jsonrpc: '2.0', id: 11, method: 'ping' },
+  ];
+  const modern = await session(broker, user);
+  const refused = await post(broker, user, batch, modern);
+  assert.equal(refused.status, 400);
+  assert.match(await refused.text(), /batches are not allowed/);
+
+  const old = await session(broker, user, '2025-03-26');
+  const served = await post(broker, user, batch, old);
+  assert.equal(served.status, 200);
+  const ids = sseMessages(await served.text()).map((message) => message.id);
+  assert.deepEqual(ids.sort(), [10, 11]);
+});
+
+test('a child that does not answer in time gets the client a JSON-RPC error, not a hang', async (t) => {
+  const broker = await TestBroker.start({ requestTimeoutMs: 300 });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const headers = await session(broker, user);
+  const res = await post(broker, user, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'hang', arguments: {} } }, headers);
+  const [answer] = sseMessages(await res.text());
+  assert.equal(answer?.id, 5);
+  assert.equal(answer?.error?.code, -32001);
+  // The session survives a timeout.
+  const after = await post(broker, user, { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } }, headers);
+  assert.match(await after.text(), /still here/);
+});
+
+test('client ids are the client\'s own on the way back, whatever their type', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const headers = await session(broker, user);
+  for (const id of ['abc', 0, 'n1', 1]) {
+    const res = await post(broker, user, { jsonrpc: '2.0', id, method: 'ping' }, headers);
+    const [answer] = sseMessages(await res.text());
+    assert.deepEqual(answer?.id, id);
+  }
+});
+
+test('a cancelled request is cancelled at the child and its stream ends', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const { client } = await broker.connect(broker.addUser());
+  const controller = new AbortController();
+  const call = client.callTool({ name: 'hang', arguments: {} }, { signal: controller.signal });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  controller.abort('changed my mind');
+  await assert.rejects(call);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(broker.registry.inflight, 0);
+  assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'ok' } })), 'ok');
+  await client.close();
+});
