@@ -62,7 +62,7 @@ test('rotation moves a session to a child with the new token, keeping its id, wi
   // The retired child is gone and its exit did not take the session with it (the seed's watcher race).
   await eventually(() => !isAlive(oldPid), 'old child stopped');
   assert.equal(broker.registry.active, 1);
-  assert.equal(JSON.parse(text(await client.callTool({ name: 'get_me', arguments: {} }))).login, 'alice');
+  assert.equal((JSON.parse(text(await client.callTool({ name: 'get_me', arguments: {} }))) as { login: string }).login, 'alice');
   await client.close();
 });
 
