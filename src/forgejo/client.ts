@@ -1,0 +1,219 @@
+import * as oauth from 'oauth4webapi';
+
+import { BrokerError, errorMessage } from '../errors/errors.js';
+import type { ForgejoTokens } from '../store/store.js';
+
+/**
+ * The broker as one confidential OAuth2 application of a Forgejo instance,
+ * on oauth4webapi: discovery, authorization URL with S256 PKCE, code
+ * exchange, refresh, and `GET /api/v1/user`. No token request is built by
+ * hand here.
+ */
+export interface ForgejoClientOptions {
+  /** FORGEJO_URL; the OIDC issuer. */
+  readonly forgejoUrl: URL;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** Always the same string: Forgejo refuses a grant whose scope string changed. */
+  readonly scopes: string;
+  /** `{BROKER_PUBLIC_URL}/oauth/callback`, as registered at Forgejo. */
+  readonly redirectUri: string;
+  /** Per HTTP request to Forgejo. */
+  readonly timeoutMs?: number;
+  readonly now?: () => number;
+}
+
+export interface ForgejoUser {
+  readonly id: number;
+  readonly login: string;
+  readonly fullName: string;
+}
+
+/** Lifetime assumed when Forgejo's token response has no `expires_in` (its default). */
+const DEFAULT_EXPIRES_IN_SECONDS = 3600;
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * Error codes with which Forgejo refuses a refresh token for good: `invalid_grant`
+ * (grant deleted) and `unauthorized_client`, which Forgejo uses for a refresh
+ * token that was superseded ("token was already used") or expired ("unable to
+ * parse refresh token").
+ */
+const REFUSED_REFRESH_ERRORS = new Set(['invalid_grant', 'unauthorized_client']);
+
+export class ForgejoClient {
+  readonly #options: ForgejoClientOptions;
+  readonly #issuer: URL;
+  readonly #client: oauth.Client;
+  readonly #clientAuth: oauth.ClientAuth;
+  readonly #now: () => number;
+  #metadata: Promise<oauth.AuthorizationServer> | undefined;
+
+  constructor(options: ForgejoClientOptions) {
+    this.#options = options;
+    // Forgejo's issuer is its AppURL, which always ends with a slash.
+    this.#issuer = new URL(options.forgejoUrl.href.endsWith('/') ? options.forgejoUrl.href : `${options.forgejoUrl.href}/`);
+    this.#client = { client_id: options.clientId };
+    // In the body rather than HTTP Basic: Forgejo does not URL-decode Basic credentials.
+    this.#clientAuth = oauth.ClientSecretPost(options.clientSecret);
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Forgejo's base URL, ending with a slash. */
+  get baseUrl(): URL {
+    return new URL(this.#issuer.href);
+  }
+
+  /**
+   * The URL to send the user to. `codeChallenge` is the S256 challenge of a
+   * verifier the caller keeps for `exchangeCode`.
+   */
+  async authorizationUrl(state: string, codeChallenge: string): Promise<URL> {
+    const metadata = await this.#discover();
+    if (metadata.authorization_endpoint === undefined) {
+      throw new BrokerError('unavailable', 'Forgejo metadata has no authorization_endpoint');
+    }
+    const url = new URL(metadata.authorization_endpoint);
+    url.searchParams.set('client_id', this.#options.clientId);
+    url.searchParams.set('redirect_uri', this.#options.redirectUri);
+    url.searchParams.set('response_type', 'code');
+    url.searchParams.set('scope', this.#options.scopes);
+    url.searchParams.set('state', state);
+    url.searchParams.set('code_challenge', codeChallenge);
+    url.searchParams.set('code_challenge_method', 'S256');
+    return url;
+  }
+
+  /**
+   * Validates Forgejo's redirect to the callback and exchanges its code.
+   * Rejects with `forbidden` when Forgejo answered with an error (the user
+   * refused), `bad_request` for a malformed callback or a refused code, and
+   * `unavailable` when Forgejo could not be reached.
+   */
+  async exchangeCode(callback: URLSearchParams, expectedState: string, codeVerifier: string): Promise<ForgejoTokens> {
+    const metadata = await this.#discover();
+    let parameters: URLSearchParams;
+    try {
+      parameters = oauth.validateAuthResponse(metadata, this.#client, callback, expectedState);
+    } catch (error) {
+      if (error instanceof oauth.AuthorizationResponseError) {
+        throw new BrokerError('forbidden', `Forgejo refused the authorization: ${error.error}`, { cause: error });
+      }
+      throw new BrokerError('bad_request', `invalid callback from Forgejo: ${errorMessage(error)}`, { cause: error });
+    }
+    const started = this.#now();
+    try {
+      const response = await oauth.authorizationCodeGrantRequest(
+        metadata,
+        this.#client,
+        this.#clientAuth,
+        parameters,
+        this.#options.redirectUri,
+        codeVerifier,
+        this.#requestOptions(),
+      );
+      return this.#tokens(await oauth.processAuthorizationCodeResponse(metadata, this.#client, response), started, undefined);
+    } catch (error) {
+      throw toBrokerError(error, 'code exchange', (code) => (code === 'invalid_grant' ? 'bad_request' : 'unavailable'));
+    }
+  }
+
+  /**
+   * Refreshes a user's tokens. Rejects with `credential_revoked` when Forgejo
+   * refused the refresh token for good, `unavailable` for anything that may
+   * pass (network, timeouts, 5xx, a misconfigured application).
+   */
+  async refresh(refreshToken: string): Promise<ForgejoTokens> {
+    const started = this.#now();
+    try {
+      const metadata = await this.#discover();
+      const response = await oauth.refreshTokenGrantRequest(
+        metadata,
+        this.#client,
+        this.#clientAuth,
+        refreshToken,
+        this.#requestOptions(),
+      );
+      const result = await oauth.processRefreshTokenResponse(metadata, this.#client, response);
+      return this.#tokens(result, started, refreshToken);
+    } catch (error) {
+      throw toBrokerError(error, 'refresh', (code, status) =>
+        status < 500 && REFUSED_REFRESH_ERRORS.has(code) ? 'credential_revoked' : 'unavailable',
+      );
+    }
+  }
+
+  /** `GET /api/v1/user` with the user's access token. */
+  async currentUser(accessToken: string): Promise<ForgejoUser> {
+    let response: Response;
+    try {
+      response = await oauth.protectedResourceRequest(
+        accessToken,
+        'GET',
+        new URL('api/v1/user', this.#issuer),
+        new Headers({ accept: 'application/json' }),
+        null,
+        this.#requestOptions(),
+      );
+    } catch (error) {
+      throw new BrokerError('unavailable', `GET /api/v1/user failed: ${errorMessage(error)}`, { cause: error });
+    }
+    if (!response.ok) {
+      throw new BrokerError('unavailable', `GET /api/v1/user answered ${response.status}`);
+    }
+    const body: unknown = await response.json().catch(() => undefined);
+    if (!isForgejoUserBody(body)) throw new BrokerError('unavailable', 'GET /api/v1/user answered an unexpected body');
+    return { id: body.id, login: body.login, fullName: typeof body.full_name === 'string' ? body.full_name : '' };
+  }
+
+  /** Discovery, once; a failure is not cached, so a Forgejo that was down is found later. */
+  #discover(): Promise<oauth.AuthorizationServer> {
+    this.#metadata ??= (async () => {
+      try {
+        const response = await oauth.discoveryRequest(this.#issuer, { algorithm: 'oidc', ...this.#requestOptions() });
+        return await oauth.processDiscoveryResponse(this.#issuer, response);
+      } catch (error) {
+        this.#metadata = undefined;
+        throw new BrokerError('unavailable', `Forgejo discovery failed: ${errorMessage(error)}`, { cause: error });
+      }
+    })();
+    return this.#metadata;
+  }
+
+  #requestOptions(): { signal: AbortSignal; [oauth.allowInsecureRequests]: boolean } {
+    return {
+      signal: AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      // Plain http only when the operator configured an http Forgejo (loopback development, tests).
+      [oauth.allowInsecureRequests]: this.#issuer.protocol === 'http:',
+    };
+  }
+
+  #tokens(response: oauth.TokenEndpointResponse, started: number, previousRefreshToken: string | undefined): ForgejoTokens {
+    const refreshToken = response.refresh_token ?? previousRefreshToken;
+    if (refreshToken === undefined) throw new BrokerError('unavailable', 'Forgejo issued no refresh token');
+    // Counted from before the request, so the stored expiry is never later than Forgejo's.
+    const expiresIn = response.expires_in ?? DEFAULT_EXPIRES_IN_SECONDS;
+    return { accessToken: response.access_token, refreshToken, expiresAt: started + expiresIn * 1000 };
+  }
+}
+
+function isForgejoUserBody(value: unknown): value is { id: number; login: string; full_name?: unknown } {
+  if (typeof value !== 'object' || value === null) return false;
+  const record = value as Record<string, unknown>;
+  return typeof record.id === 'number' && typeof record.login === 'string' && record.login !== '';
+}
+
+/** Maps an oauth4webapi failure to a BrokerError; `classify` decides for OAuth error bodies. */
+function toBrokerError(
+  error: unknown,
+  operation: string,
+  classify: (code: string, status: number) => BrokerError['kind'],
+): BrokerError {
+  if (error instanceof BrokerError) return error;
+  if (error instanceof oauth.ResponseBodyError) {
+    return new BrokerError(classify(error.error, error.status), `Forgejo ${operation} refused: ${error.error}`, {
+      cause: error,
+    });
+  }
+  return new BrokerError('unavailable', `Forgejo ${operation} failed: ${errorMessage(error)}`, { cause: error });
+}

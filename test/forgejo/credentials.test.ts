@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+
+import { BrokerError, isBrokerError } from '../../src/errors/errors.js';
+import { ForgejoCredentialManager, type ForgejoRefresher } from '../../src/forgejo/credentials.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { openSqliteStore } from '../../src/store/sqlite.js';
+import type { ForgejoTokens, Store } from '../../src/store/store.js';
+
+const HOUR = 3_600_000;
+const MINUTE = 60_000;
+const alice = { userId: '1', forgejoLogin: 'alice' };
+
+/** A Forgejo refresh endpoint whose answers the test decides, one call at a time. */
+class ScriptedRefresher implements ForgejoRefresher {
+  readonly calls: string[] = [];
+  readonly #answers: (() => Promise<ForgejoTokens>)[] = [];
+
+  answer(next: () => Promise<ForgejoTokens>): void {
+    this.#answers.push(next);
+  }
+
+  refresh(refreshToken: string): Promise<ForgejoTokens> {
+    this.calls.push(refreshToken);
+    const next = this.#answers.shift();
+    return next === undefined ? Promise.reject(new Error('unexpected refresh')) : next();
+  }
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+describe('Forgejo credential manager', () => {
+  let dir: string;
+  let store: Store;
+  let now: number;
+  let forgejo: ScriptedRefresher;
+  let manager: ForgejoCredentialManager;
+
+  function createManager(retryInitialDelayMs: number): ForgejoCredentialManager {
+    return new ForgejoCredentialManager({
+      credentials: store.credentials,
+      forgejo,
+      logger: silentLogger(),
+      now: () => now,
+      retryInitialDelayMs,
+    });
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'broker-credentials-test-'));
+    store = await openSqliteStore({ dataDir: dir, encryptionKey: randomBytes(32) });
+    now = 1_800_000_000_000;
+    forgejo = new ScriptedRefresher();
+    manager = createManager(HOUR);
+    await store.credentials.replaceAfterLogin(alice, { accessToken: 'a1', refreshToken: 'r1', expiresAt: now + HOUR }, now);
+  });
+
+  afterEach(async () => {
+    manager.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('hands out the stored token while it is valid long enough', async () => {
+    assert.deepEqual(await manager.access(alice.userId, 5 * MINUTE), { accessToken: 'a1', expiresAt: now + HOUR });
+    assert.equal(forgejo.calls.length, 0);
+  });
+
+  it('refuses a user without a live credential', async () => {
+    await assert.rejects(manager.access('999', 0), (error) => isBrokerError(error, 'credential_revoked'));
+  });
+
+  it('refreshes near expiry, storing the new refresh token before returning, and tells listeners', async () => {
+    const changed: string[] = [];
+    manager.onCredentialChanged((userId) => changed.push(userId));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(async () => {
+      // Nothing is stored before Forgejo answered.
+      assert.equal((await store.credentials.find(alice.userId))?.refreshToken, 'r1');
+      return { accessToken: 'a2', refreshToken: 'r2', expiresAt: now + HOUR };
+    });
+    const access = await manager.access(alice.userId, 5 * MINUTE);
+    assert.equal(access.accessToken, 'a2');
+    assert.deepEqual(forgejo.calls, ['r1']);
+    assert.equal((await store.credentials.find(alice.userId))?.refreshToken, 'r2');
+    assert.deepEqual(changed, [alice.userId]);
+  });
+
+  it('runs one refresh per user however many callers ask at once', async () => {
+    now += HOUR - MINUTE;
+    const gate = deferred<ForgejoTokens>();
+    forgejo.answer(() => gate.promise);
+    const callers = Array.from({ length: 8 }, () => manager.access(alice.userId, 5 * MINUTE));
+    // Let every caller reach the single flight before Forgejo answers.
+    await new Promise((resolve) => setImmediate(resolve));
+    gate.resolve({ accessToken: 'a2', refreshToken: 'r2', expiresAt: now + HOUR });
+    const results = await Promise.all(callers);
+    assert.deepEqual(new Set(results.map((result) => result.accessToken)), new Set(['a2']));
+    assert.equal(forgejo.calls.length, 1);
+  });
+
+  it('marks the credential dead when Forgejo refuses the refresh, and tells listeners', async () => {
+    const revoked: string[] = [];
+    manager.onCredentialRevoked((userId) => revoked.push(userId));
+    now += HOUR;
+    forgejo.answer(() => Promise.reject(new BrokerError('credential_revoked', 'invalid_grant')));
+    await assert.rejects(manager.access(alice.userId, MINUTE), (error) => isBrokerError(error, 'credential_revoked'));
+    assert.deepEqual(revoked, [alice.userId]);
+    assert.notEqual((await store.credentials.find(alice.userId))?.revokedAt, null);
+    await assert.rejects(manager.access(alice.userId, 0), (error) => isBrokerError(error, 'credential_revoked'));
+    assert.equal(forgejo.calls.length, 1, 'a dead credential is not refreshed again');
+  });
+
+  it('keeps the old token through a passing failure and backs off instead of hammering Forgejo', async () => {
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('unavailable', 'HTTP 502')));
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    assert.equal(forgejo.calls.length, 1);
+  });
+
+  it('retries in the background after a passing failure until it succeeds', async () => {
+    manager.close();
+    manager = createManager(1);
+    const changed = deferred<string>();
+    manager.onCredentialChanged((userId) => changed.resolve(userId));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new Error('fetch failed')));
+    forgejo.answer(() => Promise.reject(new BrokerError('unavailable', 'HTTP 503')));
+    forgejo.answer(() => Promise.resolve({ accessToken: 'a2', refreshToken: 'r2', expiresAt: now + HOUR }));
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    // The retry timer is unref'd (it must not hold a shutting-down broker open); hold the loop here.
+    const keepAlive = setInterval(() => undefined, 1000);
+    try {
+      assert.equal(await changed.promise, alice.userId);
+    } finally {
+      clearInterval(keepAlive);
+    }
+    assert.equal(forgejo.calls.length, 3);
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a2');
+  });
+
+  it('reports unavailable once the token has expired and Forgejo still fails', async () => {
+    now += HOUR + 1;
+    forgejo.answer(() => Promise.reject(new BrokerError('unavailable', 'HTTP 500')));
+    await assert.rejects(manager.access(alice.userId, MINUTE), (error) => isBrokerError(error, 'unavailable'));
+    assert.equal((await store.credentials.find(alice.userId))?.revokedAt, null, 'not revoked');
+  });
+
+  it('lets a login that happens during a refresh win', async () => {
+    now += HOUR - MINUTE;
+    const gate = deferred<ForgejoTokens>();
+    forgejo.answer(() => gate.promise);
+    const pending = manager.access(alice.userId, 5 * MINUTE);
+    await new Promise((resolve) => setImmediate(resolve));
+    await manager.storeLogin(alice, { accessToken: 'login-a', refreshToken: 'login-r', expiresAt: now + HOUR });
+    gate.resolve({ accessToken: 'stale-a', refreshToken: 'stale-r', expiresAt: now + HOUR });
+    assert.equal((await pending).accessToken, 'login-a');
+    assert.equal((await store.credentials.find(alice.userId))?.refreshToken, 'login-r');
+  });
+
+  it('does not kill a credential that a login replaced while Forgejo refused the older one', async () => {
+    now += HOUR - MINUTE;
+    let refuse!: () => void;
+    forgejo.answer(
+      () =>
+        new Promise<ForgejoTokens>((_, reject) => {
+          refuse = () => reject(new BrokerError('credential_revoked', 'token was already used'));
+        }),
+    );
+    const pending = manager.access(alice.userId, 5 * MINUTE);
+    await new Promise((resolve) => setImmediate(resolve));
+    await manager.storeLogin(alice, { accessToken: 'login-a', refreshToken: 'login-r', expiresAt: now + HOUR });
+    refuse();
+    assert.equal((await pending).accessToken, 'login-a');
+    assert.equal((await store.credentials.find(alice.userId))?.revokedAt, null);
+  });
+
+  it('tells listeners about a login and stops notifying after unsubscribe', async () => {
+    const seen: string[] = [];
+    const unsubscribe = manager.onCredentialChanged((userId) => seen.push(userId));
+    await manager.storeLogin(alice, { accessToken: 'x', refreshToken: 'y', expiresAt: now + HOUR });
+    unsubscribe();
+    await manager.storeLogin(alice, { accessToken: 'x2', refreshToken: 'y2', expiresAt: now + HOUR });
+    assert.deepEqual(seen, [alice.userId]);
+  });
+});
