@@ -8,36 +8,27 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
+import { startForgejoStandin, type ForgejoStandin, type ForgejoStandinOptions } from '../../src/standin/forgejo.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
 
-interface FakeUser {
-  readonly id: number;
-  readonly login: string;
+const USERS: ForgejoStandinOptions['users'] = [
+  { id: 1, login: 'alice', password: 'pw', fullName: 'Alice', email: 'alice@example.test' },
+  { id: 2, login: 'bob', password: 'pw', fullName: 'Bob', email: 'bob@example.test' },
+];
+
+async function startForge(t: { after(fn: () => Promise<void>): void }): Promise<ForgejoStandin> {
+  const forgejo = await startForgejoStandin({
+    users: USERS,
+    applications: [{ clientId: 'broker', clientSecret: 'secret', redirectUris: ['http://127.0.0.1/cb'] }],
+  });
+  t.after(() => forgejo.close());
+  return forgejo;
 }
 
-/** A minimal real HTTP Forgejo: /api/v1/version and /api/v1/user for known tokens. */
-async function startFakeForgejo(tokens: Record<string, FakeUser>, versionStatus = 200): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
-    if (req.url === '/api/v1/version') {
-      res.writeHead(versionStatus, { 'content-type': 'application/json' });
-      res.end(versionStatus === 200 ? '{"version":"11.0.0+gitea-1.22.0"}' : '{"message":"broken"}');
-      return;
-    }
-    if (req.url === '/api/v1/user') {
-      const token = /^(?:token|bearer) (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
-      const user = token === undefined ? undefined : tokens[token];
-      if (user === undefined) {
-        res.writeHead(401, { 'content-type': 'application/json' });
-        res.end('{"message":"invalid token"}');
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ...user, full_name: user.login, email: `${user.login}@example.test` }));
-      return;
-    }
-    res.writeHead(404).end();
-  });
+/** A real HTTP server whose /api/v1/version fails, as a broken Forgejo would. */
+async function startBrokenForge(): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => res.writeHead(500, { 'content-type': 'application/json' }).end('{"message":"broken"}'));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
@@ -84,15 +75,12 @@ function firstText(result: Awaited<ReturnType<Client['callTool']>>): string {
   return block.text;
 }
 
-const alice: FakeUser = { id: 1, login: 'alice' };
-const bob: FakeUser = { id: 2, login: 'bob' };
-
 void test('exits 1 without FORGEJO_URL, with a non-http URL, or when the version check fails', async (t) => {
-  const broken = await startFakeForgejo({}, 500);
+  const broken = await startBrokenForge();
   t.after(() => closeServer(broken.server));
-  const down = await startFakeForgejo({});
+  const down = await startForgejoStandin({ users: [], applications: [] });
   const downUrl = down.url;
-  await closeServer(down.server);
+  await down.close();
 
   const badEnvironments: Record<string, string>[] = [
     {},
@@ -111,57 +99,55 @@ void test('exits 1 without FORGEJO_URL, with a non-http URL, or when the version
 });
 
 void test('exits 2 for a transport other than stdio', async (t) => {
-  const forge = await startFakeForgejo({});
-  t.after(() => closeServer(forge.server));
+  const forge = await startForge(t);
   const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url }), ['--transport', 'http']);
   assert.equal(await exitCode(child), 2);
 });
 
 void test('get_me returns the user the token belongs to; token_fingerprint identifies the token', async (t) => {
-  const forge = await startFakeForgejo({ 'tok-alice': alice, 'tok-bob': bob });
-  t.after(() => closeServer(forge.server));
-
-  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: 'tok-alice' });
+  const forge = await startForge(t);
+  const aliceToken = forge.issueTokens('alice').access_token;
+  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: aliceToken });
   t.after(() => client.close());
   assert.deepEqual(JSON.parse(firstText(await client.callTool({ name: 'get_me' }))), { login: 'alice', id: 1 });
-  const fingerprint = createHash('sha256').update('tok-alice').digest('hex').slice(0, 12);
+  const fingerprint = createHash('sha256').update(aliceToken).digest('hex').slice(0, 12);
   assert.equal(firstText(await client.callTool({ name: 'token_fingerprint' })), fingerprint);
 });
 
 void test('flags override the environment, and the GITEA_* names are read', async (t) => {
-  const forge = await startFakeForgejo({ 'tok-alice': alice, 'tok-bob': bob });
-  t.after(() => closeServer(forge.server));
-
-  const flagged = await connectClient({ FORGEJO_URL: 'http://127.0.0.1:1', FORGEJO_ACCESS_TOKEN: 'tok-alice' }, [
+  const forge = await startForge(t);
+  const aliceToken = forge.issueTokens('alice').access_token;
+  const bobToken = forge.issueTokens('bob').access_token;
+  const flagged = await connectClient({ FORGEJO_URL: 'http://127.0.0.1:1', FORGEJO_ACCESS_TOKEN: aliceToken }, [
     '--transport',
     'stdio',
     '--url',
     forge.url,
     '--token',
-    'tok-bob',
+    bobToken,
   ]);
   t.after(() => flagged.close());
-  assert.equal((JSON.parse(firstText(await flagged.callTool({ name: 'get_me' }))) as FakeUser).login, 'bob');
+  assert.equal((JSON.parse(firstText(await flagged.callTool({ name: 'get_me' }))) as { login: string }).login, 'bob');
 
-  const gitea = await connectClient({ GITEA_HOST: forge.url, GITEA_ACCESS_TOKEN: 'tok-alice' });
+  const gitea = await connectClient({ GITEA_HOST: forge.url, GITEA_ACCESS_TOKEN: aliceToken });
   t.after(() => gitea.close());
-  assert.equal((JSON.parse(firstText(await gitea.callTool({ name: 'get_me' }))) as FakeUser).login, 'alice');
+  assert.equal((JSON.parse(firstText(await gitea.callTool({ name: 'get_me' }))) as { login: string }).login, 'alice');
 });
 
-void test('get_me is an error result when Forgejo rejects the token', async (t) => {
-  const forge = await startFakeForgejo({ 'tok-alice': alice });
-  t.after(() => closeServer(forge.server));
-  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: 'expired' });
+void test('get_me is an error result when Forgejo rejects the token (the token is read once, at start)', async (t) => {
+  const forge = await startForge(t);
+  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token });
   t.after(() => client.close());
+  assert.equal((JSON.parse(firstText(await client.callTool({ name: 'get_me' }))) as { login: string }).login, 'alice');
+  forge.advanceClock(3601);
   const result = await client.callTool({ name: 'get_me' });
   assert.equal(result.isError, true);
   assert.match(firstText(result), /401/);
 });
 
 void test('stdout carries only JSON-RPC, and the child exits 0 when stdin closes', async (t) => {
-  const forge = await startFakeForgejo({ 'tok-alice': alice });
-  t.after(() => closeServer(forge.server));
-  const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: 'tok-alice' }), [
+  const forge = await startForge(t);
+  const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token }), [
     '--transport',
     'stdio',
     '--debug',
@@ -201,8 +187,7 @@ void test('stdout carries only JSON-RPC, and the child exits 0 when stdin closes
 });
 
 void test('SIGTERM ends the child cleanly', async (t) => {
-  const forge = await startFakeForgejo({});
-  t.after(() => closeServer(forge.server));
+  const forge = await startForge(t);
   const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url }));
   t.after(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -215,8 +200,7 @@ void test('SIGTERM ends the child cleanly', async (t) => {
 });
 
 void test('crash exits with code 3 without answering', async (t) => {
-  const forge = await startFakeForgejo({});
-  t.after(() => closeServer(forge.server));
+  const forge = await startForge(t);
   const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url }));
   let stdout = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -230,8 +214,7 @@ void test('crash exits with code 3 without answering', async (t) => {
 });
 
 void test('server-to-client requests, notifications, resources and prompts work', async (t) => {
-  const forge = await startFakeForgejo({});
-  t.after(() => closeServer(forge.server));
+  const forge = await startForge(t);
   const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: 'x' });
   t.after(() => client.close());
 
