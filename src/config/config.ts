@@ -158,7 +158,7 @@ function splitCommand(text: string): string[] {
     }
     argv.push(word);
   }
-  if (argv.length === 0) throw new ConfigError('BROKER_CHILD_COMMAND', 'is empty');
+  if (argv.length === 0 || argv[0] === '') throw new ConfigError('BROKER_CHILD_COMMAND', 'the program name is empty');
   return argv;
 }
 

@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, loadConfig, mergeFlags } from '../../src/config/config.js';
+import { parseDuration } from '../../src/config/duration.js';
+import { LineSplitter } from '../../src/supervisor/lines.js';
+
+test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s intervals', () => {
+  const config = loadConfig({});
+  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
+  assert.equal(config.publicUrl.href, 'http://127.0.0.1:8080/');
+  assert.deepEqual(config.childCommand, ['forgejo-mcp', '--transport', 'stdio']);
+  assert.equal(config.idleTimeoutMs, 15 * 60_000);
+  assert.equal(config.reapIntervalMs, 30_000);
+  assert.equal(config.rotateIntervalMs, 60_000);
+  assert.equal(config.refreshLeadMs, 5 * 60_000);
+  assert.equal(config.maxSessions, 0);
+  assert.equal(config.forgejoUrl, undefined);
+  assert.match(config.dataDir, /\/data$/);
+});
+
+test('durations accept 30s, 15m, 1h, 500ms and compounds, nothing else', () => {
+  assert.equal(parseDuration('30s'), 30_000);
+  assert.equal(parseDuration('15m'), 900_000);
+  assert.equal(parseDuration('1h'), 3_600_000);
+  assert.equal(parseDuration('500ms'), 500);
+  assert.equal(parseDuration('1h30m'), 5_400_000);
+  for (const bad of ['', '10', 'abc', '5 minutes', '1d', '-1s', '1s x']) assert.equal(parseDuration(bad), undefined, bad);
+});
+
+test('the child command is split like a shell would, never run through one', () => {
+  const config = loadConfig({ BROKER_CHILD_COMMAND: `/opt/forgejo mcp/bin/forgejo-mcp --transport stdio --debug 'a b' $HOME` });
+  assert.deepEqual(config.childCommand, ['/opt/forgejo', 'mcp/bin/forgejo-mcp', '--transport', 'stdio', '--debug', 'a b', '$HOME']);
+  assert.throws(() => loadConfig({ BROKER_CHILD_COMMAND: 'forgejo-mcp | tee log' }), /BROKER_CHILD_COMMAND/);
+  assert.throws(() => loadConfig({ BROKER_CHILD_COMMAND: "'' --transport stdio" }), /BROKER_CHILD_COMMAND: the program name is empty/);
+});
+
+test('every bad value names its variable', () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ BROKER_LISTEN: 'localhost' }, 'BROKER_LISTEN'],
+    [{ BROKER_LISTEN: '127.0.0.1:99999' }, 'BROKER_LISTEN'],
+    [{ FORGEJO_URL: 'ftp://forge' }, 'FORGEJO_URL'],
+    [{ FORGEJO_URL: 'not a url' }, 'FORGEJO_URL'],
+    [{ BROKER_PUBLIC_URL: 'https://broker.example/?x=1' }, 'BROKER_PUBLIC_URL'],
+    [{ BROKER_MAX_SESSIONS: '-1' }, 'BROKER_MAX_SESSIONS'],
+    [{ BROKER_MAX_SESSIONS_PER_USER: 'many' }, 'BROKER_MAX_SESSIONS_PER_USER'],
+    [{ BROKER_IDLE_TIMEOUT: '15' }, 'BROKER_IDLE_TIMEOUT'],
+    [{ BROKER_REAP_INTERVAL: '0s' }, 'BROKER_REAP_INTERVAL'],
+    [{ BROKER_ROTATE_INTERVAL: 'soon' }, 'BROKER_ROTATE_INTERVAL'],
+    [{ BROKER_REFRESH_LEAD: '5 min' }, 'BROKER_REFRESH_LEAD'],
+    [{ BROKER_LOG_LEVEL: 'loud' }, 'BROKER_LOG_LEVEL'],
+  ];
+  for (const [env, variable] of cases) {
+    assert.throws(
+      () => loadConfig(env),
+      (error: unknown) => error instanceof ConfigError && error.variable === variable && error.message.startsWith(`${variable}: `),
+      variable,
+    );
+  }
+});
+
+test('flags override the environment', () => {
+  const { env, positional } = mergeFlags(['demo', '--listen', '127.0.0.1:9000', '--public-url=https://mcp.example', '--forgejo-url', 'https://forge.example'], {
+    BROKER_LISTEN: '0.0.0.0:1',
+  });
+  assert.deepEqual(positional, ['demo']);
+  const config = loadConfig(env);
+  assert.deepEqual(config.listen, { host: '127.0.0.1', port: 9000 });
+  assert.equal(config.publicUrl.href, 'https://mcp.example/');
+  assert.equal(config.forgejoUrl?.href, 'https://forge.example/');
+  assert.throws(() => mergeFlags(['--listen'], {}), /--listen/);
+});
+
+test('the line splitter joins a line split over many chunks and refuses an oversized one', () => {
+  const lines: string[] = [];
+  let overflows = 0;
+  const splitter = new LineSplitter(16, (line) => lines.push(line), () => overflows++);
+  splitter.push(Buffer.from('{"a"'));
+  splitter.push(Buffer.from(':1}\n{"b":2}\r\n{"c"'));
+  splitter.push(Buffer.from(':3}\n'));
+  splitter.push(Buffer.from('x'.repeat(20) + '\nok\n'));
+  assert.deepEqual(lines, ['{"a":1}', '{"b":2}', '{"c":3}', 'ok']);
+  assert.equal(overflows, 1);
+});
