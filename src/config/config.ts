@@ -11,6 +11,8 @@ export interface Config {
   readonly publicUrl: URL;
   readonly listen: { readonly host: string; readonly port: number };
   readonly dataDir: string;
+  /** Origins besides the public URL's own allowed to call `/mcp` from a browser. */
+  readonly allowedOrigins: readonly string[];
   /** argv of the child, split like a shell would, never run through one. */
   readonly childCommand: readonly string[];
   /** Extra environment variable names passed through to children. */
@@ -23,6 +25,8 @@ export interface Config {
   readonly refreshLeadMs: number;
   readonly requestTimeoutMs: number;
   readonly shutdownGraceMs: number;
+  /** After a token rotation, how long requests still running on the old child may take. */
+  readonly drainGraceMs: number;
   readonly childStopGraceMs: number;
   readonly maxBodyBytes: number;
   readonly logLevel: LogLevel;
@@ -73,25 +77,23 @@ export function loadConfig(env: Env): Config {
   const listen = parseListen(read(env, 'BROKER_LISTEN') ?? '127.0.0.1:8080');
   const defaultPublic = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
   const forgejo = read(env, 'FORGEJO_URL');
-  const reapIntervalMs = duration(env, 'BROKER_REAP_INTERVAL', '30s');
   return {
     forgejoUrl: forgejo === undefined ? undefined : httpUrl('FORGEJO_URL', forgejo),
     publicUrl: httpUrl('BROKER_PUBLIC_URL', read(env, 'BROKER_PUBLIC_URL') ?? defaultPublic),
     listen,
     dataDir: path.resolve(read(env, 'BROKER_DATA_DIR') ?? './data'),
+    allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
     childCommand: splitCommand(read(env, 'BROKER_CHILD_COMMAND') ?? 'forgejo-mcp --transport stdio'),
-    childEnvAllow: (read(env, 'BROKER_CHILD_ENV_ALLOW') ?? '')
-      .split(',')
-      .map((name) => name.trim())
-      .filter((name) => name !== ''),
+    childEnvAllow: list(env, 'BROKER_CHILD_ENV_ALLOW'),
     maxSessions: count(env, 'BROKER_MAX_SESSIONS', 0),
     maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 0),
     idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT', '15m'),
-    reapIntervalMs,
+    reapIntervalMs: duration(env, 'BROKER_REAP_INTERVAL', '30s'),
     rotateIntervalMs: duration(env, 'BROKER_ROTATE_INTERVAL', '1m'),
     refreshLeadMs: duration(env, 'BROKER_REFRESH_LEAD', '5m'),
     requestTimeoutMs: duration(env, 'BROKER_REQUEST_TIMEOUT', '5m'),
     shutdownGraceMs: duration(env, 'BROKER_SHUTDOWN_GRACE', '10s'),
+    drainGraceMs: duration(env, 'BROKER_DRAIN_GRACE', '30s'),
     childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
     maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
     logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
@@ -101,6 +103,13 @@ export function loadConfig(env: Env): Config {
 function read(env: Env, name: string): string | undefined {
   const value = env[name];
   return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function list(env: Env, name: string): string[] {
+  return (read(env, name) ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 }
 
 function duration(env: Env, name: string, fallback: string): number {

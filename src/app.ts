@@ -1,0 +1,103 @@
+import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
+import type { Config } from './config/config.js';
+import { errorMessage } from './errors/errors.js';
+import type { RouteHandler } from './http/route.js';
+import { BrokerServer } from './http/server.js';
+import type { Logger } from './log/logger.js';
+import { SessionRegistry } from './session/registry.js';
+import { processSpawner } from './supervisor/child.js';
+
+/** What authentication brings to the broker: the OAuth server in production, injected parts in tests. */
+export interface AuthParts {
+  readonly authenticator: Authenticator;
+  readonly credentials: ForgejoCredentials;
+  readonly routes: readonly RouteHandler[];
+  readonly ready?: () => Promise<boolean>;
+  /** Called after every session has ended, to close what the parts hold (the store). */
+  readonly close?: () => Promise<void>;
+}
+
+export interface RunningBroker {
+  readonly url: string;
+  readonly registry: SessionRegistry;
+  readonly server: BrokerServer;
+  /** Graceful stop: in-flight requests finish (bounded), every child stops, the parts close. */
+  stop(): Promise<void>;
+}
+
+/** Seconds a client is told to wait when the broker is full. */
+const RETRY_AFTER_SECONDS = 30;
+const MAX_CHILD_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** Wires the session layer, the children and the HTTP edge, and listens. */
+export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthParts, log: Logger): Promise<RunningBroker> {
+  const registry = new SessionRegistry({
+    spawn: processSpawner({
+      command: config.childCommand,
+      forgejoUrl: forgejoUrl.href.replace(/\/$/, ''),
+      envAllow: config.childEnvAllow,
+      parentEnv: process.env,
+      stopGraceMs: config.childStopGraceMs,
+      maxMessageBytes: MAX_CHILD_MESSAGE_BYTES,
+      log,
+    }),
+    credentials: auth.credentials,
+    log,
+    maxSessions: config.maxSessions,
+    maxSessionsPerUser: config.maxSessionsPerUser,
+    idleTimeoutMs: config.idleTimeoutMs,
+    refreshLeadMs: config.refreshLeadMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    drainGraceMs: config.drainGraceMs,
+    retryAfterSeconds: RETRY_AFTER_SECONDS,
+  });
+  const server = new BrokerServer({
+    publicUrl: config.publicUrl,
+    allowedOrigins: config.allowedOrigins,
+    authenticator: auth.authenticator,
+    registry,
+    routes: auth.routes,
+    maxBodyBytes: config.maxBodyBytes,
+    retryAfterSeconds: RETRY_AFTER_SECONDS,
+    log,
+    ...(auth.ready === undefined ? {} : { ready: auth.ready }),
+  });
+  const address = await server.listen(config.listen.host, config.listen.port);
+  registry.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  const url = `http://${host}:${address.port}`;
+  log.info({ event: 'listening', url, publicUrl: config.publicUrl.href }, 'broker listening');
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    registry,
+    server,
+    stop: () =>
+      (stopping ??= (async () => {
+        await server.shutdown(config.shutdownGraceMs);
+        await auth.close?.();
+      })()),
+  };
+}
+
+/**
+ * SIGTERM and SIGINT stop the broker gracefully and exit 0; a second signal
+ * exits at once. Children die with the broker either way: their stdin closes.
+ */
+export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    log.info({ event: 'shutdown', signal }, 'shutting down');
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ event: 'shutdown_failed', err: errorMessage(error) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

@@ -1,0 +1,50 @@
+/**
+ * The broker as a process: SIGTERM is a graceful stop that lets a running
+ * request finish and leaves no child; SIGKILL leaves no child for long either,
+ * because a child's stdin closes with the broker.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { eventually, isAlive } from '../support/broker.js';
+
+const FIXTURE = fileURLToPath(new URL('../support/broker-process.js', import.meta.url));
+
+async function startBrokerProcess(): Promise<{ proc: ChildProcess; client: Client }> {
+  const proc = spawn(process.execPath, [FIXTURE], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(createInterface({ input: proc.stdout as NodeJS.ReadableStream }), 'line')) as [string];
+  const { url, bearer } = JSON.parse(line) as { url: string; bearer: string };
+  const client = new Client({ name: 'process-test', version: '1' });
+  await client.connect(new StreamableHTTPClientTransport(new URL('/mcp', url), { requestInit: { headers: { Authorization: `Bearer ${bearer}` } } }));
+  return { proc, client };
+}
+
+function text(result: unknown): string {
+  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
+}
+
+test('SIGTERM: stop accepting, let the running request finish, stop every child, exit 0', async () => {
+  const { proc, client } = await startBrokerProcess();
+  const childPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
+  const running = client.callTool({ name: 'sleep', arguments: { ms: 700 } });
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  proc.kill('SIGTERM');
+  assert.equal(text(await running), 'slept');
+  const [code] = await exited;
+  assert.equal(code, 0);
+  assert.equal(isAlive(childPid), false);
+});
+
+test('SIGKILL: the broker cannot clean up, yet its children exit because their stdin closes', async () => {
+  const { proc, client } = await startBrokerProcess();
+  const childPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
+  assert.equal(isAlive(childPid), true);
+  proc.kill('SIGKILL');
+  await once(proc, 'exit');
+  await eventually(() => !isAlive(childPid), 'orphaned child exits', 10_000);
+});
