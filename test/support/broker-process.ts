@@ -17,7 +17,7 @@ const config = loadConfig({
   BROKER_SHUTDOWN_GRACE: '10s',
   BROKER_LOG_LEVEL: 'warn',
 });
-const log = createLogger(config.logLevel, process.stderr as unknown as Parameters<typeof createLogger>[1]);
+const log = createLogger(config.logLevel, process.stderr);
 const authenticator = new TestAuthenticator('http://127.0.0.1/.well-known/oauth-protected-resource/mcp');
 const credentials = new TestCredentials();
 const bearer = randomToken();
