@@ -13,6 +13,7 @@ import type {
   ForgejoTokens,
   Grant,
   PendingAuthorization,
+  PendingAuthorizationChange,
   PurgeResult,
   RefreshTokenView,
   RegisteredClient,
@@ -300,12 +301,14 @@ class SqliteStore implements Store {
           .get(id, now) as PendingRow | undefined;
         return row === undefined ? undefined : pendingFromRow(row);
       }),
-    update: (id: string, change: { readonly userId?: string; readonly approved?: boolean }): Promise<void> =>
+    update: (id: string, change: PendingAuthorizationChange): Promise<void> =>
       this.#run(() => {
         this.#stmt(
-          `UPDATE pending_authorizations SET user_id = coalesce(?, user_id), approved = max(approved, ?) WHERE id = ?`,
+          `UPDATE pending_authorizations SET user_id = coalesce(?, user_id), approved = max(approved, ?),
+             csrf_token_hash = coalesce(?, csrf_token_hash)
+           WHERE id = ?`,
         )
-        .run(change.userId ?? null, change.approved === true ? 1 : 0, id);
+        .run(change.userId ?? null, change.approved === true ? 1 : 0, change.csrfTokenHash ?? null, id);
       }),
     take: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
       this.#run(() => {

@@ -110,11 +110,18 @@ export interface PendingAuthorization {
   readonly expiresAt: number;
 }
 
+/** What may change on a pending authorization; approval is never withdrawn. */
+export interface PendingAuthorizationChange {
+  readonly userId?: string;
+  readonly approved?: boolean;
+  readonly csrfTokenHash?: string;
+}
+
 export interface PendingAuthorizationRepository {
   create(pending: PendingAuthorization): Promise<void>;
   /** The request, unless unknown or expired. */
   find(id: string, now: number): Promise<PendingAuthorization | undefined>;
-  update(id: string, change: { readonly userId?: string; readonly approved?: boolean }): Promise<void>;
+  update(id: string, change: PendingAuthorizationChange): Promise<void>;
   /** Removes and returns the request: whoever takes it finishes it, exactly once. */
   take(id: string, now: number): Promise<PendingAuthorization | undefined>;
 }

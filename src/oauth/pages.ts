@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+
+/**
+ * The broker's two server-rendered pages: consent and error. No script;
+ * every value is escaped; the page may not be framed.
+ */
+const STYLE = `
+body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d232a}
+main{max-width:34rem;margin:3rem auto;background:#fff;border:1px solid #d8dde3;border-radius:8px;padding:2rem}
+h1{font-size:1.35rem;margin:0 0 1rem}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:1rem 0}
+dt{color:#56606b}dd{margin:0;word-break:break-all}
+.warn{background:#fff4e5;border:1px solid #f0b35a;border-radius:6px;padding:.6rem .8rem;margin:.8rem 0}
+.actions{display:flex;gap:1rem;margin-top:1.5rem}
+button{font:inherit;padding:.55rem 1.4rem;border-radius:6px;border:1px solid #56606b;background:#fff;cursor:pointer}
+button[value=approve]{background:#1f6f43;border-color:#1f6f43;color:#fff}
+`;
+
+const STYLE_HASH = createHash('sha256').update(STYLE).digest('base64');
+
+export interface ConsentView {
+  readonly clientName: string | null;
+  readonly clientId: string;
+  /** True for self-registered clients (RFC 7591): their name is whatever they said. */
+  readonly unverified: boolean;
+  /** Host of the client_id URL, for metadata-document clients. */
+  readonly clientIdHost: string | null;
+  /** Where the browser goes after approval (host, or scheme for a native app). */
+  readonly redirectTarget: string;
+  readonly redirectIsLoopback: boolean;
+  /** Every registered redirect URI is loopback: nothing ties the client to a site. */
+  readonly loopbackOnly: boolean;
+  readonly forgeHost: string;
+  readonly signedInAs: string | null;
+  readonly requestId: string;
+  readonly csrfToken: string;
+  readonly action: string;
+}
+
+export function escapeHtml(value: string): string {
+  return value
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
+}
+
+export function renderConsentPage(view: ConsentView): string {
+  const name = view.clientName ?? 'An unnamed application';
+  const warnings: string[] = [];
+  if (view.unverified) {
+    warnings.push('This application registered itself: its name is not verified. Approve only if you just started signing in from it.');
+  }
+  if (view.loopbackOnly || view.redirectIsLoopback) {
+    warnings.push(
+      'After approval you are sent to a program on this computer (localhost). Any program on this computer could be listening there; approve only if you started this sign-in yourself.',
+    );
+  }
+  const rows: [string, string][] = [
+    ['Application', name],
+    [view.clientIdHost === null ? 'Client ID' : 'Published by', view.clientIdHost ?? view.clientId],
+    ['Returns to', view.redirectTarget],
+    ['Forge', view.forgeHost],
+  ];
+  if (view.signedInAs !== null) rows.push(['Signed in as', view.signedInAs]);
+  return page(
+    'Allow access to your forge?',
+    `<h1>Allow <strong>${escapeHtml(name)}</strong> to use ${escapeHtml(view.forgeHost)} as you?</h1>
+<p>The application will act on the forge with your permissions through this broker, until you revoke its access.</p>
+<dl>${rows.map(([term, value]) => `<dt>${escapeHtml(term)}</dt><dd>${escapeHtml(value)}</dd>`).join('')}</dl>
+${warnings.map((warning) => `<p class="warn">${escapeHtml(warning)}</p>`).join('\n')}
+${view.signedInAs === null ? `<p>After you approve, you sign in at ${escapeHtml(view.forgeHost)}.</p>` : ''}
+<form method="post" action="${escapeHtml(view.action)}">
+<input type="hidden" name="request" value="${escapeHtml(view.requestId)}">
+<input type="hidden" name="csrf" value="${escapeHtml(view.csrfToken)}">
+<div class="actions">
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</div>
+</form>`,
+  );
+}
+
+export function renderMessagePage(title: string, message: string): string {
+  return page(title, `<h1>${escapeHtml(title)}</h1>\n<p>${escapeHtml(message)}</p>`);
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>${escapeHtml(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+/**
+ * Sends a page. `formTargets` are the origins (or schemes) the consent form's
+ * answer may redirect to: CSP form-action also governs those redirects.
+ */
+export function sendPage(res: ServerResponse, status: number, html: string, formTargets: readonly string[] = [], headers: Record<string, string | string[]> = {}): void {
+  const formAction = ["'self'", ...formTargets].join(' ');
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': Buffer.byteLength(html),
+    'cache-control': 'no-store',
+    'content-security-policy': `default-src 'none'; style-src 'sha256-${STYLE_HASH}'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    ...headers,
+  });
+  res.end(html);
+}

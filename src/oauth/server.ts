@@ -1,0 +1,217 @@
+/**
+ * The broker's OAuth 2.1 authorization server: metadata, registration,
+ * authorization with consent and Forgejo login, token, revocation.
+ *
+ * Why our own small server and not panva's oidc-provider: the rules this
+ * broker must prove are few but unusual. Consent has to happen on the broker
+ * before the user is forwarded upstream; the login step is a trip to another
+ * OAuth server (Forgejo), with its own state and PKCE; clients arrive through
+ * Client ID Metadata Documents as well as RFC 7591; tokens are opaque and
+ * stored only as hashes; and a lost refresh response gets a grace period.
+ * Each of these is a custom interaction, adapter or policy in oidc-provider,
+ * spread over its configuration, with an OIDC surface (ID tokens, JWKS,
+ * sessions) the broker does not need. Here each rule is one visible function
+ * on well-kept primitives: node:crypto for randomness, SHA-256 and
+ * AES-256-GCM, and oauth4webapi for every request to Forgejo.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+import { errorMessage } from '../errors/errors.js';
+import type { RouteHandler } from '../http/route.js';
+import type { Logger } from '../log/logger.js';
+import type { Store } from '../store/store.js';
+import { BrokerAuthenticator } from './authenticator.js';
+import { AuthorizationFlow } from './authorize.js';
+import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from './cimd.js';
+import { ClientDirectory } from './clients.js';
+import {
+  OAUTH_PATHS,
+  RESOURCE_PATH,
+  cookieNames,
+  type ForgejoLogin,
+  type LoginSink,
+  type OAuthContext,
+  type OAuthLifetimes,
+} from './context.js';
+import { OAuthError } from './errors.js';
+import { CORS_HEADERS, clientAddress, readJson, sendJson, sendOAuthError } from './http.js';
+import { authorizationServerMetadata, protectedResourceMetadata, protectedResourceMetadataPath } from './metadata.js';
+import { renderMessagePage, sendPage } from './pages.js';
+import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
+import { TokenEndpoint } from './token-endpoint.js';
+
+export const DEFAULT_LIFETIMES: OAuthLifetimes = {
+  accessTokenMs: 3_600_000,
+  refreshTokenMs: 30 * 24 * 3_600_000,
+  authorizationCodeMs: 60_000,
+  pendingAuthorizationMs: 10 * 60_000,
+  signInMs: 30 * 24 * 3_600_000,
+};
+
+export const DEFAULT_RATE_LIMIT: RateLimitOptions = { burst: 30, perMinute: 60 };
+
+export interface OAuthServerOptions {
+  /** BROKER_PUBLIC_URL: the issuer; the protected resource is `<publicUrl>/mcp`. */
+  readonly publicUrl: URL;
+  readonly store: Store;
+  readonly forgejo: ForgejoLogin;
+  /** Receives each Forgejo login (ForgejoCredentialManager: stores it and tells the session layer). */
+  readonly logins: LoginSink;
+  readonly logger: Logger;
+  readonly lifetimes?: Partial<OAuthLifetimes>;
+  /** Default 10 s; 0 disables. */
+  readonly refreshGraceMs?: number;
+  /** Registered clients that never completed a sign-in are removed after this long. Default 24 h. */
+  readonly unusedClientTtlMs?: number;
+  readonly cimd?: Partial<CimdOptions>;
+  /** Per client address and endpoint group (authorization pages, token+revoke, registration). */
+  readonly rateLimit?: RateLimitOptions;
+  /** How often expired rows are purged. Default 10 min. */
+  readonly sweepIntervalMs?: number;
+  readonly now?: () => number;
+}
+
+export interface OAuthServer {
+  /** Mount before /mcp. */
+  readonly routes: RouteHandler;
+  readonly authenticator: BrokerAuthenticator;
+  /** Removes expired rows and unused clients now (also done periodically). */
+  sweep(): Promise<void>;
+  /** Stops the periodic sweep. */
+  close(): void;
+}
+
+type Group = 'authorize' | 'token' | 'register';
+
+export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
+  const now = options.now ?? Date.now;
+  const issuer = options.publicUrl.href.replace(/\/+$/, '');
+  const resource = `${issuer}${RESOURCE_PATH}`;
+  const cimd: CimdOptions = { ...DEFAULT_CIMD_OPTIONS, ...options.cimd };
+  const context: OAuthContext = {
+    issuer,
+    resource,
+    resourceMetadataUrl: `${new URL(issuer).origin}${protectedResourceMetadataPath(RESOURCE_PATH)}`,
+    store: options.store,
+    clients: new ClientDirectory(options.store.clients, new ClientMetadataDocuments(cimd, now), cimd.allowPrivateNetwork),
+    forgejo: options.forgejo,
+    logins: options.logins,
+    logger: options.logger,
+    now,
+    lifetimes: { ...DEFAULT_LIFETIMES, ...options.lifetimes },
+    refreshGraceMs: options.refreshGraceMs ?? 10_000,
+    cookies: cookieNames(options.publicUrl),
+  };
+  const flow = new AuthorizationFlow(context);
+  const tokenEndpoint = new TokenEndpoint(context);
+  const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now);
+  const unusedClientTtlMs = options.unusedClientTtlMs ?? 24 * 3_600_000;
+  const logger = options.logger;
+
+  const sweep = async (): Promise<void> => {
+    const at = now();
+    const result = await options.store.purge(at, at - unusedClientTtlMs);
+    limiter.sweep();
+    if (result.rows > 0 || result.unusedClients > 0) logger.debug({ ...result }, 'OAuth store purged');
+  };
+  const timer = setInterval(() => {
+    sweep().catch((error: unknown) => logger.error({ reason: errorMessage(error) }, 'OAuth store purge failed'));
+  }, options.sweepIntervalMs ?? 10 * 60_000);
+  timer.unref();
+
+  /** Browser-facing endpoints answer a refused request with a page, API endpoints with JSON. */
+  const limited = (req: IncomingMessage, res: ServerResponse, group: Group): boolean => {
+    const retryAfter = limiter.take(`${group}:${clientAddress(req)}`);
+    if (retryAfter === undefined) return false;
+    if (group === 'authorize') {
+      sendPage(res, 429, renderMessagePage('Too many requests', 'Please wait a moment and try again.'), [], {
+        'retry-after': String(retryAfter),
+      });
+    } else {
+      sendOAuthError(res, new OAuthError('temporarily_unavailable', 'too many requests', { status: 429, retryAfter }), CORS_HEADERS);
+    }
+    return true;
+  };
+
+  const api = async (res: ServerResponse, work: () => Promise<void>): Promise<void> => {
+    try {
+      await work();
+    } catch (error) {
+      const info = sendOAuthError(res, error, CORS_HEADERS);
+      if (info.internal) logger.error({ reason: errorMessage(error) }, 'OAuth endpoint failed');
+    }
+  };
+
+  const routes: RouteHandler = async (req, res, url) => {
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+    const publicEndpoint =
+      path === OAUTH_PATHS.token ||
+      path === OAUTH_PATHS.revoke ||
+      path === OAUTH_PATHS.register ||
+      path.startsWith(OAUTH_PATHS.authorizationServerMetadata) ||
+      path.startsWith(OAUTH_PATHS.protectedResourceMetadata);
+    if (method === 'OPTIONS' && publicEndpoint) {
+      res.writeHead(204, CORS_HEADERS);
+      res.end();
+      return true;
+    }
+    switch (path) {
+      case OAUTH_PATHS.authorizationServerMetadata:
+        return onlyMethod(req, res, 'GET', () => sendJson(res, 200, authorizationServerMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }));
+      case OAUTH_PATHS.protectedResourceMetadata:
+      case protectedResourceMetadataPath(RESOURCE_PATH):
+        return onlyMethod(req, res, 'GET', () => sendJson(res, 200, protectedResourceMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }));
+      case OAUTH_PATHS.authorize:
+        return onlyMethod(req, res, 'GET', async () => {
+          if (!limited(req, res, 'authorize')) await flow.authorize(req, res, url);
+        });
+      case OAUTH_PATHS.consent:
+        return onlyMethod(req, res, 'POST', async () => {
+          if (!limited(req, res, 'authorize')) await flow.decide(req, res);
+        });
+      case OAUTH_PATHS.callback:
+        return onlyMethod(req, res, 'GET', async () => {
+          if (!limited(req, res, 'authorize')) await flow.callback(req, res, url);
+        });
+      case OAUTH_PATHS.token:
+        return onlyMethod(req, res, 'POST', async () => {
+          if (!limited(req, res, 'token')) await api(res, () => tokenEndpoint.token(req, res));
+        });
+      case OAUTH_PATHS.revoke:
+        return onlyMethod(req, res, 'POST', async () => {
+          if (!limited(req, res, 'token')) await api(res, () => tokenEndpoint.revoke(req, res));
+        });
+      case OAUTH_PATHS.register:
+        return onlyMethod(req, res, 'POST', async () => {
+          if (limited(req, res, 'register')) return;
+          await api(res, async () => sendJson(res, 201, await context.clients.register(await readJson(req), now()), CORS_HEADERS));
+        });
+      default:
+        return false;
+    }
+  };
+
+  return {
+    routes,
+    authenticator: new BrokerAuthenticator({
+      grants: options.store.grants,
+      resource,
+      resourceMetadataUrl: context.resourceMetadataUrl,
+      now,
+    }),
+    sweep,
+    close: () => clearInterval(timer),
+  };
+}
+
+/** Runs `handle` for the one allowed method; any other is 405 with Allow. */
+async function onlyMethod(req: IncomingMessage, res: ServerResponse, allowed: 'GET' | 'POST', handle: () => void | Promise<void>): Promise<boolean> {
+  if (req.method !== allowed && !(allowed === 'GET' && req.method === 'HEAD')) {
+    res.writeHead(405, { allow: allowed, 'content-length': 0 });
+    res.end();
+    return true;
+  }
+  await handle();
+  return true;
+}

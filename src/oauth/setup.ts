@@ -1,0 +1,66 @@
+import { ForgejoClient } from '../forgejo/client.js';
+import { ForgejoCredentialManager } from '../forgejo/credentials.js';
+import type { Logger } from '../log/logger.js';
+import { loadEncryptionKey } from '../store/encryption-key.js';
+import { openSqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
+import type { RouteHandler } from '../http/route.js';
+import type { BrokerAuthenticator } from './authenticator.js';
+import { OAUTH_PATHS } from './context.js';
+import { createOAuthServer, type OAuthServerOptions } from './server.js';
+
+export interface BrokerAuthOptions extends Omit<OAuthServerOptions, 'store' | 'forgejo' | 'logins'> {
+  /** FORGEJO_URL */
+  readonly forgejoUrl: URL;
+  /** FORGEJO_CLIENT_ID, FORGEJO_CLIENT_SECRET: the broker's application at Forgejo. */
+  readonly forgejoClientId: string;
+  readonly forgejoClientSecret: string;
+  /** FORGEJO_SCOPES: the fixed scope string asked of Forgejo on every login. */
+  readonly forgejoScopes: string;
+  /** BROKER_DATA_DIR */
+  readonly dataDir: string;
+  /** BROKER_ENCRYPTION_KEY as configured (hex or base64); absent: `<dataDir>/encryption.key`. */
+  readonly encryptionKey?: string;
+  /** Per request to Forgejo. Default 10 s. */
+  readonly forgejoTimeoutMs?: number;
+  readonly logger: Logger;
+}
+
+/** Everything sign-in gives the rest of the broker. */
+export interface BrokerAuth {
+  /** The OAuth endpoints and metadata; mount before /mcp. */
+  readonly routes: RouteHandler;
+  readonly authenticator: BrokerAuthenticator;
+  /** ForgejoCredentials for the rotator, with onCredentialChanged / onCredentialRevoked. */
+  readonly credentials: ForgejoCredentialManager;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+/** Opens the store, and wires the Forgejo client, the credential manager and the OAuth server. */
+export async function openBrokerAuth(options: BrokerAuthOptions): Promise<BrokerAuth> {
+  const key = await loadEncryptionKey(options.dataDir, options.encryptionKey);
+  const store = await openSqliteStore({ dataDir: options.dataDir, encryptionKey: key });
+  const forgejo = new ForgejoClient({
+    forgejoUrl: options.forgejoUrl,
+    clientId: options.forgejoClientId,
+    clientSecret: options.forgejoClientSecret,
+    scopes: options.forgejoScopes,
+    redirectUri: new URL(OAUTH_PATHS.callback, options.publicUrl).href,
+    timeoutMs: options.forgejoTimeoutMs,
+    now: options.now,
+  });
+  const credentials = new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: options.logger, now: options.now });
+  const server = createOAuthServer({ ...options, store, forgejo, logins: credentials });
+  return {
+    routes: server.routes,
+    authenticator: server.authenticator,
+    credentials,
+    store,
+    close: async () => {
+      server.close();
+      credentials.close();
+      await store.close();
+    },
+  };
+}
