@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { OAUTH_PATHS } from '../../src/oauth/context.js';
+import {
+  CLIENT_REDIRECT,
+  FORGEJO_SCOPES,
+  OAuthHarness,
+  TestBrowser,
+  authorizeUrl,
+  consentFields,
+  exchangeCode,
+  pkce,
+  signIn,
+} from '../support/oauth-harness.js';
+
+describe('OAuth authorization server: discovery and the happy path', () => {
+  let harness: OAuthHarness;
+  before(async () => {
+    harness = await OAuthHarness.start();
+  });
+  after(async () => {
+    await harness.close();
+  });
+
+  it('answers /mcp without a token with the RFC 9728 challenge', async () => {
+    const response = await fetch(harness.url('/mcp'));
+    assert.equal(response.status, 401);
+    assert.equal(
+      response.headers.get('www-authenticate'),
+      `Bearer resource_metadata="${harness.url('/.well-known/oauth-protected-resource/mcp')}"`,
+    );
+  });
+
+  it('publishes protected resource metadata at the resource path and at the root', async () => {
+    for (const path of ['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource']) {
+      const response = await fetch(harness.url(path));
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('access-control-allow-origin'), '*');
+      const metadata = (await response.json()) as Record<string, unknown>;
+      assert.equal(metadata.resource, harness.url('/mcp'));
+      assert.deepEqual(metadata.authorization_servers, [harness.brokerUrl]);
+    }
+  });
+
+  it('publishes RFC 8414 authorization server metadata', async () => {
+    const response = await fetch(harness.url('/.well-known/oauth-authorization-server'));
+    const metadata = (await response.json()) as Record<string, unknown>;
+    assert.equal(metadata.issuer, harness.brokerUrl);
+    assert.equal(metadata.authorization_endpoint, harness.url(OAUTH_PATHS.authorize));
+    assert.equal(metadata.token_endpoint, harness.url(OAUTH_PATHS.token));
+    assert.equal(metadata.registration_endpoint, harness.url(OAUTH_PATHS.register));
+    assert.equal(metadata.revocation_endpoint, harness.url(OAUTH_PATHS.revoke));
+    assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
+    assert.equal(metadata.authorization_response_iss_parameter_supported, true);
+    assert.equal(metadata.client_id_metadata_document_supported, true);
+    assert.deepEqual(metadata.response_types_supported, ['code']);
+  });
+
+  it('answers CORS preflights on the public endpoints', async () => {
+    const response = await fetch(harness.url(OAUTH_PATHS.token), { method: 'OPTIONS' });
+    assert.equal(response.status, 204);
+    assert.equal(response.headers.get('access-control-allow-origin'), '*');
+  });
+
+  it('signs a user in through consent and Forgejo, and issues tokens the authenticator accepts', async () => {
+    const client = await harness.register();
+    const browser = new TestBrowser();
+    const { verifier, challenge } = await pkce();
+    harness.forgejo.setAutoLogin('alice');
+
+    const consent = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
+    assert.equal(consent.kind, 'page');
+    if (consent.kind !== 'page') return;
+    assert.equal(consent.response.status, 200);
+    const csp = consent.response.headers.get('content-security-policy') ?? '';
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.match(consent.html, />Approve</);
+    assert.match(consent.html, />Deny</);
+    assert.match(consent.html, /Test MCP client/);
+    assert.match(consent.html, /127\.0\.0\.1:9/, 'shows the redirect host');
+    assert.match(consent.html, new RegExp(new URL(harness.forgejo.url).host.replace(/\./g, '\\.')), 'names the forge');
+    assert.match(consent.html, /registered itself/, 'flags an unverified client');
+    assert.match(consent.html, /localhost/, 'warns about a loopback redirect');
+    assert.equal(harness.forgejo.stats.codeExchanges, 0, 'nobody went to Forgejo before consent');
+
+    const fields = consentFields(consent.html);
+    const arrival = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...fields, decision: 'approve' } });
+    assert.equal(arrival.kind, 'redirect');
+    if (arrival.kind !== 'redirect') return;
+    assert.equal(arrival.params.get('state'), 'client-state-123');
+    assert.equal(arrival.params.get('iss'), harness.brokerUrl);
+    const code = arrival.params.get('code');
+    assert.ok(code);
+    assert.equal(harness.forgejo.grant('alice')?.scope, FORGEJO_SCOPES, 'the fixed scope string went to Forgejo');
+
+    const tokens = await exchangeCode(harness, client.clientId, code, verifier);
+    assert.equal(tokens.status, 200);
+    assert.equal(tokens.headers.get('cache-control'), 'no-store');
+    assert.equal(tokens.body.token_type, 'Bearer');
+    assert.equal(typeof tokens.body.access_token, 'string');
+    assert.equal(typeof tokens.body.refresh_token, 'string');
+    assert.equal(tokens.body.expires_in, 3600);
+
+    const mcp = await harness.mcp(tokens.body.access_token as string);
+    assert.equal(mcp.status, 200);
+    assert.equal(mcp.body.userId, '1001');
+    assert.equal(mcp.body.forgejoLogin, 'alice');
+    assert.equal(mcp.body.clientId, client.clientId);
+
+    // The Forgejo credential is the user's, usable by the rotator.
+    const access = await harness.credentials.access('1001', 60_000);
+    assert.equal(typeof access.accessToken, 'string');
+    assert.notEqual(access.accessToken, tokens.body.access_token, 'a broker token is never a Forgejo token');
+
+    // Refresh rotates.
+    const refreshed = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: tokens.body.refresh_token as string });
+    assert.equal(refreshed.status, 200);
+    assert.notEqual(refreshed.body.refresh_token, tokens.body.refresh_token);
+    assert.equal((await harness.mcp(refreshed.body.access_token as string)).status, 200);
+  });
+
+  it('skips the consent page for a returning user who approved the client, and asks again for another client', async () => {
+    const browser = new TestBrowser();
+    const first = await harness.register({ client_name: 'First client' });
+    const { challenge } = await pkce();
+    const params = await signIn(harness, browser, first.clientId, 'bob', challenge);
+    assert.ok(params.get('code'));
+    const exchangesBefore = harness.forgejo.stats.codeExchanges;
+
+    // Same browser, same client: no page, no trip to Forgejo.
+    const again = await browser.follow(authorizeUrl(harness, first.clientId, challenge), CLIENT_REDIRECT);
+    assert.equal(again.kind, 'redirect');
+    if (again.kind === 'redirect') assert.ok(again.params.get('code'));
+    assert.equal(harness.forgejo.stats.codeExchanges, exchangesBefore);
+
+    // Another client: the page again, naming the signed-in user.
+    const second = await harness.register({ client_name: 'Second client' });
+    const page = await browser.follow(authorizeUrl(harness, second.clientId, challenge), CLIENT_REDIRECT);
+    assert.equal(page.kind, 'page');
+    if (page.kind === 'page') {
+      assert.match(page.html, /Second client/);
+      assert.match(page.html, /Signed in as<\/dt><dd>bob/);
+      // Approving needs no Forgejo trip: the user is known and their credential alive.
+      const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(page.html), decision: 'approve' } });
+      assert.equal(done.kind, 'redirect');
+      assert.equal(harness.forgejo.stats.codeExchanges, exchangesBefore);
+    }
+  });
+
+  it('returns access_denied with state and iss when the user presses Deny', async () => {
+    const client = await harness.register();
+    const browser = new TestBrowser();
+    const { challenge } = await pkce();
+    const page = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
+    assert.equal(page.kind, 'page');
+    if (page.kind !== 'page') return;
+    const denied = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(page.html), decision: 'deny' } });
+    assert.equal(denied.kind, 'redirect');
+    if (denied.kind !== 'redirect') return;
+    assert.equal(denied.params.get('error'), 'access_denied');
+    assert.equal(denied.params.get('state'), 'client-state-123');
+    assert.equal(denied.params.get('iss'), harness.brokerUrl);
+    assert.equal(denied.params.get('code'), null);
+  });
+});
