@@ -57,10 +57,12 @@ export class OAuthHarness {
   }
 
   static async start(options: HarnessOptions = {}): Promise<OAuthHarness> {
-    let harness: OAuthHarness | undefined;
+    // The server must listen before the harness exists: Forgejo needs the broker's callback URL.
+    const ready: { harness?: OAuthHarness } = {};
     const http = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', harness?.brokerUrl ?? 'http://127.0.0.1');
+      const url = new URL(req.url ?? '/', ready.harness?.brokerUrl ?? 'http://127.0.0.1');
       void (async () => {
+        const harness = ready.harness;
         if (harness === undefined) throw new Error('harness not ready');
         if (await harness.server.routes(req, res, url)) return;
         if (url.pathname === '/mcp') {
@@ -89,9 +91,10 @@ export class OAuthHarness {
       applications: [{ ...FORGEJO_APP, redirectUris: [`${brokerUrl}${OAUTH_PATHS.callback}`] }],
     });
     const dataDir = await mkdtemp(join(tmpdir(), 'broker-oauth-test-'));
-    harness = new OAuthHarness(http, forgejo, dataDir, options);
+    const harness = new OAuthHarness(http, forgejo, dataDir, options);
     harness.brokerUrl = brokerUrl;
     await harness.open();
+    ready.harness = harness;
     return harness;
   }
 
