@@ -107,7 +107,7 @@ export class SessionRegistry {
   }
 
   private checkBatchAllowed(session: Session): void {
-    const version = session.bridge.protocolVersion;
+    const version = session.bridge.channel.protocolVersion;
     if (version !== undefined && version >= FIRST_VERSION_WITHOUT_BATCHES) {
       throw new BrokerError('bad_request', `Invalid Request: JSON-RPC batches are not allowed in protocol version ${version}`);
     }
@@ -202,7 +202,7 @@ export class SessionRegistry {
   /** One sweep of the idle reaper: ends sessions unused for longer than the idle timeout. Returns how many. */
   async reapIdle(): Promise<number> {
     const cutoff = this.now() - this.options.idleTimeoutMs;
-    const idle = [...this.sessions.entries()].filter(([, s]) => s.lastActive < cutoff && s.bridge.inflight === 0);
+    const idle = [...this.sessions.entries()].filter(([, s]) => s.lastActive < cutoff && s.bridge.channel.inflight === 0);
     await Promise.all(idle.map(([sessionId]) => this.end(sessionId, 'idle')));
     return idle.length;
   }
@@ -252,7 +252,7 @@ export class SessionRegistry {
             forgejoLogin: session.forgejoLogin,
             forgejoToken: access.accessToken,
           });
-          await session.bridge.swapChild(child);
+          await session.bridge.channel.swapChild(child);
           session.tokenFingerprint = target;
         } catch (error) {
           this.options.log.error({ event: 'rotation_failed', sessionId, err: errorMessage(error) }, 'session kept its old child');
@@ -269,7 +269,7 @@ export class SessionRegistry {
   /** Client requests waiting for a child's answer, across all sessions. */
   get inflight(): number {
     let count = 0;
-    for (const session of this.sessions.values()) count += session.bridge.inflight;
+    for (const session of this.sessions.values()) count += session.bridge.channel.inflight;
     return count;
   }
 

@@ -77,7 +77,7 @@ test('a request in flight on the old child finishes there during a rotation', as
   broker.newForgejoToken(user);
   const rotation = broker.registry.rotateUser(user.userId);
   // While the old child drains, new requests already go to the new child.
-  await eventually(() => broker.registry.bridgeOf(broker.registry.sessionIdsOf(user.userId)[0] as string)?.child.pid !== oldPid, 'swapped');
+  await eventually(() => broker.registry.bridgeOf(broker.registry.sessionIdsOf(user.userId)[0] as string)?.channel.child.pid !== oldPid, 'swapped');
   const during = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   assert.notEqual(during, oldPid);
   assert.equal(isAlive(oldPid), true);

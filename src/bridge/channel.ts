@@ -1,0 +1,464 @@
+import type {
+  JSONRPCErrorResponse,
+  JSONRPCMessage,
+  JSONRPCNotification,
+  JSONRPCRequest,
+  JSONRPCResultResponse,
+  RequestId,
+} from '@modelcontextprotocol/server';
+import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
+import { BrokerError, errorMessage } from '../errors/errors.js';
+import type { Logger } from '../log/logger.js';
+import type { Child } from '../supervisor/child.js';
+
+/** JSON-RPC error codes the broker itself answers with. */
+export const CHANNEL_ERROR = {
+  /** The child ended or was replaced before it answered. */
+  childGone: -32603,
+  /** No answer within the broker's request timeout. */
+  timeout: -32001,
+} as const;
+
+/** A final answer to a client request: a JSON-RPC result or error, carrying the client's own id. */
+export type ClientResponse = JSONRPCResultResponse | (JSONRPCErrorResponse & { id: RequestId });
+
+/**
+ * Where the messages that belong to one client request go. The legacy front
+ * writes them to the session's SSE streams, the modern front to that
+ * request's own HTTP response.
+ */
+export interface RequestSink {
+  /** A notification the child sent while working on this request (progress, log). */
+  notify(notification: JSONRPCNotification): void;
+  /** A request the child sent while working on this request (elicitation, sampling, roots); its id is the broker's. */
+  serverRequest(request: JSONRPCRequest): void;
+  /** The final answer, under the client's id. */
+  respond(response: ClientResponse): void;
+}
+
+/** A client request in flight through the channel. */
+export interface InflightRequest {
+  readonly clientId: RequestId;
+  readonly method: string;
+  /** Replaced when a modern client re-attaches to a request parked for its input. */
+  sink: RequestSink;
+}
+
+export interface ChannelOptions {
+  readonly log: Logger;
+  /** Longest wait for a child's answer (reset by progress) before the client gets an error. */
+  readonly requestTimeoutMs: number;
+  /** After a swap, how long requests still running on the old child may take. */
+  readonly drainGraceMs: number;
+  /** Called once when the channel ends: its current child exited, or close(). */
+  readonly onEnded: (reason: string) => void;
+  /** Messages from the child that belong to no request in flight (list_changed, resources/updated, …). */
+  readonly onUnrelated: (message: JSONRPCNotification | JSONRPCRequest) => void;
+}
+
+/** A child as the channel uses it: the process plus its bookkeeping. */
+interface Link {
+  readonly child: Child;
+  readonly generation: number;
+  /** Requests forwarded to this child and not yet answered. */
+  inflight: number;
+  retiring: boolean;
+  drained: (() => void) | undefined;
+}
+
+interface Pending extends InflightRequest {
+  readonly params: JSONRPCRequest['params'];
+  readonly progressToken: string | number | undefined;
+  /** True for the broker's own requests (the initialize replay); their answers go to the sink only. */
+  readonly internal: boolean;
+  link: Link | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+interface ServerRequest {
+  readonly link: Link;
+  readonly originalId: RequestId;
+  readonly pending: Pending | undefined;
+}
+
+/**
+ * One MCP client connection's worth of traffic to a child process, which can
+ * be replaced under it.
+ *
+ * Every id that crosses to a child is the channel's own: client request ids,
+ * progress tokens and the child's own request ids are all renamed, so
+ * requests of several clients (the modern era shares one child per user) or
+ * of an old and a new child (token rotation) never collide, and every answer
+ * goes back where its request came from.
+ */
+export class ChildChannel {
+  private current: Link;
+  private generation = 0;
+  private nextChildId = 1;
+  private nextServerRequestId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly serverRequests = new Map<number, ServerRequest>();
+  /** Client messages held while a replacement child is being initialised. */
+  private held: JSONRPCMessage[] | undefined;
+  private initializeRequest: JSONRPCRequest | undefined;
+  private initializedNotified = false;
+  private negotiatedVersion: string | undefined;
+  private logLevel: JSONRPCRequest['params'] | undefined;
+  private readonly subscriptions = new Set<string>();
+  private ending: Promise<void> | undefined;
+  private swapping: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(
+    child: Child,
+    private readonly options: ChannelOptions,
+  ) {
+    this.log = options.log;
+    this.current = this.attach(child);
+  }
+
+  get ended(): boolean {
+    return this.ending !== undefined;
+  }
+
+  /** The protocol version the child agreed to at initialize, once known. */
+  get protocolVersion(): string | undefined {
+    return this.negotiatedVersion;
+  }
+
+  /** The child currently serving new requests. */
+  get child(): Child {
+    return this.current.child;
+  }
+
+  /** Client requests waiting for an answer, across all children of this channel. */
+  get inflight(): number {
+    let count = 0;
+    for (const pending of this.pending.values()) if (!pending.internal) count++;
+    return count;
+  }
+
+  /**
+   * Forwards a client request; everything the child says about it goes to the
+   * sink. An internal request is the broker's own: it is not counted as
+   * client traffic and the child's own requests are never attributed to it.
+   */
+  request(request: JSONRPCRequest, sink: RequestSink, options: { internal?: boolean; link?: Link } = {}): InflightRequest {
+    const internal = options.internal ?? false;
+    if (request.method === 'initialize') this.initializeRequest = request;
+    const childId = this.nextChildId++;
+    const meta = request.params?._meta as Record<string, unknown> | undefined;
+    const token = meta?.progressToken;
+    const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
+    const pending: Pending = {
+      clientId: request.id,
+      method: request.method,
+      sink,
+      params: request.params,
+      progressToken,
+      internal,
+      link: undefined,
+      timer: undefined,
+    };
+    this.pending.set(childId, pending);
+    this.armTimeout(childId, pending);
+    // The child sees the channel's id and progress token, never the client's.
+    const params = progressToken === undefined ? request.params : { ...request.params, _meta: { ...meta, progressToken: childId } };
+    const forwarded = { ...request, id: childId, ...(params === undefined ? {} : { params }) };
+    if (options.link === undefined) this.dispatch(forwarded);
+    else this.toChild(options.link, forwarded);
+    return pending;
+  }
+
+  /** Forwards a client notification (initialized, roots list_changed, …) to the current child. */
+  notify(notification: JSONRPCNotification): void {
+    if (notification.method === 'notifications/initialized') this.initializedNotified = true;
+    if (notification.method === 'notifications/cancelled') {
+      const requestId = (notification.params as { requestId?: RequestId } | undefined)?.requestId;
+      const found = requestId === undefined ? undefined : this.findByClientId(requestId);
+      if (found !== undefined) this.cancel(found, (notification.params as { reason?: string } | undefined)?.reason ?? 'cancelled by the client');
+      return;
+    }
+    this.dispatch(notification);
+  }
+
+  /** Passes the client's answer to a child's request back to that very child, under its own id. */
+  answer(response: ClientResponse): boolean {
+    const id = response.id;
+    const entry = typeof id === 'number' ? this.serverRequests.get(id) : undefined;
+    if (typeof id !== 'number' || entry === undefined) return false;
+    this.serverRequests.delete(id);
+    return entry.link.child.send({ ...response, id: entry.originalId } as JSONRPCMessage);
+  }
+
+  /** The client gave up: the child is told, and no answer is owed any more. */
+  cancel(request: InflightRequest, reason: string): void {
+    for (const [childId, pending] of this.pending) {
+      if (pending !== request) continue;
+      this.forget(childId, pending);
+      pending.link?.child.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: childId, reason } });
+      return;
+    }
+  }
+
+  /** Server requests of the child that are waiting for the client, for one request in flight. */
+  waitingServerRequests(request: InflightRequest): number[] {
+    const ids: number[] = [];
+    for (const [brokerId, entry] of this.serverRequests) if (entry.pending === request) ids.push(brokerId);
+    return ids;
+  }
+
+  /** Answers a child's request on the client's behalf (a capability the client lacks, say). */
+  refuseServerRequest(brokerId: number, code: number, message: string): void {
+    this.answer({ jsonrpc: '2.0', id: brokerId, error: { code, message } });
+  }
+
+  /**
+   * Moves the channel onto a new child without its clients noticing: the new
+   * child gets the original initialize (and the state set since) before any
+   * new request reaches it; requests still running on the old child finish
+   * there, within the drain grace period; then the old child stops. If the
+   * new child cannot be initialised, the old one stays and this throws.
+   */
+  swapChild(child: Child): Promise<void> {
+    const run = this.swapping.then(() => this.swap(child));
+    this.swapping = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Ends the channel: every waiting request is answered with an error, every child stops. */
+  close(reason: string): Promise<void> {
+    // Marked ended at once, run a tick later: the shutdown calls back into owners that may call close() again.
+    this.ending ??= Promise.resolve().then(() => this.shutdown(reason));
+    return this.ending;
+  }
+
+  private async shutdown(reason: string): Promise<void> {
+    this.options.onEnded(reason);
+    for (const [childId, pending] of this.pending) {
+      this.fail(childId, pending, CHANNEL_ERROR.childGone, 'The MCP session ended before the server answered');
+    }
+    this.held = undefined;
+    const links = new Set<Link>([this.current, ...[...this.serverRequests.values()].map((entry) => entry.link)]);
+    await Promise.all([...links].map((link) => link.child.stop()));
+  }
+
+  private async swap(child: Child): Promise<void> {
+    if (this.ended) {
+      await child.stop();
+      throw new BrokerError('not_found', 'the channel ended before the swap');
+    }
+    const next = this.attach(child);
+    this.held = [];
+    try {
+      await this.replayState(next);
+    } catch (error) {
+      this.release(this.current);
+      await child.stop();
+      throw new BrokerError('child_failed', `replacement child could not be initialised: ${errorMessage(error)}`, { cause: error });
+    }
+    const old = this.current;
+    this.current = next;
+    this.release(next);
+    this.log.info({ event: 'child_swapped', from: old.generation, to: next.generation, inflight: old.inflight }, 'moved to a new child');
+    await this.retire(old);
+  }
+
+  /** Replays what the clients told the first child, so the new one is in the same state. */
+  private async replayState(link: Link): Promise<void> {
+    const initialize = this.initializeRequest;
+    if (initialize === undefined) return;
+    const answer = await this.internalRequest(link, initialize.method, initialize.params);
+    if (isJSONRPCErrorResponse(answer)) throw new Error(`initialize failed: ${answer.error.message}`);
+    if (this.initializedNotified) link.child.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    if (this.logLevel !== undefined) await this.internalRequest(link, 'logging/setLevel', this.logLevel);
+    for (const uri of this.subscriptions) await this.internalRequest(link, 'resources/subscribe', { uri });
+  }
+
+  /** The broker's own request to one particular child (the replay); resolves with its answer, error or not. */
+  private internalRequest(link: Link, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
+    return new Promise((resolve) => {
+      const sink: RequestSink = { notify: () => undefined, serverRequest: () => undefined, respond: resolve };
+      this.request({ jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) }, sink, { internal: true, link });
+    });
+  }
+
+  private release(link: Link): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const message of held) this.toChild(link, message);
+  }
+
+  private async retire(link: Link): Promise<void> {
+    link.retiring = true;
+    if (link.inflight > 0) {
+      const drained = new Promise<void>((resolve) => (link.drained = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.drainGraceMs)));
+      await Promise.race([drained, grace]);
+      clearTimeout(timer);
+    }
+    for (const [childId, pending] of this.pending) {
+      if (pending.link === link) this.fail(childId, pending, CHANNEL_ERROR.childGone, 'The server was restarted with a new token before it answered');
+    }
+    for (const [brokerId, entry] of this.serverRequests) if (entry.link === link) this.serverRequests.delete(brokerId);
+    await link.child.stop();
+  }
+
+  private attach(child: Child): Link {
+    const link: Link = { child, generation: this.generation++, inflight: 0, retiring: false, drained: undefined };
+    child.onmessage = (message) => this.fromChild(link, message);
+    void child.exited.then((exit) => this.childExited(link, exit.code, exit.signal));
+    return link;
+  }
+
+  private childExited(link: Link, code: number | null, signal: string | null): void {
+    for (const [childId, pending] of this.pending) {
+      if (pending.link === link) this.fail(childId, pending, CHANNEL_ERROR.childGone, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
+    }
+    // A retired child's exit is expected; only the current child's exit ends the channel.
+    if (link === this.current && !link.retiring) void this.close('child_exit');
+  }
+
+  private findByClientId(clientId: RequestId): Pending | undefined {
+    for (const pending of this.pending.values()) if (!pending.internal && pending.clientId === clientId) return pending;
+    return undefined;
+  }
+
+  /** Sends to the current child, or holds the message while a new child is being initialised. */
+  private dispatch(message: JSONRPCMessage): void {
+    if (this.held !== undefined) {
+      this.held.push(message);
+      return;
+    }
+    this.toChild(this.current, message);
+  }
+
+  private toChild(link: Link, message: JSONRPCMessage): void {
+    const pending = isJSONRPCRequest(message) && typeof message.id === 'number' ? this.pending.get(message.id) : undefined;
+    if (isJSONRPCRequest(message) && pending === undefined) return; // cancelled while held
+    if (pending !== undefined) {
+      pending.link = link;
+      link.inflight++;
+    }
+    if (!link.child.send(message) && pending !== undefined && isJSONRPCRequest(message)) {
+      this.fail(message.id as number, pending, CHANNEL_ERROR.childGone, 'The MCP server is not running');
+    }
+  }
+
+  private fromChild(link: Link, message: JSONRPCMessage): void {
+    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
+      this.fromChildResponse(link, message);
+      return;
+    }
+    if (isJSONRPCRequest(message)) {
+      const brokerId = this.nextServerRequestId++;
+      const related = this.relatedRequest(link);
+      this.serverRequests.set(brokerId, { link, originalId: message.id, pending: related });
+      const renamed = { ...message, id: brokerId };
+      if (related === undefined) this.options.onUnrelated(renamed);
+      else related.sink.serverRequest(renamed);
+      return;
+    }
+    if (isJSONRPCNotification(message)) this.fromChildNotification(link, message);
+  }
+
+  private fromChildResponse(link: Link, message: JSONRPCResultResponse | JSONRPCErrorResponse): void {
+    const childId = message.id;
+    const pending = typeof childId === 'number' ? this.pending.get(childId) : undefined;
+    if (typeof childId !== 'number' || pending === undefined || pending.link !== link) {
+      this.log.debug({ event: 'child_response_unmatched' }, 'child answered a request nobody waits for; dropped');
+      return;
+    }
+    this.forget(childId, pending);
+    if (isJSONRPCResultResponse(message)) this.rememberState(pending, message.result);
+    pending.sink.respond({ ...message, id: pending.clientId } as ClientResponse);
+  }
+
+  private fromChildNotification(link: Link, notification: JSONRPCNotification): void {
+    const params = notification.params as Record<string, unknown> | undefined;
+    if (notification.method === 'notifications/progress') {
+      const token = params?.progressToken;
+      const pending = typeof token === 'number' ? this.pending.get(token) : undefined;
+      if (typeof token !== 'number' || pending === undefined || pending.progressToken === undefined) return;
+      // Progress proves the child is working: the timeout starts again.
+      this.armTimeout(token, pending);
+      pending.sink.notify({ ...notification, params: { ...params, progressToken: pending.progressToken } });
+      return;
+    }
+    if (notification.method === 'notifications/cancelled') {
+      // The child withdrew one of its own requests: rename it to the id the client saw.
+      const originalId = params?.requestId as RequestId | undefined;
+      for (const [brokerId, entry] of this.serverRequests) {
+        if (entry.link !== link || entry.originalId !== originalId) continue;
+        this.serverRequests.delete(brokerId);
+        const renamed = { ...notification, params: { ...params, requestId: brokerId } };
+        if (entry.pending === undefined) this.options.onUnrelated(renamed);
+        else entry.pending.sink.notify(renamed);
+        return;
+      }
+      return;
+    }
+    const standalone = notification.method.endsWith('/list_changed') || notification.method === 'notifications/resources/updated';
+    const related = standalone ? undefined : this.relatedRequest(link);
+    if (related === undefined) this.options.onUnrelated(notification);
+    else related.sink.notify(notification);
+  }
+
+  /**
+   * Which client request a child's own request or notification belongs to.
+   * stdio carries no such relation, so: the newest client request in flight
+   * on that child (exact whenever one request runs at a time).
+   */
+  private relatedRequest(link: Link): Pending | undefined {
+    let newest: Pending | undefined;
+    for (const pending of this.pending.values()) {
+      if (pending.link === link && !pending.internal) newest = pending;
+    }
+    return newest;
+  }
+
+  /** Remembers what a replacement child must be told again. */
+  private rememberState(pending: Pending, result: unknown): void {
+    const params = pending.params as Record<string, unknown> | undefined;
+    switch (pending.method) {
+      case 'initialize':
+        this.negotiatedVersion = (result as { protocolVersion?: string } | undefined)?.protocolVersion;
+        break;
+      case 'logging/setLevel':
+        this.logLevel = pending.params;
+        break;
+      case 'resources/subscribe':
+        if (typeof params?.uri === 'string') this.subscriptions.add(params.uri);
+        break;
+      case 'resources/unsubscribe':
+        if (typeof params?.uri === 'string') this.subscriptions.delete(params.uri);
+        break;
+    }
+  }
+
+  private armTimeout(childId: number, pending: Pending): void {
+    if (pending.timer !== undefined) clearTimeout(pending.timer);
+    pending.timer = setTimeout(() => {
+      const link = pending.link;
+      this.fail(childId, pending, CHANNEL_ERROR.timeout, `The MCP server did not answer within ${this.options.requestTimeoutMs} ms`);
+      link?.child.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: childId, reason: 'timed out at the broker' } });
+    }, this.options.requestTimeoutMs);
+    pending.timer.unref();
+  }
+
+  private fail(childId: number, pending: Pending, code: number, message: string): void {
+    this.forget(childId, pending);
+    pending.sink.respond({ jsonrpc: '2.0', id: pending.clientId, error: { code, message } });
+  }
+
+  private forget(childId: number, pending: Pending): void {
+    if (!this.pending.delete(childId)) return;
+    if (pending.timer !== undefined) clearTimeout(pending.timer);
+    for (const [brokerId, entry] of this.serverRequests) if (entry.pending === pending) this.serverRequests.delete(brokerId);
+    const link = pending.link;
+    if (link === undefined) return;
+    link.inflight--;
+    if (link.retiring && link.inflight === 0) link.drained?.();
+  }
+}
