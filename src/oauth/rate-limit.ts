@@ -28,7 +28,8 @@ export class RateLimiter {
     const now = this.#now();
     const ratePerMs = this.#options.perMinute / 60_000;
     const bucket = this.#buckets.get(key) ?? { tokens: this.#options.burst, updatedAt: now };
-    bucket.tokens = Math.min(this.#options.burst, bucket.tokens + (now - bucket.updatedAt) * ratePerMs);
+    // A clock stepping back refills nothing rather than draining the bucket.
+    bucket.tokens = Math.min(this.#options.burst, bucket.tokens + Math.max(0, now - bucket.updatedAt) * ratePerMs);
     bucket.updatedAt = now;
     this.#buckets.set(key, bucket);
     if (bucket.tokens >= 1) {
