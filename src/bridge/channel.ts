@@ -147,7 +147,7 @@ export class ChildChannel {
     const internal = options.internal ?? false;
     if (request.method === 'initialize') this.initializeRequest = request;
     const childId = this.nextChildId++;
-    const meta = request.params?._meta as Record<string, unknown> | undefined;
+    const meta = request.params?._meta;
     const token = meta?.progressToken;
     const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
     const pending: Pending = {
@@ -188,7 +188,7 @@ export class ChildChannel {
     const entry = typeof id === 'number' ? this.serverRequests.get(id) : undefined;
     if (typeof id !== 'number' || entry === undefined) return false;
     this.serverRequests.delete(id);
-    return entry.link.child.send({ ...response, id: entry.originalId } as JSONRPCMessage);
+    return entry.link.child.send({ ...response, id: entry.originalId });
   }
 
   /** The client gave up: the child is told, and no answer is owed any more. */
@@ -372,11 +372,11 @@ export class ChildChannel {
     }
     this.forget(childId, pending);
     if (isJSONRPCResultResponse(message)) this.rememberState(pending, message.result);
-    pending.sink.respond({ ...message, id: pending.clientId } as ClientResponse);
+    pending.sink.respond({ ...message, id: pending.clientId });
   }
 
   private fromChildNotification(link: Link, notification: JSONRPCNotification): void {
-    const params = notification.params as Record<string, unknown> | undefined;
+    const params = notification.params;
     if (notification.method === 'notifications/progress') {
       const token = params?.progressToken;
       const pending = typeof token === 'number' ? this.pending.get(token) : undefined;
@@ -420,7 +420,7 @@ export class ChildChannel {
 
   /** Remembers what a replacement child must be told again. */
   private rememberState(pending: Pending, result: unknown): void {
-    const params = pending.params as Record<string, unknown> | undefined;
+    const params = pending.params;
     switch (pending.method) {
       case 'initialize':
         this.negotiatedVersion = (result as { protocolVersion?: string } | undefined)?.protocolVersion;
