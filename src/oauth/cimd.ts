@@ -139,7 +139,6 @@ for (const [network, prefix] of [
 for (const [network, prefix] of [
   ['::', 128],
   ['::1', 128],
-  ['::ffff:0:0', 96],
   ['64:ff9b::', 96],
   ['100::', 64],
   ['2001:db8::', 32],
@@ -151,9 +150,12 @@ for (const [network, prefix] of [
 }
 
 export function isPublicAddress(address: string): boolean {
-  const family = isIP(address);
+  // An IPv4-mapped IPv6 address is judged by the IPv4 address inside it.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  const candidate = mapped ?? address;
+  const family = isIP(candidate);
   if (family === 0) return false;
-  return !NON_PUBLIC.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  return !NON_PUBLIC.check(candidate, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 /** A DNS lookup that refuses non-public answers: the check applies to the address connected to. */
