@@ -87,6 +87,11 @@ export function renderMessagePage(title: string, message: string): string {
   return page(title, `<h1>${escapeHtml(title)}</h1>\n<p>${escapeHtml(message)}</p>`);
 }
 
+/** A page with a title and already-escaped body markup. */
+export function renderPage(title: string, bodyHtml: string): string {
+  return page(title, `<h1>${escapeHtml(title)}</h1>\n${bodyHtml}`);
+}
+
 function page(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en">

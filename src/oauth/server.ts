@@ -24,6 +24,7 @@ import { BrokerAuthenticator } from './authenticator.js';
 import { AuthorizationFlow } from './authorize.js';
 import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from './cimd.js';
 import { ClientDirectory } from './clients.js';
+import { ConsentManagement } from './consents.js';
 import {
   OAUTH_PATHS,
   RESOURCE_PATH,
@@ -104,6 +105,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   };
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);
+  const consents = new ConsentManagement(context);
   const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now);
   const unusedClientTtlMs = options.unusedClientTtlMs ?? 24 * 3_600_000;
   const logger = options.logger;
@@ -174,6 +176,13 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
         return onlyMethod(req, res, 'GET', async () => {
           if (!limited(req, res, 'authorize')) await flow.callback(req, res, url);
         });
+      case OAUTH_PATHS.consents:
+        if (limited(req, res, 'authorize')) return true;
+        if (req.method === 'POST') {
+          await consents.revoke(req, res);
+          return true;
+        }
+        return onlyMethod(req, res, 'GET', () => consents.list(req, res));
       case OAUTH_PATHS.token:
         return onlyMethod(req, res, 'POST', async () => {
           if (!limited(req, res, 'token')) await api(res, () => tokenEndpoint.token(req, res));

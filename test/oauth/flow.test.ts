@@ -163,4 +163,31 @@ describe('OAuth authorization server: discovery and the happy path', () => {
     assert.equal(denied.params.get('iss'), harness.brokerUrl);
     assert.equal(denied.params.get('code'), null);
   });
+
+  it('lets a signed-in user list approvals and revoke one, which ends that client grants', async () => {
+    const browser = new TestBrowser();
+    const client = await harness.register({ client_name: 'Revocable client' });
+    const { challenge, verifier } = await pkce();
+    const params = await signIn(harness, browser, client.clientId, 'alice', challenge);
+    const tokens = await exchangeCode(harness, client.clientId, params.get('code') as string, verifier);
+
+    const anonymous = await new TestBrowser().request(harness.url(OAUTH_PATHS.consents));
+    assert.equal(anonymous.status, 401);
+
+    const list = await browser.request(harness.url(OAUTH_PATHS.consents));
+    assert.equal(list.status, 200);
+    const html = await list.text();
+    assert.match(html, /Revocable client/);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(html)?.[1] ?? '';
+
+    const forged = await browser.request(harness.url(OAUTH_PATHS.consents), { form: { client_id: client.clientId, csrf: 'forged' } });
+    assert.equal(forged.status, 403);
+    assert.equal((await harness.mcp(tokens.body.access_token as string)).status, 200);
+
+    const revoked = await browser.request(harness.url(OAUTH_PATHS.consents), { form: { client_id: client.clientId, csrf } });
+    assert.equal(revoked.status, 303);
+    assert.equal((await harness.mcp(tokens.body.access_token as string)).status, 401);
+    const again = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
+    assert.equal(again.kind, 'page', 'consent is asked again');
+  });
 });
