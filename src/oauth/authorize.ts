@@ -6,7 +6,7 @@ import { errorMessage, isBrokerError } from '../errors/errors.js';
 import type { PendingAuthorization } from '../store/store.js';
 import type { ResolvedClient } from './clients.js';
 import { OAUTH_PATHS, type OAuthContext } from './context.js';
-import { OAuthError, toOAuthError } from './errors.js';
+import { OAuthError, toOAuthError, toOAuthErrorResponse } from './errors.js';
 import { parseCookies, readForm, redirect, serializeCookie, singleParam } from './http.js';
 import { renderConsentPage, renderMessagePage, sendPage } from './pages.js';
 import { isLoopbackRedirect, redirectUriMatches } from './redirect-uri.js';
@@ -20,6 +20,9 @@ import { equalHashes, isS256Challenge, randomToken, sha256Hex } from './tokens.j
  * visited only after consent, so its automatic approval of the broker's one
  * application can never stand in for the user's consent to an MCP client.
  */
+/** Refusals shown as a page to a browser that may not continue this request. */
+const FORBIDDEN = { status: 403 };
+
 export class AuthorizationFlow {
   readonly #context: OAuthContext;
 
@@ -85,7 +88,7 @@ export class AuthorizationFlow {
     let client: ResolvedClient;
     let decision: string | undefined;
     try {
-      if (!this.#sameOrigin(req)) throw new OAuthError('access_denied', 'the form was not sent from this site');
+      if (!this.#sameOrigin(req)) throw new OAuthError('access_denied', 'the form was not sent from this site', FORBIDDEN);
       const form = await readForm(req);
       const requestId = singleParam(form, 'request');
       const csrf = singleParam(form, 'csrf');
@@ -94,10 +97,10 @@ export class AuthorizationFlow {
       if (found === undefined) throw new OAuthError('invalid_request', 'this sign-in request has expired or was completed; start again from your application');
       // The browser-binding cookie and the form's CSRF token must both belong to this request.
       if (!this.#sameBrowser(req, found) || csrf === undefined || !equalHashes(sha256Hex(csrf), found.csrfTokenHash)) {
-        throw new OAuthError('access_denied', 'this form does not belong to this browser; start again from your application');
+        throw new OAuthError('access_denied', 'this form does not belong to this browser; start again from your application', FORBIDDEN);
       }
       if ((await this.#signedInUser(req)) !== (found.userId ?? undefined)) {
-        throw new OAuthError('access_denied', 'your sign-in changed while this page was open; start again from your application');
+        throw new OAuthError('access_denied', 'your sign-in changed while this page was open; start again from your application', FORBIDDEN);
       }
       pending = found;
       client = await this.#context.clients.resolve(pending.clientId);
@@ -131,7 +134,7 @@ export class AuthorizationFlow {
     }
     // Only the browser that approved may finish: a callback URL pushed into another browser is refused.
     if (!this.#sameBrowser(req, pending)) {
-      this.#errorPage(res, new OAuthError('access_denied', 'this sign-in was started in another browser'));
+      this.#errorPage(res, new OAuthError('access_denied', 'this sign-in was started in another browser', FORBIDDEN));
       return;
     }
     let client: ResolvedClient;
@@ -277,9 +280,10 @@ export class AuthorizationFlow {
   #errorPage(res: ServerResponse, error: unknown): void {
     const oauthError = toOAuthError(error);
     this.#logIfInternal(oauthError);
-    const status = oauthError.status ?? (oauthError.code === 'access_denied' ? 403 : oauthError.code === 'server_error' ? 500 : oauthError.code === 'temporarily_unavailable' ? 503 : 400);
-    const headers: Record<string, string> = oauthError.retryAfter === undefined ? {} : { 'retry-after': String(oauthError.retryAfter) };
-    sendPage(res, status, renderMessagePage('Sign-in cannot continue', `${oauthError.message} (${oauthError.code})`), [], headers);
+    const response = toOAuthErrorResponse(oauthError);
+    const html = renderMessagePage('Sign-in cannot continue', `${response.body.error_description} (${response.body.error})`);
+    // invalid_client is 401 at the token endpoint; a browser has no client credentials to retry with.
+    sendPage(res, response.status === 401 ? 400 : response.status, html, [], { ...response.headers });
   }
 
   #logIfInternal(error: OAuthError): void {

@@ -3,10 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OAuthError, toOAuthErrorResponse } from './errors.js';
 
 /** Bodies of OAuth requests are small; anything larger is refused unread. */
-export const MAX_FORM_BYTES = 64 * 1024;
+const MAX_FORM_BYTES = 64 * 1024;
 
 /** Reads at most `maxBytes` of the request body. */
-export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > maxBytes) throw new OAuthError('invalid_request', 'request body too large', { status: 413 });
   const chunks: Buffer[] = [];
