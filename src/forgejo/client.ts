@@ -86,8 +86,8 @@ export class ForgejoClient {
 
   /**
    * Validates Forgejo's redirect to the callback and exchanges its code.
-   * Rejects with `forbidden` when Forgejo answered with an error (the user
-   * refused), `bad_request` for a malformed callback or a refused code, and
+   * Rejects with `forbidden` when the user refused at Forgejo, `bad_request`
+   * for any other error answer, a malformed callback or a refused code, and
    * `unavailable` when Forgejo could not be reached.
    */
   async exchangeCode(callback: URLSearchParams, expectedState: string, codeVerifier: string): Promise<ForgejoTokens> {
@@ -97,7 +97,10 @@ export class ForgejoClient {
       parameters = oauth.validateAuthResponse(metadata, this.#client, callback, expectedState);
     } catch (error) {
       if (error instanceof oauth.AuthorizationResponseError) {
-        throw new BrokerError('forbidden', `Forgejo refused the authorization: ${error.error}`, { cause: error });
+        // access_denied is the user's answer; anything else (such as Forgejo's "a grant exists with
+        // different scope") is a failure of the forge or its configuration.
+        const kind = error.error === 'access_denied' ? 'forbidden' : 'bad_request';
+        throw new BrokerError(kind, `Forgejo answered the authorization with ${error.error}`, { cause: error });
       }
       throw new BrokerError('bad_request', `invalid callback from Forgejo: ${errorMessage(error)}`, { cause: error });
     }

@@ -190,4 +190,32 @@ describe('OAuth authorization server: discovery and the happy path', () => {
     const again = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
     assert.equal(again.kind, 'page', 'consent is asked again');
   });
+
+  it('passes a refusal at Forgejo back to the client as access_denied, and a Forgejo failure as server_error', async () => {
+    for (const [upstreamError, expected] of [
+      ['access_denied', 'access_denied'],
+      ['server_error', 'server_error'],
+    ] as const) {
+      const client = await harness.register();
+      const browser = new TestBrowser();
+      const { challenge } = await pkce();
+      const page = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
+      assert.equal(page.kind, 'page');
+      if (page.kind !== 'page') return;
+      // Stop where the broker sends the browser to Forgejo, and answer as Forgejo would.
+      const toForgejo = await browser.follow(harness.url(OAUTH_PATHS.consent), harness.forgejo.url, { form: { ...consentFields(page.html), decision: 'approve' } });
+      assert.equal(toForgejo.kind, 'redirect');
+      if (toForgejo.kind !== 'redirect') return;
+      assert.equal(toForgejo.params.get('code_challenge_method'), 'S256');
+      const callback = new URL(harness.url(OAUTH_PATHS.callback));
+      callback.searchParams.set('error', upstreamError);
+      callback.searchParams.set('state', toForgejo.params.get('state') ?? '');
+      const back = await browser.follow(callback.href, CLIENT_REDIRECT);
+      assert.equal(back.kind, 'redirect');
+      if (back.kind !== 'redirect') return;
+      assert.equal(back.params.get('error'), expected);
+      assert.equal(back.params.get('state'), 'client-state-123');
+      assert.equal(back.params.get('code'), null);
+    }
+  });
 });
