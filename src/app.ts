@@ -4,8 +4,10 @@ import { errorMessage } from './errors/errors.js';
 import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
 import type { Logger } from './log/logger.js';
+import { ModernFront } from './modern/front.js';
 import { SessionRegistry } from './session/registry.js';
 import { processSpawner } from './supervisor/child.js';
+import { BROKER_INFO } from './version.js';
 
 /** What authentication brings to the broker: the OAuth server in production, injected parts in tests. */
 export interface AuthParts {
@@ -56,6 +58,7 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     allowedOrigins: config.allowedOrigins,
     authenticator: auth.authenticator,
     registry,
+    modern: new ModernFront({ registry, log, inputTimeoutMs: config.requestTimeoutMs, serverInfo: BROKER_INFO, keepAliveMs: 15_000 }),
     routes: auth.routes,
     maxBodyBytes: config.maxBodyBytes,
     retryAfterSeconds: RETRY_AFTER_SECONDS,

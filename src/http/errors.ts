@@ -42,12 +42,20 @@ export function sendBrokerError(res: ServerResponse, error: BrokerError, options
   });
 }
 
-export function sendJsonRpcError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
+export function sendJsonRpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  headers: Record<string, string> = {},
+  extra: { id?: string | number; data?: unknown } = {},
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+  const error = extra.data === undefined ? { code, message } : { code, message, data: extra.data };
+  const body = JSON.stringify({ jsonrpc: '2.0', id: extra.id ?? null, error });
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }

@@ -1,8 +1,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol/server';
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
+import type { ModernFront } from '../modern/front.js';
+import { validateModernRequest } from '../modern/validate.js';
 import type { SessionRegistry } from '../session/registry.js';
 import { parseJsonBody, readBody } from './body.js';
 import { sendBrokerError, sendJson, sendJsonRpcError } from './errors.js';
@@ -16,6 +19,7 @@ export interface BrokerServerOptions {
   readonly allowedOrigins: readonly string[];
   readonly authenticator: Authenticator;
   readonly registry: SessionRegistry;
+  readonly modern: ModernFront;
   /** Route groups tried, in order, before `/mcp` (OAuth endpoints, metadata). */
   readonly routes: readonly RouteHandler[];
   readonly maxBodyBytes: number;
@@ -117,7 +121,7 @@ export class BrokerServer {
       const principal = await this.authenticate(req, res);
       if (principal === undefined) return;
       const body = req.method === 'POST' ? parseJsonBody(await readBody(req, this.options.maxBodyBytes)) : undefined;
-      await this.options.registry.handle(req, res, principal, body);
+      await this.dispatch(req, res, principal, body);
     } catch (error) {
       if (!isBrokerError(error)) throw error;
       sendBrokerError(res, error, {
@@ -125,6 +129,45 @@ export class BrokerServer {
         ...(error.kind === 'credential_revoked' ? { challenge: this.challenge('invalid_token', 'The Forgejo sign-in has ended; sign in again') } : {}),
       });
     }
+  }
+
+  /**
+   * Routes by era, as the 2026-07-28 versioning page describes: a request
+   * carrying the per-request `_meta` envelope is served statelessly; anything
+   * else (initialize, session traffic, GET, DELETE) is the legacy session path.
+   */
+  private async dispatch(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
+    const outcome = classifyInboundRequest({
+      httpMethod: req.method ?? 'GET',
+      protocolVersionHeader: single(req.headers['mcp-protocol-version']),
+      mcpMethodHeader: single(req.headers['mcp-method']),
+      mcpNameHeader: single(req.headers['mcp-name']),
+      body,
+    });
+    if (outcome.kind === 'legacy') {
+      await this.options.registry.handle(req, res, principal, body);
+      return;
+    }
+    const id = requestIdOf(body);
+    if (outcome.kind === 'reject') {
+      sendJsonRpcError(res, outcome.httpStatus, outcome.code, outcome.message, {}, { id, data: outcome.data });
+      return;
+    }
+    if (!isJsonContentType(req.headers['content-type'] ?? null)) {
+      sendJsonRpcError(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json', {}, { id });
+      return;
+    }
+    if (outcome.messageKind === 'notification') {
+      // 2026-07-28 defines no client notifications over HTTP; accepted and ignored.
+      res.writeHead(202).end();
+      return;
+    }
+    const rejection = validateModernRequest(req, outcome.message, outcome.classification.revision ?? '');
+    if (rejection !== undefined) {
+      sendJsonRpcError(res, rejection.httpStatus, rejection.code, rejection.message, {}, { id, data: rejection.data });
+      return;
+    }
+    await this.options.modern.handle(req, res, principal, outcome.message);
   }
 
   /** Resolves the bearer token, or answers 401 with the RFC 9728 challenge and returns undefined. */
@@ -152,4 +195,15 @@ export class BrokerServer {
     if (description !== undefined) parts.push(`error_description="${description.replaceAll('"', "'")}"`);
     return `Bearer ${parts.join(', ')}`;
   }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The id of a single JSON-RPC request body, to echo on an error; undefined otherwise. */
+function requestIdOf(body: unknown): string | number | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const id = (body as { id?: unknown }).id;
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
 }

@@ -1,11 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { EventStore } from '@modelcontextprotocol/server';
+import type { EventStore, Implementation, InitializeResult, JSONRPCRequest, LoggingLevel } from '@modelcontextprotocol/server';
+import { isJSONRPCErrorResponse, isJSONRPCRequest, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/server';
 import type { ForgejoCredentials, Principal } from '../auth/principal.js';
 import { SessionBridge } from '../bridge/bridge.js';
+import { ChildChannel, type ClientResponse } from '../bridge/channel.js';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
-import type { SpawnFunc } from '../supervisor/child.js';
+import type { Child, SpawnFunc } from '../supervisor/child.js';
+import { LOG_SEVERITY, type UserChannel } from './user-channel.js';
 
 export const SESSION_ID_HEADER = 'mcp-session-id';
 
@@ -31,15 +34,27 @@ export interface RegistryOptions {
   readonly now?: () => number;
 }
 
-interface Session {
-  readonly bridge: SessionBridge;
+/** What the rotator and the reaper need of a legacy session or a user's modern channel. */
+interface ChannelEntry {
+  readonly channel: ChildChannel;
   readonly userId: string;
   readonly forgejoLogin: string;
-  readonly grantId: string;
   lastActive: number;
   /** SHA-256 of the Forgejo token the current child holds. */
   tokenFingerprint: string;
 }
+
+interface Session extends ChannelEntry {
+  readonly bridge: SessionBridge;
+  readonly grantId: string;
+}
+
+/**
+ * The capabilities the broker declares to a user's modern child: everything
+ * it can translate into the modern era's input requests, so the child may ask;
+ * a request whose client lacks one is refused at the broker.
+ */
+const MODERN_CHILD_CAPABILITIES = { elicitation: { form: {}, url: {} }, sampling: {}, roots: { listChanged: true } };
 
 /**
  * Maps `Mcp-Session-Id` to a bridge and its child: mints sessions on
@@ -49,6 +64,8 @@ interface Session {
  */
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
+  private readonly userChannels = new Map<string, UserChannel>();
+  private readonly startingUserChannels = new Map<string, Promise<UserChannel>>();
   private readonly sessionsByUser = new Map<string, Set<string>>();
   /** Sessions being spawned, counted against the caps so a burst cannot overshoot them. */
   private starting = 0;
@@ -62,9 +79,14 @@ export class SessionRegistry {
     this.now = options.now ?? Date.now;
   }
 
-  /** Number of live sessions. */
+  /** Number of live legacy sessions. */
   get active(): number {
     return this.sessions.size;
+  }
+
+  /** Number of users with a live modern channel. */
+  get activeUserChannels(): number {
+    return this.userChannels.size;
   }
 
   /** Session ids of one user, for tests and metrics. */
@@ -126,10 +148,11 @@ export class SessionRegistry {
 
   private reserve(userId: string): void {
     const { maxSessions, maxSessionsPerUser } = this.options;
-    if (maxSessions > 0 && this.sessions.size + this.starting >= maxSessions) {
+    if (maxSessions > 0 && this.sessions.size + this.userChannels.size + this.starting >= maxSessions) {
       throw new BrokerError('capacity', 'The broker holds its maximum number of sessions; try again later');
     }
-    const ofUser = (this.sessionsByUser.get(userId)?.size ?? 0) + (this.startingByUser.get(userId) ?? 0);
+    const ofUser =
+      (this.sessionsByUser.get(userId)?.size ?? 0) + (this.userChannels.has(userId) ? 1 : 0) + (this.startingByUser.get(userId) ?? 0);
     if (maxSessionsPerUser > 0 && ofUser >= maxSessionsPerUser) {
       throw new BrokerError('capacity', 'You have the maximum number of sessions; end one or try again later');
     }
@@ -144,22 +167,22 @@ export class SessionRegistry {
     else this.startingByUser.set(userId, left);
   }
 
-  private async spawnSession(principal: Principal): Promise<Session> {
-    const sessionId = newSessionId();
+  /** Starts a child with the user's current Forgejo token. */
+  private async spawnChild(sessionId: string, principal: Pick<Principal, 'userId' | 'forgejoLogin'>): Promise<{ child: Child; fingerprint: string }> {
     const access = await this.options.credentials.access(principal.userId, 0);
-    const log = this.options.log.child({ sessionId, user: principal.forgejoLogin });
-    let child;
     try {
-      child = await this.options.spawn({
-        sessionId,
-        userId: principal.userId,
-        forgejoLogin: principal.forgejoLogin,
-        forgejoToken: access.accessToken,
-      });
+      const child = await this.options.spawn({ sessionId, userId: principal.userId, forgejoLogin: principal.forgejoLogin, forgejoToken: access.accessToken });
+      return { child, fingerprint: fingerprint(access.accessToken) };
     } catch (error) {
-      log.error({ event: 'child_spawn_failed', err: errorMessage(error) }, 'could not start the MCP server');
+      this.options.log.error({ event: 'child_spawn_failed', sessionId, err: errorMessage(error) }, 'could not start the MCP server');
       throw new BrokerError('child_failed', 'The MCP server could not be started', { cause: error });
     }
+  }
+
+  private async spawnSession(principal: Principal): Promise<Session> {
+    const sessionId = newSessionId();
+    const log = this.options.log.child({ sessionId, user: principal.forgejoLogin });
+    const { child, fingerprint: tokenFingerprint } = await this.spawnChild(sessionId, principal);
     const bridge = new SessionBridge(child, {
       sessionId,
       log,
@@ -170,11 +193,12 @@ export class SessionRegistry {
     });
     const session: Session = {
       bridge,
+      channel: bridge.channel,
       userId: principal.userId,
       forgejoLogin: principal.forgejoLogin,
       grantId: principal.grantId,
       lastActive: this.now(),
-      tokenFingerprint: fingerprint(access.accessToken),
+      tokenFingerprint,
     };
     this.sessions.set(sessionId, session);
     let ofUser = this.sessionsByUser.get(principal.userId);
@@ -202,14 +226,16 @@ export class SessionRegistry {
   /** One sweep of the idle reaper: ends sessions unused for longer than the idle timeout. Returns how many. */
   async reapIdle(): Promise<number> {
     const cutoff = this.now() - this.options.idleTimeoutMs;
-    const idle = [...this.sessions.entries()].filter(([, s]) => s.lastActive < cutoff && s.bridge.channel.inflight === 0);
-    await Promise.all(idle.map(([sessionId]) => this.end(sessionId, 'idle')));
-    return idle.length;
+    const idle = [...this.sessions.entries()].filter(([, s]) => s.lastActive < cutoff && s.channel.inflight === 0);
+    const idleUsers = [...this.userChannels.values()].filter((u) => u.lastActive < cutoff && u.channel.inflight === 0 && u.listeners.size === 0);
+    await Promise.all([...idle.map(([sessionId]) => this.end(sessionId, 'idle')), ...idleUsers.map((u) => u.channel.close('idle'))]);
+    return idle.length + idleUsers.length;
   }
 
   /** One sweep of the rotator: every user with sessions gets a fresh enough token on every child. */
   async rotateDue(): Promise<void> {
-    await Promise.all([...this.sessionsByUser.keys()].map((userId) => this.rotateUser(userId, this.options.refreshLeadMs)));
+    const users = new Set([...this.sessionsByUser.keys(), ...this.userChannels.keys()]);
+    await Promise.all([...users].map((userId) => this.rotateUser(userId, this.options.refreshLeadMs)));
   }
 
   /**
@@ -240,36 +266,37 @@ export class SessionRegistry {
       return;
     }
     const target = fingerprint(access.accessToken);
-    const stale = this.sessionIdsOf(userId)
-      .map((sessionId) => [sessionId, this.sessions.get(sessionId)] as const)
-      .filter((entry): entry is readonly [string, Session] => entry[1] !== undefined && entry[1].tokenFingerprint !== target);
+    const entries: [string, ChannelEntry][] = this.sessionIdsOf(userId).flatMap((sessionId) => {
+      const session = this.sessions.get(sessionId);
+      return session === undefined ? [] : [[sessionId, session] as [string, ChannelEntry]];
+    });
+    const modern = this.userChannels.get(userId);
+    if (modern !== undefined) entries.push([`modern:${userId}`, modern]);
     await Promise.all(
-      stale.map(async ([sessionId, session]) => {
-        try {
-          const child = await this.options.spawn({
-            sessionId,
-            userId,
-            forgejoLogin: session.forgejoLogin,
-            forgejoToken: access.accessToken,
-          });
-          await session.bridge.channel.swapChild(child);
-          session.tokenFingerprint = target;
-        } catch (error) {
-          this.options.log.error({ event: 'rotation_failed', sessionId, err: errorMessage(error) }, 'session kept its old child');
-        }
-      }),
+      entries
+        .filter(([, entry]) => entry.tokenFingerprint !== target && !entry.channel.ended)
+        .map(async ([name, entry]) => {
+          try {
+            const child = await this.options.spawn({ sessionId: name, userId, forgejoLogin: entry.forgejoLogin, forgejoToken: access.accessToken });
+            await entry.channel.swapChild(child);
+            entry.tokenFingerprint = target;
+          } catch (error) {
+            this.options.log.error({ event: 'rotation_failed', sessionId: name, err: errorMessage(error) }, 'kept the old child');
+          }
+        }),
     );
   }
 
   /** Ends every session of a user. */
   async endUser(userId: string, reason: string): Promise<void> {
-    await Promise.all(this.sessionIdsOf(userId).map((sessionId) => this.end(sessionId, reason)));
+    await Promise.all([...this.sessionIdsOf(userId).map((sessionId) => this.end(sessionId, reason)), this.userChannels.get(userId)?.channel.close(reason)]);
   }
 
   /** Client requests waiting for a child's answer, across all sessions. */
   get inflight(): number {
     let count = 0;
-    for (const session of this.sessions.values()) count += session.bridge.channel.inflight;
+    for (const session of this.sessions.values()) count += session.channel.inflight;
+    for (const user of this.userChannels.values()) count += user.channel.inflight;
     return count;
   }
 
@@ -286,7 +313,130 @@ export class SessionRegistry {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
-    await Promise.all([...this.sessions.keys()].map((sessionId) => this.end(sessionId, 'broker_stopping')));
+    await Promise.all([
+      ...[...this.sessions.keys()].map((sessionId) => this.end(sessionId, 'broker_stopping')),
+      ...[...this.userChannels.values()].map((user) => user.channel.close('broker_stopping')),
+    ]);
+  }
+
+  /**
+   * The user's modern-era channel, started and initialised on first use with
+   * the first client's identity (single flight per user).
+   */
+  userChannel(principal: Principal, clientInfo: Implementation): Promise<UserChannel> {
+    if (this.stopped) return Promise.reject(new BrokerError('unavailable', 'The broker is shutting down'));
+    const existing = this.userChannels.get(principal.userId);
+    if (existing !== undefined && !existing.channel.ended) {
+      existing.lastActive = this.now();
+      return Promise.resolve(existing);
+    }
+    let starting = this.startingUserChannels.get(principal.userId);
+    if (starting === undefined) {
+      starting = this.startUserChannel(principal, clientInfo).finally(() => this.startingUserChannels.delete(principal.userId));
+      this.startingUserChannels.set(principal.userId, starting);
+    }
+    return starting;
+  }
+
+  private async startUserChannel(principal: Principal, clientInfo: Implementation): Promise<UserChannel> {
+    this.reserve(principal.userId);
+    const name = `modern:${principal.userId}`;
+    const log = this.options.log.child({ sessionId: name, user: principal.forgejoLogin });
+    let user: UserChannel | undefined;
+    try {
+      const { child, fingerprint: tokenFingerprint } = await this.spawnChild(name, principal);
+      const channel = new ChildChannel(child, {
+        log,
+        requestTimeoutMs: this.options.requestTimeoutMs,
+        drainGraceMs: this.options.drainGraceMs,
+        onEnded: (reason) => {
+          log.info({ event: 'user_channel_closed', reason }, 'modern channel closed');
+          if (this.userChannels.get(principal.userId)?.channel === channel) this.userChannels.delete(principal.userId);
+          for (const listener of user?.listeners ?? []) listener.end();
+        },
+        onUnrelated: (message) => {
+          if (isJSONRPCRequest(message)) {
+            channel.refuseServerRequest(message.id as number, -32601, 'No modern request is waiting for input');
+            return;
+          }
+          for (const listener of user?.listeners ?? []) if (listener.wants(message)) listener.deliver(message);
+        },
+      });
+      const server = await this.initialize(channel, clientInfo);
+      user = {
+        channel,
+        userId: principal.userId,
+        forgejoLogin: principal.forgejoLogin,
+        server,
+        clientInfo,
+        lastActive: this.now(),
+        tokenFingerprint,
+        listeners: new Set(),
+        resourceRefs: new Map(),
+        logLevel: undefined,
+      };
+      if (this.stopped || channel.ended) {
+        await channel.close('broker_stopping');
+        throw new BrokerError('unavailable', 'The broker is shutting down');
+      }
+      this.userChannels.set(principal.userId, user);
+      log.info({ event: 'user_channel_started', pid: child.pid, clientId: principal.clientId }, 'modern channel started');
+      return user;
+    } finally {
+      this.unreserve(principal.userId);
+    }
+  }
+
+  /** The broker's own legacy handshake with a child it serves modern clients through. */
+  private async initialize(channel: ChildChannel, clientInfo: Implementation): Promise<InitializeResult> {
+    const answer = await this.internalRequest(channel, 'initialize', {
+      protocolVersion: LATEST_PROTOCOL_VERSION,
+      capabilities: MODERN_CHILD_CAPABILITIES,
+      clientInfo,
+    });
+    if (isJSONRPCErrorResponse(answer)) {
+      await channel.close('initialize_failed');
+      throw new BrokerError('child_failed', `The MCP server refused to start: ${answer.error.message}`);
+    }
+    channel.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    return answer.result as InitializeResult;
+  }
+
+  /** Sends a request of the broker's own to a channel and waits for the answer. */
+  internalRequest(channel: ChildChannel, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
+    return new Promise((resolve) => {
+      channel.request(
+        { jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) },
+        { notify: () => undefined, serverRequest: (request) => channel.refuseServerRequest(request.id as number, -32601, 'The broker cannot answer'), respond: resolve },
+        { internal: true },
+      );
+    });
+  }
+
+  /** Lowers the child's log level when a request asks for more detail than it sends now. */
+  async ensureLogLevel(user: UserChannel, level: LoggingLevel): Promise<void> {
+    if (user.server.capabilities.logging === undefined) return;
+    if (user.logLevel !== undefined && LOG_SEVERITY[user.logLevel] <= LOG_SEVERITY[level]) return;
+    user.logLevel = level;
+    await this.internalRequest(user.channel, 'logging/setLevel', { level });
+  }
+
+  /** Counts one more listener for a resource, subscribing at the child on the first. */
+  async subscribeResource(user: UserChannel, uri: string): Promise<void> {
+    const count = user.resourceRefs.get(uri) ?? 0;
+    user.resourceRefs.set(uri, count + 1);
+    if (count === 0) await this.internalRequest(user.channel, 'resources/subscribe', { uri });
+  }
+
+  /** Counts one listener less, unsubscribing at the child after the last. */
+  async unsubscribeResource(user: UserChannel, uri: string): Promise<void> {
+    const count = (user.resourceRefs.get(uri) ?? 1) - 1;
+    if (count > 0) {
+      user.resourceRefs.set(uri, count);
+      return;
+    }
+    user.resourceRefs.delete(uri);
+    if (!user.channel.ended) await this.internalRequest(user.channel, 'resources/unsubscribe', { uri });
   }
 }
 

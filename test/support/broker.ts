@@ -5,6 +5,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { AuthFailure, Authenticator, ForgejoAccess, ForgejoCredentials, Principal } from '../../src/auth/principal.js';
 import { BrokerError } from '../../src/errors/errors.js';
 import { BrokerServer } from '../../src/http/server.js';
+import { ModernFront } from '../../src/modern/front.js';
+import { BROKER_INFO } from '../../src/version.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { SessionRegistry } from '../../src/session/registry.js';
 import { processSpawner, type SpawnFunc } from '../../src/supervisor/child.js';
@@ -129,6 +131,7 @@ export class TestBroker {
       allowedOrigins: [],
       authenticator,
       registry,
+      modern: new ModernFront({ registry, log, inputTimeoutMs: options.requestTimeoutMs ?? 30_000, serverInfo: BROKER_INFO, keepAliveMs: 15_000 }),
       routes: [],
       maxBodyBytes: options.maxBodyBytes ?? 4 * 1024 * 1024,
       retryAfterSeconds: 30,

@@ -1,0 +1,48 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+/** What a `requestState` vouches for: whose request it is, which parked call, which request, until when. */
+export interface RequestStateClaims {
+  readonly userId: string;
+  readonly parkedId: string;
+  /** Method and name (or uri) of the original request; a retry of another request is refused. */
+  readonly request: string;
+  readonly expiresAt: number;
+}
+
+/**
+ * The opaque `requestState` of the modern era's input-required results:
+ * the claims, integrity-protected with HMAC-SHA-256 under a key that lives
+ * only in this process (the parked calls it points to live there too).
+ */
+export class RequestStateCodec {
+  private readonly key = randomBytes(32);
+
+  encode(claims: RequestStateClaims): string {
+    const payload = Buffer.from(JSON.stringify([claims.userId, claims.parkedId, claims.request, claims.expiresAt])).toString('base64url');
+    return `${payload}.${this.sign(payload)}`;
+  }
+
+  /** The claims, if the state is authentic and unexpired; undefined otherwise. */
+  decode(state: string, now: number): RequestStateClaims | undefined {
+    const [payload, signature, ...rest] = state.split('.');
+    if (payload === undefined || signature === undefined || rest.length > 0) return undefined;
+    const expected = Buffer.from(this.sign(payload));
+    const given = Buffer.from(signature);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
+    let fields: unknown;
+    try {
+      fields = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(fields) || fields.length !== 4) return undefined;
+    const [userId, parkedId, request, expiresAt] = fields as unknown[];
+    if (typeof userId !== 'string' || typeof parkedId !== 'string' || typeof request !== 'string' || typeof expiresAt !== 'number') return undefined;
+    if (expiresAt <= now) return undefined;
+    return { userId, parkedId, request, expiresAt };
+  }
+
+  private sign(payload: string): string {
+    return createHmac('sha256', this.key).update(payload).digest('base64url');
+  }
+}

@@ -1,0 +1,79 @@
+import type { ServerResponse } from 'node:http';
+import type { JSONRPCMessage } from '@modelcontextprotocol/server';
+
+const SSE_HEADERS = {
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache, no-transform',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+};
+
+/**
+ * One modern request's HTTP response: a single JSON object when the answer
+ * is all there is, an SSE stream as soon as a notification precedes it.
+ */
+export class ResponseWriter {
+  private streaming = false;
+  private done = false;
+  private keepAlive: NodeJS.Timeout | undefined;
+
+  /** `onClientGone` runs if the client closes the connection before the final message. */
+  constructor(
+    private readonly res: ServerResponse,
+    onClientGone: () => void,
+  ) {
+    res.once('close', () => {
+      this.stopKeepAlive();
+      if (!this.done) {
+        this.done = true;
+        onClientGone();
+      }
+    });
+  }
+
+  get finished(): boolean {
+    return this.done;
+  }
+
+  /** Opens the SSE stream now (a listen stream is one from the start), with keep-alive comments. */
+  openStream(keepAliveMs: number): void {
+    this.startStream();
+    if (keepAliveMs > 0) {
+      this.keepAlive = setInterval(() => this.res.write(':\n\n'), keepAliveMs);
+      this.keepAlive.unref();
+    }
+  }
+
+  /** A message before the final one: switches to SSE. */
+  event(message: JSONRPCMessage): void {
+    if (this.done) return;
+    this.startStream();
+    this.res.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+  }
+
+  /** The final message; the response ends with it. */
+  final(message: JSONRPCMessage, httpStatus = 200): void {
+    if (this.done) return;
+    this.done = true;
+    this.stopKeepAlive();
+    if (this.streaming) {
+      this.res.end(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+      return;
+    }
+    const body = JSON.stringify(message);
+    this.res.writeHead(httpStatus, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+    this.res.end(body);
+  }
+
+  private startStream(): void {
+    if (this.streaming) return;
+    this.streaming = true;
+    this.res.writeHead(200, SSE_HEADERS);
+    this.res.flushHeaders();
+  }
+
+  private stopKeepAlive(): void {
+    if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
+  }
+}
