@@ -1,10 +1,11 @@
 import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
-import type { Config } from './config/config.js';
+import { requireForgejo, type Config } from './config/config.js';
 import { errorMessage } from './errors/errors.js';
 import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
 import type { Logger } from './log/logger.js';
 import { ModernFront } from './modern/front.js';
+import { openBrokerAuth } from './oauth/setup.js';
 import { SessionRegistry } from './session/registry.js';
 import { processSpawner } from './supervisor/child.js';
 import { BROKER_INFO } from './version.js';
@@ -103,4 +104,46 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+}
+
+/**
+ * The production broker: sign-in through Forgejo (store, OAuth server,
+ * credential manager) wired to the session layer, so a new login or a
+ * refresh moves the user's sessions to the new token and a revoked
+ * credential ends them.
+ */
+export async function startSignedInBroker(config: Config, log: Logger): Promise<RunningBroker> {
+  const forgejo = requireForgejo(config);
+  const { signIn } = config;
+  const auth = await openBrokerAuth({
+    publicUrl: config.publicUrl,
+    forgejoUrl: forgejo.forgejoUrl,
+    forgejoClientId: forgejo.clientId,
+    forgejoClientSecret: forgejo.clientSecret,
+    forgejoScopes: signIn.forgejoScopes,
+    dataDir: config.dataDir,
+    ...(signIn.encryptionKey === undefined ? {} : { encryptionKey: signIn.encryptionKey }),
+    logger: log,
+    lifetimes: { accessTokenMs: signIn.accessTokenTtlMs, refreshTokenMs: signIn.refreshTokenTtlMs },
+    refreshGraceMs: signIn.refreshGraceMs,
+    unusedClientTtlMs: signIn.unusedClientTtlMs,
+    cimd: { allowPrivateNetwork: signIn.cimdAllowPrivate },
+    rateLimit: { burst: Math.max(10, Math.ceil(signIn.rateLimitPerMinute / 2)), perMinute: signIn.rateLimitPerMinute },
+  });
+  let broker: RunningBroker;
+  try {
+    broker = await startBroker(
+      config,
+      forgejo.forgejoUrl,
+      { authenticator: auth.authenticator, credentials: auth.credentials, routes: [auth.routes], close: () => auth.close() },
+      log,
+    );
+  } catch (error) {
+    await auth.close();
+    throw error;
+  }
+  const { registry } = broker;
+  auth.credentials.onCredentialChanged((userId) => void registry.rotateUser(userId));
+  auth.credentials.onCredentialRevoked((userId) => void registry.endUser(userId, 'credential_revoked'));
+  return broker;
 }

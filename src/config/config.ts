@@ -30,6 +30,27 @@ export interface Config {
   readonly childStopGraceMs: number;
   readonly maxBodyBytes: number;
   readonly logLevel: LogLevel;
+  readonly signIn: SignInConfig;
+}
+
+/** The OAuth side: the broker's application at Forgejo and its own token policy. */
+export interface SignInConfig {
+  readonly forgejoClientId: string | undefined;
+  readonly forgejoClientSecret: string | undefined;
+  /** Asked of Forgejo on every login, always the same (Forgejo refuses a grant with another scope). */
+  readonly forgejoScopes: string;
+  /** 32 bytes, hex or base64; absent: generated into `<dataDir>/encryption.key`. */
+  readonly encryptionKey: string | undefined;
+  readonly accessTokenTtlMs: number;
+  readonly refreshTokenTtlMs: number;
+  /** A client repeating a refresh within this window gets the same pair; 0 disables. */
+  readonly refreshGraceMs: number;
+  /** Registered clients that never completed a sign-in are removed after this long. */
+  readonly unusedClientTtlMs: number;
+  /** Development only: client metadata documents on loopback and private addresses, over http. */
+  readonly cimdAllowPrivate: boolean;
+  /** Requests per minute per client address on each authorization endpoint group. */
+  readonly rateLimitPerMinute: number;
 }
 
 export class ConfigError extends Error {
@@ -97,7 +118,34 @@ export function loadConfig(env: Env): Config {
     childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
     maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
     logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
+    signIn: {
+      forgejoClientId: read(env, 'FORGEJO_CLIENT_ID'),
+      forgejoClientSecret: read(env, 'FORGEJO_CLIENT_SECRET'),
+      forgejoScopes: env.FORGEJO_SCOPES?.trim() ?? '',
+      encryptionKey: read(env, 'BROKER_ENCRYPTION_KEY'),
+      accessTokenTtlMs: duration(env, 'BROKER_ACCESS_TOKEN_TTL', '1h'),
+      refreshTokenTtlMs: duration(env, 'BROKER_REFRESH_TOKEN_TTL', '720h'),
+      refreshGraceMs: duration(env, 'BROKER_REFRESH_GRACE', '10s', true),
+      unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL', '24h'),
+      cimdAllowPrivate: flag(env, 'BROKER_CIMD_ALLOW_PRIVATE'),
+      rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
+    },
   };
+}
+
+/** Whether the configuration can sign users in at a real Forgejo (else only `demo` runs). */
+export function requireForgejo(config: Config): { forgejoUrl: URL; clientId: string; clientSecret: string } {
+  if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required (or run `forgejo-mcp-broker demo`)');
+  if (config.signIn.forgejoClientId === undefined) throw new ConfigError('FORGEJO_CLIENT_ID', "is required: the client id of the broker's OAuth2 application at Forgejo");
+  if (config.signIn.forgejoClientSecret === undefined) throw new ConfigError('FORGEJO_CLIENT_SECRET', "is required: the client secret of the broker's OAuth2 application at Forgejo");
+  return { forgejoUrl: config.forgejoUrl, clientId: config.signIn.forgejoClientId, clientSecret: config.signIn.forgejoClientSecret };
+}
+
+function flag(env: Env, name: string): boolean {
+  const text = read(env, name)?.toLowerCase();
+  if (text === undefined || text === 'false' || text === '0' || text === 'no') return false;
+  if (text === 'true' || text === '1' || text === 'yes') return true;
+  throw new ConfigError(name, `"${text}" is not true or false`);
 }
 
 function read(env: Env, name: string): string | undefined {
@@ -112,10 +160,11 @@ function list(env: Env, name: string): string[] {
     .filter((item) => item !== '');
 }
 
-function duration(env: Env, name: string, fallback: string): number {
+function duration(env: Env, name: string, fallback: string, zeroAllowed = false): number {
   const text = read(env, name) ?? fallback;
+  if (zeroAllowed && text === '0') return 0;
   const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) {
+  if (ms === undefined || (ms <= 0 && !(zeroAllowed && ms === 0))) {
     throw new ConfigError(name, `"${text}" is not a duration (use forms like 500ms, 30s, 15m, 1h)`);
   }
   return ms;

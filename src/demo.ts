@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startSignedInBroker, type RunningBroker } from './app.js';
+import type { Config } from './config/config.js';
+import type { Logger } from './log/logger.js';
+import { OAUTH_PATHS } from './oauth/context.js';
+import { startForgejoStandin, type ForgejoStandin, type StandinUser } from './standin/forgejo.js';
+
+/** The stand-in forgejo-mcp, compiled next to this file. */
+export const STANDIN_CHILD_SCRIPT = fileURLToPath(new URL('./standin/forgejo-mcp.js', import.meta.url));
+
+/** The stand-in child as a command line for BROKER_CHILD_COMMAND. */
+export function standinChildCommand(): string {
+  return `'${process.execPath}' '${STANDIN_CHILD_SCRIPT}' --transport stdio`;
+}
+
+/** Who can sign in at the demo's Forgejo stand-in. */
+export const DEMO_USERS: readonly StandinUser[] = [
+  { id: 1, login: 'demo', password: 'demo', fullName: 'Demo User', email: 'demo@example.test' },
+  { id: 2, login: 'alice', password: 'alice', fullName: 'Alice Example', email: 'alice@example.test' },
+];
+
+export interface Demo {
+  readonly broker: RunningBroker;
+  readonly forgejo: ForgejoStandin;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole flow on one machine: a Forgejo stand-in (login form, OAuth2
+ * provider, API) with the broker registered as its application, and the
+ * broker signing users in through it. The data directory is temporary
+ * unless the configuration names one.
+ */
+export async function startDemo(config: Config, log: Logger, options: { keepDataDir: boolean }): Promise<Demo> {
+  const application = { clientId: 'forgejo-mcp-broker-demo', clientSecret: randomBytes(24).toString('hex') };
+  const forgejo = await startForgejoStandin({
+    users: DEMO_USERS,
+    applications: [{ ...application, redirectUris: [new URL(OAUTH_PATHS.callback, config.publicUrl).href] }],
+  });
+  const dataDir = options.keepDataDir ? config.dataDir : await mkdtemp(path.join(tmpdir(), 'forgejo-mcp-broker-demo-'));
+  const removeDataDir = async (): Promise<void> => {
+    if (!options.keepDataDir) await rm(dataDir, { recursive: true, force: true });
+  };
+  let broker: RunningBroker;
+  try {
+    broker = await startSignedInBroker(
+      {
+        ...config,
+        dataDir,
+        forgejoUrl: new URL(forgejo.url),
+        signIn: { ...config.signIn, forgejoClientId: application.clientId, forgejoClientSecret: application.clientSecret },
+      },
+      log,
+    );
+  } catch (error) {
+    await forgejo.close();
+    await removeDataDir();
+    throw error;
+  }
+  return {
+    broker,
+    forgejo,
+    stop: async () => {
+      await broker.stop();
+      await forgejo.close();
+      await removeDataDir();
+    },
+  };
+}
