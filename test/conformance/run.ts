@@ -65,6 +65,8 @@ interface ScenarioResult {
   readonly judgement: 'ok' | 'expected-failure' | 'pending' | 'unexpected-failure' | 'stale';
   readonly reason?: string;
   readonly checks: Partial<Record<CheckStatus, number>>;
+  /** Each check id once, its most severe status (ids repeat within a scenario). */
+  readonly checkStatuses: Record<string, CheckStatus>;
   readonly failures: readonly { readonly id: string; readonly message: string }[];
   readonly warnings: readonly { readonly id: string; readonly message: string }[];
 }
@@ -88,7 +90,19 @@ interface RunSummary {
     readonly stale: number;
   };
   readonly scenarios: readonly ScenarioResult[];
+  /** Checks that succeed against the baseline but warn or fail here (empty for the baseline itself). */
+  readonly degradedChecks: readonly DegradedCheck[];
 }
+
+interface DegradedCheck {
+  readonly scenario: string;
+  readonly id: string;
+  readonly baseline: CheckStatus;
+  readonly status: CheckStatus;
+  readonly message: string;
+}
+
+const SEVERITY: Record<CheckStatus, number> = { FAILURE: 4, WARNING: 3, SUCCESS: 2, INFO: 1, SKIPPED: 0 };
 
 /** `{ "<set>": { "<scenario>": "reason" } }`, for every target. */
 type ExpectedFailures = Partial<Record<SetName, Record<string, string>>>;
@@ -171,7 +185,12 @@ function judge(
   pending: Record<string, string>,
 ): ScenarioResult {
   const counts: Partial<Record<CheckStatus, number>> = {};
-  for (const check of checks ?? []) counts[check.status] = (counts[check.status] ?? 0) + 1;
+  const checkStatuses: Record<string, CheckStatus> = {};
+  for (const check of checks ?? []) {
+    counts[check.status] = (counts[check.status] ?? 0) + 1;
+    const seen = checkStatuses[check.id];
+    if (seen === undefined || SEVERITY[check.status] > SEVERITY[seen]) checkStatuses[check.id] = check.status;
+  }
   const failures = (checks ?? []).filter((check) => check.status === 'FAILURE').map((check) => ({ id: check.id, message: check.errorMessage ?? '' }));
   const warnings = (checks ?? []).filter((check) => check.status === 'WARNING').map((check) => ({ id: check.id, message: check.errorMessage ?? '' }));
   const verdict = checks === undefined || checks.length === 0 ? 'missing' : failures.length > 0 ? 'fail' : 'pass';
@@ -183,7 +202,7 @@ function judge(
   else if (expectedReason !== undefined) judgement = 'expected-failure';
   else if (pendingReason !== undefined) judgement = 'pending';
   else judgement = 'unexpected-failure';
-  return { scenario, verdict, judgement, ...(listed === undefined ? {} : { reason: listed }), checks: counts, failures, warnings };
+  return { scenario, verdict, judgement, ...(listed === undefined ? {} : { reason: listed }), checks: counts, checkStatuses, failures, warnings };
 }
 
 function summarize(
@@ -194,6 +213,7 @@ function summarize(
   startedAt: Date,
   suiteExitCode: number | null,
   results: readonly ScenarioResult[],
+  degradedChecks: readonly DegradedCheck[],
 ): RunSummary {
   const count = (predicate: (result: ScenarioResult) => boolean): number => results.filter(predicate).length;
   return {
@@ -215,7 +235,27 @@ function summarize(
       stale: count((result) => result.judgement === 'stale'),
     },
     scenarios: results,
+    degradedChecks,
   };
+}
+
+/** Checks that succeed in the baseline's last summary for this set but warn or fail in `results`. */
+async function degradedAgainstBaseline(set: SetName, results: readonly ScenarioResult[]): Promise<DegradedCheck[]> {
+  const file = join(RESULTS_DIR, `baseline-${set}.json`);
+  if (!existsSync(file)) return [];
+  const baseline = JSON.parse(await readFile(file, 'utf8')) as RunSummary;
+  const degraded: DegradedCheck[] = [];
+  for (const result of results) {
+    const before = baseline.scenarios.find((candidate) => candidate.scenario === result.scenario)?.checkStatuses ?? {};
+    for (const [id, was] of Object.entries(before)) {
+      const now = result.checkStatuses[id];
+      if (was !== 'SUCCESS' || now === 'SUCCESS') continue;
+      const status = now ?? 'SKIPPED';
+      const message = [...result.failures, ...result.warnings].find((item) => item.id === id)?.message ?? (now === undefined ? 'check not reached' : '');
+      degraded.push({ scenario: result.scenario, id, baseline: was, status, message });
+    }
+  }
+  return degraded;
 }
 
 /** Runs the suite; `onLine` sees every stdout line (the authorization flow needs the URL it prints). */
@@ -350,6 +390,10 @@ function printRun(summary: RunSummary): void {
       if (result.verdict === 'missing') process.stdout.write('      (the suite wrote no result for this scenario)\n');
     }
   }
+  if (summary.degradedChecks.length > 0) {
+    process.stdout.write(`  checks that succeed against the baseline but not here:\n`);
+    for (const d of summary.degradedChecks) process.stdout.write(`    ${d.scenario} ${d.id}: ${d.status} ${d.message.slice(0, 200)}\n`);
+  }
   const c = summary.counts;
   process.stdout.write(
     `  => ${c.passed}/${c.scenarios} passed; ${c.expectedFailures} expected failure(s), ${c.pending} pending, ${c.unexpectedFailures} unexpected, ${c.stale} stale (${(summary.durationMs / 1000).toFixed(1)} s)\n`,
@@ -357,11 +401,11 @@ function printRun(summary: RunSummary): void {
 }
 
 function printTable(summaries: readonly RunSummary[]): void {
-  process.stdout.write(`\n${pad('target', 10)} ${pad('set', 15)} ${pad('spec', 11)} ${pad('passed', 8)} ${pad('expected', 9)} ${pad('pending', 8)} ${pad('unexpected', 11)} stale\n`);
+  process.stdout.write(`\n${pad('target', 10)} ${pad('set', 15)} ${pad('spec', 11)} ${pad('passed', 8)} ${pad('expected', 9)} ${pad('pending', 8)} ${pad('unexpected', 11)} ${pad('stale', 6)} degraded checks\n`);
   for (const s of summaries) {
     const c = s.counts;
     process.stdout.write(
-      `${pad(s.target, 10)} ${pad(s.set, 15)} ${pad(s.specVersion, 11)} ${pad(`${c.passed}/${c.scenarios}`, 8)} ${pad(String(c.expectedFailures), 9)} ${pad(String(c.pending), 8)} ${pad(String(c.unexpectedFailures), 11)} ${c.stale}\n`,
+      `${pad(s.target, 10)} ${pad(s.set, 15)} ${pad(s.specVersion, 11)} ${pad(`${c.passed}/${c.scenarios}`, 8)} ${pad(String(c.expectedFailures), 9)} ${pad(String(c.pending), 8)} ${pad(String(c.unexpectedFailures), 11)} ${pad(String(c.stale), 6)} ${s.degradedChecks.length}\n`,
     );
   }
 }
@@ -423,7 +467,8 @@ async function main(): Promise<number> {
         const results = scenarios.map((scenario) =>
           judge(scenario, checks.get(scenario), expected[set] ?? {}, pending[target]?.[set] ?? {}),
         );
-        const summary = summarize(target, set, set === 'authorization' ? (running.broker?.url ?? '') : running.mcpUrl, suiteVersion, startedAt, code, results);
+        const degraded = target === 'baseline' ? [] : await degradedAgainstBaseline(set, results);
+        const summary = summarize(target, set, set === 'authorization' ? (running.broker?.url ?? '') : running.mcpUrl, suiteVersion, startedAt, code, results, degraded);
         await writeFile(join(RESULTS_DIR, `${target}-${set}.json`), `${JSON.stringify(summary, null, 2)}\n`);
         summaries.push(summary);
         printRun(summary);
