@@ -3,7 +3,7 @@
  * The conformance baselines: the fixture's server definition served directly
  * by the SDK's own HTTP server code, on 127.0.0.1, with no broker in between.
  *
- *   node dist/test/conformance/baseline-server.js [--port N] [--mode dual|legacy]
+ *   node dist/test/conformance/baseline-server.js [--port N] [--mode dual|legacy] [--exit-on-stdin-close]
  *
  * - Legacy era (2025-11-25 and older): one stateful
  *   `NodeStreamableHTTPServerTransport` and one server instance per session,
@@ -36,6 +36,9 @@ import {
   type McpHttpHandler,
 } from '@modelcontextprotocol/server';
 import { createFixtureServer, createFixtureState, type FixtureState } from './fixture-server.js';
+import { exitIfLoadedAsTestFile } from './not-a-test.js';
+
+exitIfLoadedAsTestFile();
 
 const MCP_PATH = '/mcp';
 const RETRY_INTERVAL_MS = 500;
@@ -200,7 +203,12 @@ class Baseline {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { port: { type: 'string', default: '0' }, mode: { type: 'string', default: 'dual' } },
+    options: {
+      port: { type: 'string', default: '0' },
+      mode: { type: 'string', default: 'dual' },
+      // The runner's pipe: when it closes (the runner died), stop rather than linger.
+      'exit-on-stdin-close': { type: 'boolean', default: false },
+    },
     strict: true,
   });
   const mode = values.mode === 'legacy' ? 'legacy' : 'dual';
@@ -222,6 +230,10 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (values['exit-on-stdin-close']) {
+    process.stdin.on('end', stop);
+    process.stdin.resume();
+  }
 }
 
 main().catch((error: unknown) => {

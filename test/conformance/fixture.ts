@@ -12,6 +12,9 @@
 import { randomBytes } from 'node:crypto';
 import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { createFixtureServer, createFixtureState } from './fixture-server.js';
+import { exitIfLoadedAsTestFile } from './not-a-test.js';
+
+exitIfLoadedAsTestFile();
 
 const server = createFixtureServer({
   state: createFixtureState(),

@@ -30,6 +30,9 @@ import { parseArgs } from 'node:util';
 import { startConformanceBroker, CONFORMANCE_USER, type ConformanceBroker } from '../support/conformance-broker.js';
 import { discoverBroker, obtainToken, registerClient, UserAgent } from '../support/conformance-oauth.js';
 import { startConformanceProxy, type ConformanceProxy } from '../support/conformance-proxy.js';
+import { exitIfLoadedAsTestFile } from './not-a-test.js';
+
+exitIfLoadedAsTestFile();
 
 type Target = 'baseline' | 'broker';
 type SetName = 'legacy' | 'modern' | 'authorization';
@@ -286,7 +289,7 @@ interface RunningTarget {
 }
 
 async function startBaseline(): Promise<RunningTarget> {
-  const child = spawn(process.execPath, [BASELINE_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [BASELINE_SERVER, '--exit-on-stdin-close'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const [line] = (await Promise.race([
     once(lines, 'line'),
