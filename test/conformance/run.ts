@@ -7,7 +7,10 @@
  * the baseline too) or `conformance/pending.json` (work not yet built) does
  * not list, or when a listed scenario passes (a stale entry).
  *
- *   conformance/run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]...
+ *   conformance/run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]... [--strict]
+ *
+ * `--strict` also fails on checks that succeed against the baseline but only
+ * warn here (in scenarios that otherwise pass), e.g. a missing SSE priming event.
  *
  * Targets:
  *   baseline  the fixture served by the SDK itself (test/conformance/baseline-server.ts)
@@ -419,13 +422,15 @@ async function main(): Promise<number> {
       target: { type: 'string', default: 'all' },
       set: { type: 'string', default: 'all' },
       scenario: { type: 'string', multiple: true, default: [] },
+      // Also fail on checks that succeed against the baseline but only warn (or are not reached) here.
+      strict: { type: 'boolean', default: false },
     },
     strict: true,
   });
   const targets = values.target === 'all' ? TARGETS : TARGETS.filter((target) => target === values.target);
   const sets = values.set === 'all' ? SETS : SETS.filter((set) => set === values.set);
   if (targets.length === 0 || sets.length === 0) {
-    process.stderr.write('usage: run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]...\n');
+    process.stderr.write('usage: run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]... [--strict]\n');
     return 2;
   }
   if (!existsSync(SUITE_CLI) || !existsSync(SUITE_NODE)) {
@@ -481,7 +486,10 @@ async function main(): Promise<number> {
     }
   }
   printTable(summaries);
-  const bad = summaries.reduce((sum, s) => sum + s.counts.unexpectedFailures + s.counts.stale, 0);
+  const bad = summaries.reduce(
+    (sum, s) => sum + s.counts.unexpectedFailures + s.counts.stale + (values.strict ? s.degradedChecks.filter((d) => !s.scenarios.some((r) => r.scenario === d.scenario && r.judgement !== 'ok')).length : 0),
+    0,
+  );
   process.stdout.write(bad === 0 ? '\nconformance: OK\n' : `\nconformance: ${bad} unexpected result(s); see conformance/results/\n`);
   return bad === 0 ? 0 : 1;
 }
