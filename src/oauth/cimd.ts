@@ -187,6 +187,7 @@ function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> 
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const fail = (description: string): void => {
+      clearTimeout(deadline);
       request.destroy();
       reject(new OAuthError('invalid_client', `client metadata document: ${description}`));
     };
@@ -210,14 +211,12 @@ function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> 
     });
     request.on('response', (response: IncomingMessage) => {
       if (response.statusCode !== 200) {
-        clearTimeout(deadline);
         // Redirects are not followed: the document must live at the client_id URL itself.
         fail(`answered HTTP ${response.statusCode ?? 0}`);
         return;
       }
       const type = (response.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
       if (type !== 'application/json') {
-        clearTimeout(deadline);
         fail('is not application/json');
         return;
       }
@@ -226,7 +225,6 @@ function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> 
       response.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (size > options.maxBytes) {
-          clearTimeout(deadline);
           fail(`larger than ${options.maxBytes} bytes`);
           return;
         }
@@ -244,10 +242,7 @@ function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> 
           reject(new OAuthError('invalid_client', 'client metadata document is not valid JSON'));
         }
       });
-      response.on('error', () => {
-        clearTimeout(deadline);
-        fail('response failed');
-      });
+      response.on('error', () => fail('response failed'));
     });
     request.end();
   });
