@@ -1,10 +1,11 @@
 /**
  * The broker as the through-broker conformance runs see it: the production
- * wiring (`startBroker` with the OAuth parts from `openBrokerAuth`, a real
- * SQLite store in a temporary directory), the Forgejo stand-in on loopback,
- * and the conformance fixture as the child (`BROKER_CHILD_COMMAND`). Nothing
- * in it turns authentication off: clients sign in through the broker's
- * consent page and the stand-in's login form.
+ * wiring (`startSignedInBroker`, configured through `loadConfig` from the
+ * same variables an operator sets, a real SQLite store in a temporary
+ * directory), the Forgejo stand-in on loopback with the broker registered as
+ * its application, and the conformance fixture as the child
+ * (`BROKER_CHILD_COMMAND`). Nothing in it turns authentication off: clients
+ * sign in through the broker's consent page and the stand-in's login form.
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -14,11 +15,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startBroker, type RunningBroker } from '../../src/app.js';
+import { startSignedInBroker, type RunningBroker } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { createLogger, type LogLevel } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { openBrokerAuth } from '../../src/oauth/setup.js';
 import { startForgejoStandin, type ForgejoStandin } from '../../src/standin/forgejo.js';
 import type { Credentials } from './conformance-oauth.js';
 
@@ -70,32 +70,18 @@ export async function startConformanceBroker(options: ConformanceBrokerOptions =
     BROKER_PUBLIC_URL: publicUrl,
     BROKER_DATA_DIR: dataDir,
     FORGEJO_URL: forgejo.url,
+    FORGEJO_CLIENT_ID: FORGEJO_APP.clientId,
+    FORGEJO_CLIENT_SECRET: FORGEJO_APP.clientSecret,
+    FORGEJO_SCOPES,
     BROKER_CHILD_COMMAND: options.childCommand ?? `'${process.execPath}' '${FIXTURE_CHILD}'`,
     BROKER_LOG_LEVEL: options.logLevel ?? 'warn',
     BROKER_SHUTDOWN_GRACE: '5s',
   });
   const log = createLogger(config.logLevel, process.stderr);
-  const auth = await openBrokerAuth({
-    publicUrl: config.publicUrl,
-    forgejoUrl: new URL(forgejo.url),
-    forgejoClientId: FORGEJO_APP.clientId,
-    forgejoClientSecret: FORGEJO_APP.clientSecret,
-    forgejoScopes: FORGEJO_SCOPES,
-    dataDir,
-    logger: log,
-    // The suite and the sign-ins all come from 127.0.0.1.
-    rateLimit: { burst: 10_000, perMinute: 10_000 },
-  });
   let broker: RunningBroker;
   try {
-    broker = await startBroker(
-      config,
-      new URL(forgejo.url),
-      { authenticator: auth.authenticator, credentials: auth.credentials, routes: [auth.routes], close: () => auth.close() },
-      log,
-    );
+    broker = await startSignedInBroker(config, log);
   } catch (error) {
-    await auth.close();
     await forgejo.close();
     await rm(dataDir, { recursive: true, force: true });
     throw error;
