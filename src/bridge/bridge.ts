@@ -1,18 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NodeStreamableHTTPServerTransport } from '@modelcontextprotocol/node';
-import type { EventStore, JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
 import { isJSONRPCNotification, isJSONRPCRequest } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Child } from '../supervisor/child.js';
 import { ChildChannel, type ClientResponse } from './channel.js';
+import { SessionEventStore } from './event-store.js';
+
+/** What a client is told to wait before reconnecting a lost SSE stream. */
+const SSE_RETRY_MS = 1000;
 
 export interface BridgeOptions {
   readonly sessionId: string;
   readonly log: Logger;
   readonly requestTimeoutMs: number;
   readonly drainGraceMs: number;
-  readonly eventStore?: EventStore;
   /** Called once when the session ends: DELETE, child exit or close(). */
   readonly onClosed: (reason: string) => void;
 }
@@ -34,7 +37,9 @@ export class SessionBridge {
   ) {
     this.transport = new NodeStreamableHTTPServerTransport({
       sessionIdGenerator: () => options.sessionId,
-      eventStore: options.eventStore,
+      // Resumability: every SSE event gets an id, and Last-Event-ID replays what a lost stream missed.
+      eventStore: new SessionEventStore(),
+      retryInterval: SSE_RETRY_MS,
       onsessionclosed: () => {
         void this.close('client_delete');
       },

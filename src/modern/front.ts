@@ -21,8 +21,9 @@ import type { ClientResponse, InflightRequest, RequestSink } from '../bridge/cha
 import type { Logger } from '../log/logger.js';
 import type { SessionRegistry } from '../session/registry.js';
 import { LOG_SEVERITY, type ChangeListener, type UserChannel } from '../session/user-channel.js';
+import { paramHeaderMismatch, paramHeadersOf } from './param-headers.js';
 import { RequestStateCodec } from './request-state.js';
-import { ALL_VERSIONS, METHOD_NOT_FOUND } from './validate.js';
+import { ALL_VERSIONS, HEADER_MISMATCH, METHOD_NOT_FOUND } from './validate.js';
 import { ResponseWriter } from './writer.js';
 
 export interface ModernFrontOptions {
@@ -48,6 +49,14 @@ const DEFAULT_CACHE_HINTS = { ttlMs: 0, cacheScope: 'private' };
 /** The requests that may answer with an input-required result (MRTR). */
 const INPUT_CAPABLE = new Set(['tools/call', 'resources/read', 'prompts/get']);
 const INVALID_PARAMS = -32602;
+const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
+
+/**
+ * A child asks for several inputs at once (one JSON-RPC request each, on
+ * stdio); requests arriving this close together go into one input-required
+ * result.
+ */
+const INPUT_GATHER_MS = 15;
 
 /**
  * Serves the 2026-07-28 era statelessly in front of legacy children: each
@@ -84,10 +93,28 @@ export class ModernFront {
       this.resume(res, principal, message, requestState, round);
       return;
     }
+    if (message.method === 'tools/call') {
+      const mismatch = await this.paramHeaderProblem(req, user, message);
+      if (mismatch !== undefined) {
+        new ResponseWriter(res, () => undefined).final({ jsonrpc: '2.0', id: message.id, error: { code: HEADER_MISMATCH, message: `Header mismatch: ${mismatch}` } }, 400);
+        return;
+      }
+    }
     const call = new ModernCall(this, user, message, principal.userId);
     call.attach(this.writerFor(res, call), round);
     // The retry fields belong to the broker; the child only ever sees the original request.
     call.handle = user.channel.request(withoutRetryFields(message), call);
+  }
+
+  /** Checks `Mcp-Param-*` headers against the arguments, for tools whose schema declares `x-mcp-header`. */
+  private async paramHeaderProblem(req: IncomingMessage, user: UserChannel, message: JSONRPCRequest): Promise<string | undefined> {
+    const params = message.params as { name?: unknown; arguments?: unknown } | undefined;
+    const hasParamHeaders = Object.keys(req.headers).some((name) => name.startsWith('mcp-param-'));
+    const tools = await this.options.registry.toolsOf(user);
+    const tool = typeof params?.name === 'string' ? tools.get(params.name) : undefined;
+    const headers = tool === undefined ? [] : paramHeadersOf(tool);
+    if (headers.length === 0 && !hasParamHeaders) return undefined;
+    return paramHeaderMismatch(req, headers, params?.arguments ?? {});
   }
 
   /** A retry carrying input responses: hand them to the child, then wait on the same call. */
@@ -225,6 +252,7 @@ class ModernCall implements RequestSink {
   /** The child's requests the client has not answered yet, by input key. */
   readonly waiting = new Map<string, JSONRPCRequest>();
   expiry: NodeJS.Timeout | undefined;
+  private gathering: NodeJS.Timeout | undefined;
   private writer: ResponseWriter | undefined;
   private round: Round | undefined;
   /** The child's answer, when it came while no round was attached. */
@@ -261,13 +289,34 @@ class ModernCall implements RequestSink {
 
   serverRequest(request: JSONRPCRequest): void {
     const brokerId = request.id as number;
-    const refusal = this.refusal(request);
-    if (refusal !== undefined) {
-      this.user.channel.refuseServerRequest(brokerId, METHOD_NOT_FOUND, refusal);
+    if (!INPUT_CAPABLE.has(this.request.method)) {
+      this.user.channel.refuseServerRequest(brokerId, METHOD_NOT_FOUND, `${this.request.method} cannot ask the client for input in protocol 2026-07-28`);
+      return;
+    }
+    const required = requiredCapability(request);
+    if (required === undefined) {
+      this.user.channel.refuseServerRequest(brokerId, METHOD_NOT_FOUND, `${request.method} has no modern-era equivalent`);
+      return;
+    }
+    if (!declares(this.round?.capabilities ?? {}, required)) {
+      // The request cannot be served for this client: it fails as a whole, and the child stops working on it.
+      const message = `The server needs the client capability ${JSON.stringify(required)} for ${request.method}`;
+      this.user.channel.refuseServerRequest(brokerId, MISSING_REQUIRED_CLIENT_CAPABILITY, message);
+      this.abandon('the client lacks a capability the server needs');
+      this.respond({ jsonrpc: '2.0', id: this.request.id, error: { code: MISSING_REQUIRED_CLIENT_CAPABILITY, message, data: { requiredCapabilities: required } } });
       return;
     }
     this.waiting.set(`input-${brokerId}`, request);
-    if (this.writer !== undefined && this.round !== undefined) this.front.park(this, this.round.clientId, this.detach());
+    this.gather();
+  }
+
+  /** Parks after a short wait, so inputs the child asks for together go out together. */
+  private gather(): void {
+    if (this.gathering !== undefined || this.writer === undefined) return;
+    this.gathering = setTimeout(() => {
+      this.gathering = undefined;
+      if (this.writer !== undefined && this.round !== undefined && this.waiting.size > 0) this.front.park(this, this.round.clientId, this.detach());
+    }, INPUT_GATHER_MS);
   }
 
   respond(response: ClientResponse): void {
@@ -279,8 +328,7 @@ class ModernCall implements RequestSink {
     }
     this.detach();
     const answer = this.front.stamp({ ...response, id: round.clientId }, this.request.method);
-    const notFound = 'error' in answer && (answer.error as { code?: number }).code === METHOD_NOT_FOUND;
-    writer.final(answer, notFound ? 404 : 200);
+    writer.final(answer, 'error' in answer ? httpStatusOf(answer.error.code) : 200);
   }
 
   /** The client closed the response stream: that is the cancellation signal. */
@@ -298,27 +346,36 @@ class ModernCall implements RequestSink {
     this.writer = undefined;
     return writer;
   }
+}
 
-  /** Why the client cannot be asked this, or undefined when it can. */
-  private refusal(request: JSONRPCRequest): string | undefined {
-    if (!INPUT_CAPABLE.has(this.request.method)) return `${this.request.method} cannot ask the client for input in protocol 2026-07-28`;
-    const caps = this.round?.capabilities ?? {};
-    switch (request.method) {
-      case 'elicitation/create': {
-        const mode = (request.params as { mode?: string } | undefined)?.mode ?? 'form';
-        const elicitation = caps.elicitation as Record<string, unknown> | undefined;
-        if (elicitation === undefined) return 'The client does not support elicitation';
-        if (mode === 'url' && elicitation.url === undefined) return 'The client does not support URL elicitation';
-        return undefined;
-      }
-      case 'sampling/createMessage':
-        return caps.sampling === undefined ? 'The client does not support sampling' : undefined;
-      case 'roots/list':
-        return caps.roots === undefined ? 'The client does not support roots' : undefined;
-      default:
-        return `${request.method} has no modern-era equivalent`;
-    }
+/** The HTTP status for a JSON-RPC error the modern transport gives its own status. */
+function httpStatusOf(code: number): number {
+  if (code === METHOD_NOT_FOUND) return 404;
+  if (code === MISSING_REQUIRED_CLIENT_CAPABILITY) return 400;
+  return 200;
+}
+
+/** The client capability a child's request needs; undefined for a request the modern era has no equivalent of. */
+function requiredCapability(request: JSONRPCRequest): ClientCapabilities | undefined {
+  switch (request.method) {
+    case 'elicitation/create':
+      return (request.params as { mode?: string } | undefined)?.mode === 'url' ? { elicitation: { url: {} } } : { elicitation: {} };
+    case 'sampling/createMessage':
+      return { sampling: {} };
+    case 'roots/list':
+      return { roots: {} };
+    default:
+      return undefined;
   }
+}
+
+/** Whether the declared capabilities cover the required ones (an empty object requires only presence). */
+function declares(declared: ClientCapabilities, required: ClientCapabilities): boolean {
+  return Object.entries(required).every(([name, sub]) => {
+    const have = (declared as Record<string, unknown>)[name];
+    if (typeof have !== 'object' || have === null) return false;
+    return Object.keys(sub as object).every((key) => (have as Record<string, unknown>)[key] !== undefined);
+  });
 }
 
 /** Identifies a request across its retries: the method and what it names. */

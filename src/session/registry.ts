@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { EventStore, Implementation, InitializeResult, JSONRPCRequest, LoggingLevel } from '@modelcontextprotocol/server';
-import { isJSONRPCErrorResponse, isJSONRPCRequest, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/server';
+import type { Implementation, InitializeResult, JSONRPCRequest, LoggingLevel, Tool } from '@modelcontextprotocol/server';
+import { isJSONRPCErrorResponse, isJSONRPCRequest, isJSONRPCResultResponse, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/server';
 import type { ForgejoCredentials, Principal } from '../auth/principal.js';
 import { SessionBridge } from '../bridge/bridge.js';
 import { ChildChannel, type ClientResponse } from '../bridge/channel.js';
@@ -30,7 +30,6 @@ export interface RegistryOptions {
   readonly drainGraceMs: number;
   /** Seconds a client is told to wait when the broker is full. */
   readonly retryAfterSeconds: number;
-  readonly eventStore?: () => EventStore;
   readonly now?: () => number;
 }
 
@@ -188,7 +187,6 @@ export class SessionRegistry {
       log,
       requestTimeoutMs: this.options.requestTimeoutMs,
       drainGraceMs: this.options.drainGraceMs,
-      eventStore: this.options.eventStore?.(),
       onClosed: () => this.remove(sessionId),
     });
     const session: Session = {
@@ -359,6 +357,7 @@ export class SessionRegistry {
             channel.refuseServerRequest(message.id as number, -32601, 'No modern request is waiting for input');
             return;
           }
+          if (user !== undefined && message.method === 'notifications/tools/list_changed') user.tools = undefined;
           for (const listener of user?.listeners ?? []) if (listener.wants(message)) listener.deliver(message);
         },
       });
@@ -374,6 +373,7 @@ export class SessionRegistry {
         listeners: new Set(),
         resourceRefs: new Map(),
         logLevel: undefined,
+        tools: undefined,
       };
       if (this.stopped || channel.ended) {
         await channel.close('broker_stopping');
@@ -411,6 +411,23 @@ export class SessionRegistry {
         { internal: true },
       );
     });
+  }
+
+  /** The child's tools, listed once (all pages) and kept until the child announces a change. */
+  toolsOf(user: UserChannel): Promise<Map<string, Tool>> {
+    user.tools ??= (async () => {
+      const tools = new Map<string, Tool>();
+      let cursor: string | undefined;
+      do {
+        const answer = await this.internalRequest(user.channel, 'tools/list', cursor === undefined ? undefined : { cursor });
+        if (!isJSONRPCResultResponse(answer)) break;
+        const page = answer.result as { tools?: Tool[]; nextCursor?: string };
+        for (const tool of page.tools ?? []) tools.set(tool.name, tool);
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
+      return tools;
+    })();
+    return user.tools;
   }
 
   /** Lowers the child's log level when a request asks for more detail than it sends now. */

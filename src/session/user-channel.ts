@@ -1,4 +1,4 @@
-import type { Implementation, InitializeResult, JSONRPCNotification, LoggingLevel } from '@modelcontextprotocol/server';
+import type { Implementation, InitializeResult, JSONRPCNotification, LoggingLevel, Tool } from '@modelcontextprotocol/server';
 import type { ChildChannel } from '../bridge/channel.js';
 
 /** A listener for a user's change notifications: one `subscriptions/listen` stream. */
@@ -40,4 +40,6 @@ export interface UserChannel {
   readonly resourceRefs: Map<string, number>;
   /** The level set at the child, if any; requests asking for a lower one lower it. */
   logLevel: LoggingLevel | undefined;
+  /** The child's tools by name, fetched on first need and dropped when the child says they changed. */
+  tools: Promise<Map<string, Tool>> | undefined;
 }

@@ -21,6 +21,8 @@
  *   crash                   exits with code 3 mid-request, no response
  *   hang                    never responds
  *   ask {message?}          `elicitation/create` (form, one string field `answer`); returns the ElicitResult
+ *   ask_both                an elicitation and a sampling request at once; returns both answers
+ *   in_region {region, query}  region carries `x-mcp-header: Region` in its schema
  *   sample {prompt?}        `sampling/createMessage`; returns the model's text
  *   roots                   `roots/list` on the client; returns the result
  *   log {level, message}    a `notifications/message`, then "logged"
@@ -194,6 +196,31 @@ function buildServer(config: ChildConfig, versionJson: string): McpServer {
       });
       return text(JSON.stringify(answer));
     },
+  );
+
+  server.registerTool(
+    'ask_both',
+    { description: 'Asks the client for an answer and a sample at the same time' },
+    async (ctx) => {
+      const [answer, sampled] = await Promise.all([
+        ctx.mcpReq.elicitInput({
+          mode: 'form',
+          message: 'What is your answer?',
+          requestedSchema: { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'] },
+        }),
+        ctx.mcpReq.requestSampling({ messages: [{ role: 'user', content: { type: 'text', text: 'Say hello.' } }], maxTokens: 50 }),
+      ]);
+      return text(JSON.stringify({ answer, sampled }));
+    },
+  );
+
+  server.registerTool(
+    'in_region',
+    {
+      description: 'Echoes a region; the region is mirrored into the Mcp-Param-Region header (x-mcp-header)',
+      inputSchema: z.object({ region: z.string().meta({ 'x-mcp-header': 'Region' }), query: z.string() }),
+    },
+    ({ region, query }) => text(`${query} in ${region}`),
   );
 
   server.registerTool(

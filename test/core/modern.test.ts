@@ -215,16 +215,67 @@ test('per-request log level: logs only for a request that asks, at its level or 
   assert.doesNotMatch(await log('debug', { 'io.modelcontextprotocol/logLevel': 'info' }), /notifications\/message/);
 });
 
-test('a child request the modern client cannot take is refused, never left hanging', async (t) => {
+test('a child request the modern client did not declare the capability for fails the request with -32021', async (t) => {
   const broker = await TestBroker.start();
   t.after(() => broker.close());
   const user = broker.addUser();
-  // No elicitation capability in this request's _meta: the child's question is refused and the tool reports it.
+  // No elicitation capability in this request's _meta: the request fails as a whole, and nothing is left waiting.
   const res = await modernPost(broker, user, { id: 4, method: 'tools/call', params: { name: 'ask', arguments: {} } }, { 'Mcp-Name': 'ask' });
-  const body = await res.text();
-  assert.equal(res.status, 200);
-  assert.doesNotMatch(body, /input_required/);
-  assert.match(body, /elicitation/);
+  assert.equal(res.status, 400);
+  const body = (await res.json()) as { id: number; error: { code: number; data: { requiredCapabilities: Record<string, unknown> } } };
+  assert.equal(body.id, 4);
+  assert.equal(body.error.code, -32021);
+  assert.deepEqual(body.error.data.requiredCapabilities, { elicitation: {} });
+  await eventually(() => broker.registry.inflight === 0, 'nothing in flight');
+});
+
+test('inputs the child asks for together come back in one input-required result', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const caps = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} }, sampling: {} } };
+  const call = (extra: Record<string, unknown>, id: number) =>
+    modernPost(broker, user, { id, method: 'tools/call', params: { name: 'ask_both', arguments: {}, ...extra, _meta: caps } }, { 'Mcp-Name': 'ask_both' }).then(
+      (res) => res.json() as Promise<{ id: number; result: { resultType: string; requestState: string; inputRequests: Record<string, { method: string }>; content?: { text: string }[] } }>,
+    );
+  const first = await call({}, 1);
+  assert.equal(first.result.resultType, 'input_required');
+  const requests = Object.entries(first.result.inputRequests);
+  assert.deepEqual(requests.map(([, request]) => request.method).sort(), ['elicitation/create', 'sampling/createMessage']);
+  const inputResponses = Object.fromEntries(
+    requests.map(([key, request]) => [
+      key,
+      request.method === 'elicitation/create' ? { action: 'accept', content: { answer: 'both' } } : { model: 'm', role: 'assistant', content: { type: 'text', text: 'hi' } },
+    ]),
+  );
+  const done = await call({ inputResponses, requestState: first.result.requestState }, 2);
+  assert.equal(done.id, 2);
+  assert.equal(done.result.resultType, 'complete');
+  assert.match(done.result.content?.[0]?.text ?? '', /both/);
+});
+
+test('Mcp-Param headers are checked against the arguments a tool mirrors (x-mcp-header)', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const call = (headers: Record<string, string>) =>
+    modernPost(broker, user, { id: 9, method: 'tools/call', params: { name: 'in_region', arguments: { region: 'eu-north', query: 'q' } } }, { 'Mcp-Name': 'in_region', ...headers });
+  const ok = await call({ 'Mcp-Param-Region': 'eu-north' });
+  assert.equal(ok.status, 200);
+  assert.match(await ok.text(), /q in eu-north/);
+  const encoded = await call({ 'Mcp-Param-Region': `=?base64?${Buffer.from('eu-north').toString('base64')}?=` });
+  assert.equal(encoded.status, 200);
+  await encoded.text();
+  const wrong: Record<string, string>[] = [{}, { 'Mcp-Param-Region': 'us-west' }, { 'Mcp-Param-Region': '=?base64?%%%?=' }];
+  for (const headers of wrong) {
+    const res = await call(headers);
+    assert.equal(res.status, 400, JSON.stringify(headers));
+    assert.equal(((await res.json()) as { error: { code: number } }).error.code, -32020);
+  }
+  // The official client mirrors the header itself.
+  const client = await connect(broker, user, 'auto');
+  assert.equal(text(await client.callTool({ name: 'in_region', arguments: { region: 'ap-south', query: 'sdk' } })), 'sdk in ap-south');
+  await client.close();
 });
 
 test('a forged or foreign requestState is refused', async (t) => {

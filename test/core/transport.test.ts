@@ -191,3 +191,39 @@ test('a cancelled request is cancelled at the child and its stream ends', async 
   assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'ok' } })), 'ok');
   await client.close();
 });
+
+test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const headers = await session(broker, user);
+  const controller = new AbortController();
+  const res = await fetch(broker.mcpUrl, {
+    method: 'POST',
+    signal: controller.signal,
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 21, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 400 }, _meta: { progressToken: 'p' } } }),
+  });
+  // Read until the first progress event, note its id, then drop the connection.
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  let seen = '';
+  let lastEventId: string | undefined;
+  while (lastEventId === undefined) {
+    const { value } = await reader.read();
+    seen += new TextDecoder().decode(value);
+    const progress = /id: (\S+)\ndata: \{[^\n]*notifications\/progress/.exec(seen);
+    if (progress !== null) lastEventId = progress[1];
+  }
+  assert.match(seen, /retry: \d+/);
+  controller.abort();
+  await reader.cancel().catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const resumed = await fetch(broker.mcpUrl, {
+    headers: { Accept: 'text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers, 'Last-Event-ID': lastEventId },
+  });
+  assert.equal(resumed.status, 200);
+  const rest = sseMessages(await resumed.text());
+  const final = rest.find((message) => message.id === 21);
+  assert.ok(final !== undefined, 'the final response is replayed on the resumed stream');
+  assert.match(JSON.stringify(final.result), /slept/);
+});
