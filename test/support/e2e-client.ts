@@ -1,0 +1,181 @@
+/**
+ * The client side of the end-to-end sign-in tests: the MCP SDK's own
+ * client (`Client`, `StreamableHTTPClientTransport` with an
+ * `OAuthClientProvider`), and a person at a browser who approves on the
+ * broker's consent page and types their password into Forgejo's login form.
+ */
+import assert from 'node:assert/strict';
+
+import {
+  Client,
+  StreamableHTTPClientTransport,
+  UnauthorizedError,
+  type OAuthClientMetadata,
+  type OAuthDiscoveryState,
+  type VersionNegotiationMode,
+} from '@modelcontextprotocol/client';
+
+import type { StandinUser } from '../../src/standin/forgejo.js';
+import { CLIENT_REDIRECT, TestBrowser, consentFields } from './oauth-harness.js';
+import { InMemoryOAuthClientProvider } from './oauth-sdk-provider.js';
+
+export const CLIENT_INFO = { name: 'e2e-sign-in-client', version: '1.0.0' };
+
+/**
+ * The in-memory provider, plus what the tests look at: every authorization
+ * URL the SDK wanted opened, and optionally a Client ID Metadata Document
+ * URL (the SDK then uses it as client_id instead of registering).
+ */
+export class E2EOAuthProvider extends InMemoryOAuthClientProvider {
+  readonly authorizations: URL[] = [];
+  readonly clientMetadataUrl: string | undefined;
+  readonly #clientName: string;
+  #discovery: OAuthDiscoveryState | undefined;
+
+  constructor(options: { clientName: string; clientMetadataUrl?: string }) {
+    super();
+    this.#clientName = options.clientName;
+    this.clientMetadataUrl = options.clientMetadataUrl;
+  }
+
+  override get clientMetadata(): OAuthClientMetadata {
+    return { ...super.clientMetadata, client_name: this.#clientName };
+  }
+
+  override redirectToAuthorization(authorizationUrl: URL): void {
+    super.redirectToAuthorization(authorizationUrl);
+    this.authorizations.push(authorizationUrl);
+  }
+
+  /** Kept across the redirect, so the SDK checks the callback against the server it started with (SEP-2352). */
+  saveDiscoveryState(state: OAuthDiscoveryState): void {
+    this.#discovery = state;
+  }
+
+  discoveryState(): OAuthDiscoveryState | undefined {
+    return this.#discovery;
+  }
+}
+
+/** What the person saw on the way from the authorization URL back to the client. */
+export interface BrowserSignIn {
+  /** The broker's consent page; undefined when consent was remembered for a signed-in browser. */
+  readonly consentHtml: string | undefined;
+  /** Where Forgejo showed its login form; undefined when Forgejo already knew the browser. */
+  readonly loginFormUrl: string | undefined;
+  /** The query of the redirect to the client (code, state, iss). */
+  readonly callback: URLSearchParams;
+}
+
+function decodeEntities(value: string): string {
+  return value
+    .replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code)))
+    .replace(/&#x([0-9a-f]+);/gi, (_, code: string) => String.fromCharCode(Number.parseInt(code, 16)))
+    .replaceAll('&quot;', '"')
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&amp;', '&');
+}
+
+/** The first POST form of a page: its action and hidden fields. */
+export function postForm(html: string, pageUrl: string): { action: string; hidden: Record<string, string> } {
+  const tag = /<form\b[^>]*\bmethod="post"[^>]*>/i.exec(html)?.[0];
+  if (tag === undefined) throw new Error(`no POST form at ${pageUrl}:\n${html}`);
+  const action = new URL(decodeEntities(/\baction="([^"]*)"/i.exec(tag)?.[1] ?? pageUrl), pageUrl).href;
+  const hidden: Record<string, string> = {};
+  for (const [input] of html.matchAll(/<input\b[^>]*\btype="hidden"[^>]*>/gi)) {
+    const name = /\bname="([^"]*)"/i.exec(input)?.[1];
+    if (name !== undefined) hidden[decodeEntities(name)] = decodeEntities(/\bvalue="([^"]*)"/i.exec(input)?.[1] ?? '');
+  }
+  return { action, hidden };
+}
+
+/**
+ * A person signs in: opens the authorization URL, presses `Approve` on the
+ * broker's consent page, signs in with name and password on Forgejo's login
+ * form, and is sent back to the client's redirect URI.
+ */
+export async function approveAndSignIn(browser: TestBrowser, authorizationUrl: URL, user: StandinUser, redirectUri = CLIENT_REDIRECT): Promise<BrowserSignIn> {
+  const first = await browser.follow(authorizationUrl.href, redirectUri);
+  if (first.kind === 'redirect') return { consentHtml: undefined, loginFormUrl: undefined, callback: first.params };
+  assert.equal(first.response.status, 200, `authorization page:\n${first.html}`);
+  const consentHtml = first.html;
+  assert.match(consentHtml, /<button type="submit" name="decision" value="approve">Approve<\/button>/);
+  assert.match(consentHtml, /<button type="submit" name="decision" value="deny">Deny<\/button>/);
+  const consent = postForm(consentHtml, first.url);
+  const afterConsent = await browser.follow(consent.action, redirectUri, { form: { ...consentFields(consentHtml), decision: 'approve' } });
+  if (afterConsent.kind === 'redirect') return { consentHtml, loginFormUrl: undefined, callback: afterConsent.params };
+  // Forgejo's login form.
+  assert.equal(afterConsent.response.status, 200, `after consent:\n${afterConsent.html}`);
+  assert.match(afterConsent.html, /Sign in to Forgejo/);
+  const login = postForm(afterConsent.html, afterConsent.url);
+  const back = await browser.follow(login.action, redirectUri, { form: { ...login.hidden, user_name: user.login, password: user.password } });
+  if (back.kind !== 'redirect') throw new Error(`sign-in did not come back to the client (HTTP ${back.response.status} at ${back.url}):\n${back.html}`);
+  return { consentHtml, loginFormUrl: afterConsent.url, callback: back.params };
+}
+
+export interface Connected {
+  readonly client: Client;
+  readonly transport: StreamableHTTPClientTransport;
+}
+
+/** A Client on a fresh transport with the provider; the SDK adds the bearer token and handles 401s. */
+export async function connect(mcpUrl: URL, provider: E2EOAuthProvider, mode: VersionNegotiationMode = 'legacy'): Promise<Connected> {
+  const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  const client = new Client(CLIENT_INFO, { versionNegotiation: { mode } });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/**
+ * The whole interactive sign-in as an MCP host does it with the SDK: connect
+ * (401 → discovery → registration or CIMD → authorization URL →
+ * UnauthorizedError), the person in the browser, `finishAuth` with the
+ * callback's parameters (code and iss) on that transport, then connect again.
+ */
+export async function signInWithSdk(
+  mcpUrl: URL,
+  provider: E2EOAuthProvider,
+  browser: TestBrowser,
+  user: StandinUser,
+  mode: VersionNegotiationMode = 'legacy',
+): Promise<Connected & { readonly signIn: BrowserSignIn }> {
+  const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  const client = new Client(CLIENT_INFO, { versionNegotiation: { mode } });
+  const before = provider.authorizations.length;
+  await assert.rejects(client.connect(transport), (error: unknown) => {
+    assert.ok(error instanceof UnauthorizedError || (error instanceof Error && error.cause instanceof UnauthorizedError), `expected UnauthorizedError, got ${String(error)}`);
+    return true;
+  });
+  await client.close();
+  assert.equal(provider.authorizations.length, before + 1, 'the SDK asked for the browser once');
+  const authorizationUrl = provider.authorizations.at(-1) as URL;
+  const signIn = await approveAndSignIn(browser, authorizationUrl, user);
+  assert.equal(signIn.callback.get('error'), null, `authorization error: ${signIn.callback.get('error_description') ?? ''}`);
+  assert.equal(signIn.callback.get('state'), authorizationUrl.searchParams.get('state'));
+  await transport.finishAuth(signIn.callback);
+  return { ...(await connect(mcpUrl, provider, mode)), signIn };
+}
+
+function toolText(result: Awaited<ReturnType<Client['callTool']>>): string {
+  assert.notEqual(result.isError, true, `tool error: ${JSON.stringify(result.content)}`);
+  const first = result.content[0];
+  if (first?.type !== 'text') throw new Error(`tool answered no text: ${JSON.stringify(result.content)}`);
+  return first.text;
+}
+
+/** `get_me` of the stand-in child: the Forgejo user its token belongs to. */
+export async function getMe(client: Client): Promise<{ login: string; id: number }> {
+  return JSON.parse(toolText(await client.callTool({ name: 'get_me', arguments: {} }))) as { login: string; id: number };
+}
+
+/** `token_fingerprint` of the stand-in child: sha256 of its Forgejo token, first 12 hex chars. */
+export async function forgejoTokenFingerprint(client: Client): Promise<string> {
+  return toolText(await client.callTool({ name: 'token_fingerprint', arguments: {} }));
+}
+
+/** Ends the MCP session (DELETE) and closes the client. */
+export async function disconnect(connected: Connected): Promise<void> {
+  await connected.transport.terminateSession().catch(() => undefined);
+  await connected.client.close();
+}

@@ -1,0 +1,137 @@
+/**
+ * Forgejo as the end-to-end tests see it on the wire: a pass-through in
+ * front of the Forgejo stand-in that records every request and every token
+ * pair the stand-in's token endpoint hands out. The broker, the browser and
+ * the children all talk to the front (it is the broker's FORGEJO_URL), so
+ * the tests know exactly which Forgejo tokens exist, and the stand-in itself
+ * says whose each one is (`GET /api/v1/user`).
+ *
+ * The only rewrite: the discovery document names the front instead of the
+ * stand-in, as Forgejo's names its own AppURL.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import type { ForgejoStandin } from '../../src/standin/forgejo.js';
+
+/** What the stand-in child's `token_fingerprint` tool answers for a token. */
+export function tokenFingerprint(token: string): string {
+  return createHash('sha256').update(token).digest('hex').slice(0, 12);
+}
+
+export interface IssuedForgejoTokens {
+  readonly grantType: string;
+  readonly accessToken: string;
+  readonly refreshToken: string;
+}
+
+const HOP_BY_HOP = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade']);
+
+async function readAll(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+export class ForgejoFront {
+  /** Token pairs the stand-in issued, in order (code exchanges and refreshes). */
+  readonly issued: IssuedForgejoTokens[] = [];
+  /** Every request, as `METHOD /path`. */
+  readonly requests: string[] = [];
+  readonly #server: Server;
+  readonly #standin: ForgejoStandin;
+  #url = '';
+
+  private constructor(server: Server, standin: ForgejoStandin) {
+    this.#server = server;
+    this.#standin = standin;
+  }
+
+  static async start(standin: ForgejoStandin): Promise<ForgejoFront> {
+    const holder: { front?: ForgejoFront } = {};
+    const server = createServer((req, res) => {
+      const front = holder.front;
+      if (front === undefined) {
+        res.writeHead(503).end();
+        return;
+      }
+      front.#forward(req, res).catch((error: unknown) => {
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(String(error));
+        else res.destroy();
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const front = new ForgejoFront(server, standin);
+    front.#url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    holder.front = front;
+    return front;
+  }
+
+  /** The base URL to configure as FORGEJO_URL. */
+  get url(): string {
+    return this.#url;
+  }
+
+  count(method: string, path: string): number {
+    return this.requests.filter((entry) => entry === `${method} ${path}`).length;
+  }
+
+  /** Whose token this is, in the stand-in's own words; undefined when it is not (or no longer) valid. */
+  async ownerOf(accessToken: string): Promise<string | undefined> {
+    const response = await fetch(`${this.#standin.url}/api/v1/user`, { headers: { authorization: `token ${accessToken}` } });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    return ((await response.json()) as { login: string }).login;
+  }
+
+  /** Every access token issued so far, by fingerprint, with the login it belongs to. */
+  async ownersByFingerprint(): Promise<Map<string, string>> {
+    const owners = new Map<string, string>();
+    for (const { accessToken } of this.issued) {
+      const login = await this.ownerOf(accessToken);
+      if (login !== undefined) owners.set(tokenFingerprint(accessToken), login);
+    }
+    return owners;
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async #forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const target = new URL(req.url ?? '/', this.#standin.url);
+    this.requests.push(`${method} ${target.pathname}`);
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(name)) continue;
+      for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
+    }
+    const body = method === 'GET' || method === 'HEAD' ? undefined : await readAll(req);
+    const upstream = await fetch(target, { method, headers, body: body === undefined ? undefined : new Uint8Array(body), redirect: 'manual' });
+    let payload = Buffer.from(await upstream.arrayBuffer());
+    if (target.pathname === '/.well-known/openid-configuration' && upstream.ok) {
+      payload = Buffer.from(payload.toString('utf8').replaceAll(this.#standin.url, this.#url));
+    }
+    if (target.pathname === '/login/oauth/access_token' && upstream.status === 200) {
+      const grantType = new URLSearchParams(body?.toString('utf8') ?? '').get('grant_type') ?? '';
+      const tokens = JSON.parse(payload.toString('utf8')) as { access_token: string; refresh_token: string };
+      this.issued.push({ grantType, accessToken: tokens.access_token, refreshToken: tokens.refresh_token });
+    }
+    const out: Record<string, string | string[]> = {};
+    upstream.headers.forEach((value, name) => {
+      if (!HOP_BY_HOP.has(name) && name !== 'set-cookie') out[name] = value;
+    });
+    const cookies = upstream.headers.getSetCookie();
+    if (cookies.length > 0) out['set-cookie'] = cookies;
+    out['content-length'] = String(payload.length);
+    res.writeHead(upstream.status, out);
+    res.end(payload);
+  }
+}
