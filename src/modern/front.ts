@@ -149,7 +149,7 @@ export class ModernFront {
     const parkedId = call.parkedId;
     const expiresAt = Date.now() + this.options.inputTimeoutMs;
     const requestState = this.states.encode({ userId: call.userId, parkedId, request: requestKey(call.request), expiresAt });
-    const inputRequests = Object.fromEntries([...call.waiting].map(([key, request]) => [key, { method: request.method, params: request.params }]));
+    const inputRequests = Object.fromEntries([...call.waiting].map(([key, request]) => [key, { method: request.method, params: withoutProgressToken(request.params) }]));
     writer.final({ jsonrpc: '2.0', id: clientId, result: { resultType: 'input_required', inputRequests, requestState } });
     this.parked.set(parkedId, call);
     call.expiry = setTimeout(() => {
@@ -392,6 +392,15 @@ function withoutRetryFields(message: JSONRPCRequest): JSONRPCRequest {
   delete rest.inputResponses;
   delete rest.requestState;
   return { ...message, params: rest };
+}
+
+/** A child's progress token on its own request means nothing to the client. */
+function withoutProgressToken(params: JSONRPCRequest['params']): JSONRPCRequest['params'] {
+  const meta = params?._meta as Record<string, unknown> | undefined;
+  if (meta === undefined || !('progressToken' in meta)) return params;
+  const rest = { ...meta };
+  delete rest.progressToken;
+  return { ...params, _meta: rest } as JSONRPCRequest['params'];
 }
 
 function withMeta(notification: JSONRPCNotification, meta: Record<string, unknown>): JSONRPCNotification {

@@ -78,20 +78,25 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
+const SENTINEL = /^=\?base64\?(.*)\?=$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
  * Decodes a header value that may use the Base64 sentinel form
- * `=?base64?…?=`; undefined when the value is not a valid header value.
+ * `=?base64?…?=` (strict, padded Base64 of UTF-8); undefined when the value
+ * is not a valid header value.
  */
 export function decodeHeaderValue(value: string): string | undefined {
   const match = SENTINEL.exec(value);
   if (match !== null) {
-    const decoded = Buffer.from(match[1] as string, 'base64');
-    const text = new TextDecoder('utf-8', { fatal: false }).decode(decoded);
-    return text;
+    const encoded = match[1] as string;
+    if (!BASE64.test(encoded)) return undefined;
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(encoded, 'base64'));
+    } catch {
+      return undefined;
+    }
   }
-  if (value.startsWith('=?base64?')) return undefined;
   // Visible ASCII, space and tab only (RFC 9110 field values).
   return /^[\x20-\x7e\t]*$/.test(value) ? value : undefined;
 }
