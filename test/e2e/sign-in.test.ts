@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { SdkHttpError, StreamableHTTPClientTransport, auth } from '@modelcontextprotocol/client';
 
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { ENCRYPTION_KEY_FILE } from '../../src/store/encryption-key.js';
@@ -159,6 +159,34 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     assert.deepEqual(await getMe(connected.client), { login: 'alice', id: user.id });
     assert.equal(await ownerOfFingerprint(await forgejoTokenFingerprint(connected.client)), 'alice');
     await disconnect(connected);
+  });
+
+  it('CIMD over plain http on loopback (development, BROKER_CIMD_ALLOW_PRIVATE): the broker fetches it; the SDK is given the client_id, since it refuses an http clientMetadataUrl', async () => {
+    const user = e2eUser('erin');
+    const plain = await ClientMetadataServer.start(
+      (clientId) => ({ client_id: clientId, client_name: 'E2E plain-http client', redirect_uris: [CLIENT_REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] }),
+      'http',
+    );
+    try {
+      // The SDK's own CIMD path wants https: it refuses before sending anything.
+      await assert.rejects(
+        auth(new E2EOAuthProvider({ clientName: 'unused', clientMetadataUrl: plain.clientId }), { serverUrl: e2e.mcpUrl }),
+        /HTTPS/,
+      );
+      assert.equal(plain.fetches, 0);
+      // A client that knows its client_id (what the SDK saves when it does use CIMD).
+      const provider = new E2EOAuthProvider({ clientName: 'unused' });
+      provider.saveClientInformation({ client_id: plain.clientId });
+      const registrations = e2e.count('POST', OAUTH_PATHS.register);
+      const connected = track(await signInWithSdk(e2e.mcpUrl, provider, new TestBrowser(), user));
+      assert.equal(e2e.count('POST', OAUTH_PATHS.register), registrations);
+      assert.ok(plain.fetches > 0, 'the broker fetched the http document');
+      assert.match(connected.signIn.consentHtml ?? '', /E2E plain-http client/);
+      assert.deepEqual(await getMe(connected.client), { login: 'erin', id: user.id });
+      await disconnect(connected);
+    } finally {
+      await plain.close();
+    }
   });
 
   it('two users at once, through the same client, each get only their own Forgejo token', async () => {
@@ -312,6 +340,35 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
 
     await disconnect(reconnected);
     await modern.client.close();
+  });
+
+  it('several requests refresh at once with the same refresh token: the grace period gives each the same pair, all succeed, the grant lives on', async () => {
+    const user = e2eUser('erin');
+    const provider = new E2EOAuthProvider({ clientName: 'E2E busy client' });
+    const connected = track(await signInWithSdk(e2e.mcpUrl, provider, new TestBrowser(), user));
+    const before = provider.tokens();
+    // The access token dies (revoked here, as the clock cannot be moved in the production wiring) ...
+    const revoked = await fetch(`${e2e.url}${OAUTH_PATHS.revoke}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: provider.clientInformation()?.client_id ?? '', token: before?.access_token ?? '' }).toString(),
+    });
+    assert.equal(revoked.status, 200);
+    const refreshes = e2e.count('POST', OAUTH_PATHS.token);
+    // ... while six requests are on their way: each gets 401, each has the SDK refresh, each retries.
+    const answers = await Promise.all(Array.from({ length: 6 }, () => getMe(connected.client)));
+    for (const answer of answers) assert.deepEqual(answer, { login: 'erin', id: user.id });
+    assert.ok(e2e.count('POST', OAUTH_PATHS.token, 200) - refreshes >= 2, 'more than one refresh raced');
+    assert.equal(e2e.count('POST', OAUTH_PATHS.token) - refreshes, e2e.count('POST', OAUTH_PATHS.token, 200) - refreshes, 'no refresh refused');
+    const after = provider.tokens();
+    assert.notEqual(after?.access_token, before?.access_token);
+    // The grant was not taken for a stolen refresh token: the client goes on, and can refresh again.
+    assert.deepEqual(await getMe(connected.client), { login: 'erin', id: user.id });
+    assert.equal(await auth(provider, { serverUrl: e2e.mcpUrl }), 'AUTHORIZED');
+    assert.notEqual(provider.tokens()?.refresh_token, after?.refresh_token);
+    assert.deepEqual(await getMe(connected.client), { login: 'erin', id: user.id });
+    assert.equal(provider.authorizations.length, 1, 'signed in once');
+    await disconnect(connected);
   });
 
   it('2026-07-28 era: the SDK in versionNegotiation auto signs in the same way and get_me answers as that user', async () => {

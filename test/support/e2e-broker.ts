@@ -28,6 +28,7 @@ export const E2E_USERS: readonly StandinUser[] = [
   ...DEMO_USERS,
   { id: 3, login: 'carol', password: 'carol-pw', fullName: 'Carol Example', email: 'carol@example.test' },
   { id: 4, login: 'dave', password: 'dave-pw', fullName: 'Dave Example', email: 'dave@example.test' },
+  { id: 5, login: 'erin', password: 'erin-pw', fullName: 'Erin Example', email: 'erin@example.test' },
 ];
 
 export function e2eUser(login: string): StandinUser {

@@ -1,6 +1,7 @@
 /**
- * A Client ID Metadata Document served by a small real HTTPS server on
- * 127.0.0.1, for the end-to-end CIMD sign-in.
+ * A Client ID Metadata Document served by a small real HTTPS (or, for the
+ * development case, plain HTTP) server on 127.0.0.1, for the end-to-end
+ * CIMD sign-in.
  *
  * Why https on loopback and not plain http: the MCP SDK's client refuses a
  * `clientMetadataUrl` that is not https (`auth()` throws
@@ -13,7 +14,8 @@
  * the broker's fetch uses, as an operator would with NODE_EXTRA_CA_CERTS.
  */
 import { once } from 'node:events';
-import https, { createServer, type Server } from 'node:https';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import https, { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /** Test-only key: it protects nothing but this loopback test server. */
@@ -52,10 +54,10 @@ export class ClientMetadataServer {
     this.#clientId = clientId;
   }
 
-  /** Serves `document(clientId)` at `https://127.0.0.1:<port>/clients/e2e-mcp-client.json`. */
-  static async start(document: (clientId: string) => Record<string, unknown>): Promise<ClientMetadataServer> {
+  /** Serves `document(clientId)` at `https://127.0.0.1:<port>/clients/e2e-mcp-client.json` (or http). */
+  static async start(document: (clientId: string) => Record<string, unknown>, protocol: 'https' | 'http' = 'https'): Promise<ClientMetadataServer> {
     const holder: { metadata?: ClientMetadataServer } = {};
-    const server = createServer({ key: TEST_KEY, cert: TEST_CERT }, (req, res) => {
+    const serve = (req: IncomingMessage, res: ServerResponse): void => {
       const metadata = holder.metadata;
       if (req.method !== 'GET' || metadata === undefined || new URL(req.url ?? '/', metadata.clientId).pathname !== CIMD_PATH) {
         res.writeHead(404).end();
@@ -64,15 +66,16 @@ export class ClientMetadataServer {
       metadata.fetches += 1;
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
       res.end(JSON.stringify(document(metadata.clientId)));
-    });
+    };
+    const server = protocol === 'https' ? createHttpsServer({ key: TEST_KEY, cert: TEST_CERT }, serve) : createHttpServer(serve);
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const metadata = new ClientMetadataServer(server, `https://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`);
+    const metadata = new ClientMetadataServer(server, `${protocol}://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`);
     holder.metadata = metadata;
     return metadata;
   }
 
-  /** The client_id: the document's own https URL. */
+  /** The client_id: the document's own URL. */
   get clientId(): string {
     return this.#clientId;
   }
