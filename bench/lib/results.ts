@@ -1,0 +1,89 @@
+import type { AuthFigure } from './auth-cost.js';
+import type { ProfileSummary } from './profile.js';
+import type { Summary } from './stats.js';
+
+export interface LatencyFigure {
+  /** raw: the harness's minimal client; sdk: the official SDK client. */
+  readonly client: 'raw' | 'sdk';
+  readonly target: string;
+  /** Microseconds, over all rounds. */
+  readonly summary: Summary;
+  readonly roundP50s: number[];
+  readonly errors: number;
+  readonly firstError?: string;
+}
+
+export interface ThroughputFigure {
+  readonly target: string;
+  readonly sessions: number;
+  readonly concurrency: number;
+  /** Requests per second, one per trial. */
+  readonly trials: number[];
+  readonly medianRps: number;
+  readonly p50us: number;
+  readonly p99us: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly firstError?: string;
+}
+
+export interface SessionStartFigure {
+  readonly target: string;
+  readonly samplesMs: number[];
+  readonly medianMs: number;
+  /** Median minus the median of what the child alone takes to the same point; undefined for the child itself. */
+  readonly overheadMs: number | undefined;
+}
+
+export interface MemoryLevel {
+  readonly idleSessions: number;
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  readonly childCount: number;
+  readonly childrenRss: number;
+  /** c=1 echo on one more session, microseconds. */
+  readonly latency: Summary;
+  /** Time to open this level's new sessions. */
+  readonly openMs: number;
+}
+
+export interface MemoryFigure {
+  readonly gateway: string;
+  readonly levels: MemoryLevel[];
+  readonly rssBytesPerSession: number;
+  readonly heapBytesPerSession: number;
+}
+
+export interface BigFigure {
+  readonly target: string;
+  readonly bytes: number;
+  readonly timesMs: number[];
+  readonly medianMs: number;
+  readonly peakGrowths: number[];
+  readonly medianPeakGrowth: number | undefined;
+}
+
+export interface BenchResults {
+  readonly meta: {
+    date: string;
+    node: string;
+    cpus: number;
+    cpuModel: string;
+    memoryBytes: number;
+    loadAverageAtStart: number[];
+    commit: string;
+    dirtySrc: number;
+    quick: boolean;
+    plan: Record<string, unknown>;
+    durationS: number;
+  };
+  readonly latency: LatencyFigure[];
+  readonly throughput: ThroughputFigure[];
+  readonly sessionStart: SessionStartFigure[];
+  readonly memory: MemoryFigure[];
+  readonly big: BigFigure[];
+  readonly auth: AuthFigure[];
+  readonly profiles: (ProfileSummary & { readonly name: string })[];
+}

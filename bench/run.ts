@@ -1,0 +1,520 @@
+/**
+ * `npm run bench`: what the broker costs, side by side with its baselines,
+ * in one run on this machine. Writes bench/results/report.md, report.json
+ * and chart.svg. Every load loop is bounded in count and time, everything
+ * listens on 127.0.0.1, and every process started here is stopped at the end.
+ *
+ *   node dist/bench/run.js [--quick] [--no-profile]
+ *
+ * --quick runs every figure with a fraction of the samples (for a smoke
+ * check of the harness, not for numbers); --no-profile skips the CPU
+ * profiles of the broker under load.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import type http from 'node:http';
+import type { StandinUser } from '../src/standin/forgejo.js';
+import { measureAuthCost } from './lib/auth-cost.js';
+import { closedLoop, type LoadResult } from './lib/load.js';
+import { keepAliveAgent, RawLegacyClient, RawModernClient, RawStdioClient, SdkClient, type EchoClient, type HttpTarget } from './lib/mcp.js';
+import { RESULTS_DIR, ROOT, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
+import { descendants, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
+import { summarizeProfile } from './lib/profile.js';
+import { renderChart, renderMarkdown } from './lib/report.js';
+import { median, summarize } from './lib/stats.js';
+import type { BenchResults, BigFigure, LatencyFigure, MemoryFigure, MemoryLevel, SessionStartFigure, ThroughputFigure } from './lib/results.js';
+import { benchUsers, startBareBridge, startBareHttp, startBrokerTarget, startSupergateway, STANDIN_ARGV, type BrokerTarget } from './lib/targets.js';
+
+const QUICK = process.argv.includes('--quick');
+const PROFILE = !process.argv.includes('--no-profile');
+
+/** How much of everything: the full run stays under ten minutes on the 2-core bench machine. */
+const PLAN = QUICK
+  ? { rounds: 2, latencyRequests: 150, latencyMs: 1_000, sdkRequests: 80, throughputTrials: 1, throughputMs: 800, sessions: 10, starts: 2, bigSamples: 2, memoryLevels: [0, 10, 40], memoryLatencyRequests: 100 }
+  : { rounds: 3, latencyRequests: 700, latencyMs: 2_500, sdkRequests: 300, throughputTrials: 3, throughputMs: 2_000, sessions: 100, starts: 8, bigSamples: 5, memoryLevels: [0, 100, 1000], memoryLatencyRequests: 500 };
+const BIG_BYTES = 10 * 1024 * 1024;
+/** Hard ceiling on the whole run: whatever happens, the harness stops everything by then. */
+const RUN_LIMIT_MS = 25 * 60_000;
+
+const procs = new ProcessSet();
+const log = (message: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+};
+
+function childEnv(forgejoUrl: string, forgejoToken: string): Record<string, string> {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', FORGEJO_URL: forgejoUrl, FORGEJO_ACCESS_TOKEN: forgejoToken };
+}
+
+/** One target of the c=1 and throughput loops: a name and how to get a client for it. */
+interface LoadTarget {
+  readonly name: string;
+  readonly client: EchoClient;
+}
+
+function latencyFigure(client: 'raw' | 'sdk', name: string, runs: LoadResult[]): LatencyFigure {
+  const all = runs.flatMap((run) => run.latenciesUs);
+  return {
+    client,
+    target: name,
+    summary: summarize(all),
+    roundP50s: runs.map((run) => summarize(run.latenciesUs).p50),
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    ...(runs.find((run) => run.firstError !== undefined)?.firstError === undefined ? {} : { firstError: runs.find((run) => run.firstError !== undefined)?.firstError }),
+  };
+}
+
+/** c=1, rounds interleaved across targets so the machine's noise falls on all of them alike. */
+async function latencyAtOne(client: 'raw' | 'sdk', targets: readonly LoadTarget[], requests: number, maxMs: number): Promise<LatencyFigure[]> {
+  const runs = new Map<string, LoadResult[]>(targets.map((target) => [target.name, []]));
+  for (let round = 0; round < PLAN.rounds; round++) {
+    for (const target of targets) {
+      const result = await closedLoop(() => target.client.echo(), { concurrency: 1, maxRequests: requests, maxMs, warmup: Math.min(100, requests / 5) });
+      runs.get(target.name)?.push(result);
+    }
+  }
+  return targets.map((target) => latencyFigure(client, target.name, runs.get(target.name) ?? []));
+}
+
+/** One bounded closed-loop trial, requests spread round-robin over the clients (sessions). */
+function throughputRun(concurrency: number, clients: readonly EchoClient[]): Promise<LoadResult> {
+  return closedLoop((i) => (clients[i % clients.length] as EchoClient).echo(), {
+    concurrency,
+    maxRequests: 200_000,
+    maxMs: PLAN.throughputMs,
+    warmup: concurrency * 4,
+  });
+}
+
+/** Trials of c=16 and c=64 alternating, for one target. */
+async function throughputTrials(target: string, sessions: number, concurrencies: readonly number[], clients: readonly EchoClient[]): Promise<ThroughputFigure[]> {
+  const runs = new Map<number, LoadResult[]>(concurrencies.map((c) => [c, []]));
+  for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
+    for (const concurrency of concurrencies) runs.get(concurrency)?.push(await throughputRun(concurrency, clients));
+  }
+  return concurrencies.map((concurrency) => throughputFigure(target, sessions, concurrency, runs.get(concurrency) ?? []));
+}
+
+function throughputFigure(target: string, sessions: number, concurrency: number, runs: LoadResult[]): ThroughputFigure {
+  const all = runs.flatMap((run) => run.latenciesUs);
+  const summary = summarize(all);
+  const firstError = runs.find((run) => run.firstError !== undefined)?.firstError;
+  return {
+    target,
+    sessions,
+    concurrency,
+    trials: runs.map((run) => run.throughput),
+    medianRps: median(runs.map((run) => run.throughput)),
+    p50us: summary.p50,
+    p99us: summary.p99,
+    requests: all.length,
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    ...(firstError === undefined ? {} : { firstError }),
+  };
+}
+
+/** Opens `count` legacy sessions, a few at a time. */
+async function openSessions(target: HttpTarget, agent: http.Agent, count: number, parallel = 8): Promise<RawLegacyClient[]> {
+  const clients: RawLegacyClient[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < count) {
+        next++;
+        clients.push(await RawLegacyClient.open(target, agent));
+      }
+    }),
+  );
+  return clients;
+}
+
+/** Each session's child runs a few calls first, so the trials measure warm children (JIT), not their first calls. */
+async function warmUp(clients: readonly EchoClient[], calls = 20, parallel = 4): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < clients.length) {
+        const client = clients[next++] as EchoClient;
+        for (let i = 0; i < calls; i++) await client.echo();
+      }
+    }),
+  );
+}
+
+/** Waits (bounded) until a gateway has no more than `keep` child processes left, so ended sessions do not load the next figure. */
+async function childrenGone(proc: Proc, keep: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (descendants(proc.pid).length > keep && Date.now() < deadline) await delay(100);
+}
+
+async function closeAll(clients: readonly EchoClient[], parallel = 16): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < clients.length) await (clients[next++] as EchoClient).close();
+    }),
+  );
+}
+
+/** Memory of a process after a full GC (via the probe), the kernel's RSS as the median of a few reads. */
+async function settledMemory(proc: Proc): Promise<{ rss: number; heapUsed: number; external: number; arrayBuffers: number }> {
+  const usage = await proc.probe('memory');
+  const reads: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    reads.push(proc.memory().rss);
+    await delay(100);
+  }
+  return { rss: median(reads), heapUsed: Number(usage.heapUsed), external: Number(usage.external), arrayBuffers: Number(usage.arrayBuffers) };
+}
+
+function childrenOf(proc: Proc): { count: number; rss: number } {
+  let rss = 0;
+  const pids = descendants(proc.pid);
+  for (const pid of pids) {
+    try {
+      rss += procMemory(pid).rss;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return { count: pids.length, rss };
+}
+
+/**
+ * The broker's (or supergateway's) own RSS with 0, 100 and 1,000 idle
+ * sessions of the tiny child, and the c=1 latency of one more session at
+ * each level.
+ */
+async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget): Promise<MemoryFigure> {
+  const agent = keepAliveAgent();
+  const measuring = await RawLegacyClient.open(target, agent);
+  await closedLoop(() => measuring.echo(), { concurrency: 1, maxRequests: 200, maxMs: 3_000 });
+  const idle: RawLegacyClient[] = [];
+  const levels: MemoryLevel[] = [];
+  for (const level of PLAN.memoryLevels) {
+    const t0 = performance.now();
+    idle.push(...(await openSessions(target, agent, level - idle.length)));
+    const openMs = performance.now() - t0;
+    await delay(1_000);
+    const memory = await settledMemory(proc);
+    const children = childrenOf(proc);
+    const latency = await closedLoop(() => measuring.echo(), { concurrency: 1, maxRequests: PLAN.memoryLatencyRequests, maxMs: 8_000, warmup: 50 });
+    levels.push({ idleSessions: level, ...memory, childCount: children.count, childrenRss: children.rss, latency: summarize(latency.latenciesUs), openMs });
+    log(`  ${gateway}: ${level} idle sessions, RSS ${(memory.rss / 2 ** 20).toFixed(1)} MiB, heap ${(memory.heapUsed / 2 ** 20).toFixed(1)} MiB, ${children.count} child processes, p50 ${summarize(latency.latenciesUs).p50.toFixed(0)} µs`);
+  }
+  await closeAll([...idle, measuring]);
+  agent.destroy();
+  const first = levels[0] as MemoryLevel;
+  const last = levels[levels.length - 1] as MemoryLevel;
+  const span = last.idleSessions - first.idleSessions;
+  return {
+    gateway,
+    levels,
+    rssBytesPerSession: (last.rss - first.rss) / span,
+    heapBytesPerSession: (last.heapUsed + last.external - first.heapUsed - first.external) / span,
+  };
+}
+
+/** A 10 MB tool result: time, and the gateway's peak RSS growth over its settled RSS before the call. */
+async function bigResult(name: string, client: EchoClient, gateway: Proc | undefined): Promise<{ timeMs: number; peakGrowth: number | undefined }> {
+  if (gateway !== undefined) {
+    if (gateway.probed) await gateway.probe('memory');
+    await delay(200);
+    resetPeak(gateway.pid);
+  }
+  const before = gateway?.memory().rss;
+  const t0 = performance.now();
+  const length = await client.big(BIG_BYTES);
+  const timeMs = performance.now() - t0;
+  if (length !== BIG_BYTES) throw new Error(`${name}: big answered ${length} bytes`);
+  const peak = gateway?.memory().hwm;
+  return { timeMs, peakGrowth: peak === undefined || before === undefined ? undefined : peak - before };
+}
+
+function ensureSupergateway(): void {
+  if (existsSync(SUPERGATEWAY)) return;
+  log('installing the pinned supergateway baseline into bench/supergateway (npm ci)');
+  execFileSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: SUPERGATEWAY_DIR, stdio: 'inherit' });
+}
+
+function gitDescribe(): { commit: string; dirtySrc: number } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    return { commit, dirtySrc: dirty === '' ? 0 : dirty.split('\n').length };
+  } catch {
+    return { commit: 'unknown', dirtySrc: -1 };
+  }
+}
+
+async function tokensFor(broker: BrokerTarget, users: readonly StandinUser[]): Promise<string[]> {
+  const tokens: string[] = [];
+  let next = 0;
+  const list = [...users];
+  const result = new Array<string>(list.length);
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next < list.length) {
+        const i = next++;
+        result[i] = await broker.token(list[i] as StandinUser);
+      }
+    }),
+  );
+  tokens.push(...result);
+  return tokens;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  ensureSupergateway();
+  const { commit, dirtySrc } = gitDescribe();
+  const results: BenchResults = {
+    meta: {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      memoryBytes: totalmem(),
+      loadAverageAtStart: loadavg(),
+      commit,
+      dirtySrc,
+      quick: QUICK,
+      plan: PLAN,
+      durationS: 0,
+    },
+    latency: [],
+    throughput: [],
+    sessionStart: [],
+    memory: [],
+    big: [],
+    auth: [],
+    profiles: [],
+  };
+
+  // ---- Main targets, all with the real stand-in child ------------------------------------
+  const users = benchUsers(PLAN.sessions + PLAN.starts + 2);
+  const [benchUser, ...others] = users as [StandinUser, ...StandinUser[]];
+  const spreadUsers = others.slice(0, PLAN.sessions);
+  const startUsers = others.slice(PLAN.sessions, PLAN.sessions + PLAN.starts);
+  log('starting the broker (serve, SQLite store, Forgejo stand-in) and signing in');
+  const broker = await startBrokerTarget(procs, { name: 'broker', childArgv: STANDIN_ARGV, users });
+  const token = await broker.token(benchUser);
+  const forgejoToken = broker.forge.issueTokens('bench').access_token;
+  const env = childEnv(broker.forge.url, forgejoToken);
+  log('starting supergateway, bare HTTP, bare bridge');
+  const supergateway = await startSupergateway(procs, 'supergateway', STANDIN_ARGV, broker.forge.url, forgejoToken);
+  const bareHttp = await startBareHttp(procs);
+  const bareBridge = await startBareBridge(procs, broker.forge.url, forgejoToken);
+
+  const brokerTarget: HttpTarget = { url: broker.mcpUrl, bearer: token };
+  const agents = { broker: keepAliveAgent(), modern: keepAliveAgent(), sg: keepAliveAgent(), bare: keepAliveAgent(), bridge: keepAliveAgent() };
+  const direct = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env)).client;
+  const raw: LoadTarget[] = [
+    { name: 'direct (stdio)', client: direct },
+    { name: 'bare HTTP', client: await RawLegacyClient.open({ url: bareHttp.mcpUrl }, agents.bare) },
+    { name: 'bare bridge', client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge) },
+    { name: 'supergateway', client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg) },
+    { name: 'broker legacy', client: await RawLegacyClient.open(brokerTarget, agents.broker) },
+    { name: 'broker modern', client: new RawModernClient(brokerTarget, agents.modern) },
+  ];
+
+  // ---- Latency at c=1 ---------------------------------------------------------------------
+  log('latency at concurrency 1, raw clients');
+  results.latency.push(...(await latencyAtOne('raw', raw, PLAN.latencyRequests, PLAN.latencyMs)));
+  log('latency at concurrency 1: supergateway, 2026-07-28 request (a child spawned per request)');
+  const sgModern = new RawModernClient({ url: supergateway.mcpUrl }, agents.sg);
+  const sgModernRuns: LoadResult[] = [];
+  for (let round = 0; round < PLAN.rounds; round++) sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
+  results.latency.push(latencyFigure('raw', 'supergateway modern', sgModernRuns));
+
+  log('latency at concurrency 1, SDK clients');
+  const sdk: LoadTarget[] = [
+    { name: 'direct (stdio)', client: await SdkClient.stdio(process.execPath, STANDIN_ARGV.slice(1), env) },
+    { name: 'supergateway', client: await SdkClient.http({ url: supergateway.mcpUrl }, 'legacy') },
+    { name: 'broker legacy', client: await SdkClient.http(brokerTarget, 'legacy') },
+    { name: 'broker modern', client: await SdkClient.http(brokerTarget, 'auto') },
+  ];
+  results.latency.push(...(await latencyAtOne('sdk', sdk, PLAN.sdkRequests, PLAN.latencyMs)));
+  await closeAll(sdk.map((target) => target.client));
+
+  // ---- Session start ----------------------------------------------------------------------
+  log('session start');
+  const starts = { child: [] as number[], childFirstCall: [] as number[], legacy: [] as number[], modern: [] as number[], sg: [] as number[] };
+  const startTokens = await tokensFor(broker, startUsers);
+  for (let i = 0; i < PLAN.starts; i++) {
+    const own = await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env);
+    starts.child.push(own.startMs);
+    const first = performance.now();
+    await own.client.echo();
+    starts.childFirstCall.push(own.startMs + performance.now() - first);
+    await own.client.close();
+    let t0 = performance.now();
+    const session = await RawLegacyClient.open(brokerTarget, agents.broker);
+    starts.legacy.push(performance.now() - t0);
+    await session.close();
+    const fresh = new RawModernClient({ url: broker.mcpUrl, bearer: startTokens[i] }, agents.modern);
+    t0 = performance.now();
+    await fresh.echo();
+    starts.modern.push(performance.now() - t0);
+    t0 = performance.now();
+    const sgSession = await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg);
+    starts.sg.push(performance.now() - t0);
+    await sgSession.close();
+  }
+  const startFigure = (target: string, samples: number[], own: number[] | undefined): SessionStartFigure => ({
+    target,
+    samplesMs: samples,
+    medianMs: median(samples),
+    overheadMs: own === undefined ? undefined : median(samples) - median(own),
+  });
+  results.sessionStart.push(
+    startFigure('child alone: spawn → initialize answered', starts.child, undefined),
+    startFigure('child alone: spawn → initialize → first echo answered', starts.childFirstCall, undefined),
+    startFigure('broker legacy: initialize answered (vs child → initialize)', starts.legacy, starts.child),
+    startFigure("broker modern: a user's first echo answered (vs child → first echo)", starts.modern, starts.childFirstCall),
+    startFigure('supergateway: initialize answered (vs child → initialize)', starts.sg, starts.child),
+  );
+
+  // ---- Throughput, one session --------------------------------------------------------------
+  log('throughput through one session at concurrency 16 and 64');
+  const oneSession = raw.filter((target) => target.name !== 'bare HTTP');
+  const oneRuns = new Map<string, LoadResult[]>();
+  for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
+    for (const target of oneSession) {
+      for (const concurrency of [16, 64]) {
+        const key = `${target.name}|${concurrency}`;
+        oneRuns.set(key, [...(oneRuns.get(key) ?? []), await throughputRun(concurrency, [target.client])]);
+      }
+    }
+  }
+  for (const target of oneSession) {
+    for (const concurrency of [16, 64]) results.throughput.push(throughputFigure(target.name, 1, concurrency, oneRuns.get(`${target.name}|${concurrency}`) ?? []));
+    log(`  ${target.name}: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+  }
+
+  // ---- Throughput, spread over 100 sessions ---------------------------------------------------
+  log(`throughput spread over ${PLAN.sessions} sessions`);
+  for (const [name, target, agent] of [
+    ['supergateway', { url: supergateway.mcpUrl }, agents.sg],
+    ['broker legacy', brokerTarget, agents.broker],
+  ] as const) {
+    const clients = await openSessions(target, agent, PLAN.sessions);
+    await warmUp(clients);
+    results.throughput.push(...(await throughputTrials(name, PLAN.sessions, [16, 64], clients)));
+    await closeAll(clients);
+    await childrenGone(name === 'supergateway' ? supergateway.proc : broker.proc, name === 'supergateway' ? 1 : 2);
+    const last = results.throughput.slice(-2);
+    log(`  ${name}: ${last.map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+  }
+  const spreadTokens = await tokensFor(broker, spreadUsers);
+  const modernClients = spreadTokens.map((bearer) => new RawModernClient({ url: broker.mcpUrl, bearer }, agents.modern));
+  // The first request of each user starts that user's child; not part of the figure.
+  await warmUp(modernClients);
+  results.throughput.push(...(await throughputTrials('broker modern', PLAN.sessions, [16, 64], modernClients)));
+  log(`  broker modern: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+
+  // ---- 10 MB result ---------------------------------------------------------------------------
+  log('a 10 MB tool result');
+  const bigTargets: [string, EchoClient, Proc | undefined][] = [
+    ['direct (stdio)', direct, undefined],
+    ['bare bridge', raw[2]?.client as EchoClient, bareBridge.proc],
+    ['supergateway', raw[3]?.client as EchoClient, supergateway.proc],
+    ['broker legacy', raw[4]?.client as EchoClient, broker.proc],
+    ['broker modern', raw[5]?.client as EchoClient, broker.proc],
+  ];
+  const bigRuns = new Map<string, { timeMs: number; peakGrowth: number | undefined }[]>();
+  for (let i = 0; i < PLAN.bigSamples; i++) {
+    for (const [name, client, proc] of bigTargets) {
+      const runs = bigRuns.get(name) ?? [];
+      runs.push(await bigResult(name, client, proc));
+      bigRuns.set(name, runs);
+    }
+  }
+  for (const [name, runs] of bigRuns) {
+    const growth = runs.map((run) => run.peakGrowth).filter((value): value is number => value !== undefined);
+    const figure: BigFigure = {
+      target: name,
+      bytes: BIG_BYTES,
+      timesMs: runs.map((run) => run.timeMs),
+      medianMs: median(runs.map((run) => run.timeMs)),
+      peakGrowths: growth,
+      medianPeakGrowth: growth.length === 0 ? undefined : median(growth),
+    };
+    results.big.push(figure);
+  }
+
+  // ---- CPU profiles of the broker under load ---------------------------------------------------
+  if (PROFILE) {
+    log('CPU profiles of the broker (c=64, one session; one 10 MB result)');
+    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+    const profiled: [string, () => Promise<unknown>, number][] = [
+      ['broker-legacy-c64', () => (raw[4]?.client as EchoClient).echo(), 64],
+      ['broker-modern-c64', () => (raw[5]?.client as EchoClient).echo(), 64],
+      ['broker-legacy-10MB', () => (raw[4]?.client as EchoClient).big(BIG_BYTES), 1],
+    ];
+    for (const [name, op, concurrency] of profiled) {
+      const path = `${RESULTS_DIR}/profiles/${name}.cpuprofile`;
+      await broker.proc.probe('cpu-start');
+      await closedLoop(op, { concurrency, maxRequests: concurrency === 1 ? 3 : 100_000, maxMs: PLAN.throughputMs });
+      await broker.proc.probe('cpu-stop', { path });
+      results.profiles.push({ name, ...summarizeProfile(path) });
+    }
+  }
+
+  // ---- Token validation -------------------------------------------------------------------------
+  log('token validation (BrokerAuthenticator.authenticate on the broker store)');
+  results.auth.push(...(await measureAuthCost(broker.dataDir, broker.url, [token, ...startTokens, ...spreadTokens], QUICK)));
+
+  await direct.close();
+  await procs.stop(broker.proc);
+  await procs.stop(supergateway.proc);
+  await procs.stop(bareHttp.proc);
+  await procs.stop(bareBridge.proc);
+  await broker.forge.close();
+  for (const agent of Object.values(agents)) agent.destroy();
+
+  // ---- Memory per idle session, tiny children -----------------------------------------------------
+  log(`memory with ${PLAN.memoryLevels.join(', ')} idle sessions (tiny bash child)`);
+  const tinyArgv = ['/bin/bash', TINY_CHILD];
+  const tinyUsers = benchUsers(0);
+  const tinyBroker = await startBrokerTarget(procs, { name: 'broker-tiny', childArgv: tinyArgv, users: tinyUsers });
+  const tinyToken = await tinyBroker.token(tinyUsers[0] as StandinUser);
+  results.memory.push(await memoryLadder('broker', tinyBroker.proc, { url: tinyBroker.mcpUrl, bearer: tinyToken, echoReply: 'ok' }));
+  await procs.stop(tinyBroker.proc, 20_000);
+  await tinyBroker.forge.close();
+  const tinySg = await startSupergateway(procs, 'supergateway-tiny', tinyArgv, 'http://127.0.0.1:9', 'unused');
+  results.memory.push(await memoryLadder('supergateway', tinySg.proc, { url: tinySg.mcpUrl, echoReply: 'ok' }));
+  await procs.stop(tinySg.proc, 20_000);
+
+  results.meta.durationS = (Date.now() - started) / 1000;
+  writeFileSync(`${RESULTS_DIR}/report.json`, JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(`${RESULTS_DIR}/chart.svg`, renderChart(results));
+  writeFileSync(`${RESULTS_DIR}/report.md`, renderMarkdown(results));
+  log(`done in ${results.meta.durationS.toFixed(0)} s: bench/results/report.md, report.json, chart.svg`);
+}
+
+const watchdog = setTimeout(() => {
+  log(`the run exceeded ${RUN_LIMIT_MS / 60_000} minutes; stopping everything`);
+  void procs.stopAll().finally(() => process.exit(1));
+}, RUN_LIMIT_MS);
+watchdog.unref();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping every process the bench started`);
+    void procs.stopAll().finally(() => process.exit(130));
+  });
+}
+
+main()
+  .catch((error: unknown) => {
+    log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await procs.stopAll();
+    clearTimeout(watchdog);
+    // Keep-alive sockets and the stand-ins' servers must not hold the process.
+    setTimeout(() => process.exit(), 200).unref();
+  });
