@@ -396,11 +396,11 @@ function withoutRetryFields(message: JSONRPCRequest): JSONRPCRequest {
 
 /** A child's progress token on its own request means nothing to the client. */
 function withoutProgressToken(params: JSONRPCRequest['params']): JSONRPCRequest['params'] {
-  const meta = params?._meta as Record<string, unknown> | undefined;
+  const meta = params?._meta;
   if (meta === undefined || !('progressToken' in meta)) return params;
   const rest = { ...meta };
   delete rest.progressToken;
-  return { ...params, _meta: rest } as JSONRPCRequest['params'];
+  return { ...params, _meta: rest };
 }
 
 function withMeta(notification: JSONRPCNotification, meta: Record<string, unknown>): JSONRPCNotification {
