@@ -371,6 +371,32 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     await disconnect(connected);
   });
 
+  it('a second sign-in by the same user moves their open sessions onto the new Forgejo token, keeping the session id', async () => {
+    const user = e2eUser('alice');
+    const first = new E2EOAuthProvider({ clientName: 'E2E first installation' });
+    const legacy = track(await signInWithSdk(e2e.mcpUrl, first, new TestBrowser(), user));
+    const modern = track(await connect(e2e.mcpUrl, first, 'auto'));
+    const sessionId = legacy.transport.sessionId;
+    const before = await forgejoTokenFingerprint(legacy.client);
+    assert.equal(await forgejoTokenFingerprint(modern.client), before);
+
+    // Alice signs in again elsewhere: Forgejo issues a new token and invalidates the old refresh token.
+    const second = track(await signInWithSdk(e2e.mcpUrl, new E2EOAuthProvider({ clientName: 'E2E second installation' }), new TestBrowser(), user));
+    const newest = tokenFingerprint(e2e.front.issued.at(-1)?.accessToken ?? '');
+    assert.equal(await ownerOfFingerprint(newest), 'alice');
+    assert.notEqual(newest, before);
+    assert.equal(await forgejoTokenFingerprint(second.client), newest);
+    // The login started the move of alice's sessions; rotateUser is single flight, so this waits for it.
+    await e2e.broker.registry.rotateUser(String(user.id));
+    assert.equal(await forgejoTokenFingerprint(legacy.client), newest);
+    assert.equal(legacy.transport.sessionId, sessionId, 'the client did not notice');
+    assert.deepEqual(await getMe(legacy.client), { login: 'alice', id: user.id });
+    assert.equal(await forgejoTokenFingerprint(modern.client), newest);
+    assert.deepEqual(await getMe(modern.client), { login: 'alice', id: user.id });
+
+    await Promise.all([disconnect(legacy), disconnect(second), modern.client.close()]);
+  });
+
   it('2026-07-28 era: the SDK in versionNegotiation auto signs in the same way and get_me answers as that user', async () => {
     const user = e2eUser('dave');
     const provider = new E2EOAuthProvider({ clientName: 'E2E modern client' });
