@@ -72,7 +72,7 @@ test('a request in flight on the old child finishes there during a rotation', as
   const user = broker.addUser();
   const { client } = await broker.connect(user);
   const oldPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
-  const slow = client.callTool({ name: 'sleep', arguments: { ms: 600 } });
+  const slow = client.callTool({ name: 'sleep', arguments: { ms: 3000 } });
   await eventually(() => broker.registry.inflight === 1, 'slow request running');
   broker.newForgejoToken(user);
   const rotation = broker.registry.rotateUser(user.userId);
