@@ -98,6 +98,7 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     const user = e2eUser('demo');
     const provider = new E2EOAuthProvider({ clientName: 'E2E registered client' });
     const wireFrom = e2e.wire.length;
+    const registrations = e2e.count('POST', OAUTH_PATHS.register);
     const exchangesBefore = e2e.front.count('POST', '/login/oauth/access_token');
 
     const connected = track(await signInWithSdk(e2e.mcpUrl, provider, new TestBrowser(), user));
@@ -107,7 +108,7 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     const registered = provider.clientInformation();
     assert.ok(registered?.client_id);
     assert.doesNotMatch(registered.client_id, /^https?:/);
-    assert.equal(e2e.count('POST', OAUTH_PATHS.register), 1);
+    assert.equal(e2e.count('POST', OAUTH_PATHS.register, 201), registrations + 1);
 
     // The authorization request the SDK built from the broker's metadata.
     const authorizationUrl = provider.authorizations[0];
