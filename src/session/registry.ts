@@ -70,6 +70,8 @@ export class SessionRegistry {
   private starting = 0;
   private readonly startingByUser = new Map<string, number>();
   private readonly rotations = new Map<string, Promise<void>>();
+  /** The one rotation per user that runs after the current one, for calls that came during it. */
+  private readonly queuedRotations = new Map<string, { minValidityMs: number; done: Promise<void> }>();
   private readonly now: () => number;
   private stopped = false;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -241,16 +243,35 @@ export class SessionRegistry {
    * token (refreshed first when it expires within `minValidityMs`). Single
    * flight per user. A credential Forgejo refused for good ends the user's
    * sessions, so their next request signs in again.
+   *
+   * Asked while a rotation of the user is under way, it does not just join
+   * it: what prompted the call (a new login, a refresh) may be newer than the
+   * token the running rotation took, so one more rotation runs after it (one,
+   * however many calls came meanwhile, with the largest validity asked).
    */
   rotateUser(userId: string, minValidityMs = 0): Promise<void> {
     const running = this.rotations.get(userId);
-    if (running !== undefined) return running;
-    const rotation = this.rotate(userId, minValidityMs).finally(() => this.rotations.delete(userId));
-    this.rotations.set(userId, rotation);
-    return rotation;
+    if (running === undefined) {
+      const rotation = this.rotate(userId, minValidityMs).finally(() => this.rotations.delete(userId));
+      this.rotations.set(userId, rotation);
+      return rotation;
+    }
+    const queued = this.queuedRotations.get(userId);
+    if (queued !== undefined) {
+      queued.minValidityMs = Math.max(queued.minValidityMs, minValidityMs);
+      return queued.done;
+    }
+    const next = { minValidityMs, done: Promise.resolve() };
+    next.done = running.catch(() => undefined).then(() => {
+      this.queuedRotations.delete(userId);
+      return this.rotateUser(userId, next.minValidityMs);
+    });
+    this.queuedRotations.set(userId, next);
+    return next.done;
   }
 
   private async rotate(userId: string, minValidityMs: number): Promise<void> {
+    if (this.stopped) return;
     let access;
     try {
       access = await this.options.credentials.access(userId, minValidityMs);
