@@ -4,6 +4,7 @@ import { errorMessage } from './errors/errors.js';
 import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
 import type { Logger } from './log/logger.js';
+import { BrokerMetrics } from './metrics/metrics.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
 import { SessionRegistry } from './session/registry.js';
@@ -34,7 +35,9 @@ const MAX_CHILD_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** Wires the session layer, the children and the HTTP edge, and listens. */
 export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthParts, log: Logger): Promise<RunningBroker> {
+  const metrics = new BrokerMetrics();
   const registry = new SessionRegistry({
+    events: metrics,
     spawn: processSpawner({
       command: config.childCommand,
       forgejoUrl: forgejoUrl.href.replace(/\/$/, ''),
@@ -64,8 +67,10 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     maxBodyBytes: config.maxBodyBytes,
     retryAfterSeconds: RETRY_AFTER_SECONDS,
     log,
+    metrics,
     ...(auth.ready === undefined ? {} : { ready: auth.ready }),
   });
+  metrics.watch(registry);
   const address = await server.listen(config.listen.host, config.listen.port);
   registry.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;

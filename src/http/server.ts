@@ -4,6 +4,7 @@ import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
+import type { BrokerMetrics } from '../metrics/metrics.js';
 import type { ModernFront } from '../modern/front.js';
 import { validateModernRequest } from '../modern/validate.js';
 import type { SessionRegistry } from '../session/registry.js';
@@ -25,6 +26,8 @@ export interface BrokerServerOptions {
   readonly maxBodyBytes: number;
   readonly retryAfterSeconds: number;
   readonly log: Logger;
+  /** Prometheus metrics, served at /metrics; absent in most tests. */
+  readonly metrics?: BrokerMetrics;
   /** Extra readiness checks (the store answers, …). */
   readonly ready?: () => Promise<boolean>;
 }
@@ -82,6 +85,13 @@ export class BrokerServer {
     try {
       const url = new URL(req.url ?? '/', this.options.publicUrl);
       if (this.draining) res.setHeader('Connection', 'close');
+      const metrics = this.options.metrics;
+      if (metrics !== undefined) res.once('finish', () => metrics.httpResponse(routeGroup(url.pathname), res.statusCode));
+      if (url.pathname === '/metrics' && metrics !== undefined) {
+        const { contentType, body } = await metrics.render();
+        res.writeHead(200, { 'Content-Type': contentType }).end(body);
+        return;
+      }
       if (url.pathname === '/healthz') {
         sendJson(res, 200, { status: 'ok' });
         return;
@@ -206,4 +216,13 @@ function requestIdOf(body: unknown): string | number | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const id = (body as { id?: unknown }).id;
   return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+}
+
+/** A small, fixed set of route labels, so metrics never grow with what clients send. */
+function routeGroup(pathname: string): string {
+  if (pathname === MCP_PATH) return 'mcp';
+  if (pathname.startsWith('/oauth/')) return 'oauth';
+  if (pathname.startsWith('/.well-known/')) return 'metadata';
+  if (pathname === '/healthz' || pathname === '/readyz' || pathname === '/metrics') return 'operations';
+  return 'other';
 }

@@ -7,6 +7,7 @@ import { SessionBridge } from '../bridge/bridge.js';
 import { ChildChannel, type ClientResponse } from '../bridge/channel.js';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
+import type { SessionEvents } from '../metrics/metrics.js';
 import type { Child, SpawnFunc } from '../supervisor/child.js';
 import { LOG_SEVERITY, type UserChannel } from './user-channel.js';
 
@@ -31,6 +32,8 @@ export interface RegistryOptions {
   /** Seconds a client is told to wait when the broker is full. */
   readonly retryAfterSeconds: number;
   readonly now?: () => number;
+  /** Counters for sessions and rotations; none in most tests. */
+  readonly events?: SessionEvents;
 }
 
 /** What the rotator and the reaper need of a legacy session or a user's modern channel. */
@@ -189,7 +192,10 @@ export class SessionRegistry {
       log,
       requestTimeoutMs: this.options.requestTimeoutMs,
       drainGraceMs: this.options.drainGraceMs,
-      onClosed: () => this.remove(sessionId),
+      onClosed: (reason) => {
+        this.remove(sessionId);
+        this.options.events?.sessionEnded('legacy', reason);
+      },
     });
     const session: Session = {
       bridge,
@@ -205,6 +211,7 @@ export class SessionRegistry {
     if (ofUser === undefined) this.sessionsByUser.set(principal.userId, (ofUser = new Set()));
     ofUser.add(sessionId);
     log.info({ event: 'session_started', clientId: principal.clientId, pid: child.pid }, 'session started');
+    this.options.events?.sessionStarted('legacy');
     if (this.stopped) await bridge.close('broker_stopping');
     return session;
   }
@@ -278,6 +285,7 @@ export class SessionRegistry {
     } catch (error) {
       if (isBrokerError(error, 'credential_revoked')) {
         this.options.log.warn({ event: 'credential_revoked', userId }, "Forgejo refused the user's credential; ending their sessions");
+        this.options.events?.rotation('revoked');
         await this.endUser(userId, 'credential_revoked');
         return;
       }
@@ -299,7 +307,9 @@ export class SessionRegistry {
             const child = await this.options.spawn({ sessionId: name, userId, forgejoLogin: entry.forgejoLogin, forgejoToken: access.accessToken });
             await entry.channel.swapChild(child);
             entry.tokenFingerprint = target;
+            this.options.events?.rotation('moved');
           } catch (error) {
+            this.options.events?.rotation('failed');
             this.options.log.error({ event: 'rotation_failed', sessionId: name, err: errorMessage(error) }, 'kept the old child');
           }
         }),
@@ -370,6 +380,7 @@ export class SessionRegistry {
         drainGraceMs: this.options.drainGraceMs,
         onEnded: (reason) => {
           log.info({ event: 'user_channel_closed', reason }, 'modern channel closed');
+          this.options.events?.sessionEnded('modern', reason);
           if (this.userChannels.get(principal.userId)?.channel === channel) this.userChannels.delete(principal.userId);
           for (const listener of user?.listeners ?? []) listener.end();
         },
@@ -402,6 +413,7 @@ export class SessionRegistry {
       }
       this.userChannels.set(principal.userId, user);
       log.info({ event: 'user_channel_started', pid: child.pid, clientId: principal.clientId }, 'modern channel started');
+      this.options.events?.sessionStarted('modern');
       return user;
     } finally {
       this.unreserve(principal.userId);

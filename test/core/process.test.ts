@@ -14,13 +14,14 @@ import { eventually, isAlive } from '../support/broker.js';
 
 const FIXTURE = fileURLToPath(new URL('../support/broker-process.js', import.meta.url));
 
-async function startBrokerProcess(): Promise<{ proc: ChildProcess; client: Client }> {
+async function startBrokerProcess(): Promise<{ proc: ChildProcess; client: Client; transport: StreamableHTTPClientTransport; url: string }> {
   const proc = spawn(process.execPath, [FIXTURE], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(createInterface({ input: proc.stdout as NodeJS.ReadableStream }), 'line')) as [string];
   const { url, bearer } = JSON.parse(line) as { url: string; bearer: string };
   const client = new Client({ name: 'process-test', version: '1' });
-  await client.connect(new StreamableHTTPClientTransport(new URL('/mcp', url), { requestInit: { headers: { Authorization: `Bearer ${bearer}` } } }));
-  return { proc, client };
+  const transport = new StreamableHTTPClientTransport(new URL('/mcp', url), { requestInit: { headers: { Authorization: `Bearer ${bearer}` } } });
+  await client.connect(transport);
+  return { proc, client, transport, url };
 }
 
 function text(result: unknown): string {
@@ -47,4 +48,27 @@ test('SIGKILL: the broker cannot clean up, yet its children exit because their s
   proc.kill('SIGKILL');
   await once(proc, 'exit');
   await eventually(() => !isAlive(childPid), 'orphaned child exits', 10_000);
+});
+
+test('GET /metrics: Prometheus text with live sessions, starts, ends and process figures', async () => {
+  const { proc, client, transport, url } = await startBrokerProcess();
+  try {
+    await client.callTool({ name: 'echo', arguments: { text: 'x' } });
+    const res = await fetch(new URL('/metrics', url));
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+    const body = await res.text();
+    assert.match(body, /^forgejo_mcp_broker_sessions 1$/m);
+    assert.match(body, /^forgejo_mcp_broker_sessions_started_total\{era="legacy"\} 1$/m);
+    assert.match(body, /^forgejo_mcp_broker_http_responses_total\{route="mcp",status="200"\} \d+$/m);
+    assert.match(body, /^forgejo_mcp_broker_process_resident_memory_bytes \d+/m);
+    await transport.terminateSession();
+    await client.close();
+    const after = await (await fetch(new URL('/metrics', url))).text();
+    assert.match(after, /^forgejo_mcp_broker_sessions 0$/m);
+    assert.match(after, /^forgejo_mcp_broker_sessions_ended_total\{era="legacy",reason="client_delete"\} 1$/m);
+  } finally {
+    proc.kill('SIGTERM');
+    await once(proc, 'exit');
+  }
 });

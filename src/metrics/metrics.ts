@@ -1,0 +1,66 @@
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+
+/** What the session layer reports as it works. */
+export interface SessionEvents {
+  sessionStarted(era: 'legacy' | 'modern'): void;
+  sessionEnded(era: 'legacy' | 'modern', reason: string): void;
+  rotation(result: 'moved' | 'failed' | 'revoked'): void;
+}
+
+/** Live figures read when Prometheus scrapes. */
+export interface SessionGauges {
+  readonly active: number;
+  readonly activeUserChannels: number;
+  readonly inflight: number;
+}
+
+/**
+ * The broker's Prometheus metrics, in a registry of their own (so tests and
+ * several brokers in one process never share counters), plus Node's process
+ * metrics (memory, CPU, event-loop lag, handles).
+ */
+export class BrokerMetrics implements SessionEvents {
+  readonly registry = new Registry();
+  private readonly started: Counter<'era'>;
+  private readonly ended: Counter<'era' | 'reason'>;
+  private readonly rotations: Counter<'result'>;
+  private readonly httpResponses: Counter<'route' | 'status'>;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'forgejo_mcp_broker_' });
+    this.started = new Counter({ name: 'forgejo_mcp_broker_sessions_started_total', help: 'MCP sessions (legacy) and per-user channels (modern) started', labelNames: ['era'], registers });
+    this.ended = new Counter({ name: 'forgejo_mcp_broker_sessions_ended_total', help: 'Sessions and channels ended, by reason', labelNames: ['era', 'reason'], registers });
+    this.rotations = new Counter({ name: 'forgejo_mcp_broker_rotations_total', help: 'Moves of a session to a child with a new Forgejo token, by result', labelNames: ['result'], registers });
+    this.httpResponses = new Counter({ name: 'forgejo_mcp_broker_http_responses_total', help: 'HTTP responses, by route group and status', labelNames: ['route', 'status'], registers });
+  }
+
+  /** Gauges computed at scrape time from the live registry. */
+  watch(gauges: SessionGauges): void {
+    const registers = [this.registry];
+    new Gauge({ name: 'forgejo_mcp_broker_sessions', help: 'Live legacy MCP sessions (one child each)', registers, collect() { this.set(gauges.active); } });
+    new Gauge({ name: 'forgejo_mcp_broker_user_channels', help: 'Live modern per-user channels (one child each)', registers, collect() { this.set(gauges.activeUserChannels); } });
+    new Gauge({ name: 'forgejo_mcp_broker_inflight_requests', help: 'Client requests waiting for a child', registers, collect() { this.set(gauges.inflight); } });
+  }
+
+  sessionStarted(era: 'legacy' | 'modern'): void {
+    this.started.inc({ era });
+  }
+
+  sessionEnded(era: 'legacy' | 'modern', reason: string): void {
+    this.ended.inc({ era, reason });
+  }
+
+  rotation(result: 'moved' | 'failed' | 'revoked'): void {
+    this.rotations.inc({ result });
+  }
+
+  httpResponse(route: string, status: number): void {
+    this.httpResponses.inc({ route, status: String(status) });
+  }
+
+  /** The exposition, for GET /metrics. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
