@@ -27,6 +27,11 @@
  * - in the end no old child is left: every child pid seen over time other than
  *   the current ones is dead, and the processes running under this test are
  *   exactly the current children.
+ *
+ * A second test pins down the race this one found: a new sign-in of a user
+ * while a rotation of that user is under way (the rotation took the token
+ * before the login stored its own) must still end with the sessions on the
+ * login's token, not wait for the next sweep.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -342,4 +347,49 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
     if (entry.mode === 'legacy') await entry.transport.terminateSession();
     await entry.client.close();
   }
+});
+
+test('a sign-in while a rotation of the same user is under way ends with the sessions on the login\'s token', { timeout: 120_000 }, async (t) => {
+  const user: StandinUser = { id: 7201, login: 'relogin', password: 'relogin-password', fullName: 'Re Login', email: 'relogin@example.test' };
+  // No sweeps: only the rotations this test starts, and the one the login starts.
+  const broker = await startProductionBroker({ users: [user], env: { BROKER_ROTATE_INTERVAL: '1h' }, logLevel: 'error' });
+  const clients: Client[] = [];
+  t.after(async () => {
+    for (const client of clients) await client.close().catch(() => undefined);
+    await broker.close();
+  });
+  const userId = String(user.id);
+  const { registry } = broker.broker;
+  for (let index = 0; index < 3; index++) {
+    const { accessToken } = await obtainToken(broker.mcpUrl, user, `session ${index}`);
+    const client = new Client({ name: `relogin-${index}`, version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(broker.mcpUrl), { requestInit: { headers: { Authorization: `Bearer ${accessToken}` } } }));
+    clients.push(client);
+  }
+  // Let the moves the sign-ins started settle.
+  await registry.rotateUser(userId);
+  await registry.rotateUser(userId);
+
+  // A rotation that refreshes (the lead is longer than the token's hour), and, as soon as
+  // Forgejo has answered the refresh (the rotation now starts the new children), a sign-in.
+  const refreshes = broker.forgejo.stats.refreshes;
+  const rotation = registry.rotateUser(userId, 2 * 3_600_000);
+  await eventually(() => broker.forgejo.stats.refreshes > refreshes, 'the rotation refreshed');
+  await obtainToken(broker.mcpUrl, user, 'second sign-in');
+  await rotation;
+
+  // No further rotation is asked for here (one would mask the race): the move the sign-in
+  // asked for must happen by itself, soon.
+  const stored = await broker.storedCredential(userId);
+  assert.ok(stored);
+  const loginToken = fingerprint(stored.accessToken);
+  const held = async (): Promise<string[]> => {
+    const tokens: string[] = [];
+    for (const client of clients) tokens.push(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })));
+    return tokens;
+  };
+  await eventually(async () => (await held()).every((token) => token === loginToken), 'the sessions on the login token', 20_000).catch(async (error: unknown) => {
+    throw new Error(`${String(error)}: the sessions hold ${(await held()).join(', ')}, the login stored ${loginToken}`);
+  });
+  assert.equal((await broker.storedCredential(userId))?.generation, stored.generation, 'nothing stored after the login');
 });
