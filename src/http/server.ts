@@ -14,6 +14,9 @@ import type { RouteHandler } from './route.js';
 
 export const MCP_PATH = '/mcp';
 
+/** Request headers a browser client sends to /mcp, for CORS preflights. */
+const MCP_REQUEST_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID';
+
 export interface BrokerServerOptions {
   readonly publicUrl: URL;
   /** Origins besides the broker's own that may call `/mcp` from a browser. */
@@ -122,8 +125,23 @@ export class BrokerServer {
       sendJsonRpcError(res, 403, -32000, `Forbidden: Origin ${origin} is not allowed`);
       return;
     }
+    if (origin !== undefined) {
+      // A browser client on an allowed origin (MCP Inspector's web UI, say) may read what it needs.
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Vary', 'Origin');
+      res.setHeader('Access-Control-Expose-Headers', 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate');
+    }
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        'Access-Control-Allow-Methods': 'GET, POST, DELETE, OPTIONS',
+        'Access-Control-Allow-Headers': MCP_REQUEST_HEADERS,
+        'Access-Control-Max-Age': '600',
+      });
+      res.end();
+      return;
+    }
     if (req.method !== 'POST' && req.method !== 'GET' && req.method !== 'DELETE') {
-      sendJsonRpcError(res, 405, -32000, 'Method not allowed.', { Allow: 'GET, POST, DELETE' });
+      sendJsonRpcError(res, 405, -32000, 'Method not allowed.', { Allow: 'GET, POST, DELETE, OPTIONS' });
       return;
     }
     try {

@@ -119,6 +119,26 @@ test('a foreign Origin is 403 before anything else happens', async (t) => {
   await own.text();
 });
 
+test('CORS: an allowed browser origin gets a preflight answer and may read the session id; others get 403', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const preflight = await fetch(broker.mcpUrl, {
+    method: 'OPTIONS',
+    headers: { Origin: 'http://127.0.0.1', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, mcp-session-id' },
+  });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://127.0.0.1');
+  assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /Mcp-Session-Id/);
+  const user = broker.addUser();
+  const res = await post(broker, user, INIT, { Origin: 'http://127.0.0.1' });
+  assert.equal(res.headers.get('access-control-allow-origin'), 'http://127.0.0.1');
+  assert.match(res.headers.get('access-control-expose-headers') ?? '', /Mcp-Session-Id/);
+  await res.text();
+  const foreign = await fetch(broker.mcpUrl, { method: 'OPTIONS', headers: { Origin: 'http://evil.example' } });
+  assert.equal(foreign.status, 403);
+  assert.equal(foreign.headers.get('access-control-allow-origin'), null);
+});
+
 test('a body over the limit is 413 and a body that is not JSON is a 400 parse error', async (t) => {
   const broker = await TestBroker.start({ maxBodyBytes: 1024 });
   t.after(() => broker.close());
