@@ -4,11 +4,14 @@
  * and chart.svg. Every load loop is bounded in count and time, everything
  * listens on 127.0.0.1, and every process started here is stopped at the end.
  *
- *   node dist/bench/run.js [--quick] [--no-profile]
+ *   node dist/bench/run.js [--quick] [--no-profile] [--only=phase,...]
  *
  * --quick runs every figure with a fraction of the samples (for a smoke
  * check of the harness, not for numbers); --no-profile skips the CPU
- * profiles of the broker under load.
+ * profiles and heap snapshots of the broker; --only runs some phases
+ * (latency, sdk, start, throughput, spread, big, profile, auth, memory).
+ * BENCH_BROKER_CLI=/path/to/dist/src/cli.js measures another build of the
+ * broker, for an A/B comparison of a change.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -17,23 +20,27 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type http from 'node:http';
 import type { StandinUser } from '../src/standin/forgejo.js';
 import { measureAuthCost } from './lib/auth-cost.js';
+import { heapGrowth } from './lib/heap.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
 import { keepAliveAgent, RawLegacyClient, RawModernClient, RawStdioClient, SdkClient, type EchoClient, type HttpTarget } from './lib/mcp.js';
 import { RESULTS_DIR, ROOT, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
-import { descendants, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
+import { descendants, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
 import { renderChart, renderMarkdown } from './lib/report.js';
-import { median, summarize } from './lib/stats.js';
+import { median, percentile, summarize } from './lib/stats.js';
 import type { BenchResults, BigFigure, LatencyFigure, MemoryFigure, MemoryLevel, SessionStartFigure, ThroughputFigure } from './lib/results.js';
 import { benchUsers, startBareBridge, startBareHttp, startBrokerTarget, startSupergateway, STANDIN_ARGV, type BrokerTarget } from './lib/targets.js';
 
 const QUICK = process.argv.includes('--quick');
 const PROFILE = !process.argv.includes('--no-profile');
+/** --only=latency,sdk,start,throughput,spread,big,profile,auth,memory runs just those figures (for A/B runs of a change). */
+const ONLY = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7).split(',');
+const run = (phase: string): boolean => ONLY === undefined || ONLY.includes(phase);
 
 /** How much of everything: the full run stays under ten minutes on the 2-core bench machine. */
 const PLAN = QUICK
   ? { rounds: 2, latencyRequests: 150, latencyMs: 1_000, sdkRequests: 80, throughputTrials: 1, throughputMs: 800, sessions: 10, starts: 2, bigSamples: 2, memoryLevels: [0, 10, 40], memoryLatencyRequests: 100 }
-  : { rounds: 3, latencyRequests: 700, latencyMs: 2_500, sdkRequests: 300, throughputTrials: 3, throughputMs: 2_000, sessions: 100, starts: 8, bigSamples: 5, memoryLevels: [0, 100, 1000], memoryLatencyRequests: 500 };
+  : { rounds: 3, latencyRequests: 700, latencyMs: 2_500, sdkRequests: 300, throughputTrials: 3, throughputMs: 2_000, sessions: 100, starts: 12, bigSamples: 5, memoryLevels: [0, 100, 1000], memoryLatencyRequests: 500 };
 const BIG_BYTES = 10 * 1024 * 1024;
 /** Hard ceiling on the whole run: whatever happens, the harness stops everything by then. */
 const RUN_LIMIT_MS = 25 * 60_000;
@@ -51,6 +58,33 @@ function childEnv(forgejoUrl: string, forgejoToken: string): Record<string, stri
 interface LoadTarget {
   readonly name: string;
   readonly client: EchoClient;
+  readonly cpu: CpuScope;
+}
+
+/** Whose CPU time a throughput trial accounts: the gateway process and its children (the load generator is this process). */
+interface CpuScope {
+  readonly gateway: number | undefined;
+  readonly children: () => number[];
+}
+
+interface CpuSample {
+  readonly gateway: number;
+  readonly children: number;
+  readonly client: number;
+}
+
+function cpuNow(scope: CpuScope): { pids: number[]; sample: CpuSample } {
+  const pids = scope.children();
+  const sample = {
+    gateway: scope.gateway === undefined ? 0 : procCpuUs(scope.gateway),
+    children: pids.reduce((sum, pid) => sum + procCpuUs(pid), 0),
+    client: ((usage) => usage.user + usage.system)(process.cpuUsage()),
+  };
+  return { pids, sample };
+}
+
+function gatewayScope(proc: Proc): CpuScope {
+  return { gateway: proc.pid, children: () => descendants(proc.pid) };
 }
 
 function latencyFigure(client: 'raw' | 'sdk', name: string, runs: LoadResult[]): LatencyFigure {
@@ -66,7 +100,7 @@ function latencyFigure(client: 'raw' | 'sdk', name: string, runs: LoadResult[]):
 }
 
 /** c=1, rounds interleaved across targets so the machine's noise falls on all of them alike. */
-async function latencyAtOne(client: 'raw' | 'sdk', targets: readonly LoadTarget[], requests: number, maxMs: number): Promise<LatencyFigure[]> {
+async function latencyAtOne(client: 'raw' | 'sdk', targets: readonly Pick<LoadTarget, 'name' | 'client'>[], requests: number, maxMs: number): Promise<LatencyFigure[]> {
   const runs = new Map<string, LoadResult[]>(targets.map((target) => [target.name, []]));
   for (let round = 0; round < PLAN.rounds; round++) {
     for (const target of targets) {
@@ -77,26 +111,38 @@ async function latencyAtOne(client: 'raw' | 'sdk', targets: readonly LoadTarget[
   return targets.map((target) => latencyFigure(client, target.name, runs.get(target.name) ?? []));
 }
 
-/** One bounded closed-loop trial, requests spread round-robin over the clients (sessions). */
-function throughputRun(concurrency: number, clients: readonly EchoClient[]): Promise<LoadResult> {
-  return closedLoop((i) => (clients[i % clients.length] as EchoClient).echo(), {
+/** One bounded closed-loop trial, requests spread round-robin over the clients (sessions), CPU time accounted. */
+async function throughputRun(concurrency: number, clients: readonly EchoClient[], scope: CpuScope): Promise<LoadResult & { cpu: CpuSample }> {
+  let cpu: CpuSample = { gateway: Number.NaN, children: Number.NaN, client: Number.NaN };
+  const result = await closedLoop((i) => (clients[i % clients.length] as EchoClient).echo(), {
     concurrency,
     maxRequests: 200_000,
     maxMs: PLAN.throughputMs,
     warmup: concurrency * 4,
+    onStart: () => cpuNow(scope),
+    onEnd: (started, completed) => {
+      const before = started as ReturnType<typeof cpuNow>;
+      const after = cpuNow({ gateway: scope.gateway, children: () => before.pids });
+      cpu = {
+        gateway: (after.sample.gateway - before.sample.gateway) / completed,
+        children: (after.sample.children - before.sample.children) / completed,
+        client: (after.sample.client - before.sample.client) / completed,
+      };
+    },
   });
+  return { ...result, cpu };
 }
 
 /** Trials of c=16 and c=64 alternating, for one target. */
-async function throughputTrials(target: string, sessions: number, concurrencies: readonly number[], clients: readonly EchoClient[]): Promise<ThroughputFigure[]> {
-  const runs = new Map<number, LoadResult[]>(concurrencies.map((c) => [c, []]));
+async function throughputTrials(target: string, sessions: number, concurrencies: readonly number[], clients: readonly EchoClient[], scope: CpuScope): Promise<ThroughputFigure[]> {
+  const runs = new Map<number, (LoadResult & { cpu: CpuSample })[]>(concurrencies.map((c) => [c, []]));
   for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
-    for (const concurrency of concurrencies) runs.get(concurrency)?.push(await throughputRun(concurrency, clients));
+    for (const concurrency of concurrencies) runs.get(concurrency)?.push(await throughputRun(concurrency, clients, scope));
   }
   return concurrencies.map((concurrency) => throughputFigure(target, sessions, concurrency, runs.get(concurrency) ?? []));
 }
 
-function throughputFigure(target: string, sessions: number, concurrency: number, runs: LoadResult[]): ThroughputFigure {
+function throughputFigure(target: string, sessions: number, concurrency: number, runs: (LoadResult & { cpu: CpuSample })[]): ThroughputFigure {
   const all = runs.flatMap((run) => run.latenciesUs);
   const summary = summarize(all);
   const firstError = runs.find((run) => run.firstError !== undefined)?.firstError;
@@ -111,6 +157,11 @@ function throughputFigure(target: string, sessions: number, concurrency: number,
     requests: all.length,
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
     ...(firstError === undefined ? {} : { firstError }),
+    cpuPerRequestUs: {
+      gateway: median(runs.map((run) => run.cpu.gateway)),
+      children: median(runs.map((run) => run.cpu.children)),
+      client: median(runs.map((run) => run.cpu.client)),
+    },
   };
 }
 
@@ -186,7 +237,7 @@ function childrenOf(proc: Proc): { count: number; rss: number } {
  * sessions of the tiny child, and the c=1 latency of one more session at
  * each level.
  */
-async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget): Promise<MemoryFigure> {
+async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget, snapshots: boolean): Promise<MemoryFigure> {
   const agent = keepAliveAgent();
   const measuring = await RawLegacyClient.open(target, agent);
   await closedLoop(() => measuring.echo(), { concurrency: 1, maxRequests: 200, maxMs: 3_000 });
@@ -203,7 +254,25 @@ async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget): Pr
     levels.push({ idleSessions: level, ...memory, childCount: children.count, childrenRss: children.rss, latency: summarize(latency.latenciesUs), openMs });
     log(`  ${gateway}: ${level} idle sessions, RSS ${(memory.rss / 2 ** 20).toFixed(1)} MiB, heap ${(memory.heapUsed / 2 ** 20).toFixed(1)} MiB, ${children.count} child processes, p50 ${summarize(latency.latenciesUs).p50.toFixed(0)} µs`);
   }
-  await closeAll([...idle, measuring]);
+  // Heap snapshots only after every RSS figure is taken: writing one grows the process's own memory.
+  const held = idle.length;
+  const full = `${RESULTS_DIR}/profiles/${gateway}-${held}-idle.heapsnapshot`;
+  if (snapshots) {
+    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+    await proc.probe('heap-snapshot', { path: full }, 120_000);
+  }
+  await closeAll(idle);
+  await childrenGone(proc, 1);
+  await delay(1_000);
+  const afterMemory = await settledMemory(proc);
+  let heapPerSession: MemoryFigure['heapPerSession'];
+  if (snapshots) {
+    const empty = `${RESULTS_DIR}/profiles/${gateway}-0-idle-after-close.heapsnapshot`;
+    await proc.probe('heap-snapshot', { path: empty }, 120_000);
+    const growth = heapGrowth(empty, full, held);
+    heapPerSession = { total: growth.total, rows: growth.rows.slice(0, 15) };
+  }
+  await measuring.close();
   agent.destroy();
   const first = levels[0] as MemoryLevel;
   const last = levels[levels.length - 1] as MemoryLevel;
@@ -213,6 +282,8 @@ async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget): Pr
     levels,
     rssBytesPerSession: (last.rss - first.rss) / span,
     heapBytesPerSession: (last.heapUsed + last.external - first.heapUsed - first.external) / span,
+    afterClose: afterMemory,
+    ...(heapPerSession === undefined ? {} : { heapPerSession }),
   };
 }
 
@@ -294,199 +365,229 @@ async function main(): Promise<void> {
   };
 
   // ---- Main targets, all with the real stand-in child ------------------------------------
-  const users = benchUsers(PLAN.sessions + PLAN.starts + 2);
-  const [benchUser, ...others] = users as [StandinUser, ...StandinUser[]];
-  const spreadUsers = others.slice(0, PLAN.sessions);
-  const startUsers = others.slice(PLAN.sessions, PLAN.sessions + PLAN.starts);
-  log('starting the broker (serve, SQLite store, Forgejo stand-in) and signing in');
-  const broker = await startBrokerTarget(procs, { name: 'broker', childArgv: STANDIN_ARGV, users });
-  const token = await broker.token(benchUser);
-  const forgejoToken = broker.forge.issueTokens('bench').access_token;
-  const env = childEnv(broker.forge.url, forgejoToken);
-  log('starting supergateway, bare HTTP, bare bridge');
-  const supergateway = await startSupergateway(procs, 'supergateway', STANDIN_ARGV, broker.forge.url, forgejoToken);
-  const bareHttp = await startBareHttp(procs);
-  const bareBridge = await startBareBridge(procs, broker.forge.url, forgejoToken);
+  if (['latency', 'sdk', 'start', 'throughput', 'spread', 'big', 'profile', 'auth'].some(run)) {
+    const users = benchUsers(PLAN.sessions + PLAN.starts + 2);
+    const [benchUser, ...others] = users as [StandinUser, ...StandinUser[]];
+    const spreadUsers = others.slice(0, PLAN.sessions);
+    const startUsers = others.slice(PLAN.sessions, PLAN.sessions + PLAN.starts);
+    log('starting the broker (serve, SQLite store, Forgejo stand-in) and signing in');
+    const broker = await startBrokerTarget(procs, { name: 'broker', childArgv: STANDIN_ARGV, users });
+    const token = await broker.token(benchUser);
+    const forgejoToken = broker.forge.issueTokens('bench').access_token;
+    const env = childEnv(broker.forge.url, forgejoToken);
+    log('starting supergateway, bare HTTP, bare bridge');
+    const supergateway = await startSupergateway(procs, 'supergateway', STANDIN_ARGV, broker.forge.url, forgejoToken);
+    const bareHttp = await startBareHttp(procs);
+    const bareBridge = await startBareBridge(procs, broker.forge.url, forgejoToken);
 
-  const brokerTarget: HttpTarget = { url: broker.mcpUrl, bearer: token };
-  const agents = { broker: keepAliveAgent(), modern: keepAliveAgent(), sg: keepAliveAgent(), bare: keepAliveAgent(), bridge: keepAliveAgent() };
-  const direct = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env)).client;
-  const raw: LoadTarget[] = [
-    { name: 'direct (stdio)', client: direct },
-    { name: 'bare HTTP', client: await RawLegacyClient.open({ url: bareHttp.mcpUrl }, agents.bare) },
-    { name: 'bare bridge', client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge) },
-    { name: 'supergateway', client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg) },
-    { name: 'broker legacy', client: await RawLegacyClient.open(brokerTarget, agents.broker) },
-    { name: 'broker modern', client: new RawModernClient(brokerTarget, agents.modern) },
-  ];
+    const brokerTarget: HttpTarget = { url: broker.mcpUrl, bearer: token };
+    const signedIn = new Map<string, Promise<string[]>>();
+    const tokens = (list: readonly StandinUser[]): Promise<string[]> => {
+      const key = list.map((user) => user.login).join(',');
+      const known = signedIn.get(key) ?? tokensFor(broker, list);
+      signedIn.set(key, known);
+      return known;
+    };
+    const agents = { broker: keepAliveAgent(), modern: keepAliveAgent(), sg: keepAliveAgent(), bare: keepAliveAgent(), bridge: keepAliveAgent() };
+    const direct = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env)).client;
+    const raw: LoadTarget[] = [
+      { name: 'direct (stdio)', client: direct, cpu: { gateway: undefined, children: () => [direct.child.pid as number] } },
+      { name: 'bare HTTP', client: await RawLegacyClient.open({ url: bareHttp.mcpUrl }, agents.bare), cpu: gatewayScope(bareHttp.proc) },
+      { name: 'bare bridge', client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge), cpu: gatewayScope(bareBridge.proc) },
+      { name: 'supergateway', client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg), cpu: gatewayScope(supergateway.proc) },
+      { name: 'broker legacy', client: await RawLegacyClient.open(brokerTarget, agents.broker), cpu: gatewayScope(broker.proc) },
+      { name: 'broker modern', client: new RawModernClient(brokerTarget, agents.modern), cpu: gatewayScope(broker.proc) },
+    ];
 
-  // ---- Latency at c=1 ---------------------------------------------------------------------
-  log('latency at concurrency 1, raw clients');
-  results.latency.push(...(await latencyAtOne('raw', raw, PLAN.latencyRequests, PLAN.latencyMs)));
-  log('latency at concurrency 1: supergateway, 2026-07-28 request (a child spawned per request)');
-  const sgModern = new RawModernClient({ url: supergateway.mcpUrl }, agents.sg);
-  const sgModernRuns: LoadResult[] = [];
-  for (let round = 0; round < PLAN.rounds; round++) sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
-  results.latency.push(latencyFigure('raw', 'supergateway modern', sgModernRuns));
+    // ---- Latency at c=1 ---------------------------------------------------------------------
+    if (run('latency')) {
+      log('latency at concurrency 1, raw clients');
+      results.latency.push(...(await latencyAtOne('raw', raw, PLAN.latencyRequests, PLAN.latencyMs)));
+      log('latency at concurrency 1: supergateway, 2026-07-28 request (a child spawned per request)');
+      const sgModern = new RawModernClient({ url: supergateway.mcpUrl }, agents.sg);
+      const sgModernRuns: LoadResult[] = [];
+      for (let round = 0; round < PLAN.rounds; round++) sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
+      results.latency.push(latencyFigure('raw', 'supergateway modern', sgModernRuns));
 
-  log('latency at concurrency 1, SDK clients');
-  const sdk: LoadTarget[] = [
-    { name: 'direct (stdio)', client: await SdkClient.stdio(process.execPath, STANDIN_ARGV.slice(1), env) },
-    { name: 'supergateway', client: await SdkClient.http({ url: supergateway.mcpUrl }, 'legacy') },
-    { name: 'broker legacy', client: await SdkClient.http(brokerTarget, 'legacy') },
-    { name: 'broker modern', client: await SdkClient.http(brokerTarget, 'auto') },
-  ];
-  results.latency.push(...(await latencyAtOne('sdk', sdk, PLAN.sdkRequests, PLAN.latencyMs)));
-  await closeAll(sdk.map((target) => target.client));
+    }
 
-  // ---- Session start ----------------------------------------------------------------------
-  log('session start');
-  const starts = { child: [] as number[], childFirstCall: [] as number[], legacy: [] as number[], modern: [] as number[], sg: [] as number[] };
-  const startTokens = await tokensFor(broker, startUsers);
-  for (let i = 0; i < PLAN.starts; i++) {
-    const own = await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env);
-    starts.child.push(own.startMs);
-    const first = performance.now();
-    await own.client.echo();
-    starts.childFirstCall.push(own.startMs + performance.now() - first);
-    await own.client.close();
-    let t0 = performance.now();
-    const session = await RawLegacyClient.open(brokerTarget, agents.broker);
-    starts.legacy.push(performance.now() - t0);
-    await session.close();
-    const fresh = new RawModernClient({ url: broker.mcpUrl, bearer: startTokens[i] }, agents.modern);
-    t0 = performance.now();
-    await fresh.echo();
-    starts.modern.push(performance.now() - t0);
-    t0 = performance.now();
-    const sgSession = await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg);
-    starts.sg.push(performance.now() - t0);
-    await sgSession.close();
-  }
-  const startFigure = (target: string, samples: number[], own: number[] | undefined): SessionStartFigure => ({
-    target,
-    samplesMs: samples,
-    medianMs: median(samples),
-    overheadMs: own === undefined ? undefined : median(samples) - median(own),
-  });
-  results.sessionStart.push(
-    startFigure('child alone: spawn → initialize answered', starts.child, undefined),
-    startFigure('child alone: spawn → initialize → first echo answered', starts.childFirstCall, undefined),
-    startFigure('broker legacy: initialize answered (vs child → initialize)', starts.legacy, starts.child),
-    startFigure("broker modern: a user's first echo answered (vs child → first echo)", starts.modern, starts.childFirstCall),
-    startFigure('supergateway: initialize answered (vs child → initialize)', starts.sg, starts.child),
-  );
+    if (run('sdk')) {
+      log('latency at concurrency 1, SDK clients');
+      const sdk: Pick<LoadTarget, 'name' | 'client'>[] = [
+        { name: 'direct (stdio)', client: await SdkClient.stdio(process.execPath, STANDIN_ARGV.slice(1), env) },
+        { name: 'supergateway', client: await SdkClient.http({ url: supergateway.mcpUrl }, 'legacy') },
+        { name: 'broker legacy', client: await SdkClient.http(brokerTarget, 'legacy') },
+        { name: 'broker modern', client: await SdkClient.http(brokerTarget, 'auto') },
+      ];
+      results.latency.push(...(await latencyAtOne('sdk', sdk, PLAN.sdkRequests, PLAN.latencyMs)));
+      await closeAll(sdk.map((target) => target.client));
+    }
 
-  // ---- Throughput, one session --------------------------------------------------------------
-  log('throughput through one session at concurrency 16 and 64');
-  const oneSession = raw.filter((target) => target.name !== 'bare HTTP');
-  const oneRuns = new Map<string, LoadResult[]>();
-  for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
-    for (const target of oneSession) {
-      for (const concurrency of [16, 64]) {
-        const key = `${target.name}|${concurrency}`;
-        oneRuns.set(key, [...(oneRuns.get(key) ?? []), await throughputRun(concurrency, [target.client])]);
+    // ---- Session start ----------------------------------------------------------------------
+    if (run('start')) {
+      log('session start');
+      const starts = { child: [] as number[], childFirstCall: [] as number[], legacy: [] as number[], modern: [] as number[], sg: [] as number[] };
+      const startTokens = await tokens(startUsers);
+      for (let i = 0; i < PLAN.starts; i++) {
+        const own = await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env);
+        starts.child.push(own.startMs);
+        const first = performance.now();
+        await own.client.echo();
+        starts.childFirstCall.push(own.startMs + performance.now() - first);
+        await own.client.close();
+        let t0 = performance.now();
+        const session = await RawLegacyClient.open(brokerTarget, agents.broker);
+        starts.legacy.push(performance.now() - t0);
+        await session.close();
+        const fresh = new RawModernClient({ url: broker.mcpUrl, bearer: startTokens[i] }, agents.modern);
+        t0 = performance.now();
+        await fresh.echo();
+        starts.modern.push(performance.now() - t0);
+        t0 = performance.now();
+        const sgSession = await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg);
+        starts.sg.push(performance.now() - t0);
+        await sgSession.close();
+      }
+      const startFigure = (target: string, samples: number[], own: number[] | undefined): SessionStartFigure => {
+        const paired = own === undefined ? undefined : samples.map((value, i) => value - (own[i] as number)).sort((a, b) => a - b);
+        return {
+          target,
+          samplesMs: samples,
+          medianMs: median(samples),
+          overheadMs: paired === undefined ? undefined : median(paired),
+          overheadIqrMs: paired === undefined ? undefined : [percentile(paired, 25), percentile(paired, 75)],
+        };
+      };
+      results.sessionStart.push(
+        startFigure('child alone: spawn → initialize answered', starts.child, undefined),
+        startFigure('child alone: spawn → initialize → first echo answered', starts.childFirstCall, undefined),
+        startFigure('broker legacy: initialize answered (vs child → initialize)', starts.legacy, starts.child),
+        startFigure("broker modern: a user's first echo answered (vs child → first echo)", starts.modern, starts.childFirstCall),
+        startFigure('supergateway: initialize answered (vs child → initialize)', starts.sg, starts.child),
+      );
+    }
+
+    // ---- Throughput, one session --------------------------------------------------------------
+    if (run('throughput')) {
+      log('throughput through one session at concurrency 16 and 64');
+      const oneSession = raw.filter((target) => target.name !== 'bare HTTP');
+      const oneRuns = new Map<string, (LoadResult & { cpu: CpuSample })[]>();
+      for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
+        for (const target of oneSession) {
+          for (const concurrency of [16, 64]) {
+            const key = `${target.name}|${concurrency}`;
+            oneRuns.set(key, [...(oneRuns.get(key) ?? []), await throughputRun(concurrency, [target.client], target.cpu)]);
+          }
+        }
+      }
+      for (const target of oneSession) {
+        for (const concurrency of [16, 64]) results.throughput.push(throughputFigure(target.name, 1, concurrency, oneRuns.get(`${target.name}|${concurrency}`) ?? []));
+        log(`  ${target.name}: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
       }
     }
-  }
-  for (const target of oneSession) {
-    for (const concurrency of [16, 64]) results.throughput.push(throughputFigure(target.name, 1, concurrency, oneRuns.get(`${target.name}|${concurrency}`) ?? []));
-    log(`  ${target.name}: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
-  }
 
-  // ---- Throughput, spread over 100 sessions ---------------------------------------------------
-  log(`throughput spread over ${PLAN.sessions} sessions`);
-  for (const [name, target, agent] of [
-    ['supergateway', { url: supergateway.mcpUrl }, agents.sg],
-    ['broker legacy', brokerTarget, agents.broker],
-  ] as const) {
-    const clients = await openSessions(target, agent, PLAN.sessions);
-    await warmUp(clients);
-    results.throughput.push(...(await throughputTrials(name, PLAN.sessions, [16, 64], clients)));
-    await closeAll(clients);
-    await childrenGone(name === 'supergateway' ? supergateway.proc : broker.proc, name === 'supergateway' ? 1 : 2);
-    const last = results.throughput.slice(-2);
-    log(`  ${name}: ${last.map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
-  }
-  const spreadTokens = await tokensFor(broker, spreadUsers);
-  const modernClients = spreadTokens.map((bearer) => new RawModernClient({ url: broker.mcpUrl, bearer }, agents.modern));
-  // The first request of each user starts that user's child; not part of the figure.
-  await warmUp(modernClients);
-  results.throughput.push(...(await throughputTrials('broker modern', PLAN.sessions, [16, 64], modernClients)));
-  log(`  broker modern: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
-
-  // ---- 10 MB result ---------------------------------------------------------------------------
-  log('a 10 MB tool result');
-  const bigTargets: [string, EchoClient, Proc | undefined][] = [
-    ['direct (stdio)', direct, undefined],
-    ['bare bridge', raw[2]?.client as EchoClient, bareBridge.proc],
-    ['supergateway', raw[3]?.client as EchoClient, supergateway.proc],
-    ['broker legacy', raw[4]?.client as EchoClient, broker.proc],
-    ['broker modern', raw[5]?.client as EchoClient, broker.proc],
-  ];
-  const bigRuns = new Map<string, { timeMs: number; peakGrowth: number | undefined }[]>();
-  for (let i = 0; i < PLAN.bigSamples; i++) {
-    for (const [name, client, proc] of bigTargets) {
-      const runs = bigRuns.get(name) ?? [];
-      runs.push(await bigResult(name, client, proc));
-      bigRuns.set(name, runs);
+    // ---- Throughput, spread over 100 sessions ---------------------------------------------------
+    if (run('spread')) {
+      log(`throughput spread over ${PLAN.sessions} sessions`);
+      for (const [name, target, agent, proc] of [
+        ['supergateway', { url: supergateway.mcpUrl }, agents.sg, supergateway.proc],
+        ['broker legacy', brokerTarget, agents.broker, broker.proc],
+      ] as const) {
+        const clients = await openSessions(target, agent, PLAN.sessions);
+        await warmUp(clients);
+        results.throughput.push(...(await throughputTrials(name, PLAN.sessions, [16, 64], clients, gatewayScope(proc))));
+        await closeAll(clients);
+        await childrenGone(name === 'supergateway' ? supergateway.proc : broker.proc, name === 'supergateway' ? 1 : 2);
+        const last = results.throughput.slice(-2);
+        log(`  ${name}: ${last.map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+      }
+      const spreadTokens = await tokens(spreadUsers);
+      const modernClients = spreadTokens.map((bearer) => new RawModernClient({ url: broker.mcpUrl, bearer }, agents.modern));
+      // The first request of each user starts that user's child; not part of the figure.
+      await warmUp(modernClients);
+      results.throughput.push(...(await throughputTrials('broker modern', PLAN.sessions, [16, 64], modernClients, gatewayScope(broker.proc))));
+      log(`  broker modern: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
     }
-  }
-  for (const [name, runs] of bigRuns) {
-    const growth = runs.map((run) => run.peakGrowth).filter((value): value is number => value !== undefined);
-    const figure: BigFigure = {
-      target: name,
-      bytes: BIG_BYTES,
-      timesMs: runs.map((run) => run.timeMs),
-      medianMs: median(runs.map((run) => run.timeMs)),
-      peakGrowths: growth,
-      medianPeakGrowth: growth.length === 0 ? undefined : median(growth),
-    };
-    results.big.push(figure);
-  }
 
-  // ---- CPU profiles of the broker under load ---------------------------------------------------
-  if (PROFILE) {
-    log('CPU profiles of the broker (c=64, one session; one 10 MB result)');
-    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
-    const profiled: [string, () => Promise<unknown>, number][] = [
-      ['broker-legacy-c64', () => (raw[4]?.client as EchoClient).echo(), 64],
-      ['broker-modern-c64', () => (raw[5]?.client as EchoClient).echo(), 64],
-      ['broker-legacy-10MB', () => (raw[4]?.client as EchoClient).big(BIG_BYTES), 1],
-    ];
-    for (const [name, op, concurrency] of profiled) {
-      const path = `${RESULTS_DIR}/profiles/${name}.cpuprofile`;
-      await broker.proc.probe('cpu-start');
-      await closedLoop(op, { concurrency, maxRequests: concurrency === 1 ? 3 : 100_000, maxMs: PLAN.throughputMs });
-      await broker.proc.probe('cpu-stop', { path });
-      results.profiles.push({ name, ...summarizeProfile(path) });
+    // ---- 10 MB result ---------------------------------------------------------------------------
+    if (run('big')) {
+      log('a 10 MB tool result');
+      const bigTargets: [string, EchoClient, Proc | undefined][] = [
+        ['direct (stdio)', direct, undefined],
+        ['bare bridge', raw[2]?.client as EchoClient, bareBridge.proc],
+        ['supergateway', raw[3]?.client as EchoClient, supergateway.proc],
+        ['broker legacy', raw[4]?.client as EchoClient, broker.proc],
+        ['broker modern', raw[5]?.client as EchoClient, broker.proc],
+      ];
+      const bigRuns = new Map<string, { timeMs: number; peakGrowth: number | undefined }[]>();
+      for (let i = 0; i < PLAN.bigSamples; i++) {
+        for (const [name, client, proc] of bigTargets) {
+          const runs = bigRuns.get(name) ?? [];
+          runs.push(await bigResult(name, client, proc));
+          bigRuns.set(name, runs);
+        }
+      }
+      for (const [name, runs] of bigRuns) {
+        const growth = runs.map((run) => run.peakGrowth).filter((value): value is number => value !== undefined);
+        const figure: BigFigure = {
+          target: name,
+          bytes: BIG_BYTES,
+          timesMs: runs.map((run) => run.timeMs),
+          medianMs: median(runs.map((run) => run.timeMs)),
+          peakGrowths: growth,
+          medianPeakGrowth: growth.length === 0 ? undefined : median(growth),
+        };
+        results.big.push(figure);
+      }
     }
+
+    // ---- CPU profiles of the broker under load ---------------------------------------------------
+    if (PROFILE && run('profile')) {
+      log('CPU profiles of the broker (c=64, one session; one 10 MB result)');
+      mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+      const profiled: [string, () => Promise<unknown>, number][] = [
+        ['broker-legacy-c64', () => (raw[4]?.client as EchoClient).echo(), 64],
+        ['broker-modern-c64', () => (raw[5]?.client as EchoClient).echo(), 64],
+        ['broker-legacy-10MB', () => (raw[4]?.client as EchoClient).big(BIG_BYTES), 1],
+      ];
+      for (const [name, op, concurrency] of profiled) {
+        const path = `${RESULTS_DIR}/profiles/${name}.cpuprofile`;
+        await broker.proc.probe('cpu-start');
+        await closedLoop(op, { concurrency, maxRequests: concurrency === 1 ? 3 : 100_000, maxMs: PLAN.throughputMs });
+        await broker.proc.probe('cpu-stop', { path });
+        results.profiles.push({ name, ...summarizeProfile(path) });
+      }
+    }
+
+    // ---- Token validation -------------------------------------------------------------------------
+    if (run('auth')) {
+      log('token validation (BrokerAuthenticator.authenticate on the broker store)');
+      results.auth.push(...(await measureAuthCost(broker.dataDir, broker.url, [token, ...(await tokens(startUsers)), ...(await tokens(spreadUsers))], QUICK)));
+    }
+
+    await direct.close();
+    await procs.stop(broker.proc);
+    await procs.stop(supergateway.proc);
+    await procs.stop(bareHttp.proc);
+    await procs.stop(bareBridge.proc);
+    await broker.forge.close();
+    for (const agent of Object.values(agents)) agent.destroy();
   }
-
-  // ---- Token validation -------------------------------------------------------------------------
-  log('token validation (BrokerAuthenticator.authenticate on the broker store)');
-  results.auth.push(...(await measureAuthCost(broker.dataDir, broker.url, [token, ...startTokens, ...spreadTokens], QUICK)));
-
-  await direct.close();
-  await procs.stop(broker.proc);
-  await procs.stop(supergateway.proc);
-  await procs.stop(bareHttp.proc);
-  await procs.stop(bareBridge.proc);
-  await broker.forge.close();
-  for (const agent of Object.values(agents)) agent.destroy();
 
   // ---- Memory per idle session, tiny children -----------------------------------------------------
-  log(`memory with ${PLAN.memoryLevels.join(', ')} idle sessions (tiny bash child)`);
-  const tinyArgv = ['/bin/bash', TINY_CHILD];
-  const tinyUsers = benchUsers(0);
-  const tinyBroker = await startBrokerTarget(procs, { name: 'broker-tiny', childArgv: tinyArgv, users: tinyUsers });
-  const tinyToken = await tinyBroker.token(tinyUsers[0] as StandinUser);
-  results.memory.push(await memoryLadder('broker', tinyBroker.proc, { url: tinyBroker.mcpUrl, bearer: tinyToken, echoReply: 'ok' }));
-  await procs.stop(tinyBroker.proc, 20_000);
-  await tinyBroker.forge.close();
-  const tinySg = await startSupergateway(procs, 'supergateway-tiny', tinyArgv, 'http://127.0.0.1:9', 'unused');
-  results.memory.push(await memoryLadder('supergateway', tinySg.proc, { url: tinySg.mcpUrl, echoReply: 'ok' }));
-  await procs.stop(tinySg.proc, 20_000);
+  if (run('memory')) {
+    log(`memory with ${PLAN.memoryLevels.join(', ')} idle sessions (tiny bash child)`);
+    const tinyArgv = ['/bin/bash', TINY_CHILD];
+    const tinyUsers = benchUsers(0);
+    const tinyBroker = await startBrokerTarget(procs, { name: 'broker-tiny', childArgv: tinyArgv, users: tinyUsers });
+    const tinyToken = await tinyBroker.token(tinyUsers[0] as StandinUser);
+    results.memory.push(await memoryLadder('broker', tinyBroker.proc, { url: tinyBroker.mcpUrl, bearer: tinyToken, echoReply: 'ok' }, PROFILE));
+    await procs.stop(tinyBroker.proc, 20_000);
+    await tinyBroker.forge.close();
+    const tinySg = await startSupergateway(procs, 'supergateway-tiny', tinyArgv, 'http://127.0.0.1:9', 'unused');
+    results.memory.push(await memoryLadder('supergateway', tinySg.proc, { url: tinySg.mcpUrl, echoReply: 'ok' }, false));
+    await procs.stop(tinySg.proc, 20_000);
+  }
 
   results.meta.durationS = (Date.now() - started) / 1000;
   writeFileSync(`${RESULTS_DIR}/report.json`, JSON.stringify(results, null, 2) + '\n');

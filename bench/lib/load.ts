@@ -8,6 +8,9 @@ export interface LoadOptions {
   readonly maxMs: number;
   /** Requests sent and not recorded first (JIT, connections). */
   readonly warmup?: number;
+  /** Called once the warm-up is done, just before the measured requests; its result is passed to `onEnd`. */
+  readonly onStart?: () => unknown;
+  readonly onEnd?: (started: unknown, completed: number) => void;
 }
 
 export interface LoadResult {
@@ -33,6 +36,7 @@ export async function closedLoop(op: (i: number) => Promise<unknown>, options: L
   let errors = 0;
   let firstError: string | undefined;
   let issued = 0;
+  const started = options.onStart?.();
   const start = performance.now();
   const deadline = start + options.maxMs;
   const worker = async (): Promise<void> => {
@@ -51,6 +55,7 @@ export async function closedLoop(op: (i: number) => Promise<unknown>, options: L
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
   const elapsedMs = performance.now() - start;
+  options.onEnd?.(started, latenciesUs.length);
   return {
     latenciesUs,
     completed: latenciesUs.length,

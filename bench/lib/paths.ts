@@ -8,7 +8,8 @@ export const LOG_DIR = `${RESULTS_DIR}/logs`;
 export const STANDIN_CHILD = `${ROOT}dist/src/standin/forgejo-mcp.js`;
 /** A few-MB stdio MCP server in bash, for the 1,000-session memory figure. */
 export const TINY_CHILD = `${ROOT}bench/tiny-child.sh`;
-export const BROKER_CLI = `${ROOT}dist/src/cli.js`;
+/** The broker's entry point; BENCH_BROKER_CLI points the bench at another build of it (A/B of a change). */
+export const BROKER_CLI = process.env.BENCH_BROKER_CLI ?? `${ROOT}dist/src/cli.js`;
 export const PROBE = `${ROOT}dist/bench/probe.js`;
 export const BARE_HTTP = `${ROOT}dist/bench/servers/bare-http.js`;
 export const BARE_BRIDGE = `${ROOT}dist/bench/servers/bare-bridge.js`;

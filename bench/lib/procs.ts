@@ -20,6 +20,18 @@ export function procMemory(pid: number): ProcMemory {
   return { rss: field('VmRSS'), hwm: field('VmHWM') };
 }
 
+/** CPU time (user + system) a process has used so far, in microseconds; 0 once it is gone. */
+export function procCpuUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of /proc/PID/stat (utime, stime), in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return 0;
+  }
+}
+
 /** Resets the kernel's peak-RSS mark (VmHWM) of a process (Linux: clear_refs 5). */
 export function resetPeak(pid: number): boolean {
   try {

@@ -151,7 +151,7 @@ export function renderMarkdown(results: BenchResults): string {
   const sessionsMax = Math.max(...results.throughput.map((figure) => figure.sessions));
   parts.push(
     table(
-      ['target', 'sessions', 'concurrency', 'median req/s', 'trials req/s', 'p50 µs', 'p99 µs', '× supergateway', 'errors'],
+      ['target', 'sessions', 'concurrency', 'median req/s', 'trials req/s', 'p50 µs', 'p99 µs', '× supergateway', 'CPU µs/req: gateway', 'children', 'load generator', 'errors'],
       results.throughput.map((figure) => {
         const sg = throughput(results, 'supergateway', figure.sessions, figure.concurrency)?.medianRps;
         return [
@@ -163,6 +163,9 @@ export function renderMarkdown(results: BenchResults): string {
           fmt(figure.p50us),
           fmt(figure.p99us),
           sg === undefined || figure.target === 'supergateway' ? '—' : times(figure.medianRps / sg),
+          figure.target === 'direct (stdio)' ? '—' : fmt(figure.cpuPerRequestUs.gateway),
+          fmt(figure.cpuPerRequestUs.children),
+          fmt(figure.cpuPerRequestUs.client),
           figure.errors === 0 ? '0' : `${figure.errors} (${figure.firstError ?? ''})`,
         ];
       }),
@@ -170,14 +173,21 @@ export function renderMarkdown(results: BenchResults): string {
   );
   parts.push(
     `One session: every request on one legacy session (or, modern, one user's shared child). ${sessionsMax} sessions: requests spread round-robin over ${sessionsMax} legacy sessions (${sessionsMax} children), or, modern, over ${sessionsMax} signed-in users (a child each). ` +
-      'Load generator, gateway and children share the 2 cores, so these are whole-system figures; the ratio between gateways is what carries over.',
+      'Load generator, gateway and children share the 2 cores, so these are whole-system figures; the ratio between gateways is what carries over. ' +
+      'The CPU columns split the time the machine spent per request (from /proc/PID/stat, 10 ms ticks, median over trials): the gateway process alone, its children, and the harness.',
   );
 
   parts.push('## Session start');
   parts.push(
     table(
-      ['what', 'median ms', 'minus the child\'s own start, ms', 'samples ms'],
-      results.sessionStart.map((figure) => [figure.target, fmt(figure.medianMs, 1), figure.overheadMs === undefined ? '—' : fmt(figure.overheadMs, 1), figure.samplesMs.map((v) => fmt(v)).join(' / ')]),
+      ['what', 'median ms', 'minus the child alone (paired), median ms', 'IQR of that, ms', 'samples ms'],
+      results.sessionStart.map((figure) => [
+        figure.target,
+        fmt(figure.medianMs, 1),
+        figure.overheadMs === undefined ? '—' : fmt(figure.overheadMs, 1),
+        figure.overheadIqrMs === undefined ? '—' : `${fmt(figure.overheadIqrMs[0], 1)} … ${fmt(figure.overheadIqrMs[1], 1)}`,
+        figure.samplesMs.map((v) => fmt(v)).join(' / '),
+      ]),
     ),
   );
   parts.push(
@@ -204,6 +214,15 @@ export function renderMarkdown(results: BenchResults): string {
         ]),
       ),
     );
+    parts.push(
+      memory.heapPerSession === undefined
+        ? `After every idle session ended again: RSS ${fmt(memory.afterClose.rss / MiB, 1)} MiB, heap used ${fmt(memory.afterClose.heapUsed / MiB, 1)} MiB (nothing kept per ended session when this is back near the first level).`
+        : `After every idle session ended again: heap used ${fmt(memory.afterClose.heapUsed / MiB, 1)} MiB (back near the first level: nothing kept per ended session; RSS is not comparable here, the heap snapshot just written holds its own memory).`,
+    );
+    if (memory.heapPerSession !== undefined) {
+      parts.push(`Heap snapshots (all idle sessions vs none, \`bench/results/profiles/\`): ${fmt(memory.heapPerSession.total, 0)} bytes of JS heap per session, by constructor:`);
+      parts.push(table(['constructor', 'bytes per session', 'objects per session'], memory.heapPerSession.rows.map((row) => [`\`${row.name}\``, fmt(row.size), fmt(row.count, 1)])));
+    }
   }
   parts.push(
     'The gateway runs in its own process; RSS is the kernel\'s VmRSS of that process only (median of 5 reads after a forced full GC through the bench probe), children excluded. Sessions are opened with `initialize` + `notifications/initialized` and left idle; latency is c=1 `echo` on one more session, which exists at every level.',

@@ -1,4 +1,5 @@
 import type { AuthFigure } from './auth-cost.js';
+import type { HeapRow } from './heap.js';
 import type { ProfileSummary } from './profile.js';
 import type { Summary } from './stats.js';
 
@@ -25,14 +26,18 @@ export interface ThroughputFigure {
   readonly requests: number;
   readonly errors: number;
   readonly firstError?: string;
+  /** CPU time per request (µs, median over trials) of the gateway process, of its children, and of the load generator. */
+  readonly cpuPerRequestUs: { readonly gateway: number; readonly children: number; readonly client: number };
 }
 
 export interface SessionStartFigure {
   readonly target: string;
   readonly samplesMs: number[];
   readonly medianMs: number;
-  /** Median minus the median of what the child alone takes to the same point; undefined for the child itself. */
+  /** Median over iterations of (this sample − the child-alone sample of the same iteration); undefined for the child itself. */
   readonly overheadMs: number | undefined;
+  /** Interquartile range of those paired differences. */
+  readonly overheadIqrMs: [number, number] | undefined;
 }
 
 export interface MemoryLevel {
@@ -54,6 +59,10 @@ export interface MemoryFigure {
   readonly levels: MemoryLevel[];
   readonly rssBytesPerSession: number;
   readonly heapBytesPerSession: number;
+  /** Once every idle session has ended again: what the gateway gave back. */
+  readonly afterClose: { readonly rss: number; readonly heapUsed: number; readonly external: number; readonly arrayBuffers: number };
+  /** Heap snapshot difference (all idle sessions vs none, after they closed), per session, by constructor. */
+  readonly heapPerSession?: { readonly total: number; readonly rows: HeapRow[] };
 }
 
 export interface BigFigure {
