@@ -7,9 +7,9 @@
  * each with its own session; 10 with `versionNegotiation: { mode: 'auto' }`,
  * served statelessly through their user's broker-initialised child) of 4
  * Forgejo users keep a steady stream of tool calls going, while the Forgejo
- * stand-in's access tokens live only a few seconds and the broker's rotator
- * sweeps every couple of seconds with a refresh lead longer than the token
- * lifetime, so every sweep refreshes every user (one refresh per user, single
+ * stand-in's access tokens live only seconds and the broker's rotator sweeps
+ * every few seconds with a refresh lead longer than the token lifetime, so
+ * every sweep refreshes every user (one refresh per user, single
  * flight, Forgejo invalidating the older refresh token) and moves all of that
  * user's sessions onto new children mid-traffic. Halfway through, Forgejo's
  * token endpoint fails a few times (502), which the broker must ride out.
@@ -66,9 +66,11 @@ const PAUSE_MS = 50;
  * (old children keep the previous token until they are swapped out), which
  * on a busy two-core machine take a few seconds: 14 children to start each.
  */
-const TOKEN_LIFETIME_SECONDS = 12;
+const TOKEN_LIFETIME_SECONDS = 20;
 const BROKER_ENV = {
-  BROKER_ROTATE_INTERVAL: '2s',
+  // A rotation of all 14 children takes seconds on two cores; a sweep every 5 s leaves the
+  // traffic room between rotations (every 2 s, they run back to back and little else does).
+  BROKER_ROTATE_INTERVAL: '5s',
   // Longer than the token lifetime: every sweep refreshes.
   BROKER_REFRESH_LEAD: '1m',
   BROKER_DRAIN_GRACE: '10s',
