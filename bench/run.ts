@@ -40,7 +40,7 @@ const run = (phase: string): boolean => ONLY === undefined || ONLY.includes(phas
 /** How much of everything: the full run stays under ten minutes on the 2-core bench machine. */
 const PLAN = QUICK
   ? { rounds: 2, latencyRequests: 150, latencyMs: 1_000, sdkRequests: 80, throughputTrials: 1, throughputMs: 800, sessions: 10, starts: 2, bigSamples: 2, memoryLevels: [0, 10, 40], memoryLatencyRequests: 100 }
-  : { rounds: 3, latencyRequests: 700, latencyMs: 2_500, sdkRequests: 300, throughputTrials: 3, throughputMs: 2_000, sessions: 100, starts: 12, bigSamples: 5, memoryLevels: [0, 100, 1000], memoryLatencyRequests: 500 };
+  : { rounds: 3, latencyRequests: 700, latencyMs: 2_500, sdkRequests: 300, throughputTrials: 3, throughputMs: 2_000, sessions: 100, starts: 12, bigSamples: 7, memoryLevels: [0, 100, 1000], memoryLatencyRequests: 500 };
 const BIG_BYTES = 10 * 1024 * 1024;
 /** Hard ceiling on the whole run: whatever happens, the harness stops everything by then. */
 const RUN_LIMIT_MS = 25 * 60_000;

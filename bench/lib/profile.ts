@@ -40,6 +40,10 @@ const STAGES: readonly [string, (url: string, name: string) => boolean][] = [
   ['BrokerServer.authenticate (bearer check)', (url, name) => url.endsWith('/dist/src/http/server.js') && name === 'authenticate'],
   ['SDK Node adapter (@modelcontextprotocol/node, @hono/node-server)', (url) => url.includes('/@modelcontextprotocol/node/') || url.includes('/@hono/node-server/')],
   ['SDK web-standard transport (@modelcontextprotocol/server)', (url) => url.includes('/@modelcontextprotocol/server/')],
+  [
+    'SDK, all of it (Node adapter, transport or classifier, web streams, zod)',
+    (url) => url.includes('/@modelcontextprotocol/') || url.includes('/@hono/node-server/') || url.startsWith('node:internal/webstreams') || url.includes('/zod/'),
+  ],
   ['zod (message validation)', (url) => url.includes('/zod/')],
   ['Web streams (node:internal/webstreams)', (url) => url.startsWith('node:internal/webstreams')],
   ['SessionBridge (src/bridge/bridge.ts)', (url) => url.endsWith('/dist/src/bridge/bridge.js')],
