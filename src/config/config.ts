@@ -11,6 +11,8 @@ export interface Config {
   readonly publicUrl: URL;
   readonly listen: { readonly host: string; readonly port: number };
   readonly dataDir: string;
+  /** PostgreSQL store shared by replicas (`postgres://…`); undefined: SQLite in `dataDir`. */
+  readonly databaseUrl: string | undefined;
   /** Origins besides the public URL's own allowed to call `/mcp` from a browser. */
   readonly allowedOrigins: readonly string[];
   /** argv of the child, split like a shell would, never run through one. */
@@ -103,6 +105,7 @@ export function loadConfig(env: Env): Config {
     publicUrl: httpUrl('BROKER_PUBLIC_URL', read(env, 'BROKER_PUBLIC_URL') ?? defaultPublic),
     listen,
     dataDir: path.resolve(read(env, 'BROKER_DATA_DIR') ?? './data'),
+    databaseUrl: databaseUrl(env),
     allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
     childCommand: splitCommand(read(env, 'BROKER_CHILD_COMMAND') ?? 'forgejo-mcp --transport stdio'),
     childEnvAllow: list(env, 'BROKER_CHILD_ENV_ALLOW'),
@@ -139,6 +142,29 @@ export function requireForgejo(config: Config): { forgejoUrl: URL; clientId: str
   if (config.signIn.forgejoClientId === undefined) throw new ConfigError('FORGEJO_CLIENT_ID', "is required: the client id of the broker's OAuth2 application at Forgejo");
   if (config.signIn.forgejoClientSecret === undefined) throw new ConfigError('FORGEJO_CLIENT_SECRET', "is required: the client secret of the broker's OAuth2 application at Forgejo");
   return { forgejoUrl: config.forgejoUrl, clientId: config.signIn.forgejoClientId, clientSecret: config.signIn.forgejoClientSecret };
+}
+
+/**
+ * BROKER_DATABASE_URL, checked without ever echoing it (it may carry a
+ * password). Replicas must all seal Forgejo tokens with one key, so the key
+ * must be configured rather than generated into each replica's data directory.
+ */
+function databaseUrl(env: Env): string | undefined {
+  const text = read(env, 'BROKER_DATABASE_URL');
+  if (text === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError('BROKER_DATABASE_URL', 'is not a URL (expected postgres://user:password@host:5432/database)');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError('BROKER_DATABASE_URL', `must be a postgres:// or postgresql:// URL, not ${url.protocol}//`);
+  }
+  if (read(env, 'BROKER_ENCRYPTION_KEY') === undefined) {
+    throw new ConfigError('BROKER_ENCRYPTION_KEY', 'is required with BROKER_DATABASE_URL: every replica must seal Forgejo tokens with the same key');
+  }
+  return text;
 }
 
 function flag(env: Env, name: string): boolean {

@@ -2,6 +2,7 @@ import { ForgejoClient } from '../forgejo/client.js';
 import { ForgejoCredentialManager } from '../forgejo/credentials.js';
 import type { Logger } from '../log/logger.js';
 import { loadEncryptionKey } from '../store/encryption-key.js';
+import { openPostgresStore } from '../store/postgres.js';
 import { openSqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import type { RouteHandler } from '../http/route.js';
@@ -19,6 +20,8 @@ export interface BrokerAuthOptions extends Omit<OAuthServerOptions, 'store' | 'f
   readonly forgejoScopes: string;
   /** BROKER_DATA_DIR */
   readonly dataDir: string;
+  /** BROKER_DATABASE_URL: the PostgreSQL store shared by replicas; absent: SQLite in `dataDir`. */
+  readonly databaseUrl?: string;
   /** BROKER_ENCRYPTION_KEY as configured (hex or base64); absent: `<dataDir>/encryption.key`. */
   readonly encryptionKey?: string;
   /** Per request to Forgejo. Default 10 s. */
@@ -34,13 +37,22 @@ export interface BrokerAuth {
   /** ForgejoCredentials for the rotator, with onCredentialChanged / onCredentialRevoked. */
   readonly credentials: ForgejoCredentialManager;
   readonly store: Store;
+  /** For `/readyz`: whether the store answers. */
+  ready(): Promise<boolean>;
   close(): Promise<void>;
 }
 
 /** Opens the store, and wires the Forgejo client, the credential manager and the OAuth server. */
 export async function openBrokerAuth(options: BrokerAuthOptions): Promise<BrokerAuth> {
   const key = await loadEncryptionKey(options.dataDir, options.encryptionKey);
-  const store = await openSqliteStore({ dataDir: options.dataDir, encryptionKey: key });
+  const store =
+    options.databaseUrl === undefined
+      ? await openSqliteStore({ dataDir: options.dataDir, encryptionKey: key })
+      : await openPostgresStore({
+          connectionString: options.databaseUrl,
+          encryptionKey: key,
+          onIdleError: (error) => options.logger.warn({ reason: error.message }, 'PostgreSQL connection lost; reconnecting on demand'),
+        });
   const forgejo = new ForgejoClient({
     forgejoUrl: options.forgejoUrl,
     clientId: options.forgejoClientId,
@@ -57,6 +69,7 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
     authenticator: server.authenticator,
     credentials,
     store,
+    ready: () => store.ready(),
     close: async () => {
       server.close();
       credentials.close();

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
 
-import { open, seal } from './cipher.js';
+import { KeyedLock } from './keyed-lock.js';
 import { migrate } from './schema.js';
+import { openCodeVerifier, openForgejoTokens, sealCodeVerifier, sealForgejoTokens } from './sealed.js';
 import type {
   AccessTokenView,
   AuthorizationCode,
@@ -137,6 +138,7 @@ class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #key: Buffer;
   readonly #statements = new Map<string, Database.Statement>();
+  readonly #refreshLock = new KeyedLock();
 
   constructor(db: Database.Database, key: Buffer) {
     this.#db = db;
@@ -242,6 +244,8 @@ class SqliteStore implements Store {
         })();
         return changed;
       }),
+    // One process owns the database file, so an in-process lock serialises every refresh.
+    withRefreshLock: <T>(userId: string, work: () => Promise<T>): Promise<T> => this.#refreshLock.run(userId, work),
   };
 
   readonly consents = {
@@ -325,7 +329,7 @@ class SqliteStore implements Store {
         this.#stmt(
           'INSERT INTO upstream_states (state_hash, pending_id, sealed_code_verifier, expires_at) VALUES (?, ?, ?, ?)',
         )
-        .run(state.stateHash, state.pendingId, seal(this.#key, state.codeVerifier, `pkce:${state.stateHash}`), state.expiresAt);
+        .run(state.stateHash, state.pendingId, sealCodeVerifier(this.#key, state.stateHash, state.codeVerifier), state.expiresAt);
       }),
     take: (stateHash: string, now: number): Promise<UpstreamState | undefined> =>
       this.#run(() => {
@@ -336,7 +340,7 @@ class SqliteStore implements Store {
         return {
           stateHash: row.state_hash,
           pendingId: row.pending_id,
-          codeVerifier: open(this.#key, row.sealed_code_verifier, `pkce:${row.state_hash}`),
+          codeVerifier: openCodeVerifier(this.#key, row.state_hash, row.sealed_code_verifier),
           expiresAt: row.expires_at,
         };
       }),
@@ -525,6 +529,14 @@ class SqliteStore implements Store {
     })());
   }
 
+  ready(): Promise<boolean> {
+    try {
+      return Promise.resolve(this.#db.open && this.#stmt('SELECT 1').get() !== undefined);
+    } catch {
+      return Promise.resolve(false);
+    }
+  }
+
   close(): Promise<void> {
     if (this.#db.open) this.#db.close();
     return Promise.resolve();
@@ -559,21 +571,13 @@ class SqliteStore implements Store {
   }
 
   #sealTokens(userId: string, tokens: ForgejoTokens): string {
-    const plaintext = JSON.stringify({ a: tokens.accessToken, r: tokens.refreshToken, e: tokens.expiresAt });
-    return seal(this.#key, plaintext, `forgejo-credential:${userId}`);
+    return sealForgejoTokens(this.#key, userId, tokens);
   }
 
   #credentialFromRow(row: CredentialRow): ForgejoCredential {
-    const opened = JSON.parse(open(this.#key, row.sealed_tokens, `forgejo-credential:${row.user_id}`)) as {
-      a: string;
-      r: string;
-      e: number;
-    };
     return {
       userId: row.user_id,
-      accessToken: opened.a,
-      refreshToken: opened.r,
-      expiresAt: opened.e,
+      ...openForgejoTokens(this.#key, row.user_id, row.sealed_tokens),
       generation: row.generation,
       revokedAt: row.revoked_at,
       updatedAt: row.updated_at,

@@ -1,10 +1,11 @@
 /**
  * The broker's persistent state, as an asynchronous repository interface.
  *
- * Callers depend only on these types; the SQLite module implements them today
- * and a PostgreSQL module can follow without touching a caller. Every method
- * that must be atomic (consuming a code, rotating a refresh token, swapping a
- * credential) is one method here, so each backend makes it one transaction.
+ * Callers depend only on these types; the SQLite module (one process, the
+ * default) and the PostgreSQL module (several replicas on one database)
+ * implement them with the same behaviour. Every method that must be atomic
+ * (consuming a code, rotating a refresh token, swapping a credential) is one
+ * method here, so each backend makes it one transaction.
  *
  * Secrets never appear in plain text at rest: broker tokens, codes, client
  * secrets and cookies are stored as SHA-256 hashes (hex) computed by the
@@ -78,6 +79,15 @@ export interface ForgejoCredentialRepository {
    * every grant of the user in the same transaction. False when it moved on.
    */
   markRevoked(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
+  /**
+   * Runs `work` (read the credential, refresh it at Forgejo, store the result)
+   * while holding the user's refresh lock, which every broker sharing this
+   * store honours: Forgejo spends a refresh token once, so two replicas
+   * refreshing the same user at once would have one of them refused and the
+   * credential wrongly revoked. `work` should re-read the credential inside
+   * the lock, since another holder may have refreshed it meanwhile.
+   */
+  withRefreshLock<T>(userId: string, work: () => Promise<T>): Promise<T>;
 }
 
 export interface ConsentRepository {
@@ -266,5 +276,7 @@ export interface Store {
    * completed a sign-in.
    */
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult>;
+  /** Whether the store answers a trivial query now (for `/readyz`); never rejects. */
+  ready(): Promise<boolean>;
   close(): Promise<void>;
 }

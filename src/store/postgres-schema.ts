@@ -1,0 +1,183 @@
+import type pg from 'pg';
+
+import { withTransaction } from './pg-pool.js';
+
+/**
+ * The one owner of the PostgreSQL schema. Migrations are numbered from 1;
+ * `broker_schema_migrations` holds one row per migration applied. Never edit
+ * a released migration: append a new one.
+ *
+ * The tables mirror the SQLite schema column for column, with PostgreSQL
+ * types: times in milliseconds are BIGINT, flags BOOLEAN, lists JSONB. They
+ * are created unqualified, in the first schema of the connection's
+ * search_path, so one database can hold several brokers (`?options=-c
+ * search_path=…` in BROKER_DATABASE_URL).
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: the initial schema.
+  `
+  CREATE TABLE clients (
+    client_id TEXT PRIMARY KEY,
+    client_secret_hash TEXT,
+    token_endpoint_auth_method TEXT NOT NULL,
+    redirect_uris JSONB NOT NULL,
+    grant_types JSONB NOT NULL,
+    client_name TEXT,
+    client_uri TEXT,
+    created_at BIGINT NOT NULL,
+    first_sign_in_at BIGINT
+  );
+
+  CREATE TABLE users (
+    user_id TEXT PRIMARY KEY,
+    forgejo_login TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+  );
+
+  CREATE TABLE forgejo_credentials (
+    user_id TEXT PRIMARY KEY REFERENCES users (user_id),
+    sealed_tokens TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    revoked_at BIGINT,
+    updated_at BIGINT NOT NULL
+  );
+
+  CREATE TABLE consents (
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+  );
+
+  CREATE TABLE pending_authorizations (
+    id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    state TEXT,
+    code_challenge TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    browser_binding_hash TEXT NOT NULL,
+    csrf_token_hash TEXT NOT NULL,
+    user_id TEXT,
+    approved BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+  CREATE INDEX pending_authorizations_expires ON pending_authorizations (expires_at);
+
+  CREATE TABLE upstream_states (
+    state_hash TEXT PRIMARY KEY,
+    pending_id TEXT NOT NULL REFERENCES pending_authorizations (id) ON DELETE CASCADE,
+    sealed_code_verifier TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+  CREATE INDEX upstream_states_pending ON upstream_states (pending_id);
+
+  CREATE TABLE authorization_codes (
+    code_hash TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT,
+    replayed_at BIGINT,
+    grant_id TEXT
+  );
+  CREATE INDEX authorization_codes_grant ON authorization_codes (grant_id);
+
+  CREATE TABLE grants (
+    grant_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    scope TEXT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX grants_user_client ON grants (user_id, client_id);
+
+  CREATE TABLE access_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT
+  );
+  CREATE INDEX access_tokens_grant ON access_tokens (grant_id);
+  CREATE INDEX access_tokens_expires ON access_tokens (expires_at);
+
+  CREATE TABLE refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+    expires_at BIGINT NOT NULL,
+    rotated_at BIGINT,
+    successor_hash TEXT,
+    successor_sealed TEXT,
+    successor_sealed_until BIGINT
+  );
+  CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+  CREATE INDEX refresh_tokens_expires ON refresh_tokens (expires_at);
+
+  CREATE TABLE sign_ins (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+
+  -- PostgreSQL only: who is refreshing a user's Forgejo credential right now,
+  -- across replicas. expires_at is on the database's clock, so replicas with
+  -- skewed clocks agree; a crashed holder's lease simply runs out.
+  CREATE TABLE refresh_leases (
+    user_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+  );
+  `,
+];
+
+export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The table recording applied migrations; exported for tests and operators. */
+export const MIGRATIONS_TABLE = 'broker_schema_migrations';
+
+/**
+ * Key of the transaction-level advisory lock that serialises migrations
+ * across every broker on the database ("fmcb" + "migr" as two 32-bit words,
+ * unlikely to collide with an application sharing the database).
+ */
+const MIGRATION_LOCK: readonly [number, number] = [0x666d6362, 0x6d696772];
+
+/**
+ * Brings the database up to POSTGRES_SCHEMA_VERSION; refuses a database from
+ * a newer broker. Everything runs in one transaction under an advisory lock:
+ * replicas starting together queue on the lock, the first one migrates, the
+ * others then find nothing to do; a failed migration leaves nothing behind
+ * (PostgreSQL DDL is transactional).
+ */
+export async function migratePostgres(pool: pg.Pool, now: number = Date.now()): Promise<void> {
+  await withTransaction(pool, async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock($1, $2)', [...MIGRATION_LOCK]);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
+    );
+    const current = await appliedVersion(client);
+    if (current > POSTGRES_SCHEMA_VERSION) {
+      throw new Error(`database schema version ${current} is newer than this broker's ${POSTGRES_SCHEMA_VERSION}`);
+    }
+    for (let version = current + 1; version <= POSTGRES_SCHEMA_VERSION; version++) {
+      await client.query(MIGRATIONS[version - 1] as string);
+      await client.query(`INSERT INTO ${MIGRATIONS_TABLE} (version, applied_at) VALUES ($1, $2)`, [version, now]);
+    }
+  });
+}
+
+async function appliedVersion(client: pg.PoolClient): Promise<number> {
+  const result = await client.query<{ version: number | null }>(`SELECT max(version) AS version FROM ${MIGRATIONS_TABLE}`);
+  return result.rows[0]?.version ?? 0;
+}
