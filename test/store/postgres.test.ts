@@ -49,12 +49,15 @@ function describePostgres(databaseUrl: string): void {
     await admin.end();
   });
 
-  /** A URL whose connections live in a new, empty schema; `tag` names them in pg_stat_activity. */
-  async function freshUrl(tag?: string): Promise<string> {
+  /**
+   * A URL whose connections live in a new, empty schema; `tag` names them in
+   * pg_stat_activity, `settings` are more `-c name=value` server settings.
+   */
+  async function freshUrl(tag?: string, settings: readonly string[] = []): Promise<string> {
     const schema = `broker_test_${randomBytes(6).toString('hex')}`;
     await admin.query(`CREATE SCHEMA ${schema}`);
     const url = new URL(databaseUrl);
-    url.searchParams.set('options', `-c search_path=${schema}`);
+    url.searchParams.set('options', [`search_path=${schema}`, ...settings].map((setting) => `-c ${setting}`).join(' '));
     if (tag !== undefined) url.searchParams.set('application_name', tag);
     schemas.set(url.href, schema);
     return url.href;
@@ -250,6 +253,30 @@ function describePostgres(databaseUrl: string): void {
       } finally {
         await store.close();
       }
+    });
+
+    it('writes credentials on a server that does not wait for its disk by default', async () => {
+      // synchronous_commit=off would let a crash lose the newest Forgejo refresh token; credential writes turn it back on.
+      const url = await freshUrl(undefined, ['synchronous_commit=off']);
+      const store = await open(url);
+      try {
+        const login = await store.credentials.replaceAfterLogin(user, tokens, T0);
+        const refreshed = await store.credentials.storeRefreshed(user.userId, login.generation, { ...tokens, refreshToken: 'r2' }, T0 + 1);
+        assert.equal(refreshed?.refreshToken, 'r2');
+        assert.equal(await store.credentials.markRevoked(user.userId, login.generation + 1, T0 + 2), true);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('fails to open, promptly and without a password in the message, when the server cannot be reached', async () => {
+      const unreachable = new URL(databaseUrl);
+      unreachable.port = '1';
+      unreachable.password = 'hunter2';
+      await assert.rejects(
+        openPostgresStore({ connectionString: unreachable.href, encryptionKey: key, connectTimeoutMs: 2_000 }),
+        (error: unknown) => error instanceof Error && !error.message.includes('hunter2'),
+      );
     });
 
     it('loses nothing across a restart of every replica', async () => {
