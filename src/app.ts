@@ -127,6 +127,7 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     forgejoClientSecret: forgejo.clientSecret,
     forgejoScopes: signIn.forgejoScopes,
     dataDir: config.dataDir,
+    ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }),
     ...(signIn.encryptionKey === undefined ? {} : { encryptionKey: signIn.encryptionKey }),
     logger: log,
     lifetimes: { accessTokenMs: signIn.accessTokenTtlMs, refreshTokenMs: signIn.refreshTokenTtlMs },
@@ -140,7 +141,7 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     broker = await startBroker(
       config,
       forgejo.forgejoUrl,
-      { authenticator: auth.authenticator, credentials: auth.credentials, routes: [auth.routes], close: () => auth.close() },
+      { authenticator: auth.authenticator, credentials: auth.credentials, routes: [auth.routes], ready: () => auth.ready(), close: () => auth.close() },
       log,
     );
   } catch (error) {

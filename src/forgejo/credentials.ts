@@ -75,7 +75,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     if (state.inflight !== undefined) return state.inflight;
     // Backing off after a passing failure: the old token is still good.
     if (state.retryTimer !== undefined && credential.expiresAt > now) return toAccess(credential);
-    return this.#refresh(userId);
+    return this.#refresh(userId, credential.generation);
   }
 
   /**
@@ -130,19 +130,26 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     return state;
   }
 
-  #refresh(userId: string): Promise<ForgejoAccess> {
+  /** Refreshes the credential of the given generation, once per user at a time, across every replica of the store. */
+  #refresh(userId: string, generation: number): Promise<ForgejoAccess> {
     const state = this.#state(userId);
     clearTimeout(state.retryTimer);
     state.retryTimer = undefined;
-    const inflight = this.#refreshOnce(userId, state).finally(() => {
+    const inflight = this.#credentials.withRefreshLock(userId, () => this.#refreshOnce(userId, state, generation)).finally(() => {
       state.inflight = undefined;
     });
     state.inflight = inflight;
     return inflight;
   }
 
-  async #refreshOnce(userId: string, state: UserRefreshState): Promise<ForgejoAccess> {
+  async #refreshOnce(userId: string, state: UserRefreshState, generation: number): Promise<ForgejoAccess> {
     const credential = await this.#live(userId);
+    if (credential.generation !== generation) {
+      // Another replica refreshed (or the user signed in again) while we waited for the lock: use its result.
+      state.failures = 0;
+      this.#emit(this.#changedListeners, userId);
+      return toAccess(credential);
+    }
     let tokens: ForgejoTokens;
     try {
       tokens = await this.#forgejo.refresh(credential.refreshToken);
@@ -190,7 +197,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       const delay = Math.min(this.#retryInitialDelayMs * 2 ** (state.failures - 1), this.#retryMaxDelayMs, remaining);
       state.retryTimer = setTimeout(() => {
         state.retryTimer = undefined;
-        this.#refresh(credential.userId).catch((retryError: unknown) => {
+        this.#refresh(credential.userId, credential.generation).catch((retryError: unknown) => {
           this.#logger.debug({ userId: credential.userId, reason: errorMessage(retryError) }, 'background refresh did not succeed');
         });
       }, delay);
