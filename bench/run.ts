@@ -23,7 +23,7 @@ import { measureAuthCost } from './lib/auth-cost.js';
 import { heapGrowth } from './lib/heap.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
 import { keepAliveAgent, RawLegacyClient, RawModernClient, RawStdioClient, SdkClient, type EchoClient, type HttpTarget } from './lib/mcp.js';
-import { RESULTS_DIR, ROOT, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
+import { RESULTS_DIR, ROOT, START_TIMER, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
 import { descendants, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
 import { renderChart, renderMarkdown } from './lib/report.js';
@@ -163,6 +163,34 @@ function throughputFigure(target: string, sessions: number, concurrency: number,
       client: median(runs.map((run) => run.cpu.client)),
     },
   };
+}
+
+/** A small separate process that times the child's own start (bench/servers/start-timer.ts). */
+class StartTimer {
+  private constructor(private readonly proc: Proc) {}
+
+  static async start(set: ProcessSet): Promise<StartTimer> {
+    const proc = set.start('start-timer', process.execPath, [START_TIMER], { ipc: true, env: { PATH: process.env.PATH } });
+    await new Promise<void>((resolve, reject) => {
+      proc.child.once('message', () => resolve());
+      proc.child.once('exit', () => reject(new Error('start-timer exited')));
+    });
+    return new StartTimer(proc);
+  }
+
+  time(argv: readonly string[], env: Record<string, string>): Promise<{ startMs: number; firstCallMs: number }> {
+    return new Promise((resolve, reject) => {
+      this.proc.child.once('message', (reply: { startMs?: number; firstCallMs?: number; error?: string }) => {
+        if (reply.startMs === undefined || reply.firstCallMs === undefined) reject(new Error(`start-timer: ${reply.error ?? 'no answer'}`));
+        else resolve({ startMs: reply.startMs, firstCallMs: reply.firstCallMs });
+      });
+      this.proc.child.send({ argv, env });
+    });
+  }
+
+  stop(set: ProcessSet): Promise<void> {
+    return set.stop(this.proc);
+  }
 }
 
 /** Opens `count` legacy sessions, a few at a time. */
@@ -428,13 +456,11 @@ async function main(): Promise<void> {
       log('session start');
       const starts = { child: [] as number[], childFirstCall: [] as number[], legacy: [] as number[], modern: [] as number[], sg: [] as number[] };
       const startTokens = await tokens(startUsers);
+      const startTimer = await StartTimer.start(procs);
       for (let i = 0; i < PLAN.starts; i++) {
-        const own = await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env);
+        const own = await startTimer.time(STANDIN_ARGV, env);
         starts.child.push(own.startMs);
-        const first = performance.now();
-        await own.client.echo();
-        starts.childFirstCall.push(own.startMs + performance.now() - first);
-        await own.client.close();
+        starts.childFirstCall.push(own.firstCallMs);
         let t0 = performance.now();
         const session = await RawLegacyClient.open(brokerTarget, agents.broker);
         starts.legacy.push(performance.now() - t0);
@@ -448,6 +474,7 @@ async function main(): Promise<void> {
         starts.sg.push(performance.now() - t0);
         await sgSession.close();
       }
+      await startTimer.stop(procs);
       const startFigure = (target: string, samples: number[], own: number[] | undefined): SessionStartFigure => {
         const paired = own === undefined ? undefined : samples.map((value, i) => value - (own[i] as number)).sort((a, b) => a - b);
         return {
@@ -459,8 +486,8 @@ async function main(): Promise<void> {
         };
       };
       results.sessionStart.push(
-        startFigure('child alone: spawn → initialize answered', starts.child, undefined),
-        startFigure('child alone: spawn → initialize → first echo answered', starts.childFirstCall, undefined),
+        startFigure('child alone (from a small Node process): spawn → initialize answered', starts.child, undefined),
+        startFigure('child alone (from a small Node process): spawn → first echo answered', starts.childFirstCall, undefined),
         startFigure('broker legacy: initialize answered (vs child → initialize)', starts.legacy, starts.child),
         startFigure("broker modern: a user's first echo answered (vs child → first echo)", starts.modern, starts.childFirstCall),
         startFigure('supergateway: initialize answered (vs child → initialize)', starts.sg, starts.child),

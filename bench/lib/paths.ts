@@ -12,6 +12,7 @@ export const TINY_CHILD = `${ROOT}bench/tiny-child.sh`;
 export const BROKER_CLI = process.env.BENCH_BROKER_CLI ?? `${ROOT}dist/src/cli.js`;
 export const PROBE = `${ROOT}dist/bench/probe.js`;
 export const BARE_HTTP = `${ROOT}dist/bench/servers/bare-http.js`;
+export const START_TIMER = `${ROOT}dist/bench/servers/start-timer.js`;
 export const BARE_BRIDGE = `${ROOT}dist/bench/servers/bare-bridge.js`;
 export const SUPERGATEWAY_DIR = `${ROOT}bench/supergateway`;
 export const SUPERGATEWAY = `${SUPERGATEWAY_DIR}/node_modules/supergateway/dist/index.js`;
