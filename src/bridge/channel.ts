@@ -257,6 +257,12 @@ export class ChildChannel {
       await child.stop();
       throw new BrokerError('child_failed', `replacement child could not be initialised: ${errorMessage(error)}`, { cause: error });
     }
+    if (this.ended) {
+      // The channel ended while the new child was being told its state (a failed replay step
+      // does not stop the replay): the shutdown never saw this child, so it stops here.
+      await child.stop();
+      throw new BrokerError('not_found', 'the channel ended during the swap');
+    }
     const old = this.current;
     this.current = next;
     this.release(next);
