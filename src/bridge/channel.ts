@@ -75,6 +75,19 @@ interface Pending extends InflightRequest {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** The client state a new child has been told, to compare with what clients set since. */
+interface ReplayedState {
+  readonly logLevel: JSONRPCRequest['params'] | undefined;
+  readonly subscriptions: ReadonlySet<string>;
+}
+
+/** Catch-up rounds after the first replay; clients changing state faster than this are not a real case. */
+const MAX_STATE_SYNC_ROUNDS = 4;
+
+function sameState(a: ReplayedState, b: ReplayedState): boolean {
+  return JSON.stringify(a.logLevel) === JSON.stringify(b.logLevel) && a.subscriptions.size === b.subscriptions.size && [...a.subscriptions].every((uri) => b.subscriptions.has(uri));
+}
+
 interface ServerRequest {
   readonly link: Link;
   readonly originalId: RequestId;
@@ -98,8 +111,6 @@ export class ChildChannel {
   private nextServerRequestId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly serverRequests = new Map<number, ServerRequest>();
-  /** Client messages held while a replacement child is being initialised. */
-  private held: JSONRPCMessage[] | undefined;
   private initializeRequest: JSONRPCRequest | undefined;
   private initializedNotified = false;
   private negotiatedVersion: string | undefined;
@@ -238,7 +249,6 @@ export class ChildChannel {
     for (const [childId, pending] of this.pending) {
       this.fail(childId, pending, CHANNEL_ERROR.childGone, 'The MCP session ended before the server answered');
     }
-    this.held = undefined;
     const links = new Set<Link>([this.current, ...[...this.serverRequests.values()].map((entry) => entry.link)]);
     await Promise.all([...links].map((link) => link.child.stop()));
   }
@@ -248,12 +258,11 @@ export class ChildChannel {
       await child.stop();
       throw new BrokerError('not_found', 'the channel ended before the swap');
     }
+    // Clients are not held up: new requests keep going to the current child until the new one is ready.
     const next = this.attach(child);
-    this.held = [];
     try {
       await this.replayState(next);
     } catch (error) {
-      this.release(this.current);
       await child.stop();
       throw new BrokerError('child_failed', `replacement child could not be initialised: ${errorMessage(error)}`, { cause: error });
     }
@@ -265,20 +274,35 @@ export class ChildChannel {
     }
     const old = this.current;
     this.current = next;
-    this.release(next);
     this.log.info({ event: 'child_swapped', from: old.generation, to: next.generation, inflight: old.inflight }, 'moved to a new child');
     await this.retire(old);
   }
 
-  /** Replays what the clients told the first child, so the new one is in the same state. */
+  /**
+   * Tells a new child what the clients told the first: the original
+   * initialize, then the log level and resource subscriptions, again until
+   * it has caught up with changes clients made on the old child meanwhile.
+   */
   private async replayState(link: Link): Promise<void> {
     const initialize = this.initializeRequest;
     if (initialize === undefined) return;
     const answer = await this.internalRequest(link, initialize.method, initialize.params);
     if (isJSONRPCErrorResponse(answer)) throw new Error(`initialize failed: ${answer.error.message}`);
     if (this.initializedNotified) link.child.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    if (this.logLevel !== undefined) await this.internalRequest(link, 'logging/setLevel', this.logLevel);
-    for (const uri of this.subscriptions) await this.internalRequest(link, 'resources/subscribe', { uri });
+    let told: ReplayedState = { logLevel: undefined, subscriptions: new Set() };
+    for (let round = 0; round < MAX_STATE_SYNC_ROUNDS && !sameState(told, this.state()); round++) {
+      const target = this.state();
+      if (JSON.stringify(target.logLevel) !== JSON.stringify(told.logLevel) && target.logLevel !== undefined) {
+        await this.internalRequest(link, 'logging/setLevel', target.logLevel);
+      }
+      for (const uri of target.subscriptions) if (!told.subscriptions.has(uri)) await this.internalRequest(link, 'resources/subscribe', { uri });
+      for (const uri of told.subscriptions) if (!target.subscriptions.has(uri)) await this.internalRequest(link, 'resources/unsubscribe', { uri });
+      told = target;
+    }
+  }
+
+  private state(): ReplayedState {
+    return { logLevel: this.logLevel, subscriptions: new Set(this.subscriptions) };
   }
 
   /** The broker's own request to one particular child (the replay); resolves with its answer, error or not. */
@@ -287,12 +311,6 @@ export class ChildChannel {
       const sink: RequestSink = { notify: () => undefined, serverRequest: () => undefined, respond: resolve };
       this.request({ jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) }, sink, { internal: true, link });
     });
-  }
-
-  private release(link: Link): void {
-    const held = this.held ?? [];
-    this.held = undefined;
-    for (const message of held) this.toChild(link, message);
   }
 
   private async retire(link: Link): Promise<void> {
@@ -331,18 +349,14 @@ export class ChildChannel {
     return undefined;
   }
 
-  /** Sends to the current child, or holds the message while a new child is being initialised. */
+  /** Sends to the current child. */
   private dispatch(message: JSONRPCMessage): void {
-    if (this.held !== undefined) {
-      this.held.push(message);
-      return;
-    }
     this.toChild(this.current, message);
   }
 
   private toChild(link: Link, message: JSONRPCMessage): void {
     const pending = isJSONRPCRequest(message) && typeof message.id === 'number' ? this.pending.get(message.id) : undefined;
-    if (isJSONRPCRequest(message) && pending === undefined) return; // cancelled while held
+    if (isJSONRPCRequest(message) && pending === undefined) return; // cancelled before it left
     if (pending !== undefined) {
       pending.link = link;
       link.inflight++;

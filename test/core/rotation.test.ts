@@ -87,6 +87,45 @@ test('a request in flight on the old child finishes there during a rotation', as
   await client.close();
 });
 
+test('while the new child starts and is initialised, requests keep being served by the old one: no pause', async (t) => {
+  let release: (() => void) | undefined;
+  let spawns = 0;
+  const broker = await TestBroker.start({
+    wrapSpawn: (spawn) => async (spec) => {
+      const child = await spawn(spec);
+      if (++spawns !== 2) return child;
+      // The rotation's child gets its messages (initialize first) only once the test lets it.
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const send = child.send.bind(child);
+      child.send = (message) => {
+        void gate.then(() => send(message));
+        return true;
+      };
+      return child;
+    },
+  });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const { client } = await broker.connect(user);
+  const oldPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
+  const token = broker.newForgejoToken(user);
+  const rotation = broker.registry.rotateUser(user.userId);
+  await eventually(() => release !== undefined, 'rotation spawning');
+  assert.equal(Number(text(await client.callTool({ name: 'pid', arguments: {} }))), oldPid);
+  await client.setLoggingLevel('warning');
+  (release as () => void)();
+  await rotation;
+  assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(token));
+  assert.notEqual(Number(text(await client.callTool({ name: 'pid', arguments: {} }))), oldPid);
+  // The level set on the old child during the swap reached the new one too.
+  const logs: string[] = [];
+  client.setNotificationHandler('notifications/message', (n) => void logs.push(String(n.params.level)));
+  await client.callTool({ name: 'log', arguments: { level: 'info', message: 'quiet' } });
+  await client.callTool({ name: 'log', arguments: { level: 'error', message: 'loud' } });
+  assert.deepEqual(logs, ['error']);
+  await client.close();
+});
+
 test('a request still running when the drain grace ends gets an error, and the old child stops', async (t) => {
   const broker = await TestBroker.start({ drainGraceMs: 200 });
   t.after(() => broker.close());

@@ -70,6 +70,8 @@ export interface TestBrokerOptions {
   readonly refreshLeadMs?: number;
   readonly maxBodyBytes?: number;
   readonly spawn?: SpawnFunc;
+  /** Wraps the real spawner, to delay or observe spawns. */
+  readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
   readonly childCommand?: readonly string[];
   readonly log?: Logger;
   readonly now?: () => number;
@@ -112,7 +114,7 @@ export class TestBroker {
         log,
       });
     const registry = new SessionRegistry({
-      spawn,
+      spawn: options.wrapSpawn === undefined ? spawn : options.wrapSpawn(spawn),
       credentials,
       log,
       maxSessions: options.maxSessions ?? 0,
