@@ -33,13 +33,14 @@ import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { eventually, isAlive } from '../support/broker.js';
 import { DEMO_USERS, freePort, startClientsDemo, type ClientsBroker } from '../support/clients-broker.js';
 import { CHROMIUM, clientBinary, launchChromium, skipUnlessInstalled } from '../support/clients-tools.js';
+import { skipIfMissing } from '../support/requirements.js';
 
 const MCP_REMOTE = 'mcp-remote';
 /** Bound on the whole sign-in: mcp-remote waiting for its callback, and the host waiting for `initialize`. */
 const SIGN_IN_LIMIT_MS = 60_000;
 
 function skipReason(): string | false {
-  return skipUnlessInstalled(MCP_REMOTE) || (existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed`);
+  return skipUnlessInstalled(MCP_REMOTE) || skipIfMissing(existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed: apt-get install chromium`);
 }
 
 function text(result: unknown): string {

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 
 import { OAuthHarness, authorizeUrl, pkce, USERS } from '../support/oauth-harness.js';
+import { skipIfMissing } from '../support/requirements.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('test-artifacts');
@@ -19,7 +20,7 @@ const ARTIFACTS = resolve('test-artifacts');
  * page must work without it): it renders, Approve leads through the Forgejo
  * login to the client with a code, Deny to the client with access_denied.
  */
-describe('consent page in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed` }, () => {
+describe('consent page in Chromium', { skip: skipIfMissing(existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed: apt-get install chromium`) }, () => {
   let harness: OAuthHarness;
   let browser: Browser;
   let callbackServer: Server;

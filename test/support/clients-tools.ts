@@ -9,6 +9,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { chromium, type Browser } from 'playwright-core';
+import { skipIfMissing } from './requirements.js';
 
 /** The repository root (this file runs as dist/test/support/clients-tools.js). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -23,7 +24,7 @@ export function clientBinary(name: string): string {
 /** A `skip` value for node:test: false when every named client is installed, else why not. */
 export function skipUnlessInstalled(...names: string[]): string | false {
   const missing = names.filter((name) => !existsSync(clientBinary(name)));
-  return missing.length === 0 ? false : `${missing.join(', ')} not installed: run (cd clients && npm ci)`;
+  return skipIfMissing(missing.length === 0 ? false : `${missing.join(', ')} not installed: run (cd clients && npm ci)`);
 }
 
 export interface RunOptions {
