@@ -7,7 +7,33 @@ import { BrokerError } from '../errors/errors.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createPool, withTransaction, type PgPoolOptions } from './pg-pool.js';
 import { migratePostgres } from './postgres-schema.js';
-import { openCodeVerifier, openForgejoTokens, sealCodeVerifier, sealForgejoTokens } from './sealed.js';
+import {
+  CLIENT_INSERT_COLUMNS,
+  CODE_INSERT_COLUMNS,
+  GRANT_COLUMNS,
+  PENDING_INSERT_COLUMNS,
+  accessTokenFromRow,
+  clientFromRow,
+  clientInsertValues,
+  codeFromRow,
+  codeInsertValues,
+  credentialFromRow,
+  pendingFromRow,
+  pendingInsertValues,
+  refreshTokenFromRow,
+  upstreamStateFromRow,
+  userFromRow,
+  type AccessRow,
+  type ClientRow,
+  type CodeRow,
+  type CredentialRow,
+  type DialectColumns,
+  type PendingRow,
+  type RefreshRow,
+  type UpstreamRow,
+  type UserRow,
+} from './rows.js';
+import { sealCodeVerifier, sealForgejoTokens } from './sealed.js';
 import type {
   AccessTokenView,
   AuthorizationCode,
@@ -22,7 +48,6 @@ import type {
   RegisteredClient,
   SignIn,
   Store,
-  TokenEndpointAuthMethod,
   TokenHashes,
   UpstreamState,
   User,
@@ -44,84 +69,11 @@ export interface PostgresStoreOptions extends PgPoolOptions {
 type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 type Params = readonly unknown[];
 
-type ClientRow = {
-  client_id: string;
-  client_secret_hash: string | null;
-  token_endpoint_auth_method: string;
-  redirect_uris: unknown;
-  grant_types: unknown;
-  client_name: string | null;
-  client_uri: string | null;
-  created_at: number;
-  first_sign_in_at: number | null;
-};
-
-type CredentialRow = {
-  user_id: string;
-  sealed_tokens: string;
-  generation: number;
-  revoked_at: number | null;
-  updated_at: number;
-};
-
-type PendingRow = {
-  id: string;
-  client_id: string;
-  redirect_uri: string;
-  state: string | null;
-  code_challenge: string;
-  resource: string;
-  scope: string | null;
-  browser_binding_hash: string;
-  csrf_token_hash: string;
-  user_id: string | null;
-  approved: boolean;
-  created_at: number;
-  expires_at: number;
-};
-
-type UpstreamRow = { state_hash: string; pending_id: string; sealed_code_verifier: string; expires_at: number };
-
-type CodeRow = {
-  code_hash: string;
-  client_id: string;
-  user_id: string;
-  redirect_uri: string;
-  code_challenge: string;
-  resource: string;
-  scope: string | null;
-  created_at: number;
-  expires_at: number;
-  used_at: number | null;
-  grant_id: string | null;
-};
-
-type GrantColumns = {
-  grant_id: string;
-  user_id: string;
-  client_id: string;
-  resource: string;
-  scope: string | null;
-  grant_created_at: number;
-  grant_revoked_at: number | null;
-};
-
-type AccessRow = GrantColumns & {
-  token_hash: string;
-  expires_at: number;
-  revoked_at: number | null;
-  forgejo_login: string | null;
-  credential_revoked_at: number | null;
-};
-
-type RefreshRow = GrantColumns & {
-  token_hash: string;
-  expires_at: number;
-  rotated_at: number | null;
-  successor_sealed: string | null;
-  successor_sealed_until: number | null;
-  successor_rotated_at: number | null;
-  credential_revoked_at: number | null;
+/** BOOLEAN is a boolean both ways; JSONB arrives parsed, so each list is checked to be strings. */
+const POSTGRES_COLUMNS: DialectColumns<boolean, unknown> = {
+  readFlag: (value) => value,
+  writeFlag: (value) => value,
+  readStringList: stringList,
 };
 
 /** The database's clock in milliseconds: leases compare against it, never against a replica's clock. */
@@ -166,25 +118,13 @@ class PostgresStore implements Store {
   readonly clients = {
     create: async (client: RegisteredClient): Promise<void> => {
       await this.#pool.query(
-        `INSERT INTO clients (client_id, client_secret_hash, token_endpoint_auth_method, redirect_uris,
-           grant_types, client_name, client_uri, created_at, first_sign_in_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [
-          client.clientId,
-          client.clientSecretHash,
-          client.tokenEndpointAuthMethod,
-          JSON.stringify(client.redirectUris),
-          JSON.stringify(client.grantTypes),
-          client.clientName,
-          client.clientUri,
-          client.createdAt,
-          client.firstSignInAt,
-        ],
+        `INSERT INTO clients (${CLIENT_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        clientInsertValues(client),
       );
     },
     find: async (clientId: string): Promise<RegisteredClient | undefined> => {
-      const row = await one<ClientRow>(this.#pool, 'SELECT * FROM clients WHERE client_id = $1', [clientId]);
-      return row === undefined ? undefined : clientFromRow(row);
+      const row = await one<ClientRow<unknown>>(this.#pool, 'SELECT * FROM clients WHERE client_id = $1', [clientId]);
+      return row === undefined ? undefined : clientFromRow(row, POSTGRES_COLUMNS);
     },
     markSignedIn: async (clientId: string, at: number): Promise<void> => {
       await this.#pool.query('UPDATE clients SET first_sign_in_at = $1 WHERE client_id = $2 AND first_sign_in_at IS NULL', [
@@ -196,19 +136,15 @@ class PostgresStore implements Store {
 
   readonly users = {
     find: async (userId: string): Promise<User | undefined> => {
-      const row = await one<{ user_id: string; forgejo_login: string }>(
-        this.#pool,
-        'SELECT user_id, forgejo_login FROM users WHERE user_id = $1',
-        [userId],
-      );
-      return row === undefined ? undefined : { userId: row.user_id, forgejoLogin: row.forgejo_login };
+      const row = await one<UserRow>(this.#pool, 'SELECT user_id, forgejo_login FROM users WHERE user_id = $1', [userId]);
+      return row === undefined ? undefined : userFromRow(row);
     },
   };
 
   readonly credentials = {
     find: async (userId: string): Promise<ForgejoCredential | undefined> => {
       const row = await one<CredentialRow>(this.#pool, 'SELECT * FROM forgejo_credentials WHERE user_id = $1', [userId]);
-      return row === undefined ? undefined : this.#credentialFromRow(row);
+      return row === undefined ? undefined : credentialFromRow(this.#key, row);
     },
     replaceAfterLogin: async (user: User, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential> => {
       const sealed = sealForgejoTokens(this.#key, user.userId, tokens);
@@ -229,7 +165,7 @@ class PostgresStore implements Store {
         );
       });
       if (row === undefined) throw new BrokerError('internal', 'storing the Forgejo credential returned no row');
-      return this.#credentialFromRow(row);
+      return credentialFromRow(this.#key, row);
     },
     storeRefreshed: async (
       userId: string,
@@ -248,7 +184,7 @@ class PostgresStore implements Store {
           [sealed, at, userId, expectedGeneration],
         ),
       );
-      return row === undefined ? undefined : this.#credentialFromRow(row);
+      return row === undefined ? undefined : credentialFromRow(this.#key, row);
     },
     markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#durably(async (client) => {
@@ -298,32 +234,18 @@ class PostgresStore implements Store {
   readonly pendingAuthorizations = {
     create: async (pending: PendingAuthorization): Promise<void> => {
       await this.#pool.query(
-        `INSERT INTO pending_authorizations (id, client_id, redirect_uri, state, code_challenge, resource, scope,
-           browser_binding_hash, csrf_token_hash, user_id, approved, created_at, expires_at)
+        `INSERT INTO pending_authorizations (${PENDING_INSERT_COLUMNS})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-        [
-          pending.id,
-          pending.clientId,
-          pending.redirectUri,
-          pending.state,
-          pending.codeChallenge,
-          pending.resource,
-          pending.scope,
-          pending.browserBindingHash,
-          pending.csrfTokenHash,
-          pending.userId,
-          pending.approved,
-          pending.createdAt,
-          pending.expiresAt,
-        ],
+        pendingInsertValues(pending, POSTGRES_COLUMNS),
       );
     },
     find: async (id: string, now: number): Promise<PendingAuthorization | undefined> => {
-      const row = await one<PendingRow>(this.#pool, 'SELECT * FROM pending_authorizations WHERE id = $1 AND expires_at > $2', [
-        id,
-        now,
-      ]);
-      return row === undefined ? undefined : pendingFromRow(row);
+      const row = await one<PendingRow<boolean>>(
+        this.#pool,
+        'SELECT * FROM pending_authorizations WHERE id = $1 AND expires_at > $2',
+        [id, now],
+      );
+      return row === undefined ? undefined : pendingFromRow(row, POSTGRES_COLUMNS);
     },
     update: async (id: string, change: PendingAuthorizationChange): Promise<void> => {
       // Approval only ever goes from false to true, as in SQLite's max(approved, ?).
@@ -331,13 +253,13 @@ class PostgresStore implements Store {
         `UPDATE pending_authorizations SET user_id = coalesce($1, user_id), approved = approved OR $2,
            csrf_token_hash = coalesce($3, csrf_token_hash)
          WHERE id = $4`,
-        [change.userId ?? null, change.approved === true, change.csrfTokenHash ?? null, id],
+        [change.userId ?? null, POSTGRES_COLUMNS.writeFlag(change.approved === true), change.csrfTokenHash ?? null, id],
       );
     },
     take: async (id: string, now: number): Promise<PendingAuthorization | undefined> => {
       // One DELETE … RETURNING: of concurrent takers, exactly one gets the row.
-      const row = await one<PendingRow>(this.#pool, 'DELETE FROM pending_authorizations WHERE id = $1 RETURNING *', [id]);
-      return row === undefined || row.expires_at <= now ? undefined : pendingFromRow(row);
+      const row = await one<PendingRow<boolean>>(this.#pool, 'DELETE FROM pending_authorizations WHERE id = $1 RETURNING *', [id]);
+      return row === undefined || row.expires_at <= now ? undefined : pendingFromRow(row, POSTGRES_COLUMNS);
     },
   };
 
@@ -350,33 +272,15 @@ class PostgresStore implements Store {
     },
     take: async (stateHash: string, now: number): Promise<UpstreamState | undefined> => {
       const row = await one<UpstreamRow>(this.#pool, 'DELETE FROM upstream_states WHERE state_hash = $1 RETURNING *', [stateHash]);
-      if (row === undefined || row.expires_at <= now) return undefined;
-      return {
-        stateHash: row.state_hash,
-        pendingId: row.pending_id,
-        codeVerifier: openCodeVerifier(this.#key, row.state_hash, row.sealed_code_verifier),
-        expiresAt: row.expires_at,
-      };
+      return row === undefined || row.expires_at <= now ? undefined : upstreamStateFromRow(this.#key, row);
     },
   };
 
   readonly codes = {
     create: async (code: AuthorizationCode): Promise<void> => {
       await this.#pool.query(
-        `INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, code_challenge, resource,
-           scope, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [
-          code.codeHash,
-          code.clientId,
-          code.userId,
-          code.redirectUri,
-          code.codeChallenge,
-          code.resource,
-          code.scope,
-          code.createdAt,
-          code.expiresAt,
-        ],
+        `INSERT INTO authorization_codes (${CODE_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        codeInsertValues(code),
       );
     },
     consume: (codeHash: string, now: number): Promise<CodeConsumption> =>
@@ -426,16 +330,7 @@ class PostgresStore implements Store {
          WHERE a.token_hash = $1`,
         [tokenHash],
       );
-      if (row === undefined) return undefined;
-      return {
-        tokenHash: row.token_hash,
-        expiresAt: row.expires_at,
-        revokedAt: row.revoked_at,
-        grant: grantFromRow(row),
-        forgejoLogin: row.forgejo_login ?? '',
-        // A user without a stored credential cannot be served either.
-        credentialRevoked: row.forgejo_login === null || row.credential_revoked_at !== null,
-      };
+      return row === undefined ? undefined : accessTokenFromRow(row);
     },
     findRefreshToken: async (tokenHash: string): Promise<RefreshTokenView | undefined> => {
       const row = await one<RefreshRow>(
@@ -448,16 +343,7 @@ class PostgresStore implements Store {
          WHERE r.token_hash = $1`,
         [tokenHash],
       );
-      if (row === undefined) return undefined;
-      return {
-        tokenHash: row.token_hash,
-        expiresAt: row.expires_at,
-        grant: grantFromRow(row),
-        rotatedAt: row.rotated_at,
-        successorSealed: row.successor_sealed,
-        successorRotated: row.successor_rotated_at !== null,
-        credentialRevoked: row.credential_revoked_at !== null,
-      };
+      return row === undefined ? undefined : refreshTokenFromRow(row);
     },
     rotateRefreshToken: (
       oldHash: string,
@@ -618,20 +504,7 @@ class PostgresStore implements Store {
       await sleep(delay);
     }
   }
-
-  #credentialFromRow(row: CredentialRow): ForgejoCredential {
-    return {
-      userId: row.user_id,
-      ...openForgejoTokens(this.#key, row.user_id, row.sealed_tokens),
-      generation: row.generation,
-      revokedAt: row.revoked_at,
-      updatedAt: row.updated_at,
-    };
-  }
 }
-
-const GRANT_COLUMNS = `g.grant_id, g.user_id, g.client_id, g.resource, g.scope,
-  g.created_at AS grant_created_at, g.revoked_at AS grant_revoked_at`;
 
 /** The first row of a query, if any. */
 async function one<R extends pg.QueryResultRow = Record<string, unknown>>(
@@ -663,62 +536,4 @@ function stringList(value: unknown, column: string): string[] {
     throw new BrokerError('internal', `clients.${column} is not a list of strings`);
   }
   return value;
-}
-
-function clientFromRow(row: ClientRow): RegisteredClient {
-  return {
-    clientId: row.client_id,
-    clientSecretHash: row.client_secret_hash,
-    tokenEndpointAuthMethod: row.token_endpoint_auth_method as TokenEndpointAuthMethod,
-    redirectUris: stringList(row.redirect_uris, 'redirect_uris'),
-    grantTypes: stringList(row.grant_types, 'grant_types'),
-    clientName: row.client_name,
-    clientUri: row.client_uri,
-    createdAt: row.created_at,
-    firstSignInAt: row.first_sign_in_at,
-  };
-}
-
-function pendingFromRow(row: PendingRow): PendingAuthorization {
-  return {
-    id: row.id,
-    clientId: row.client_id,
-    redirectUri: row.redirect_uri,
-    state: row.state,
-    codeChallenge: row.code_challenge,
-    resource: row.resource,
-    scope: row.scope,
-    browserBindingHash: row.browser_binding_hash,
-    csrfTokenHash: row.csrf_token_hash,
-    userId: row.user_id,
-    approved: row.approved,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-  };
-}
-
-function codeFromRow(row: CodeRow): AuthorizationCode {
-  return {
-    codeHash: row.code_hash,
-    clientId: row.client_id,
-    userId: row.user_id,
-    redirectUri: row.redirect_uri,
-    codeChallenge: row.code_challenge,
-    resource: row.resource,
-    scope: row.scope,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-  };
-}
-
-function grantFromRow(row: GrantColumns): Grant {
-  return {
-    grantId: row.grant_id,
-    userId: row.user_id,
-    clientId: row.client_id,
-    resource: row.resource,
-    scope: row.scope,
-    createdAt: row.grant_created_at,
-    revokedAt: row.grant_revoked_at,
-  };
 }

@@ -5,7 +5,33 @@ import Database from 'better-sqlite3';
 
 import { KeyedLock } from './keyed-lock.js';
 import { migrate } from './schema.js';
-import { openCodeVerifier, openForgejoTokens, sealCodeVerifier, sealForgejoTokens } from './sealed.js';
+import {
+  CLIENT_INSERT_COLUMNS,
+  CODE_INSERT_COLUMNS,
+  GRANT_COLUMNS,
+  PENDING_INSERT_COLUMNS,
+  accessTokenFromRow,
+  clientFromRow,
+  clientInsertValues,
+  codeFromRow,
+  codeInsertValues,
+  credentialFromRow,
+  pendingFromRow,
+  pendingInsertValues,
+  refreshTokenFromRow,
+  upstreamStateFromRow,
+  userFromRow,
+  type AccessRow,
+  type ClientRow,
+  type CodeRow,
+  type CredentialRow,
+  type DialectColumns,
+  type PendingRow,
+  type RefreshRow,
+  type UpstreamRow,
+  type UserRow,
+} from './rows.js';
+import { sealCodeVerifier, sealForgejoTokens } from './sealed.js';
 import type {
   AccessTokenView,
   AuthorizationCode,
@@ -19,7 +45,6 @@ import type {
   RefreshTokenView,
   RegisteredClient,
   Store,
-  TokenEndpointAuthMethod,
   TokenHashes,
   UpstreamState,
   User,
@@ -34,83 +59,12 @@ export interface SqliteStoreOptions {
   readonly encryptionKey: Buffer;
 }
 
-interface ClientRow {
-  client_id: string;
-  client_secret_hash: string | null;
-  token_endpoint_auth_method: string;
-  redirect_uris: string;
-  grant_types: string;
-  client_name: string | null;
-  client_uri: string | null;
-  created_at: number;
-  first_sign_in_at: number | null;
-}
-
-interface CredentialRow {
-  user_id: string;
-  sealed_tokens: string;
-  generation: number;
-  revoked_at: number | null;
-  updated_at: number;
-}
-
-interface PendingRow {
-  id: string;
-  client_id: string;
-  redirect_uri: string;
-  state: string | null;
-  code_challenge: string;
-  resource: string;
-  scope: string | null;
-  browser_binding_hash: string;
-  csrf_token_hash: string;
-  user_id: string | null;
-  approved: number;
-  created_at: number;
-  expires_at: number;
-}
-
-interface CodeRow {
-  code_hash: string;
-  client_id: string;
-  user_id: string;
-  redirect_uri: string;
-  code_challenge: string;
-  resource: string;
-  scope: string | null;
-  created_at: number;
-  expires_at: number;
-  used_at: number | null;
-  grant_id: string | null;
-}
-
-interface GrantColumns {
-  grant_id: string;
-  user_id: string;
-  client_id: string;
-  resource: string;
-  scope: string | null;
-  grant_created_at: number;
-  grant_revoked_at: number | null;
-}
-
-interface AccessRow extends GrantColumns {
-  token_hash: string;
-  expires_at: number;
-  revoked_at: number | null;
-  forgejo_login: string | null;
-  credential_revoked_at: number | null;
-}
-
-interface RefreshRow extends GrantColumns {
-  token_hash: string;
-  expires_at: number;
-  rotated_at: number | null;
-  successor_sealed: string | null;
-  successor_sealed_until: number | null;
-  successor_rotated_at: number | null;
-  credential_revoked_at: number | null;
-}
+/** SQLite has no boolean or list type: flags are INTEGER 0/1, lists JSON in TEXT. */
+const SQLITE_COLUMNS: DialectColumns<number, string> = {
+  readFlag: (value) => value === 1,
+  writeFlag: (value) => (value ? 1 : 0),
+  readStringList: (text) => JSON.parse(text) as string[],
+};
 
 /**
  * Opens (creating and migrating as needed) the SQLite store in
@@ -148,27 +102,13 @@ class SqliteStore implements Store {
   readonly clients = {
     create: (client: RegisteredClient): Promise<void> =>
       this.#run(() => {
-        this.#stmt(
-          `INSERT INTO clients (client_id, client_secret_hash, token_endpoint_auth_method, redirect_uris,
-             grant_types, client_name, client_uri, created_at, first_sign_in_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          client.clientId,
-          client.clientSecretHash,
-          client.tokenEndpointAuthMethod,
-          JSON.stringify(client.redirectUris),
-          JSON.stringify(client.grantTypes),
-          client.clientName,
-          client.clientUri,
-          client.createdAt,
-          client.firstSignInAt,
-        );
+        this.#stmt(`INSERT INTO clients (${CLIENT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(...clientInsertValues(client));
       }),
     find: (clientId: string): Promise<RegisteredClient | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('SELECT * FROM clients WHERE client_id = ?').get(clientId) as ClientRow | undefined;
-        return row === undefined ? undefined : clientFromRow(row);
+        const row = this.#stmt('SELECT * FROM clients WHERE client_id = ?').get(clientId) as ClientRow<string> | undefined;
+        return row === undefined ? undefined : clientFromRow(row, SQLITE_COLUMNS);
       }),
     markSignedIn: (clientId: string, at: number): Promise<void> =>
       this.#run(() => {
@@ -180,10 +120,8 @@ class SqliteStore implements Store {
   readonly users = {
     find: (userId: string): Promise<User | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('SELECT user_id, forgejo_login FROM users WHERE user_id = ?').get(userId) as
-          | { user_id: string; forgejo_login: string }
-          | undefined;
-        return row === undefined ? undefined : { userId: row.user_id, forgejoLogin: row.forgejo_login };
+        const row = this.#stmt('SELECT user_id, forgejo_login FROM users WHERE user_id = ?').get(userId) as UserRow | undefined;
+        return row === undefined ? undefined : userFromRow(row);
       }),
   };
 
@@ -193,7 +131,7 @@ class SqliteStore implements Store {
         const row = this.#stmt('SELECT * FROM forgejo_credentials WHERE user_id = ?').get(userId) as
           | CredentialRow
           | undefined;
-        return row === undefined ? undefined : this.#credentialFromRow(row);
+        return row === undefined ? undefined : credentialFromRow(this.#key, row);
       }),
     replaceAfterLogin: (user: User, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential> =>
       this.#run(() => {
@@ -213,7 +151,7 @@ class SqliteStore implements Store {
           )
           .get(user.userId, sealed, at) as CredentialRow;
         })();
-        return this.#credentialFromRow(row);
+        return credentialFromRow(this.#key, row);
       }),
     storeRefreshed: (
       userId: string,
@@ -228,7 +166,7 @@ class SqliteStore implements Store {
            RETURNING *`,
         )
         .get(this.#sealTokens(userId, tokens), at, userId, expectedGeneration) as CredentialRow | undefined;
-        return row === undefined ? undefined : this.#credentialFromRow(row);
+        return row === undefined ? undefined : credentialFromRow(this.#key, row);
       }),
     markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#run(() => {
@@ -279,31 +217,15 @@ class SqliteStore implements Store {
     create: (pending: PendingAuthorization): Promise<void> =>
       this.#run(() => {
         this.#stmt(
-          `INSERT INTO pending_authorizations (id, client_id, redirect_uri, state, code_challenge, resource, scope,
-             browser_binding_hash, csrf_token_hash, user_id, approved, created_at, expires_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO pending_authorizations (${PENDING_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(
-          pending.id,
-          pending.clientId,
-          pending.redirectUri,
-          pending.state,
-          pending.codeChallenge,
-          pending.resource,
-          pending.scope,
-          pending.browserBindingHash,
-          pending.csrfTokenHash,
-          pending.userId,
-          pending.approved ? 1 : 0,
-          pending.createdAt,
-          pending.expiresAt,
-        );
+        .run(...pendingInsertValues(pending, SQLITE_COLUMNS));
       }),
     find: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
       this.#run(() => {
         const row = this.#stmt('SELECT * FROM pending_authorizations WHERE id = ? AND expires_at > ?')
-          .get(id, now) as PendingRow | undefined;
-        return row === undefined ? undefined : pendingFromRow(row);
+          .get(id, now) as PendingRow<number> | undefined;
+        return row === undefined ? undefined : pendingFromRow(row, SQLITE_COLUMNS);
       }),
     update: (id: string, change: PendingAuthorizationChange): Promise<void> =>
       this.#run(() => {
@@ -312,14 +234,14 @@ class SqliteStore implements Store {
              csrf_token_hash = coalesce(?, csrf_token_hash)
            WHERE id = ?`,
         )
-        .run(change.userId ?? null, change.approved === true ? 1 : 0, change.csrfTokenHash ?? null, id);
+        .run(change.userId ?? null, SQLITE_COLUMNS.writeFlag(change.approved === true), change.csrfTokenHash ?? null, id);
       }),
     take: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
       this.#run(() => {
         const row = this.#stmt('DELETE FROM pending_authorizations WHERE id = ? RETURNING *').get(id) as
-          | PendingRow
+          | PendingRow<number>
           | undefined;
-        return row === undefined || row.expires_at <= now ? undefined : pendingFromRow(row);
+        return row === undefined || row.expires_at <= now ? undefined : pendingFromRow(row, SQLITE_COLUMNS);
       }),
   };
 
@@ -334,37 +256,17 @@ class SqliteStore implements Store {
     take: (stateHash: string, now: number): Promise<UpstreamState | undefined> =>
       this.#run(() => {
         const row = this.#stmt('DELETE FROM upstream_states WHERE state_hash = ? RETURNING *').get(stateHash) as
-          | { state_hash: string; pending_id: string; sealed_code_verifier: string; expires_at: number }
+          | UpstreamRow
           | undefined;
-        if (row === undefined || row.expires_at <= now) return undefined;
-        return {
-          stateHash: row.state_hash,
-          pendingId: row.pending_id,
-          codeVerifier: openCodeVerifier(this.#key, row.state_hash, row.sealed_code_verifier),
-          expiresAt: row.expires_at,
-        };
+        return row === undefined || row.expires_at <= now ? undefined : upstreamStateFromRow(this.#key, row);
       }),
   };
 
   readonly codes = {
     create: (code: AuthorizationCode): Promise<void> =>
       this.#run(() => {
-        this.#stmt(
-          `INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, code_challenge, resource,
-             scope, created_at, expires_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          code.codeHash,
-          code.clientId,
-          code.userId,
-          code.redirectUri,
-          code.codeChallenge,
-          code.resource,
-          code.scope,
-          code.createdAt,
-          code.expiresAt,
-        );
+        this.#stmt(`INSERT INTO authorization_codes (${CODE_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(...codeInsertValues(code));
       }),
     consume: (codeHash: string, now: number): Promise<CodeConsumption> =>
       this.#run(() => {
@@ -417,16 +319,7 @@ class SqliteStore implements Store {
            WHERE a.token_hash = ?`,
         )
         .get(tokenHash) as AccessRow | undefined;
-        if (row === undefined) return undefined;
-        return {
-          tokenHash: row.token_hash,
-          expiresAt: row.expires_at,
-          revokedAt: row.revoked_at,
-          grant: grantFromRow(row),
-          forgejoLogin: row.forgejo_login ?? '',
-          // A user without a stored credential cannot be served either.
-          credentialRevoked: row.forgejo_login === null || row.credential_revoked_at !== null,
-        };
+        return row === undefined ? undefined : accessTokenFromRow(row);
       }),
     findRefreshToken: (tokenHash: string): Promise<RefreshTokenView | undefined> =>
       this.#run(() => {
@@ -439,16 +332,7 @@ class SqliteStore implements Store {
            WHERE r.token_hash = ?`,
         )
         .get(tokenHash) as RefreshRow | undefined;
-        if (row === undefined) return undefined;
-        return {
-          tokenHash: row.token_hash,
-          expiresAt: row.expires_at,
-          grant: grantFromRow(row),
-          rotatedAt: row.rotated_at,
-          successorSealed: row.successor_sealed,
-          successorRotated: row.successor_rotated_at !== null,
-          credentialRevoked: row.credential_revoked_at !== null,
-        };
+        return row === undefined ? undefined : refreshTokenFromRow(row);
       }),
     rotateRefreshToken: (
       oldHash: string,
@@ -573,75 +457,5 @@ class SqliteStore implements Store {
   #sealTokens(userId: string, tokens: ForgejoTokens): string {
     return sealForgejoTokens(this.#key, userId, tokens);
   }
-
-  #credentialFromRow(row: CredentialRow): ForgejoCredential {
-    return {
-      userId: row.user_id,
-      ...openForgejoTokens(this.#key, row.user_id, row.sealed_tokens),
-      generation: row.generation,
-      revokedAt: row.revoked_at,
-      updatedAt: row.updated_at,
-    };
-  }
 }
 
-const GRANT_COLUMNS = `g.grant_id, g.user_id, g.client_id, g.resource, g.scope,
-  g.created_at AS grant_created_at, g.revoked_at AS grant_revoked_at`;
-
-function clientFromRow(row: ClientRow): RegisteredClient {
-  return {
-    clientId: row.client_id,
-    clientSecretHash: row.client_secret_hash,
-    tokenEndpointAuthMethod: row.token_endpoint_auth_method as TokenEndpointAuthMethod,
-    redirectUris: JSON.parse(row.redirect_uris) as string[],
-    grantTypes: JSON.parse(row.grant_types) as string[],
-    clientName: row.client_name,
-    clientUri: row.client_uri,
-    createdAt: row.created_at,
-    firstSignInAt: row.first_sign_in_at,
-  };
-}
-
-function pendingFromRow(row: PendingRow): PendingAuthorization {
-  return {
-    id: row.id,
-    clientId: row.client_id,
-    redirectUri: row.redirect_uri,
-    state: row.state,
-    codeChallenge: row.code_challenge,
-    resource: row.resource,
-    scope: row.scope,
-    browserBindingHash: row.browser_binding_hash,
-    csrfTokenHash: row.csrf_token_hash,
-    userId: row.user_id,
-    approved: row.approved === 1,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-  };
-}
-
-function codeFromRow(row: CodeRow): AuthorizationCode {
-  return {
-    codeHash: row.code_hash,
-    clientId: row.client_id,
-    userId: row.user_id,
-    redirectUri: row.redirect_uri,
-    codeChallenge: row.code_challenge,
-    resource: row.resource,
-    scope: row.scope,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-  };
-}
-
-function grantFromRow(row: GrantColumns): Grant {
-  return {
-    grantId: row.grant_id,
-    userId: row.user_id,
-    clientId: row.client_id,
-    resource: row.resource,
-    scope: row.scope,
-    createdAt: row.grant_created_at,
-    revokedAt: row.grant_revoked_at,
-  };
-}
