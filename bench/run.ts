@@ -29,7 +29,7 @@ import { summarizeProfile } from './lib/profile.js';
 import { renderChart, renderMarkdown } from './lib/report.js';
 import { median, percentile, summarize } from './lib/stats.js';
 import type { BenchResults, BigFigure, LatencyFigure, MemoryFigure, MemoryLevel, SessionStartFigure, ThroughputFigure } from './lib/results.js';
-import { benchUsers, startBareBridge, startBareHttp, startBrokerTarget, startSupergateway, STANDIN_ARGV, type BrokerTarget } from './lib/targets.js';
+import { benchUsers, startBareBridge, startBareHttp, startBrokerTarget, startSdkTransport, startSupergateway, STANDIN_ARGV, type BrokerTarget } from './lib/targets.js';
 
 const QUICK = process.argv.includes('--quick');
 const PROFILE = !process.argv.includes('--no-profile');
@@ -406,6 +406,7 @@ async function main(): Promise<void> {
     log('starting supergateway, bare HTTP, bare bridge');
     const supergateway = await startSupergateway(procs, 'supergateway', STANDIN_ARGV, broker.forge.url, forgejoToken);
     const bareHttp = await startBareHttp(procs);
+    const sdkTransport = await startSdkTransport(procs);
     const bareBridge = await startBareBridge(procs, broker.forge.url, forgejoToken);
 
     const brokerTarget: HttpTarget = { url: broker.mcpUrl, bearer: token };
@@ -421,11 +422,18 @@ async function main(): Promise<void> {
     const raw: LoadTarget[] = [
       { name: 'direct (stdio)', client: direct, cpu: { gateway: undefined, children: () => [direct.child.pid as number] } },
       { name: 'bare HTTP', client: await RawLegacyClient.open({ url: bareHttp.mcpUrl }, agents.bare), cpu: gatewayScope(bareHttp.proc) },
+      { name: 'SDK transport alone', client: await RawLegacyClient.open({ url: sdkTransport.mcpUrl }, agents.bare), cpu: gatewayScope(sdkTransport.proc) },
       { name: 'bare bridge', client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge), cpu: gatewayScope(bareBridge.proc) },
       { name: 'supergateway', client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg), cpu: gatewayScope(supergateway.proc) },
       { name: 'broker legacy', client: await RawLegacyClient.open(brokerTarget, agents.broker), cpu: gatewayScope(broker.proc) },
       { name: 'broker modern', client: new RawModernClient(brokerTarget, agents.modern), cpu: gatewayScope(broker.proc) },
     ];
+
+    const rawClient = (name: string): EchoClient => {
+      const found = raw.find((target) => target.name === name);
+      if (found === undefined) throw new Error(`no target ${name}`);
+      return found.client;
+    };
 
     // ---- Latency at c=1 ---------------------------------------------------------------------
     if (run('latency')) {
@@ -541,10 +549,10 @@ async function main(): Promise<void> {
       log('a 10 MB tool result');
       const bigTargets: [string, EchoClient, Proc | undefined][] = [
         ['direct (stdio)', direct, undefined],
-        ['bare bridge', raw[2]?.client as EchoClient, bareBridge.proc],
-        ['supergateway', raw[3]?.client as EchoClient, supergateway.proc],
-        ['broker legacy', raw[4]?.client as EchoClient, broker.proc],
-        ['broker modern', raw[5]?.client as EchoClient, broker.proc],
+        ['bare bridge', rawClient('bare bridge'), bareBridge.proc],
+        ['supergateway', rawClient('supergateway'), supergateway.proc],
+        ['broker legacy', rawClient('broker legacy'), broker.proc],
+        ['broker modern', rawClient('broker modern'), broker.proc],
       ];
       const bigRuns = new Map<string, { timeMs: number; peakGrowth: number | undefined }[]>();
       for (let i = 0; i < PLAN.bigSamples; i++) {
@@ -573,9 +581,9 @@ async function main(): Promise<void> {
       log('CPU profiles of the broker (c=64, one session; one 10 MB result)');
       mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
       const profiled: [string, () => Promise<unknown>, number][] = [
-        ['broker-legacy-c64', () => (raw[4]?.client as EchoClient).echo(), 64],
-        ['broker-modern-c64', () => (raw[5]?.client as EchoClient).echo(), 64],
-        ['broker-legacy-10MB', () => (raw[4]?.client as EchoClient).big(BIG_BYTES), 1],
+        ['broker-legacy-c64', () => rawClient('broker legacy').echo(), 64],
+        ['broker-modern-c64', () => rawClient('broker modern').echo(), 64],
+        ['broker-legacy-10MB', () => rawClient('broker legacy').big(BIG_BYTES), 1],
       ];
       for (const [name, op, concurrency] of profiled) {
         const path = `${RESULTS_DIR}/profiles/${name}.cpuprofile`;
@@ -596,6 +604,7 @@ async function main(): Promise<void> {
     await procs.stop(broker.proc);
     await procs.stop(supergateway.proc);
     await procs.stop(bareHttp.proc);
+    await procs.stop(sdkTransport.proc);
     await procs.stop(bareBridge.proc);
     await broker.forge.close();
     for (const agent of Object.values(agents)) agent.destroy();

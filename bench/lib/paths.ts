@@ -13,6 +13,7 @@ export const BROKER_CLI = process.env.BENCH_BROKER_CLI ?? `${ROOT}dist/src/cli.j
 export const PROBE = `${ROOT}dist/bench/probe.js`;
 export const BARE_HTTP = `${ROOT}dist/bench/servers/bare-http.js`;
 export const START_TIMER = `${ROOT}dist/bench/servers/start-timer.js`;
+export const SDK_TRANSPORT = `${ROOT}dist/bench/servers/sdk-transport.js`;
 export const BARE_BRIDGE = `${ROOT}dist/bench/servers/bare-bridge.js`;
 export const SUPERGATEWAY_DIR = `${ROOT}bench/supergateway`;
 export const SUPERGATEWAY = `${SUPERGATEWAY_DIR}/node_modules/supergateway/dist/index.js`;

@@ -15,7 +15,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin, type ForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
 import { obtainToken } from '../../test/support/conformance-oauth.js';
-import { BARE_BRIDGE, BARE_HTTP, BROKER_CLI, PROBE, STANDIN_CHILD, SUPERGATEWAY } from './paths.js';
+import { BARE_BRIDGE, BARE_HTTP, BROKER_CLI, PROBE, SDK_TRANSPORT, STANDIN_CHILD, SUPERGATEWAY } from './paths.js';
 import type { Proc, ProcessSet } from './procs.js';
 
 export async function freePort(): Promise<number> {
@@ -162,6 +162,10 @@ async function startIpcServer(procs: ProcessSet, name: string, script: string, a
 
 export function startBareHttp(procs: ProcessSet): Promise<HttpServerTarget> {
   return startIpcServer(procs, 'bare-http', BARE_HTTP, [], { PATH: process.env.PATH });
+}
+
+export function startSdkTransport(procs: ProcessSet): Promise<HttpServerTarget> {
+  return startIpcServer(procs, 'sdk-transport', SDK_TRANSPORT, [], { PATH: process.env.PATH });
 }
 
 export function startBareBridge(procs: ProcessSet, forgejoUrl: string, forgejoToken: string): Promise<HttpServerTarget> {
