@@ -31,9 +31,10 @@ import type { Browser } from 'playwright-core';
 
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { eventually, isAlive } from '../support/broker.js';
-import { DEMO_USERS, freePort, startClientsDemo, type ClientsBroker } from '../support/clients-broker.js';
+import { DEMO_USERS, startClientsDemo, type ClientsBroker } from '../support/clients-broker.js';
 import { CHROMIUM, clientBinary, launchChromium, skipUnlessInstalled } from '../support/clients-tools.js';
 import { skipIfMissing } from '../support/requirements.js';
+import { freePort } from '../support/signed-in-broker.js';
 
 const MCP_REMOTE = 'mcp-remote';
 /** Bound on the whole sign-in: mcp-remote waiting for its callback, and the host waiting for `initialize`. */

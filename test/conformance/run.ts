@@ -25,14 +25,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startConformanceBroker, CONFORMANCE_USER, type ConformanceBroker } from '../support/conformance-broker.js';
+import { startConformanceBroker, CONFORMANCE_USER } from '../support/conformance-broker.js';
 import { discoverBroker, obtainToken, registerClient, UserAgent } from '../support/conformance-oauth.js';
 import { startConformanceProxy, type ConformanceProxy } from '../support/conformance-proxy.js';
+import { freePort, type SignedInTestBroker } from '../support/signed-in-broker.js';
 import { exitIfLoadedAsTestFile } from './not-a-test.js';
 
 exitIfLoadedAsTestFile();
@@ -287,7 +287,7 @@ interface RunningTarget {
   /** The MCP endpoint the suite is pointed at. */
   readonly mcpUrl: string;
   /** For the authorization set: the broker (issuer) itself. */
-  readonly broker?: ConformanceBroker;
+  readonly broker?: SignedInTestBroker;
   close(): Promise<void>;
 }
 
@@ -333,22 +333,13 @@ async function startBrokerTarget(): Promise<RunningTarget> {
   };
 }
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
 /**
  * The authorization scenarios against the broker as issuer: a client is
  * registered for the suite's callback, and when the suite prints the
  * authorization URL the user agent signs in (consent Approve, Forgejo login)
  * and delivers the redirect to the suite's callback server.
  */
-async function runAuthorization(broker: ConformanceBroker, outputDir: string, logFile: string, only: string | undefined): Promise<number | null> {
+async function runAuthorization(broker: SignedInTestBroker, outputDir: string, logFile: string, only: string | undefined): Promise<number | null> {
   const metadata = await discoverBroker(`${broker.url}/mcp`);
   const port = await freePort();
   const callback = `http://127.0.0.1:${port}/callback`;

@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { eventually } from '../support/broker.js';
+import { freePort } from '../support/signed-in-broker.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
@@ -19,14 +19,6 @@ async function run(args: string[], env: Record<string, string>): Promise<{ code:
   proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const [code] = (await once(proc, 'exit')) as [number | null];
   return { code, stderr };
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 test('a bad setting stops the start with exit 2 and a message naming the variable', async () => {
