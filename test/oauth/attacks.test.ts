@@ -13,6 +13,7 @@ import {
   TestBrowser,
   authorizeUrl,
   consentFields,
+  consentPage,
   exchangeCode,
   pkce,
   signIn,
@@ -315,18 +316,13 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
     const signedIn = new TestBrowser();
     const { challenge } = await pkce();
     await signIn(harness, signedIn, client.clientId, 'alice', challenge);
-    const page = await signedIn.follow(authorizeUrl(harness, fresh.clientId, challenge), CLIENT_REDIRECT);
-    assert.equal(page.kind, 'page');
-    if (page.kind === 'page') assert.match(page.html, /Never approved/);
+    assert.match(await consentPage(harness, signedIn, fresh.clientId, challenge), /Never approved/);
   });
 
   it('CSRF on the consent form: another browser, a wrong token or a foreign origin is refused', async () => {
     const victim = new TestBrowser();
     const { challenge } = await pkce();
-    const page = await victim.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
-    assert.equal(page.kind, 'page');
-    if (page.kind !== 'page') return;
-    const fields = consentFields(page.html);
+    const fields = consentFields(await consentPage(harness, victim, client.clientId, challenge));
     const before = issued(harness);
 
     // The attacker knows the form fields but not the victim's browser-binding cookie.

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { ClientMetadataDocuments, DEFAULT_CIMD_OPTIONS, isPublicAddress } from '../../src/oauth/cimd.js';
 import { OAuthError } from '../../src/oauth/errors.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, authorizeUrl, consentFields, exchangeCode, pkce } from '../support/oauth-harness.js';
+import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, authorizeUrl, consentFields, consentPage, exchangeCode, pkce } from '../support/oauth-harness.js';
 
 /** A client's web server publishing metadata documents, with a hit counter per path. */
 class MetadataHost {
@@ -65,13 +65,11 @@ describe('Client ID Metadata Documents', () => {
     const browser = new TestBrowser();
     const { challenge, verifier } = await pkce();
     harness.forgejo.setAutoLogin('alice');
-    const page = await browser.follow(authorizeUrl(harness, clientId, challenge), CLIENT_REDIRECT);
-    assert.equal(page.kind, 'page');
-    if (page.kind !== 'page') return;
-    assert.match(page.html, /Metadata Client/);
-    assert.match(page.html, new RegExp(`Published by</dt><dd>${new URL(host.origin).host.replace(/\./g, '\\.')}`));
-    assert.doesNotMatch(page.html, /registered itself/);
-    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(page.html), decision: 'approve' } });
+    const html = await consentPage(harness, browser, clientId, challenge);
+    assert.match(html, /Metadata Client/);
+    assert.match(html, new RegExp(`Published by</dt><dd>${new URL(host.origin).host.replace(/\./g, '\\.')}`));
+    assert.doesNotMatch(html, /registered itself/);
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'approve' } });
     assert.equal(done.kind, 'redirect');
     if (done.kind !== 'redirect') return;
     const tokens = await exchangeCode(harness, clientId, done.params.get('code') as string, verifier);

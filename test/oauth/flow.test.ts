@@ -9,6 +9,7 @@ import {
   TestBrowser,
   authorizeUrl,
   consentFields,
+  consentPage,
   exchangeCode,
   pkce,
   signIn,
@@ -136,26 +137,21 @@ describe('OAuth authorization server: discovery and the happy path', () => {
 
     // Another client: the page again, naming the signed-in user.
     const second = await harness.register({ client_name: 'Second client' });
-    const page = await browser.follow(authorizeUrl(harness, second.clientId, challenge), CLIENT_REDIRECT);
-    assert.equal(page.kind, 'page');
-    if (page.kind === 'page') {
-      assert.match(page.html, /Second client/);
-      assert.match(page.html, /Signed in as<\/dt><dd>bob/);
-      // Approving needs no Forgejo trip: the user is known and their credential alive.
-      const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(page.html), decision: 'approve' } });
-      assert.equal(done.kind, 'redirect');
-      assert.equal(harness.forgejo.stats.codeExchanges, exchangesBefore);
-    }
+    const html = await consentPage(harness, browser, second.clientId, challenge);
+    assert.match(html, /Second client/);
+    assert.match(html, /Signed in as<\/dt><dd>bob/);
+    // Approving needs no Forgejo trip: the user is known and their credential alive.
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'approve' } });
+    assert.equal(done.kind, 'redirect');
+    assert.equal(harness.forgejo.stats.codeExchanges, exchangesBefore);
   });
 
   it('returns access_denied with state and iss when the user presses Deny', async () => {
     const client = await harness.register();
     const browser = new TestBrowser();
     const { challenge } = await pkce();
-    const page = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
-    assert.equal(page.kind, 'page');
-    if (page.kind !== 'page') return;
-    const denied = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(page.html), decision: 'deny' } });
+    const html = await consentPage(harness, browser, client.clientId, challenge);
+    const denied = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'deny' } });
     assert.equal(denied.kind, 'redirect');
     if (denied.kind !== 'redirect') return;
     assert.equal(denied.params.get('error'), 'access_denied');
@@ -199,11 +195,9 @@ describe('OAuth authorization server: discovery and the happy path', () => {
       const client = await harness.register();
       const browser = new TestBrowser();
       const { challenge } = await pkce();
-      const page = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
-      assert.equal(page.kind, 'page');
-      if (page.kind !== 'page') return;
+      const html = await consentPage(harness, browser, client.clientId, challenge);
       // Stop where the broker sends the browser to Forgejo, and answer as Forgejo would.
-      const toForgejo = await browser.follow(harness.url(OAUTH_PATHS.consent), harness.forgejo.url, { form: { ...consentFields(page.html), decision: 'approve' } });
+      const toForgejo = await browser.follow(harness.url(OAUTH_PATHS.consent), harness.forgejo.url, { form: { ...consentFields(html), decision: 'approve' } });
       assert.equal(toForgejo.kind, 'redirect');
       if (toForgejo.kind !== 'redirect') return;
       assert.equal(toForgejo.params.get('code_challenge_method'), 'S256');

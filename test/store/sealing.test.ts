@@ -1,28 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { isBrokerError } from '../../src/errors/errors.js';
 import { open, seal } from '../../src/store/cipher.js';
 import { ENCRYPTION_KEY_FILE, loadEncryptionKey, parseEncryptionKey } from '../../src/store/encryption-key.js';
 import { openCodeVerifier, openForgejoTokens, sealCodeVerifier, sealForgejoTokens } from '../../src/store/sealed.js';
+import { freshDataDirs } from '../support/temp-dirs.js';
 
-let root: string;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'broker-sealing-test-'));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-
-let dirCounter = 0;
-function freshDir(): string {
-  dirCounter += 1;
-  return join(root, `data-${dirCounter}`);
-}
+const freshDir = freshDataDirs('broker-sealing-test-');
 
 describe('sealing', () => {
   it('opens only under the same key and context', () => {

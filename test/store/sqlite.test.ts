@@ -1,32 +1,21 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import Database from 'better-sqlite3';
 
 import { SCHEMA_VERSION } from '../../src/store/schema.js';
 import { DATABASE_FILE, openSqliteStore } from '../../src/store/sqlite.js';
+import { freshDataDirs } from '../support/temp-dirs.js';
 import { describeStore, withStore, type StoreBackend } from './store-contract.js';
 
-let root: string;
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'broker-store-test-'));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-
-let dirCounter = 0;
+const freshDir = freshDataDirs('broker-store-test-');
 
 /** One data directory per store; what is at rest is the database file and its WAL. */
 const sqlite: StoreBackend = {
-  fresh: () => {
-    dirCounter += 1;
-    return Promise.resolve(join(root, `data-${dirCounter}`));
-  },
+  fresh: () => Promise.resolve(freshDir()),
   open: (dataDir, encryptionKey) => openSqliteStore({ dataDir, encryptionKey }),
   contentsAtRest: async (dataDir) => {
     const file = await readFile(join(dataDir, DATABASE_FILE));

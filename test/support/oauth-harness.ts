@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -266,6 +267,13 @@ export function authorizeUrl(harness: OAuthHarness, clientId: string, challenge:
     ...extra,
   }).toString();
   return url.href;
+}
+
+/** Follows an authorization request that must stop at the consent page (the client not yet approved); the page's HTML. */
+export async function consentPage(harness: OAuthHarness, browser: TestBrowser, clientId: string, challenge: string): Promise<string> {
+  const arrival = await browser.follow(authorizeUrl(harness, clientId, challenge), CLIENT_REDIRECT);
+  if (arrival.kind !== 'page') assert.fail(`expected the consent page, the browser was sent to ${arrival.url}`);
+  return arrival.html;
 }
 
 /**
