@@ -71,9 +71,16 @@ test('a request in flight on the old child finishes there during a rotation', as
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client } = await broker.connect(user);
+  // The in-flight request waits on the client's answer to the old child's elicitation, so it
+  // stays open exactly as long as the test wants, however slowly the machine runs.
+  let answer: (() => void) | undefined;
+  client.setRequestHandler('elicitation/create', async () => {
+    await new Promise<void>((resolve) => (answer = resolve));
+    return { action: 'accept', content: { answer: 'from-old' } };
+  });
   const oldPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
-  const slow = client.callTool({ name: 'sleep', arguments: { ms: 3000 } });
-  await eventually(() => broker.registry.inflight === 1, 'slow request running');
+  const slow = client.callTool({ name: 'ask', arguments: {} });
+  await eventually(() => answer !== undefined, 'old child asking the client');
   broker.newForgejoToken(user);
   const rotation = broker.registry.rotateUser(user.userId);
   // While the old child drains, new requests already go to the new child.
@@ -81,7 +88,9 @@ test('a request in flight on the old child finishes there during a rotation', as
   const during = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   assert.notEqual(during, oldPid);
   assert.equal(isAlive(oldPid), true);
-  assert.equal(text(await slow), 'slept');
+  // The client's answer still reaches the old child, and its result reaches the client.
+  (answer as () => void)();
+  assert.match(text(await slow), /from-old/);
   await rotation;
   await eventually(() => !isAlive(oldPid), 'old child stopped after draining');
   await client.close();
