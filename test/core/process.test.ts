@@ -31,8 +31,10 @@ function text(result: unknown): string {
 test('SIGTERM: stop accepting, let the running request finish, stop every child, exit 0', async () => {
   const { proc, client } = await startBrokerProcess();
   const childPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
-  const running = client.callTool({ name: 'sleep', arguments: { ms: 700 } });
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  // The child's first progress notification proves the request is running there before SIGTERM.
+  let started: (() => void) | undefined;
+  const running = client.callTool({ name: 'sleep', arguments: { ms: 700 } }, { onprogress: () => started?.() });
+  await new Promise<void>((resolve) => (started = resolve));
   const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   proc.kill('SIGTERM');
   assert.equal(text(await running), 'slept');
