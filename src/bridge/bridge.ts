@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NodeStreamableHTTPServerTransport } from '@modelcontextprotocol/node';
+import { getRequestListener } from '@hono/node-server';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
-import { isJSONRPCNotification, isJSONRPCRequest } from '@modelcontextprotocol/server';
+import { WebStandardStreamableHTTPServerTransport, isJSONRPCNotification, isJSONRPCRequest } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Child } from '../supervisor/child.js';
@@ -10,6 +10,9 @@ import { SessionEventStore } from './event-store.js';
 
 /** What a client is told to wait before reconnecting a lost SSE stream. */
 const SSE_RETRY_MS = 1000;
+
+/** Bodies the HTTP layer already read and parsed, handed to the transport with the request. */
+const parsedBodies = new WeakMap<object, unknown>();
 
 export interface BridgeOptions {
   readonly sessionId: string;
@@ -26,8 +29,22 @@ export interface BridgeOptions {
  * checks, resumption) joined to a ChildChannel on the child side.
  */
 export class SessionBridge {
-  readonly transport: NodeStreamableHTTPServerTransport;
+  readonly transport: WebStandardStreamableHTTPServerTransport;
   readonly channel: ChildChannel;
+  /**
+   * Node request -> Web Request -> transport -> Web Response -> Node response, one
+   * adapter per session. Streamed bodies are marked chunked: otherwise the adapter,
+   * having the SSE priming event but not yet the answer, waits a timer (>= 1 ms) for a
+   * second chunk to compute a Content-Length, on every POST.
+   */
+  private readonly listener = getRequestListener(
+    async (request, env: { incoming: object }) => {
+      const response = await this.transport.handleRequest(request, { parsedBody: parsedBodies.get(env.incoming) });
+      if (response.body !== null && !response.headers.has('content-length')) response.headers.set('transfer-encoding', 'chunked');
+      return response;
+    },
+    { overrideGlobalObjects: false },
+  );
   private outbound: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
@@ -35,7 +52,7 @@ export class SessionBridge {
     child: Child,
     private readonly options: BridgeOptions,
   ) {
-    this.transport = new NodeStreamableHTTPServerTransport({
+    this.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => options.sessionId,
       // Resumability: every SSE event gets an id, and Last-Event-ID replays what a lost stream missed.
       eventStore: new SessionEventStore(),
@@ -66,7 +83,8 @@ export class SessionBridge {
 
   /** Serves one HTTP request of this session. */
   async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
-    await this.transport.handleRequest(req, res, parsedBody);
+    if (parsedBody !== undefined) parsedBodies.set(req, parsedBody);
+    await this.listener(req, res);
   }
 
   /** Ends the session: waiting requests get an error, the child stops, the client's streams end. */

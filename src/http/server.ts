@@ -12,6 +12,9 @@ import { parseJsonBody, readBody } from './body.js';
 import { sendBrokerError, sendJson, sendJsonRpcError } from './errors.js';
 import type { RouteHandler } from './route.js';
 
+/** How long an idle keep-alive connection stays open. */
+const IDLE_CONNECTION_MS = 65_000;
+
 export const MCP_PATH = '/mcp';
 
 /** Request headers a browser client sends to /mcp, for CORS preflights. */
@@ -45,6 +48,10 @@ export class BrokerServer {
   constructor(private readonly options: BrokerServerOptions) {
     this.allowedOrigins = new Set([options.publicUrl.origin, ...options.allowedOrigins]);
     this.server = http.createServer((req, res) => void this.serve(req, res));
+    // Node's 5 s default races clients and proxies that reuse an idle connection just as the
+    // server closes it ("socket hang up"); keep idle connections longer than the usual 60 s
+    // proxy idle timeout, so the client side is always the one to close first.
+    this.server.keepAliveTimeout = IDLE_CONNECTION_MS;
     this.server.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));

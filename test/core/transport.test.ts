@@ -4,7 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, type TestUser } from '../support/broker.js';
+import http from 'node:http';
+import { TestBroker, eventually, type TestUser } from '../support/broker.js';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -172,7 +173,8 @@ test('batches are refused from 2025-06-18 on and served under 2025-03-26', async
 });
 
 test('a child that does not answer in time gets the client a JSON-RPC error, not a hang', async (t) => {
-  const broker = await TestBroker.start({ requestTimeoutMs: 300 });
+  // Long enough that the echo after it is answered in time on a loaded machine.
+  const broker = await TestBroker.start({ requestTimeoutMs: 1500 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
@@ -203,11 +205,10 @@ test('a cancelled request is cancelled at the child and its stream ends', async 
   const { client } = await broker.connect(broker.addUser());
   const controller = new AbortController();
   const call = client.callTool({ name: 'hang', arguments: {} }, { signal: controller.signal });
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await eventually(() => broker.registry.inflight === 1, 'request running');
   controller.abort('changed my mind');
   await assert.rejects(call);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.equal(broker.registry.inflight, 0);
+  await eventually(() => broker.registry.inflight === 0, 'request cancelled at the broker');
   assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'ok' } })), 'ok');
   await client.close();
 });
@@ -246,4 +247,19 @@ test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t
   const final = rest.find((message) => message.id === 21);
   assert.ok(final !== undefined, 'the final response is replayed on the resumed stream');
   assert.match(JSON.stringify(final.result), /slept/);
+});
+
+test('idle keep-alive connections stay open 65 s, past the usual 60 s of proxies, so the client closes first', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const agent = new http.Agent({ keepAlive: true });
+  t.after(() => agent.destroy());
+  const headers = await new Promise<http.IncomingHttpHeaders>((resolve, reject) => {
+    http.get(new URL('/healthz', broker.mcpUrl), { agent }, (res) => {
+      res.resume();
+      resolve(res.headers);
+    }).on('error', reject);
+  });
+  assert.equal(headers.connection, 'keep-alive');
+  assert.equal(headers['keep-alive'], 'timeout=65');
 });

@@ -82,7 +82,8 @@ test('stderr goes to the log line by line, tagged with session and user, token r
 });
 
 test('stop closes stdin first: a well-behaved child exits on its own', async () => {
-  const child = await spawner(`process.stdin.resume(); process.stdin.on('end',()=>process.exit(7));`)(SPEC);
+  // A grace long enough that a loaded machine does not escalate before the child sees EOF.
+  const child = await spawner(`process.stdin.resume(); process.stdin.on('end',()=>process.exit(7));`, capturedLog().log, 10_000)(SPEC);
   const exit = await child.stop();
   assert.deepEqual(exit, { code: 7, signal: null });
 });
