@@ -102,7 +102,7 @@ export function loadConfig(env: Env): Config {
   const forgejo = read(env, 'FORGEJO_URL');
   return {
     forgejoUrl: forgejo === undefined ? undefined : httpUrl('FORGEJO_URL', forgejo),
-    publicUrl: httpUrl('BROKER_PUBLIC_URL', read(env, 'BROKER_PUBLIC_URL') ?? defaultPublic),
+    publicUrl: originUrl('BROKER_PUBLIC_URL', read(env, 'BROKER_PUBLIC_URL') ?? defaultPublic),
     listen,
     dataDir: path.resolve(read(env, 'BROKER_DATA_DIR') ?? './data'),
     databaseUrl: databaseUrl(env),
@@ -220,6 +220,18 @@ function httpUrl(name: string, text: string): URL {
   }
   // One canonical form without a trailing slash, so derived URLs never double it.
   url.pathname = url.pathname.replace(/\/+$/, '');
+  return url;
+}
+
+/**
+ * An http(s) URL that is an origin only: the broker serves `/mcp`, `/oauth/…` and the
+ * well-known documents at the root, and issuer, resource and redirect URIs derive from it.
+ */
+function originUrl(name: string, text: string): URL {
+  const url = httpUrl(name, text);
+  if (url.pathname !== '' && url.pathname !== '/') {
+    throw new ConfigError(name, `"${text}" must be an origin without a path (the broker serves at the root, for example https://mcp.example.org)`);
+  }
   return url;
 }
 

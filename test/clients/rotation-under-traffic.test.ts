@@ -65,15 +65,17 @@ const PAUSE_MS = 50;
  * that; the lifetime only has to outlast a sweep interval plus two rotations
  * (old children keep the previous token until they are swapped out), which
  * on a busy two-core machine take seconds each (14 children to start), and
- * over 20 s when other test files load the machine too: 20 s was seen to fail.
+ * close to 20 s when other test files load the machine too (20 s was seen to
+ * fail then). Any child left behind for longer serves with an expired token,
+ * and its `get_me` fails the test.
  */
-const TOKEN_LIFETIME_SECONDS = 60;
+const TOKEN_LIFETIME_SECONDS = 30;
 const BROKER_ENV = {
   // A rotation of all 14 children takes seconds on two cores; a sweep every 5 s leaves the
   // traffic room between rotations (every 2 s, they run back to back and little else does).
   BROKER_ROTATE_INTERVAL: '5s',
   // Longer than the token lifetime: every sweep refreshes.
-  BROKER_REFRESH_LEAD: '2m',
+  BROKER_REFRESH_LEAD: '1m',
   BROKER_DRAIN_GRACE: '10s',
   BROKER_CHILD_STOP_GRACE: '2s',
 };

@@ -41,6 +41,7 @@ test('every bad value names its variable', () => {
     [{ FORGEJO_URL: 'ftp://forge' }, 'FORGEJO_URL'],
     [{ FORGEJO_URL: 'not a url' }, 'FORGEJO_URL'],
     [{ BROKER_PUBLIC_URL: 'https://broker.example/?x=1' }, 'BROKER_PUBLIC_URL'],
+    [{ BROKER_PUBLIC_URL: 'https://example.org/broker' }, 'BROKER_PUBLIC_URL'],
     [{ BROKER_MAX_SESSIONS: '-1' }, 'BROKER_MAX_SESSIONS'],
     [{ BROKER_MAX_SESSIONS_PER_USER: 'many' }, 'BROKER_MAX_SESSIONS_PER_USER'],
     [{ BROKER_IDLE_TIMEOUT: '15' }, 'BROKER_IDLE_TIMEOUT'],
