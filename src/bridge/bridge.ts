@@ -31,6 +31,8 @@ export interface BridgeOptions {
 export class SessionBridge {
   readonly transport: WebStandardStreamableHTTPServerTransport;
   readonly channel: ChildChannel;
+  /** The SSE events kept for resumption (exposed for inspection). */
+  readonly events = new SessionEventStore();
   /**
    * Node request -> Web Request -> transport -> Web Response -> Node response, one
    * adapter per session. Streamed bodies are marked chunked: otherwise the adapter,
@@ -55,7 +57,7 @@ export class SessionBridge {
     this.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => options.sessionId,
       // Resumability: every SSE event gets an id, and Last-Event-ID replays what a lost stream missed.
-      eventStore: new SessionEventStore(),
+      eventStore: this.events,
       retryInterval: SSE_RETRY_MS,
       onsessionclosed: () => {
         void this.close('client_delete');
@@ -105,7 +107,10 @@ export class SessionBridge {
       this.channel.request(message, {
         notify: (notification) => this.toClient(notification, clientId),
         serverRequest: (request) => this.toClient(request, clientId),
-        respond: (response) => this.toClient(response, undefined),
+        respond: (response, lineLength) => {
+          if (lineLength !== undefined) this.events.hintSize(response, lineLength);
+          this.toClient(response, undefined);
+        },
       });
       return;
     }

@@ -32,8 +32,8 @@ export interface RequestSink {
   notify(notification: JSONRPCNotification): void;
   /** A request the child sent while working on this request (elicitation, sampling, roots); its id is the broker's. */
   serverRequest(request: JSONRPCRequest): void;
-  /** The final answer, under the client's id. */
-  respond(response: ClientResponse): void;
+  /** The final answer, under the client's id; `lineLength` is its size on the child's stdout, when it came from the child. */
+  respond(response: ClientResponse, lineLength?: number): void;
 }
 
 /** A client request in flight through the channel. */
@@ -331,7 +331,7 @@ export class ChildChannel {
 
   private attach(child: Child): Link {
     const link: Link = { child, generation: this.generation++, inflight: 0, retiring: false, drained: undefined };
-    child.onmessage = (message) => this.fromChild(link, message);
+    child.onmessage = (message, lineLength) => this.fromChild(link, message, lineLength);
     void child.exited.then((exit) => this.childExited(link, exit.code, exit.signal));
     return link;
   }
@@ -366,9 +366,9 @@ export class ChildChannel {
     }
   }
 
-  private fromChild(link: Link, message: JSONRPCMessage): void {
+  private fromChild(link: Link, message: JSONRPCMessage, lineLength: number): void {
     if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
-      this.fromChildResponse(link, message);
+      this.fromChildResponse(link, message, lineLength);
       return;
     }
     if (isJSONRPCRequest(message)) {
@@ -383,7 +383,7 @@ export class ChildChannel {
     if (isJSONRPCNotification(message)) this.fromChildNotification(link, message);
   }
 
-  private fromChildResponse(link: Link, message: JSONRPCResultResponse | JSONRPCErrorResponse): void {
+  private fromChildResponse(link: Link, message: JSONRPCResultResponse | JSONRPCErrorResponse, lineLength: number): void {
     const childId = message.id;
     const pending = typeof childId === 'number' ? this.pending.get(childId) : undefined;
     if (typeof childId !== 'number' || pending === undefined || pending.link !== link) {
@@ -392,7 +392,7 @@ export class ChildChannel {
     }
     this.forget(childId, pending);
     if (isJSONRPCResultResponse(message)) this.rememberState(pending, message.result);
-    pending.sink.respond({ ...message, id: pending.clientId });
+    pending.sink.respond({ ...message, id: pending.clientId }, lineLength);
   }
 
   private fromChildNotification(link: Link, notification: JSONRPCNotification): void {

@@ -5,31 +5,71 @@ interface StoredEvent {
   readonly seq: number;
   readonly message: JSONRPCMessage;
   readonly at: number;
+  readonly size: number;
 }
+
+/** What a message of unknown size is counted as: the small ones (progress, logs) are. */
+const ASSUMED_EVENT_SIZE = 1024;
+
+export interface EventStoreLimits {
+  readonly maxEvents: number;
+  readonly maxAgeMs: number;
+  /** Bound on the kept messages' size; a message larger than this alone is sent but not kept. */
+  readonly maxBytes: number;
+}
+
+const DEFAULT_LIMITS: EventStoreLimits = { maxEvents: 256, maxAgeMs: 5 * 60_000, maxBytes: 16 * 1024 * 1024 };
 
 /**
  * One session's SSE events, kept so a client that lost a stream can resume
- * it with `Last-Event-ID` (2025-11-25 resumability). Bounded in count and
- * age: a client that stays away longer re-sends its request instead.
+ * it with `Last-Event-ID` (2025-11-25 resumability). Bounded in count, age
+ * and size (a few large tool results must not pin memory for minutes): a
+ * client that stays away longer re-sends its request instead.
  * Event ids are `<stream>#<sequence>`, so the stream of any id is known.
  */
 export class SessionEventStore implements EventStore {
   private seq = 0;
   private readonly events: StoredEvent[] = [];
+  private bytes = 0;
+  /** Sizes the bridge knows (a child's line length), keyed by the message the transport will store. */
+  private readonly sizeHints = new WeakMap<JSONRPCMessage, number>();
 
   constructor(
-    private readonly maxEvents = 256,
-    private readonly maxAgeMs = 5 * 60_000,
+    private readonly limits: EventStoreLimits = DEFAULT_LIMITS,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Tells the store the size of a message about to be sent, so it is counted as what it is. */
+  hintSize(message: JSONRPCMessage, size: number): void {
+    this.sizeHints.set(message, size);
+  }
+
+  get storedBytes(): number {
+    return this.bytes;
+  }
 
   storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
     const seq = ++this.seq;
     const at = this.now();
-    this.events.push({ streamId, seq, message, at });
+    const size = this.sizeHints.get(message) ?? ASSUMED_EVENT_SIZE;
+    // Too large to keep: the id is still handed out (the event is sent), replay just skips it.
+    if (size <= this.limits.maxBytes) {
+      this.events.push({ streamId, seq, message, at, size });
+      this.bytes += size;
+    }
     let drop = 0;
-    while (drop < this.events.length && (this.events.length - drop > this.maxEvents || (this.events[drop] as StoredEvent).at < at - this.maxAgeMs)) drop++;
-    if (drop > 0) this.events.splice(0, drop);
+    let dropped = 0;
+    while (drop < this.events.length) {
+      const oldest = this.events[drop] as StoredEvent;
+      const overLimit = this.events.length - drop > this.limits.maxEvents || this.bytes - dropped > this.limits.maxBytes;
+      if (!overLimit && oldest.at >= at - this.limits.maxAgeMs) break;
+      dropped += oldest.size;
+      drop++;
+    }
+    if (drop > 0) {
+      this.events.splice(0, drop);
+      this.bytes -= dropped;
+    }
     return Promise.resolve(`${streamId}#${seq}`);
   }
 

@@ -48,7 +48,7 @@ export class ResponseWriter {
   event(message: JSONRPCMessage): void {
     if (this.done) return;
     this.startStream();
-    this.res.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+    this.writeEvent(message);
   }
 
   /** The final message; the response ends with it. */
@@ -57,12 +57,23 @@ export class ResponseWriter {
     this.done = true;
     this.stopKeepAlive();
     if (this.streaming) {
-      this.res.end(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+      this.writeEvent(message);
+      this.res.end();
       return;
     }
     const body = JSON.stringify(message);
     this.res.writeHead(httpStatus, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
     this.res.end(body);
+  }
+
+  /**
+   * The JSON goes out as its own write, not inside one template string: a large
+   * result would otherwise exist twice more (the joined string, flattened, and its bytes).
+   */
+  private writeEvent(message: JSONRPCMessage): void {
+    this.res.write('event: message\ndata: ');
+    this.res.write(JSON.stringify(message));
+    this.res.write('\n\n');
   }
 
   private startStream(): void {

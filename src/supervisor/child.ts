@@ -20,8 +20,11 @@ export interface Child {
   readonly pid: number | undefined;
   /** Writes one message to the child's stdin; false once the child is gone. */
   send(message: JSONRPCMessage): boolean;
-  /** Set by the owner; called for each JSON-RPC message on the child's stdout. */
-  onmessage: ((message: JSONRPCMessage) => void) | undefined;
+  /**
+   * Set by the owner; called for each JSON-RPC message on the child's stdout,
+   * with the length of its line (what the message costs to keep or resend).
+   */
+  onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
   /** Settles once the process has exited (the `done` signal). */
   readonly exited: Promise<ChildExit>;
   /** Close stdin, then SIGTERM, then SIGKILL; idempotent; resolves when the process is gone. */
@@ -56,7 +59,7 @@ export function processSpawner(options: ProcessSpawnOptions): SpawnFunc {
 }
 
 class ProcessChild implements Child {
-  onmessage: ((message: JSONRPCMessage) => void) | undefined;
+  onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
   readonly exited: Promise<ChildExit>;
   private exitInfo: ChildExit | undefined;
   private stopping: Promise<ChildExit> | undefined;
@@ -179,7 +182,7 @@ class ProcessChild implements Child {
       this.log.warn({ event: 'child_stdout_not_jsonrpc' }, 'child wrote JSON that is not JSON-RPC 2.0; dropped');
       return;
     }
-    this.onmessage?.(message);
+    this.onmessage?.(message, line.length);
   }
 }
 

@@ -82,3 +82,12 @@ test('the line splitter joins a line split over many chunks and refuses an overs
   assert.deepEqual(lines, ['{"a":1}', '{"b":2}', '{"c":3}', 'ok']);
   assert.equal(overflows, 1);
 });
+
+test('the line splitter keeps a UTF-8 character cut between two chunks whole', () => {
+  const lines: string[] = [];
+  const splitter = new LineSplitter(64, (line) => lines.push(line), () => assert.fail('no overflow'));
+  const bytes = Buffer.from('{"t":"é€😀"}\n{"u":"ü"}');
+  for (let i = 0; i < bytes.length; i++) splitter.push(bytes.subarray(i, i + 1));
+  splitter.flush();
+  assert.deepEqual(lines, ['{"t":"é€😀"}', '{"u":"ü"}']);
+});

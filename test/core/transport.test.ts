@@ -263,3 +263,14 @@ test('idle keep-alive connections stay open 65 s, past the usual 60 s of proxies
   assert.equal(headers.connection, 'keep-alive');
   assert.equal(headers['keep-alive'], 'timeout=65');
 });
+
+test('a large result is kept for resumption at its real size, so the store\'s byte budget applies to it', async (t) => {
+  const broker = await TestBroker.start();
+  t.after(() => broker.close());
+  const { client, transport } = await broker.connect(broker.addUser());
+  const bytes = 3 * 1024 * 1024;
+  assert.equal(text(await client.callTool({ name: 'big', arguments: { bytes } })).length, bytes);
+  const stored = broker.registry.bridgeOf(transport.sessionId as string)?.events.storedBytes ?? 0;
+  assert.ok(stored > bytes && stored < bytes + 64 * 1024, `stored ${stored} bytes`);
+  await client.close();
+});

@@ -1,0 +1,75 @@
+/**
+ * The legacy session's SSE event store: what a client that lost a stream gets
+ * back with Last-Event-ID, and the bounds that keep it from pinning memory.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { JSONRPCMessage } from '@modelcontextprotocol/server';
+import { SessionEventStore } from '../../src/bridge/event-store.js';
+
+function note(n: number): JSONRPCMessage {
+  return { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: n } };
+}
+
+function result(id: number): JSONRPCMessage {
+  return { jsonrpc: '2.0', id, result: { content: [] } };
+}
+
+async function replay(store: SessionEventStore, lastEventId: string): Promise<unknown[]> {
+  const sent: unknown[] = [];
+  await store.replayEventsAfter(lastEventId, {
+    send: (_id, message) => {
+      sent.push('method' in message ? (message.params as { data: number }).data : (message as { id: number }).id);
+      return Promise.resolve();
+    },
+  });
+  return sent;
+}
+
+test('replays the events of the lost stream after the given id, and nothing of other streams', async () => {
+  const store = new SessionEventStore();
+  const first = await store.storeEvent('a', note(1));
+  await store.storeEvent('b', note(100));
+  await store.storeEvent('a', note(2));
+  await store.storeEvent('a', result(7));
+  assert.deepEqual(await replay(store, first), [2, 7]);
+  assert.equal(await store.getStreamIdForEventId(first), 'a');
+});
+
+test('keeps at most maxEvents, the newest', async () => {
+  const store = new SessionEventStore({ maxEvents: 2, maxAgeMs: 60_000, maxBytes: 1 << 20 });
+  const first = await store.storeEvent('a', note(1));
+  await store.storeEvent('a', note(2));
+  await store.storeEvent('a', note(3));
+  assert.deepEqual(await replay(store, first), [2, 3]);
+});
+
+test('forgets events older than maxAgeMs', async () => {
+  let now = 0;
+  const store = new SessionEventStore({ maxEvents: 100, maxAgeMs: 1_000, maxBytes: 1 << 20 }, () => now);
+  const first = await store.storeEvent('a', note(1));
+  await store.storeEvent('a', note(2));
+  now = 5_000;
+  await store.storeEvent('a', note(3));
+  assert.deepEqual(await replay(store, first), [3]);
+});
+
+test('large results count at their size: the oldest go first, one larger than the whole budget is sent but not kept', async () => {
+  const store = new SessionEventStore({ maxEvents: 100, maxAgeMs: 60_000, maxBytes: 10_000 });
+  const first = await store.storeEvent('a', note(0));
+  for (const [id, size] of [[1, 4_000], [2, 4_000], [3, 4_000]] as const) {
+    const message = result(id);
+    store.hintSize(message, size);
+    await store.storeEvent('a', message);
+  }
+  // 1 KiB assumed for the notification, 12 KB of results: the notification and result 1 went.
+  assert.deepEqual(await replay(store, first), [2, 3]);
+  assert.equal(store.storedBytes, 8_000);
+
+  const huge = result(4);
+  store.hintSize(huge, 50_000);
+  const hugeId = await store.storeEvent('a', huge);
+  assert.match(hugeId, /^a#\d+$/);
+  assert.deepEqual(await replay(store, first), [2, 3]);
+  assert.equal(store.storedBytes, 8_000);
+});
