@@ -67,13 +67,15 @@ export class ResponseWriter {
   }
 
   /**
-   * The JSON goes out as its own write, not inside one template string: a large
-   * result would otherwise exist twice more (the joined string, flattened, and its bytes).
+   * The JSON is its own write, not part of one template string that a large result
+   * would be flattened into; corked, so the three writes leave as one.
    */
   private writeEvent(message: JSONRPCMessage): void {
+    this.res.cork();
     this.res.write('event: message\ndata: ');
     this.res.write(JSON.stringify(message));
     this.res.write('\n\n');
+    this.res.uncork();
   }
 
   private startStream(): void {
