@@ -67,6 +67,11 @@ const MODERN_CHILD_CAPABILITIES = { elicitation: { form: {}, url: {} }, sampling
 export class SessionRegistry {
   private readonly sessions = new Map<string, Session>();
   private readonly userChannels = new Map<string, UserChannel>();
+  /**
+   * Rotations that collected a user's channels to move, per user. A channel that
+   * was starting meanwhile was not among them, and may hold the token they replaced.
+   */
+  private readonly rotationsCollected = new Map<string, number>();
   private readonly startingUserChannels = new Map<string, Promise<UserChannel>>();
   private readonly sessionsByUser = new Map<string, Set<string>>();
   /** Sessions being spawned, counted against the caps so a burst cannot overshoot them. */
@@ -186,6 +191,7 @@ export class SessionRegistry {
   private async spawnSession(principal: Principal): Promise<Session> {
     const sessionId = newSessionId();
     const log = this.options.log.child({ sessionId, user: principal.forgejoLogin });
+    const rotationsBefore = this.rotationsCollected.get(principal.userId) ?? 0;
     const { child, fingerprint: tokenFingerprint } = await this.spawnChild(sessionId, principal);
     const bridge = new SessionBridge(child, {
       sessionId,
@@ -213,7 +219,13 @@ export class SessionRegistry {
     log.info({ event: 'session_started', clientId: principal.clientId, pid: child.pid }, 'session started');
     this.options.events?.sessionStarted('legacy');
     if (this.stopped) await bridge.close('broker_stopping');
+    else this.catchUpRotations(principal.userId, rotationsBefore);
     return session;
+  }
+
+  /** Rotates a user again if a rotation began while one of their channels was starting. */
+  private catchUpRotations(userId: string, rotationsBefore: number): void {
+    if ((this.rotationsCollected.get(userId) ?? 0) !== rotationsBefore) void this.rotateUser(userId);
   }
 
   private remove(sessionId: string): void {
@@ -293,6 +305,8 @@ export class SessionRegistry {
       return;
     }
     const target = fingerprint(access.accessToken);
+    // Counted where the channels to move are collected: one that registers later missed this rotation.
+    this.rotationsCollected.set(userId, (this.rotationsCollected.get(userId) ?? 0) + 1);
     const entries: [string, ChannelEntry][] = this.sessionIdsOf(userId).flatMap((sessionId) => {
       const session = this.sessions.get(sessionId);
       return session === undefined ? [] : [[sessionId, session] as [string, ChannelEntry]];
@@ -372,6 +386,7 @@ export class SessionRegistry {
     const name = `modern:${principal.userId}`;
     const log = this.options.log.child({ sessionId: name, user: principal.forgejoLogin });
     let user: UserChannel | undefined;
+    const rotationsBefore = this.rotationsCollected.get(principal.userId) ?? 0;
     try {
       const { child, fingerprint: tokenFingerprint } = await this.spawnChild(name, principal);
       const channel = new ChildChannel(child, {
@@ -412,6 +427,7 @@ export class SessionRegistry {
         throw new BrokerError('unavailable', 'The broker is shutting down');
       }
       this.userChannels.set(principal.userId, user);
+      this.catchUpRotations(principal.userId, rotationsBefore);
       log.info({ event: 'user_channel_started', pid: child.pid, clientId: principal.clientId }, 'modern channel started');
       this.options.events?.sessionStarted('modern');
       return user;

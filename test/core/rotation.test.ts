@@ -234,3 +234,27 @@ test('state the client set is replayed to the new child: log level and resource 
   assert.equal(await updated, 'forgejo://version');
   await client.close();
 });
+
+test('a session whose child was starting while a rotation ran is moved to the new token once it is up', async (t) => {
+  let release: (() => void) | undefined;
+  let spawns = 0;
+  const broker = await TestBroker.start({
+    wrapSpawn: (spawn) => async (spec) => {
+      // The session's own child starts only when the test lets it, after the rotation ran.
+      if (++spawns === 1) await new Promise<void>((resolve) => (release = resolve));
+      return spawn(spec);
+    },
+  });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const connecting = broker.connect(user);
+  await eventually(() => release !== undefined, 'session child starting');
+  const token = broker.newForgejoToken(user);
+  // Nothing to move yet: the starting session is not registered.
+  await broker.registry.rotateUser(user.userId);
+  (release as () => void)();
+  const { client } = await connecting;
+  // The registry notices the rotation it missed and moves the new session too.
+  await eventually(async () => text(await client.callTool({ name: 'token_fingerprint', arguments: {} })) === fingerprint(token), 'session on the new token');
+  await client.close();
+});
