@@ -223,7 +223,7 @@ export class SessionRegistry {
     return session;
   }
 
-  /** Rotates a user again if a rotation began while one of their channels was starting. */
+  /** Rotates a user again if a rotation collected their channels while this one was starting. */
   private catchUpRotations(userId: string, rotationsBefore: number): void {
     if ((this.rotationsCollected.get(userId) ?? 0) !== rotationsBefore) void this.rotateUser(userId);
   }
