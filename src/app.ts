@@ -134,6 +134,8 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     refreshGraceMs: signIn.refreshGraceMs,
     unusedClientTtlMs: signIn.unusedClientTtlMs,
     cimd: { allowPrivateNetwork: signIn.cimdAllowPrivate },
+    metadataDocuments: signIn.metadataDocuments,
+    maxUnusedClients: signIn.maxUnusedClients,
     rateLimit: { burst: Math.max(10, Math.ceil(signIn.rateLimitPerMinute / 2)), perMinute: signIn.rateLimitPerMinute },
   });
   let broker: RunningBroker;

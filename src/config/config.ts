@@ -45,12 +45,19 @@ export interface SignInConfig {
   readonly encryptionKey: string | undefined;
   readonly accessTokenTtlMs: number;
   readonly refreshTokenTtlMs: number;
-  /** A client repeating a refresh within this window gets the same pair; 0 disables. */
+  /**
+   * How long a rotated refresh token still yields its successor while the
+   * successor is unused (a lost response, a sibling process); 0 disables.
+   */
   readonly refreshGraceMs: number;
   /** Registered clients that never completed a sign-in are removed after this long. */
   readonly unusedClientTtlMs: number;
   /** Development only: client metadata documents on loopback and private addresses, over http. */
   readonly cimdAllowPrivate: boolean;
+  /** BROKER_CIMD: Client ID Metadata Documents advertised and accepted; off sends clients to registration. */
+  readonly metadataDocuments: boolean;
+  /** Registered clients that never completed a sign-in, at most; 0 for no limit. */
+  readonly maxUnusedClients: number;
   /** Requests per minute per client address on each authorization endpoint group. */
   readonly rateLimitPerMinute: number;
 }
@@ -121,18 +128,26 @@ export function loadConfig(env: Env): Config {
     childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
     maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
     logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
-    signIn: {
-      forgejoClientId: read(env, 'FORGEJO_CLIENT_ID'),
-      forgejoClientSecret: read(env, 'FORGEJO_CLIENT_SECRET'),
-      forgejoScopes: env.FORGEJO_SCOPES?.trim() ?? '',
-      encryptionKey: read(env, 'BROKER_ENCRYPTION_KEY'),
-      accessTokenTtlMs: duration(env, 'BROKER_ACCESS_TOKEN_TTL', '1h'),
-      refreshTokenTtlMs: duration(env, 'BROKER_REFRESH_TOKEN_TTL', '720h'),
-      refreshGraceMs: duration(env, 'BROKER_REFRESH_GRACE', '10s', true),
-      unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL', '24h'),
-      cimdAllowPrivate: flag(env, 'BROKER_CIMD_ALLOW_PRIVATE'),
-      rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
-    },
+    signIn: signInConfig(env),
+  };
+}
+
+function signInConfig(env: Env): SignInConfig {
+  const refreshTokenTtlMs = duration(env, 'BROKER_REFRESH_TOKEN_TTL', '720h');
+  return {
+    forgejoClientId: read(env, 'FORGEJO_CLIENT_ID'),
+    forgejoClientSecret: read(env, 'FORGEJO_CLIENT_SECRET'),
+    forgejoScopes: env.FORGEJO_SCOPES?.trim() ?? '',
+    encryptionKey: read(env, 'BROKER_ENCRYPTION_KEY'),
+    accessTokenTtlMs: duration(env, 'BROKER_ACCESS_TOKEN_TTL', '1h'),
+    refreshTokenTtlMs,
+    // Unset: as long as a refresh token lives, so an unused successor is always handed to a sibling.
+    refreshGraceMs: read(env, 'BROKER_REFRESH_GRACE') === undefined ? refreshTokenTtlMs : duration(env, 'BROKER_REFRESH_GRACE', '0', true),
+    unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL', '24h'),
+    cimdAllowPrivate: flag(env, 'BROKER_CIMD_ALLOW_PRIVATE'),
+    metadataDocuments: onOff(env, 'BROKER_CIMD', true),
+    maxUnusedClients: count(env, 'BROKER_MAX_UNUSED_CLIENTS', 10_000),
+    rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
   };
 }
 
@@ -172,6 +187,14 @@ function flag(env: Env, name: string): boolean {
   if (text === undefined || text === 'false' || text === '0' || text === 'no') return false;
   if (text === 'true' || text === '1' || text === 'yes') return true;
   throw new ConfigError(name, `"${text}" is not true or false`);
+}
+
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const text = read(env, name)?.toLowerCase();
+  if (text === undefined) return fallback;
+  if (text === 'on') return true;
+  if (text === 'off') return false;
+  return flag(env, name);
 }
 
 function read(env: Env, name: string): string | undefined {

@@ -305,12 +305,7 @@ export class AuthorizationFlow {
     // An absent method means plain (RFC 7636 §4.3), which OAuth 2.1 and MCP do not allow.
     if (method !== 'S256') throw new OAuthError('invalid_request', 'code_challenge_method must be S256');
     if (!isS256Challenge(codeChallenge)) throw new OAuthError('invalid_request', 'code_challenge is not an S256 challenge');
-    const resources = params.getAll('resource');
-    if (resources.length > 1) throw new OAuthError('invalid_target', 'only one resource may be requested');
-    const resource = resources[0];
-    if (resource !== undefined && !sameResource(resource, this.#context.resource)) {
-      throw new OAuthError('invalid_target', `resource must be ${this.#context.resource}`);
-    }
+    checkResource(params, this.#context.resource);
     return { codeChallenge, resource: this.#context.resource, scope: singleParam(params, 'scope') ?? null };
   }
 
@@ -349,6 +344,17 @@ export class AuthorizationFlow {
     const createdAt = now();
     await store.signIns.create({ tokenHash: sha256Hex(token), userId, createdAt, expiresAt: createdAt + lifetimes.signInMs });
     return [serializeCookie(cookies.signIn, token, { secure: cookies.secure, maxAge: Math.floor(lifetimes.signInMs / 1000) })];
+  }
+}
+
+/**
+ * RFC 8707 `resource` parameters, each naming the one resource there is:
+ * absent is fine, and the same resource given twice (Codex with
+ * `--oauth-resource` sends it so) is one resource.
+ */
+export function checkResource(params: URLSearchParams, resource: string): void {
+  for (const presented of params.getAll('resource')) {
+    if (presented !== '' && !sameResource(presented, resource)) throw new OAuthError('invalid_target', `resource must be ${resource}`);
   }
 }
 

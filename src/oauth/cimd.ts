@@ -3,8 +3,15 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 
+import {
+  METADATA_LIMITS,
+  boundedRedirectUriProblem,
+  displayString,
+  grantTypesProblem,
+  isStringArray,
+  responseTypesProblem,
+} from './client-metadata.js';
 import { OAuthError } from './errors.js';
-import { redirectUriProblem } from './redirect-uri.js';
 
 /**
  * OAuth Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document):
@@ -24,6 +31,15 @@ export interface CimdOptions {
   /** Upper bound on any freshness the response asks for. */
   readonly maxCacheMs: number;
   readonly maxCacheEntries: number;
+  /**
+   * How long the last good copy is still used when fetching a fresh one
+   * fails: hosted clients' documents sit behind CDNs that now and then
+   * answer servers with 403 or time out, and one bad minute at the CDN must
+   * not lock every user of that client out.
+   */
+  readonly maxStaleMs: number;
+  /** Sent as User-Agent, so the client's operators can tell who fetches their document. */
+  readonly userAgent: string;
 }
 
 export const DEFAULT_CIMD_OPTIONS: CimdOptions = {
@@ -33,7 +49,15 @@ export const DEFAULT_CIMD_OPTIONS: CimdOptions = {
   defaultCacheMs: 5 * 60_000,
   maxCacheMs: 24 * 3_600_000,
   maxCacheEntries: 1000,
+  maxStaleMs: 7 * 24 * 3_600_000,
+  userAgent: 'forgejo-mcp-broker (client metadata fetch)',
 };
+
+/** Where a client's public keys for private_key_jwt come from. */
+export type ClientKeySource = { readonly jwksUri: string } | { readonly jwks: Readonly<Record<string, unknown>> };
+
+/** The token endpoint auth methods a metadata document can name: shared secrets are forbidden by the draft. */
+export type DocumentAuthMethod = 'none' | 'private_key_jwt';
 
 /** What a metadata document tells the broker, after validation. */
 export interface ClientMetadataDocument {
@@ -41,25 +65,37 @@ export interface ClientMetadataDocument {
   readonly clientName: string;
   readonly clientUri: string | null;
   readonly redirectUris: readonly string[];
-  readonly grantTypes: readonly string[];
+  /** The methods the client may use at the token endpoint, of those the broker has. */
+  readonly authMethods: readonly DocumentAuthMethod[];
+  /** For private_key_jwt; null when the document names no keys. */
+  readonly keys: ClientKeySource | null;
+  /** `token_endpoint_auth_signing_alg`, when the document pins one. */
+  readonly signingAlg: string | null;
 }
-
-const ALLOWED_GRANT_TYPES = new Set(['authorization_code', 'refresh_token']);
 
 /** True when the client_id is meant as a metadata document URL. */
 export function isMetadataDocumentClientId(clientId: string, allowPrivateNetwork: boolean): boolean {
   return clientId.startsWith('https://') || (allowPrivateNetwork && clientId.startsWith('http://'));
 }
 
+interface CachedDocument {
+  readonly document: ClientMetadataDocument;
+  readonly freshUntil: number;
+  readonly fetchedAt: number;
+}
+
 export class ClientMetadataDocuments {
   readonly #options: CimdOptions;
   readonly #now: () => number;
-  readonly #cache = new Map<string, { readonly document: ClientMetadataDocument; readonly freshUntil: number }>();
+  readonly #onStale: (clientId: string, reason: string) => void;
+  readonly #cache = new Map<string, CachedDocument>();
   readonly #inflight = new Map<string, Promise<ClientMetadataDocument>>();
 
-  constructor(options: CimdOptions, now: () => number) {
+  /** `onStale` hears of every time a last good copy stood in for a failed fetch. */
+  constructor(options: CimdOptions, now: () => number, onStale: (clientId: string, reason: string) => void = () => undefined) {
     this.#options = options;
     this.#now = now;
+    this.#onStale = onStale;
   }
 
   /** The validated document; rejects with `invalid_client` saying what is wrong. */
@@ -68,24 +104,38 @@ export class ClientMetadataDocuments {
     if (cached !== undefined && cached.freshUntil > this.#now()) return Promise.resolve(cached.document);
     let inflight = this.#inflight.get(clientId);
     if (inflight === undefined) {
-      inflight = this.#fetchAndValidate(clientId).finally(() => this.#inflight.delete(clientId));
+      inflight = this.#refresh(clientId, cached).finally(() => this.#inflight.delete(clientId));
       this.#inflight.set(clientId, inflight);
     }
     return inflight;
   }
 
+  async #refresh(clientId: string, cached: CachedDocument | undefined): Promise<ClientMetadataDocument> {
+    try {
+      return await this.#fetchAndValidate(clientId);
+    } catch (error) {
+      // A document that is no longer valid is not served stale: only a failure to fetch is bridged.
+      if (error instanceof FetchFailed && cached !== undefined && this.#now() - cached.fetchedAt <= this.#options.maxStaleMs) {
+        this.#onStale(clientId, error.message);
+        return cached.document;
+      }
+      throw error;
+    }
+  }
+
   async #fetchAndValidate(clientId: string): Promise<ClientMetadataDocument> {
     const url = this.#checkClientIdUrl(clientId);
-    const fetched = await fetchLimited(url, this.#options);
+    const fetched = await fetchJson(url, this.#options, this.#options.maxBytes, 'client metadata document');
     const document = validateDocument(clientId, fetched.body);
-    const freshFor = freshnessMs(fetched.cacheControl, this.#options);
+    const cacheControl = parseCacheControl(fetched.cacheControl);
     this.#cache.delete(clientId);
-    if (freshFor > 0) {
+    if (!cacheControl.noStore) {
       if (this.#cache.size >= this.#options.maxCacheEntries) {
         const oldest = this.#cache.keys().next();
         if (oldest.done !== true) this.#cache.delete(oldest.value);
       }
-      this.#cache.set(clientId, { document, freshUntil: this.#now() + freshFor });
+      const at = this.#now();
+      this.#cache.set(clientId, { document, freshUntil: at + freshnessMs(cacheControl, this.#options), fetchedAt: at });
     }
     return document;
   }
@@ -178,22 +228,35 @@ function publicOnlyLookup(allowPrivateNetwork: boolean): LookupFunction {
   };
 }
 
-function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> {
+/** The document could not be had (network, timeout, status): unlike an invalid one, a last good copy may stand in. */
+class FetchFailed extends OAuthError {
+  constructor(description: string, cause?: unknown) {
+    super('invalid_client', description, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
+ * GETs a small JSON document from a URL anyone could have named: public
+ * addresses only (unless allowed), no redirects (the document must live at
+ * the URL itself), bounded in time and size. Any media type is read, since
+ * the JSON is validated anyway and CDNs label it variously.
+ */
+export function fetchJson(url: URL, options: CimdOptions, maxBytes: number, what: string): Promise<FetchedDocument> {
   // An IP literal host skips DNS, so check it here.
   const literal = url.hostname.replace(/^\[|\]$/g, '');
   if (!options.allowPrivateNetwork && isIP(literal) !== 0 && !isPublicAddress(literal)) {
-    return Promise.reject(new OAuthError('invalid_client', 'client_id URL names a non-public address'));
+    return Promise.reject(new OAuthError('invalid_client', `${what} URL names a non-public address`));
   }
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const fail = (description: string): void => {
       clearTimeout(deadline);
       request.destroy();
-      reject(new OAuthError('invalid_client', `client metadata document: ${description}`));
+      reject(new FetchFailed(`${what}: ${description}`));
     };
     const request = send(url, {
       method: 'GET',
-      headers: { accept: 'application/json' },
+      headers: { accept: 'application/json', 'user-agent': options.userAgent },
       lookup: publicOnlyLookup(options.allowPrivateNetwork),
       timeout: options.timeoutMs,
     });
@@ -201,45 +264,36 @@ function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> 
     request.on('timeout', () => fail('timed out'));
     request.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(deadline);
-      reject(
-        new OAuthError(
-          'invalid_client',
-          error.code === 'ENOTPUBLIC' ? 'client_id URL names a non-public address' : 'client metadata document could not be fetched',
-          { cause: error },
-        ),
-      );
+      if (error.code === 'ENOTPUBLIC') reject(new OAuthError('invalid_client', `${what} URL names a non-public address`));
+      else reject(new FetchFailed(`${what} could not be fetched`, error));
     });
     request.on('response', (response: IncomingMessage) => {
       if (response.statusCode !== 200) {
-        // Redirects are not followed: the document must live at the client_id URL itself.
         fail(`answered HTTP ${response.statusCode ?? 0}`);
-        return;
-      }
-      const type = (response.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-      if (type !== 'application/json') {
-        fail('is not application/json');
         return;
       }
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > options.maxBytes) {
-          fail(`larger than ${options.maxBytes} bytes`);
+        if (size > maxBytes) {
+          clearTimeout(deadline);
+          request.destroy();
+          reject(new OAuthError('invalid_client', `${what}: larger than ${maxBytes} bytes`));
           return;
         }
         chunks.push(chunk);
       });
       response.on('end', () => {
         clearTimeout(deadline);
-        if (size > options.maxBytes) return;
+        if (size > maxBytes) return;
         try {
           resolve({
             body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown,
             cacheControl: response.headers['cache-control'],
           });
         } catch {
-          reject(new OAuthError('invalid_client', 'client metadata document is not valid JSON'));
+          reject(new OAuthError('invalid_client', `${what} is not valid JSON`));
         }
       });
       response.on('error', () => fail('response failed'));
@@ -248,49 +302,102 @@ function fetchLimited(url: URL, options: CimdOptions): Promise<FetchedDocument> 
   });
 }
 
-/** Freshness from Cache-Control (RFC 9111 §5.2.2): no-store and no-cache mean none; max-age is bounded. */
-function freshnessMs(cacheControl: string | undefined, options: CimdOptions): number {
-  if (cacheControl === undefined) return options.defaultCacheMs;
-  const directives = cacheControl.toLowerCase().split(',').map((part) => part.trim());
-  if (directives.some((directive) => directive === 'no-store' || directive === 'no-cache')) return 0;
-  const maxAge = directives.find((directive) => directive.startsWith('max-age='));
-  if (maxAge === undefined) return options.defaultCacheMs;
-  const seconds = Number(maxAge.slice('max-age='.length));
-  if (!Number.isFinite(seconds) || seconds < 0) return 0;
-  return Math.min(seconds * 1000, options.maxCacheMs);
+interface CacheControl {
+  readonly noStore: boolean;
+  /** no-cache: may be kept (as a fallback) but must be fetched again before use. */
+  readonly noCache: boolean;
+  readonly maxAgeSeconds: number | undefined;
 }
 
+/** RFC 9111 §5.2.2, the directives that matter to a private cache of JSON documents. */
+export function parseCacheControl(header: string | undefined): CacheControl {
+  const directives = (header ?? '').toLowerCase().split(',').map((part) => part.trim());
+  const maxAge = directives.find((directive) => directive.startsWith('max-age='));
+  const seconds = maxAge === undefined ? undefined : Number(maxAge.slice('max-age='.length));
+  return {
+    noStore: directives.includes('no-store'),
+    noCache: directives.includes('no-cache'),
+    maxAgeSeconds: seconds === undefined ? undefined : Number.isFinite(seconds) && seconds >= 0 ? seconds : 0,
+  };
+}
+
+/** Freshness from Cache-Control: none for no-cache; max-age bounded; the default when the response says nothing. */
+export function freshnessMs(cacheControl: CacheControl, options: CimdOptions): number {
+  if (cacheControl.noCache || cacheControl.noStore) return 0;
+  if (cacheControl.maxAgeSeconds === undefined) return options.defaultCacheMs;
+  return Math.min(cacheControl.maxAgeSeconds * 1000, options.maxCacheMs);
+}
+
+/**
+ * The draft's required members, checked strictly; everything a hosted client
+ * adds for other servers (jwt-bearer or device_code grants, a second auth
+ * method, scope, logo_uri…) ignored rather than refused.
+ */
 function validateDocument(clientId: string, body: unknown): ClientMetadataDocument {
   const invalid = (description: string): OAuthError => new OAuthError('invalid_client', `client metadata document: ${description}`);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('not a JSON object');
   const doc = body as Record<string, unknown>;
   if (doc.client_id !== clientId) throw invalid('client_id does not match the document URL');
-  if (typeof doc.client_name !== 'string' || doc.client_name.trim() === '') throw invalid('client_name is required');
+  const clientName = displayString(doc.client_name, METADATA_LIMITS.clientName);
+  if (clientName === null) throw invalid('client_name is required');
   if ('client_secret' in doc || 'client_secret_expires_at' in doc) throw invalid('must not contain a client secret');
-  const method = doc.token_endpoint_auth_method ?? 'none';
-  // private_key_jwt is allowed by the draft but not supported here; shared secrets are forbidden by it.
-  if (method !== 'none') throw invalid('token_endpoint_auth_method must be none');
-  const redirectUris = doc.redirect_uris;
-  if (!Array.isArray(redirectUris) || redirectUris.length === 0 || !redirectUris.every((uri) => typeof uri === 'string')) {
-    throw invalid('redirect_uris must be a non-empty array of strings');
+  if (!isStringArray(doc.redirect_uris) || doc.redirect_uris.length === 0) throw invalid('redirect_uris must be a non-empty array of strings');
+  // Entries the broker could never redirect to are dropped; the document is refused only if none is left.
+  const redirectUris = [...new Set(doc.redirect_uris)].filter((uri) => boundedRedirectUriProblem(uri) === undefined);
+  if (redirectUris.length === 0) {
+    const first = doc.redirect_uris[0] ?? '';
+    throw invalid(`no usable redirect URI (${first.slice(0, 100)}: ${boundedRedirectUriProblem(first) ?? 'unusable'})`);
   }
-  for (const uri of redirectUris) {
-    const problem = redirectUriProblem(uri);
-    if (problem !== undefined) throw invalid(`redirect URI ${uri}: ${problem}`);
-  }
-  const grantTypes = doc.grant_types ?? ['authorization_code'];
-  if (!Array.isArray(grantTypes) || !grantTypes.every((type) => typeof type === 'string' && ALLOWED_GRANT_TYPES.has(type))) {
-    throw invalid('grant_types may hold only authorization_code and refresh_token');
-  }
-  const responseTypes = doc.response_types ?? ['code'];
-  if (!Array.isArray(responseTypes) || !responseTypes.every((type) => type === 'code')) {
-    throw invalid('response_types may hold only code');
-  }
+  const grantProblem = grantTypesProblem(doc.grant_types);
+  if (grantProblem !== undefined) throw invalid(grantProblem);
+  const responseProblem = responseTypesProblem(doc.response_types);
+  if (responseProblem !== undefined) throw invalid(responseProblem);
+  const keys = keySource(doc, invalid);
+  const authMethods = documentAuthMethods(doc, keys, invalid);
+  const clientUri = displayString(doc.client_uri, METADATA_LIMITS.clientUri);
   return {
     clientId,
-    clientName: doc.client_name.trim().slice(0, 200),
-    clientUri: typeof doc.client_uri === 'string' ? doc.client_uri : null,
-    redirectUris: redirectUris,
-    grantTypes: grantTypes as string[],
+    clientName,
+    clientUri: clientUri !== null && /^https?:\/\//i.test(clientUri) ? clientUri : null,
+    redirectUris,
+    authMethods,
+    keys,
+    signingAlg: typeof doc.token_endpoint_auth_signing_alg === 'string' ? doc.token_endpoint_auth_signing_alg : null,
   };
+}
+
+/** `jwks_uri` (https, or http when private networks are allowed, checked again when fetched) or an inline `jwks`. */
+function keySource(doc: Record<string, unknown>, invalid: (description: string) => OAuthError): ClientKeySource | null {
+  if (typeof doc.jwks_uri === 'string') {
+    if (!/^https?:\/\//i.test(doc.jwks_uri)) throw invalid('jwks_uri must be an https URL');
+    return { jwksUri: doc.jwks_uri };
+  }
+  const jwks = doc.jwks;
+  if (typeof jwks === 'object' && jwks !== null && !Array.isArray(jwks) && Array.isArray((jwks as Record<string, unknown>).keys)) {
+    return { jwks: jwks as Record<string, unknown> };
+  }
+  return null;
+}
+
+/**
+ * The token endpoint auth methods this client may use. A document names
+ * one (`token_endpoint_auth_method`, default none) or offers a choice
+ * (`token_endpoint_auth_methods_supported`, as ChatGPT's does); the broker
+ * keeps those it has: none, and private_key_jwt when keys are published.
+ * Declaring private_key_jwt alone makes the client confidential: the draft
+ * then requires its assertion, so it is never quietly downgraded to none.
+ */
+function documentAuthMethods(
+  doc: Record<string, unknown>,
+  keys: ClientKeySource | null,
+  invalid: (description: string) => OAuthError,
+): DocumentAuthMethod[] {
+  const offered = isStringArray(doc.token_endpoint_auth_methods_supported)
+    ? doc.token_endpoint_auth_methods_supported
+    : [typeof doc.token_endpoint_auth_method === 'string' ? doc.token_endpoint_auth_method : 'none'];
+  const usable = offered.filter((method): method is DocumentAuthMethod => method === 'none' || (method === 'private_key_jwt' && keys !== null));
+  if (usable.length > 0) return [...new Set(usable)];
+  if (offered.includes('private_key_jwt')) throw invalid('private_key_jwt needs jwks_uri or jwks');
+  if (offered.some((method) => method.startsWith('client_secret'))) throw invalid('a metadata document cannot use a shared secret');
+  throw invalid(`token_endpoint_auth_method ${offered.join(', ')} is not supported (none or private_key_jwt)`);
 }

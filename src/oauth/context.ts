@@ -1,5 +1,6 @@
 import type { Logger } from '../log/logger.js';
 import type { ForgejoTokens, Store, User } from '../store/store.js';
+import type { ClientAssertionVerifier } from './client-assertion.js';
 import type { ClientDirectory } from './clients.js';
 
 /** Paths of the broker's own OAuth endpoints. */
@@ -74,7 +75,9 @@ export interface OAuthContext {
   readonly logger: Logger;
   readonly now: () => number;
   readonly lifetimes: OAuthLifetimes;
-  /** How long a rotated refresh token still yields the pair issued for it; 0 disables. */
+  /** How long a rotated refresh token still yields its successor while that is unused; 0 disables. */
   readonly refreshGraceMs: number;
+  /** Verifies private_key_jwt client assertions. */
+  readonly assertions: ClientAssertionVerifier;
   readonly cookies: CookieNames;
 }

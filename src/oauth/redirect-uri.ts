@@ -53,13 +53,17 @@ export function isLoopbackRedirect(uri: string): boolean {
 }
 
 /**
- * Exact match (OAuth 2.1 §4.1.1.1), except that a loopback http redirect URI
- * matches on any port (RFC 8252 §7.3): native apps listen on ephemeral ports.
+ * Exact match (OAuth 2.1 §4.1.1.1), except for loopback http redirect URIs
+ * (RFC 8252 §7.3 and §8.3): native apps listen on whatever port is free, and
+ * `localhost`, `127.0.0.1` and `[::1]` name the same machine, so clients
+ * that publish one and send another (Goose: `http://localhost/...` listed,
+ * `http://127.0.0.1:<port>/...` sent) are the same client. Path and query
+ * must still match exactly.
  */
 export function redirectUriMatches(registered: string, presented: string): boolean {
   if (registered === presented) return true;
-  if (!isLoopbackRedirect(registered) || !isLoopbackRedirect(presented)) return false;
+  if (!isLoopbackRedirect(registered) || !isLoopbackRedirect(presented) || presented.includes('#')) return false;
   const a = new URL(registered);
   const b = new URL(presented);
-  return a.hostname === b.hostname && a.pathname === b.pathname && a.search === b.search && !presented.includes('#');
+  return a.pathname === b.pathname && a.search === b.search;
 }

@@ -20,9 +20,11 @@ import { errorMessage } from '../errors/errors.js';
 import type { RouteHandler } from '../http/route.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
+import { BROKER_INFO } from '../version.js';
 import { BrokerAuthenticator } from './authenticator.js';
 import { AuthorizationFlow } from './authorize.js';
 import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from './cimd.js';
+import { ClientAssertionVerifier } from './client-assertion.js';
 import { ClientDirectory } from './clients.js';
 import { ConsentManagement } from './consents.js';
 import {
@@ -60,8 +62,12 @@ export interface OAuthServerOptions {
   readonly logins: LoginSink;
   readonly logger: Logger;
   readonly lifetimes?: Partial<OAuthLifetimes>;
-  /** Default 10 s; 0 disables. */
+  /** How long a rotated refresh token yields its unused successor. Default: the refresh token lifetime; 0 disables. */
   readonly refreshGraceMs?: number;
+  /** Client ID Metadata Documents advertised and resolved (BROKER_CIMD). Default true. */
+  readonly metadataDocuments?: boolean;
+  /** Registered clients that never signed in, at most (BROKER_MAX_UNUSED_CLIENTS); 0 for no limit. Default 10,000. */
+  readonly maxUnusedClients?: number;
   /** Registered clients that never completed a sign-in are removed after this long. Default 24 h. */
   readonly unusedClientTtlMs?: number;
   readonly cimd?: Partial<CimdOptions>;
@@ -84,23 +90,49 @@ export interface OAuthServer {
 
 type Group = 'authorize' | 'token' | 'register';
 
+/**
+ * The 2025-03-26 spec's default endpoint paths, used by clients that skip
+ * the metadata's URLs; each is the same endpoint as the path it maps to.
+ */
+const LEGACY_ROOT_PATHS = { authorize: '/authorize', token: '/token', register: '/register' } as const;
+const LEGACY_ROOT_ALIASES: ReadonlyMap<string, string> = new Map([
+  [LEGACY_ROOT_PATHS.authorize, OAUTH_PATHS.authorize],
+  [LEGACY_ROOT_PATHS.token, OAUTH_PATHS.token],
+  [LEGACY_ROOT_PATHS.register, OAUTH_PATHS.register],
+]);
+
 export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const now = options.now ?? Date.now;
   const issuer = options.publicUrl.href.replace(/\/+$/, '');
   const resource = `${issuer}${RESOURCE_PATH}`;
-  const cimd: CimdOptions = { ...DEFAULT_CIMD_OPTIONS, ...options.cimd };
+  const cimd: CimdOptions = { ...DEFAULT_CIMD_OPTIONS, userAgent: `${BROKER_INFO.name}/${BROKER_INFO.version} (+${issuer})`, ...options.cimd };
+  const lifetimes = { ...DEFAULT_LIFETIMES, ...options.lifetimes };
+  const sweepIntervalMs = options.sweepIntervalMs ?? 10 * 60_000;
+  const documents = new ClientMetadataDocuments(cimd, now, (clientId, reason) =>
+    options.logger.warn({ clientId, reason }, 'client metadata document could not be refreshed; using the last good copy'),
+  );
   const context: OAuthContext = {
     issuer,
     resource,
     resourceMetadataUrl: `${new URL(issuer).origin}${protectedResourceMetadataPath(RESOURCE_PATH)}`,
     store: options.store,
-    clients: new ClientDirectory(options.store.clients, new ClientMetadataDocuments(cimd, now), cimd.allowPrivateNetwork),
+    clients: new ClientDirectory(options.store.clients, documents, {
+      metadataDocuments: options.metadataDocuments ?? true,
+      allowPrivateNetwork: cimd.allowPrivateNetwork,
+      maxUnusedClients: options.maxUnusedClients ?? 10_000,
+      registrationRetryAfterS: Math.ceil(sweepIntervalMs / 1000),
+    }),
+    assertions: new ClientAssertionVerifier({
+      cimd,
+      audiences: [issuer, `${issuer}${OAUTH_PATHS.token}`, `${issuer}${OAUTH_PATHS.revoke}`, `${issuer}${LEGACY_ROOT_PATHS.token}`],
+      now,
+    }),
     forgejo: options.forgejo,
     logins: options.logins,
     logger: options.logger,
     now,
-    lifetimes: { ...DEFAULT_LIFETIMES, ...options.lifetimes },
-    refreshGraceMs: options.refreshGraceMs ?? 10_000,
+    lifetimes,
+    refreshGraceMs: options.refreshGraceMs ?? lifetimes.refreshTokenMs,
     cookies: cookieNames(options.publicUrl),
   };
   const flow = new AuthorizationFlow(context);
@@ -118,7 +150,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   };
   const timer = setInterval(() => {
     sweep().catch((error: unknown) => logger.error({ reason: errorMessage(error) }, 'OAuth store purge failed'));
-  }, options.sweepIntervalMs ?? 10 * 60_000);
+  }, sweepIntervalMs);
   timer.unref();
 
   /** Browser-facing endpoints answer a refused request with a page, API endpoints with JSON. */
@@ -135,18 +167,28 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     return true;
   };
 
-  const api = async (res: ServerResponse, work: () => Promise<void>): Promise<void> => {
+  /**
+   * The JSON endpoints browser-based clients call (MCP Inspector in direct
+   * mode): CORS on every answer, success or error. They take no cookies, so
+   * any origin may read them.
+   */
+  const api = async (req: IncomingMessage, res: ServerResponse, work: () => Promise<void>): Promise<void> => {
+    for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
     try {
       await work();
     } catch (error) {
-      const info = sendOAuthError(res, error, CORS_HEADERS);
+      // RFC 6749 §5.2: a client that tried HTTP Basic is told how to authenticate.
+      const basic = /^basic /i.test(req.headers.authorization ?? '');
+      const challenge: Record<string, string> = basic ? { 'www-authenticate': `Basic realm="${issuer}", charset="UTF-8"` } : {};
+      const info = sendOAuthError(res, error, challenge);
       if (info.internal) logger.error({ reason: errorMessage(error) }, 'OAuth endpoint failed');
     }
   };
 
   const routes: RouteHandler = async (req, res, url) => {
     const method = req.method ?? 'GET';
-    const path = url.pathname;
+    // Claude.ai has been seen to ignore the metadata's endpoint URLs and use /authorize, /token and /register.
+    const path = LEGACY_ROOT_ALIASES.get(url.pathname) ?? url.pathname;
     const publicEndpoint =
       path === OAUTH_PATHS.token ||
       path === OAUTH_PATHS.revoke ||
@@ -185,16 +227,16 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
         return onlyMethod(req, res, 'GET', () => consents.list(req, res));
       case OAUTH_PATHS.token:
         return onlyMethod(req, res, 'POST', async () => {
-          if (!limited(req, res, 'token')) await api(res, () => tokenEndpoint.token(req, res));
+          if (!limited(req, res, 'token')) await api(req, res, () => tokenEndpoint.token(req, res));
         });
       case OAUTH_PATHS.revoke:
         return onlyMethod(req, res, 'POST', async () => {
-          if (!limited(req, res, 'token')) await api(res, () => tokenEndpoint.revoke(req, res));
+          if (!limited(req, res, 'token')) await api(req, res, () => tokenEndpoint.revoke(req, res));
         });
       case OAUTH_PATHS.register:
         return onlyMethod(req, res, 'POST', async () => {
           if (limited(req, res, 'register')) return;
-          await api(res, async () => sendJson(res, 201, await context.clients.register(await readJson(req), now()), CORS_HEADERS));
+          await api(req, res, async () => sendJson(res, 201, await context.clients.register(await readJson(req), now())));
         });
       default:
         return false;

@@ -1,7 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-import type { Grant, TokenHashes } from '../store/store.js';
-import { sameResource } from './authorize.js';
+import { decodeJwt } from 'jose';
+
+import type { Grant, RefreshTokenView, TokenHashes } from '../store/store.js';
+import { checkResource, sameResource } from './authorize.js';
+import { CLIENT_ASSERTION_TYPE } from './client-assertion.js';
+import type { ClientAuthMethod } from './client-metadata.js';
 import type { ResolvedClient } from './clients.js';
 import type { OAuthContext } from './context.js';
 import { OAuthError } from './errors.js';
@@ -77,7 +81,6 @@ export class TokenEndpoint {
     const code = singleParam(form, 'code');
     const redirectUri = singleParam(form, 'redirect_uri');
     const codeVerifier = singleParam(form, 'code_verifier');
-    const resource = singleParam(form, 'resource');
     if (code === undefined) throw new OAuthError('invalid_request', 'code is required');
     if (redirectUri === undefined) throw new OAuthError('invalid_request', 'redirect_uri is required');
     if (codeVerifier === undefined) throw new OAuthError('invalid_request', 'code_verifier is required (PKCE)');
@@ -99,9 +102,8 @@ export class TokenEndpoint {
     if (!isCodeVerifier(codeVerifier) || !verifiesS256(codeVerifier, issued.codeChallenge)) {
       throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
     }
-    if (resource !== undefined && !sameResource(resource, issued.resource)) {
-      throw new OAuthError('invalid_target', `resource must be ${issued.resource}`);
-    }
+    checkResource(form, issued.resource);
+    this.#checkStillServed(issued.resource);
     const credential = await store.credentials.find(issued.userId);
     if (credential === undefined || credential.revokedAt !== null) {
       throw new OAuthError('invalid_grant', 'the Forgejo sign-in has ended; sign in again');
@@ -117,7 +119,7 @@ export class TokenEndpoint {
       createdAt: at,
       revokedAt: null,
     };
-    const pair = this.#newPair(client, at);
+    const pair = this.#newPair(at);
     if (!(await store.grants.createFromCode(codeHash, grant, pair.hashes))) {
       throw new OAuthError('invalid_grant', 'authorization code was already used');
     }
@@ -126,7 +128,6 @@ export class TokenEndpoint {
 
   async #refreshTokenGrant(form: URLSearchParams, client: ResolvedClient): Promise<TokenResponse> {
     const refreshToken = singleParam(form, 'refresh_token');
-    const resource = singleParam(form, 'resource');
     if (refreshToken === undefined) throw new OAuthError('invalid_request', 'refresh_token is required');
     const { store, now } = this.#context;
     const oldHash = sha256Hex(refreshToken);
@@ -138,26 +139,21 @@ export class TokenEndpoint {
       if (view.grant.clientId !== client.clientId) throw new OAuthError('invalid_grant', 'refresh token was issued to another client');
       if (view.grant.revokedAt !== null) throw new OAuthError('invalid_grant', 'refresh token was revoked');
       if (view.credentialRevoked) throw new OAuthError('invalid_grant', 'the Forgejo sign-in has ended; sign in again');
-      if (resource !== undefined && !sameResource(resource, view.grant.resource)) {
-        throw new OAuthError('invalid_target', `resource must be ${view.grant.resource}`);
-      }
+      checkResource(form, view.grant.resource);
+      this.#checkStillServed(view.grant.resource);
 
       if (view.rotatedAt !== null) {
-        // A client that lost the response to its refresh may retry once, briefly, and get the same pair.
-        const withinGrace = at - view.rotatedAt <= this.#context.refreshGraceMs;
-        if (withinGrace && view.successorSealed !== null && !view.successorRotated) {
-          const pair = openGracePair(refreshToken, view.successorSealed);
-          if (pair.accessExpiresAt > at) return tokenResponse(pair, at);
-        }
-        // Otherwise a rotated refresh token came back: someone else has a copy (OAuth 2.1 §4.3.1).
+        const successor = await this.#unusedSuccessor(refreshToken, view, at);
+        if (successor !== undefined) return successor;
+        // A rotated refresh token came back after its successor was used: someone else has a copy (OAuth 2.1 §4.3.1).
         await store.grants.revokeGrant(view.grant.grantId, at);
         this.#context.logger.warn({ clientId: client.clientId, grantId: view.grant.grantId }, 'refresh token reused; grant revoked');
         throw new OAuthError('invalid_grant', 'refresh token was already used; the grant is revoked');
       }
 
-      const pair = this.#newPair(client, at, true);
+      const pair = this.#newPair(at);
       const successor =
-        this.#context.refreshGraceMs > 0 && pair.issued !== undefined
+        this.#context.refreshGraceMs > 0
           ? { sealed: sealPairForGrace(refreshToken, pair.issued), sealedUntil: at + this.#context.refreshGraceMs }
           : null;
       if ((await store.grants.rotateRefreshToken(oldHash, pair.hashes, successor, at)) === 'rotated') return pair.response;
@@ -166,23 +162,46 @@ export class TokenEndpoint {
     throw new OAuthError('invalid_grant', 'refresh token was already used');
   }
 
-  /** A fresh access token, and a refresh token when the client registered that grant (always when rotating). */
-  #newPair(client: ResolvedClient, at: number, rotating = false): { hashes: TokenHashes; response: TokenResponse; issued?: IssuedPair } {
+  /**
+   * The answer to the immediately previous refresh token while the one
+   * issued for it has never been used: a response that was lost, or a
+   * sibling process of the same client (Claude Code runs several that share
+   * one refresh token and refresh at different times). Both get the
+   * successor pair, so they converge on one token. This relaxes RFC 9700
+   * §4.14.2's reuse detection only while nobody has used the successor:
+   * once the thief or the client uses it, the other party's next use is a
+   * reuse and revokes the family, as before; a stolen token is detected one
+   * rotation later instead of at once. A grace of 0 turns this off.
+   */
+  async #unusedSuccessor(refreshToken: string, view: RefreshTokenView, at: number): Promise<TokenResponse | undefined> {
+    if (view.rotatedAt === null || view.successorSealed === null || view.successorRotated) return undefined;
+    if (at - view.rotatedAt > this.#context.refreshGraceMs) return undefined;
+    const pair = openGracePair(refreshToken, view.successorSealed);
+    if (pair.accessExpiresAt - at > MIN_REISSUED_ACCESS_MS) return tokenResponse(pair, at);
+    // The access token issued with it has (nearly) run out: a fresh one on the same grant, with the same refresh token.
+    const accessToken = randomToken('fmb_at_');
+    const accessExpiresAt = at + this.#context.lifetimes.accessTokenMs;
+    if (!(await this.#context.store.grants.addAccessToken(view.grant.grantId, sha256Hex(accessToken), accessExpiresAt))) return undefined;
+    return tokenResponse({ accessToken, accessExpiresAt, refreshToken: pair.refreshToken }, at);
+  }
+
+  /** Tokens for a resource this broker no longer serves (BROKER_PUBLIC_URL changed) would only be refused at /mcp. */
+  #checkStillServed(resource: string): void {
+    if (!sameResource(resource, this.#context.resource)) {
+      throw new OAuthError('invalid_grant', `this sign-in was for ${resource}, which is now ${this.#context.resource}; sign in again`);
+    }
+  }
+
+  /** A fresh access token and refresh token: every client gets both (see GRANTED_GRANT_TYPES). */
+  #newPair(at: number): { hashes: TokenHashes; response: TokenResponse; issued: IssuedPair } {
     const { lifetimes } = this.#context;
     const accessToken = randomToken('fmb_at_');
-    const accessExpiresAt = at + lifetimes.accessTokenMs;
-    if (!rotating && !client.grantTypes.includes('refresh_token')) {
-      return {
-        hashes: { accessTokenHash: sha256Hex(accessToken), accessExpiresAt },
-        response: { access_token: accessToken, token_type: 'Bearer', expires_in: Math.floor(lifetimes.accessTokenMs / 1000) },
-      };
-    }
     const refreshToken = randomToken('fmb_rt_');
-    const issued: IssuedPair = { accessToken, accessExpiresAt, refreshToken };
+    const issued: IssuedPair = { accessToken, accessExpiresAt: at + lifetimes.accessTokenMs, refreshToken };
     return {
       hashes: {
         accessTokenHash: sha256Hex(accessToken),
-        accessExpiresAt,
+        accessExpiresAt: issued.accessExpiresAt,
         refreshTokenHash: sha256Hex(refreshToken),
         refreshExpiresAt: at + lifetimes.refreshTokenMs,
       },
@@ -192,42 +211,66 @@ export class TokenEndpoint {
   }
 
   /**
-   * Client authentication (RFC 6749 §2.3): HTTP Basic, secret in the body, or
-   * none for public clients, exactly as the client registered; one method per
-   * request.
+   * Client authentication (RFC 6749 §2.3, RFC 7523 §2.2): HTTP Basic, the
+   * secret in the body, a signed assertion, or none for public clients; one
+   * method per request, and one the client may use. A confidential client
+   * may send its secret either way.
    */
   async #authenticateClient(req: IncomingMessage, form: URLSearchParams): Promise<ResolvedClient> {
     const basic = parseBasic(req.headers.authorization);
     const bodyId = singleParam(form, 'client_id');
     const bodySecret = singleParam(form, 'client_secret');
-    if (basic !== undefined && bodySecret !== undefined) {
+    const assertion = singleParam(form, 'client_assertion');
+    const assertionType = singleParam(form, 'client_assertion_type');
+    if ([basic, bodySecret, assertion].filter((presented) => presented !== undefined).length > 1) {
       throw new OAuthError('invalid_request', 'use one client authentication method');
     }
+    if (assertion !== undefined && assertionType !== CLIENT_ASSERTION_TYPE) {
+      throw new OAuthError('invalid_request', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`);
+    }
+    // RFC 7523 §3: with an assertion, client_id may be left out; the assertion's subject names the client.
+    const claimedId = basic?.clientId ?? bodyId ?? (assertion === undefined ? undefined : assertionSubject(assertion));
     if (basic !== undefined && bodyId !== undefined && bodyId !== basic.clientId) {
       throw new OAuthError('invalid_request', 'client_id differs from the authenticated client');
     }
-    const method = basic !== undefined ? 'client_secret_basic' : bodySecret !== undefined ? 'client_secret_post' : 'none';
-    const clientId = basic?.clientId ?? bodyId;
-    if (clientId === undefined) throw new OAuthError('invalid_client', 'client authentication failed: no client_id');
+    const method: ClientAuthMethod =
+      basic !== undefined ? 'client_secret_basic' : bodySecret !== undefined ? 'client_secret_post' : assertion !== undefined ? 'private_key_jwt' : 'none';
+    if (claimedId === undefined) throw new OAuthError('invalid_client', 'client authentication failed: no client_id');
     let client: ResolvedClient;
     try {
-      client = await this.#context.clients.resolve(clientId);
+      client = await this.#context.clients.resolve(claimedId);
     } catch (error) {
       if (error instanceof OAuthError && error.code === 'invalid_client') {
         throw new OAuthError('invalid_client', `client authentication failed: ${error.message}`);
       }
       throw error;
     }
-    if (client.tokenEndpointAuthMethod !== method) {
-      throw new OAuthError('invalid_client', `client authentication failed: client must use ${client.tokenEndpointAuthMethod}`);
+    if (!client.authMethods.includes(method)) {
+      throw new OAuthError('invalid_client', `client authentication failed: client must use ${client.authMethods.join(' or ')}`);
     }
-    if (method !== 'none') {
+    if (method === 'private_key_jwt') {
+      if (assertion === undefined || client.keys === null) throw new OAuthError('invalid_client', 'client authentication failed');
+      await this.#context.assertions.verify(client.clientId, client.keys, client.signingAlg, assertion);
+    } else if (method !== 'none') {
       const secret = basic?.clientSecret ?? bodySecret ?? '';
       if (client.clientSecretHash === null || !equalHashes(sha256Hex(secret), client.clientSecretHash)) {
         throw new OAuthError('invalid_client', 'client authentication failed');
       }
     }
     return client;
+  }
+}
+
+/** Issued pairs whose access token has less left than this are not handed out again. */
+const MIN_REISSUED_ACCESS_MS = 60_000;
+
+/** The unverified `sub` of an assertion, only to find whose keys verify it. */
+function assertionSubject(assertion: string): string | undefined {
+  try {
+    const { sub } = decodeJwt(assertion);
+    return typeof sub === 'string' && sub !== '' ? sub : undefined;
+  } catch {
+    throw new OAuthError('invalid_client', 'client authentication failed: client_assertion is not a JWT');
   }
 }
 

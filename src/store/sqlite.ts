@@ -115,6 +115,8 @@ class SqliteStore implements Store {
         this.#stmt('UPDATE clients SET first_sign_in_at = ? WHERE client_id = ? AND first_sign_in_at IS NULL')
           .run(at, clientId);
       }),
+    countUnused: (): Promise<number> =>
+      this.#run(() => (this.#stmt('SELECT COUNT(*) AS n FROM clients WHERE first_sign_in_at IS NULL').get() as { n: number }).n),
   };
 
   readonly users = {
@@ -356,6 +358,15 @@ class SqliteStore implements Store {
         })();
         return outcome;
       }),
+    addAccessToken: (grantId: string, accessTokenHash: string, expiresAt: number): Promise<boolean> =>
+      this.#run(
+        () =>
+          this.#stmt(
+            `INSERT INTO access_tokens (token_hash, grant_id, expires_at, revoked_at)
+             SELECT ?, grant_id, ?, NULL FROM grants WHERE grant_id = ? AND revoked_at IS NULL`,
+          )
+          .run(accessTokenHash, expiresAt, grantId).changes === 1,
+      ),
     revokeGrant: (grantId: string, at: number): Promise<void> =>
       this.#run(() => {
         this.#stmt('UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL').run(at, grantId);

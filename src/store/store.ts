@@ -36,6 +36,8 @@ export interface ClientRepository {
   find(clientId: string): Promise<RegisteredClient | undefined>;
   /** Records the first completed sign-in; later calls change nothing. */
   markSignedIn(clientId: string, at: number): Promise<void>;
+  /** Registered clients that never completed a sign-in (the registration cap counts them). */
+  countUnused(): Promise<number>;
 }
 
 export interface User {
@@ -236,6 +238,12 @@ export interface GrantRepository {
     successor: { readonly sealed: string; readonly sealedUntil: number } | null,
     at: number,
   ): Promise<'rotated' | 'already_rotated'>;
+  /**
+   * A further access token for a live grant (a sibling process of the client
+   * catching up with a rotation after the issued access token expired).
+   * False when the grant is revoked.
+   */
+  addAccessToken(grantId: string, accessTokenHash: string, expiresAt: number): Promise<boolean>;
   revokeGrant(grantId: string, at: number): Promise<void>;
   revokeAccessToken(tokenHash: string, at: number): Promise<void>;
 }

@@ -389,39 +389,40 @@ describe('OAuth confidential clients', () => {
     await harness.close();
   });
 
+  const basic = (id: string, value: string): Record<string, string> => ({
+    authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(value)}`).toString('base64')}`,
+  });
+
   for (const method of ['client_secret_basic', 'client_secret_post'] as const) {
-    it(`authenticates with ${method} and refuses a wrong secret or another method`, async () => {
+    it(`registered with ${method}: either way of sending the secret works; a wrong secret or none is refused`, async () => {
       const client = await harness.register({ token_endpoint_auth_method: method });
       assert.ok(client.clientSecret);
       const secret = client.clientSecret;
-      const { challenge, verifier } = await pkce();
-      const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
-      const code = params.get('code') as string;
-      const base = { grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier };
-      const basic = (id: string, value: string): Record<string, string> => ({
-        authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(value)}`).toString('base64')}`,
-      });
+      const code = async (): Promise<Record<string, string>> => {
+        const { challenge, verifier } = await pkce();
+        const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
+        return { grant_type: 'authorization_code', code: params.get('code') as string, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier };
+      };
+      const first = await code();
 
-      const wrong =
-        method === 'client_secret_basic'
-          ? await harness.token(base, basic(client.clientId, 'wrong'))
-          : await harness.token({ ...base, client_id: client.clientId, client_secret: 'wrong' });
-      assert.equal(wrong.status, 401);
-      assert.equal(wrong.body.error, 'invalid_client');
-
-      const otherMethod =
-        method === 'client_secret_basic'
-          ? await harness.token({ ...base, client_id: client.clientId, client_secret: secret })
-          : await harness.token(base, basic(client.clientId, secret));
-      assert.equal(otherMethod.body.error, 'invalid_client');
-      const none = await harness.token({ ...base, client_id: client.clientId });
+      const wrongBasic = await harness.token(first, basic(client.clientId, 'wrong'));
+      assert.equal(wrongBasic.status, 401);
+      assert.equal(wrongBasic.body.error, 'invalid_client');
+      // RFC 6749 §5.2: after HTTP Basic, the 401 says how to authenticate.
+      assert.match(wrongBasic.headers.get('www-authenticate') ?? '', /^Basic realm="/);
+      const wrongPost = await harness.token({ ...first, client_id: client.clientId, client_secret: 'wrong' });
+      assert.equal(wrongPost.status, 401);
+      assert.equal(wrongPost.body.error, 'invalid_client');
+      assert.equal(wrongPost.headers.get('www-authenticate'), null);
+      const none = await harness.token({ ...first, client_id: client.clientId });
       assert.equal(none.body.error, 'invalid_client');
+      const both = await harness.token({ ...first, client_id: client.clientId, client_secret: secret }, basic(client.clientId, secret));
+      assert.equal(both.body.error, 'invalid_request');
 
-      const good =
-        method === 'client_secret_basic'
-          ? await harness.token(base, basic(client.clientId, secret))
-          : await harness.token({ ...base, client_id: client.clientId, client_secret: secret });
-      assert.equal(good.status, 200, JSON.stringify(good.body));
+      const viaBasic = await harness.token(first, basic(client.clientId, secret));
+      assert.equal(viaBasic.status, 200, JSON.stringify(viaBasic.body));
+      const viaPost = await harness.token({ ...(await code()), client_id: client.clientId, client_secret: secret });
+      assert.equal(viaPost.status, 200, JSON.stringify(viaPost.body));
     });
   }
 });
