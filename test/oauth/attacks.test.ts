@@ -17,6 +17,7 @@ import {
   exchangeCode,
   pkce,
   signIn,
+  signedInTokens,
   type RegisteredTestClient,
 } from '../support/oauth-harness.js';
 
@@ -34,16 +35,6 @@ function issued(harness: OAuthHarness): { codes: number; accessTokens: number; r
   } finally {
     db.close();
   }
-}
-
-async function signedInTokens(harness: OAuthHarness, client: RegisteredTestClient, login = 'alice') {
-  const { verifier, challenge } = await pkce();
-  const params = await signIn(harness, new TestBrowser(), client.clientId, login, challenge);
-  const code = params.get('code');
-  assert.ok(code);
-  const tokens = await exchangeCode(harness, client.clientId, code, verifier);
-  assert.equal(tokens.status, 200);
-  return { code, verifier, accessToken: tokens.body.access_token as string, refreshToken: tokens.body.refresh_token as string };
 }
 
 describe('OAuth attacks: each refused with the right error, nothing issued', () => {

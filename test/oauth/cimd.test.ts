@@ -12,10 +12,12 @@ import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, authorizeUrl, consentFields
 /** A client's web server publishing metadata documents, with a hit counter per path. */
 class MetadataHost {
   readonly hits = new Map<string, number>();
+  readonly userAgents: string[] = [];
   readonly documents = new Map<string, { body: string; headers?: Record<string, string>; status?: number }>();
   readonly server: Server = createServer((req, res) => {
     const path = req.url ?? '/';
     this.hits.set(path, (this.hits.get(path) ?? 0) + 1);
+    this.userAgents.push(req.headers['user-agent'] ?? '');
     const doc = this.documents.get(path);
     if (doc === undefined) {
       res.writeHead(404);
@@ -124,6 +126,121 @@ describe('Client ID Metadata Documents', () => {
     }
     assert.equal(host.hits.get('/cached.json'), 1);
     assert.equal(host.hits.get('/uncached.json'), 3);
+  });
+});
+
+describe('metadata documents as hosted clients publish them', () => {
+  let harness: OAuthHarness;
+  let host: MetadataHost;
+  before(async () => {
+    harness = await OAuthHarness.start();
+    host = new MetadataHost();
+    await host.start();
+  });
+  after(async () => {
+    await host.close();
+    await harness.close();
+  });
+
+  async function signsIn(clientId: string): Promise<void> {
+    const browser = new TestBrowser();
+    const { challenge, verifier } = await pkce();
+    harness.forgejo.setAutoLogin('alice');
+    const html = await consentPage(harness, browser, clientId, challenge);
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'approve' } });
+    if (done.kind !== 'redirect') assert.fail('the sign-in did not come back to the client');
+    const tokens = await exchangeCode(harness, clientId, done.params.get('code') as string, verifier);
+    assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
+    assert.ok(tokens.body.refresh_token, 'a refresh token even when only authorization_code was listed');
+  }
+
+  it('ignores grant types, auth methods and redirect URIs it has no use for, and any media type', async () => {
+    const clientId = host.publish(
+      '/liberal.json',
+      {
+        client_name: 'Liberal Client',
+        redirect_uris: ['http://example.com/not-loopback', CLIENT_REDIRECT],
+        grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer', 'urn:ietf:params:oauth:grant-type:device_code'],
+        response_types: ['code', 'token'],
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'],
+        scope: 'claudeai',
+        application_type: 'native',
+      },
+      { 'content-type': 'text/plain; charset=utf-8' },
+    );
+    await signsIn(clientId);
+  });
+
+  it('lists only authorization_code: signs in and is still given a refresh token', async () => {
+    await signsIn(host.publish('/code-only.json', { ...GOOD, grant_types: ['authorization_code'] }));
+  });
+
+  it('refuses what cannot sign in: no authorization_code, private_key_jwt without keys, a secret method', async () => {
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+      ['/no-code.json', { ...GOOD, grant_types: ['client_credentials'] }, /authorization_code/],
+      ['/keyless.json', { ...GOOD, token_endpoint_auth_method: 'private_key_jwt' }, /jwks_uri or jwks/],
+      ['/shared-secret.json', { ...GOOD, token_endpoint_auth_method: 'client_secret_basic' }, /shared secret/],
+    ];
+    for (const [path, document, reason] of cases) {
+      const clientId = host.publish(path, document);
+      const { challenge } = await pkce();
+      const response = await new TestBrowser().request(authorizeUrl(harness, clientId, challenge));
+      assert.equal(response.status, 400, path);
+      assert.match(await response.text(), reason, path);
+    }
+  });
+
+  it('names itself in the User-Agent of every fetch', async () => {
+    const clientId = host.publish('/agent.json', GOOD);
+    const { challenge } = await pkce();
+    await new TestBrowser().request(authorizeUrl(harness, clientId, challenge));
+    assert.match(host.userAgents.at(-1) ?? '', /^forgejo-mcp-broker\/\d+\.\d+\.\d+ \(\+http:\/\/127\.0\.0\.1:\d+\)$/);
+  });
+});
+
+describe('metadata document cache across failures', () => {
+  let host: MetadataHost;
+  before(async () => {
+    host = new MetadataHost();
+    await host.start();
+  });
+  after(async () => {
+    await host.close();
+  });
+
+  it('keeps serving the last good copy while the host fails (a CDN answering 403), never a document that turned invalid', async () => {
+    const stale: string[] = [];
+    const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true }, Date.now, (clientId) => stale.push(clientId));
+    // no-cache: kept, but fetched again before every use.
+    const clientId = host.publish('/cdn.json', GOOD, { 'cache-control': 'no-cache' });
+    assert.equal((await documents.resolve(clientId)).clientName, 'Metadata Client');
+    host.documents.set('/cdn.json', { body: '<html>Forbidden</html>', status: 403, headers: { 'content-type': 'text/html' } });
+    assert.equal((await documents.resolve(clientId)).clientName, 'Metadata Client', 'the last good copy');
+    assert.deepEqual(stale, [clientId]);
+    assert.equal(host.hits.get('/cdn.json'), 2, 'it did try again');
+    host.publish('/cdn.json', { ...GOOD, client_id: 'https://elsewhere.example/c.json' }, { 'cache-control': 'no-cache' });
+    await assert.rejects(documents.resolve(clientId), /client_id does not match/);
+  });
+
+  it('keeps nothing of a no-store document, not even as a fallback', async () => {
+    const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true }, Date.now);
+    const clientId = host.publish('/private.json', GOOD, { 'cache-control': 'no-store' });
+    await documents.resolve(clientId);
+    host.documents.set('/private.json', { body: '', status: 503 });
+    await assert.rejects(documents.resolve(clientId), /answered HTTP 503/);
+  });
+
+  it('gives up on the last good copy once it is older than the stale limit', async () => {
+    let now = Date.now();
+    const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true, maxStaleMs: 60_000 }, () => now);
+    const clientId = host.publish('/old.json', GOOD, { 'cache-control': 'max-age=10' });
+    await documents.resolve(clientId);
+    host.documents.set('/old.json', { body: '', status: 403 });
+    now += 30_000;
+    await documents.resolve(clientId);
+    now += 60_000;
+    await assert.rejects(documents.resolve(clientId), /answered HTTP 403/);
   });
 });
 

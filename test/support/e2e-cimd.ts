@@ -42,37 +42,51 @@ p8DLZfzFScmXrNECIQDoa6cLcT1U0XufyLxR90EQTSa3QECf3ihk+3OKMt17Rg==
 
 export const CIMD_PATH = '/clients/e2e-mcp-client.json';
 
+/** A JSON document this server publishes: built from its own URL. */
+export type PublishedDocument = (url: string) => Record<string, unknown>;
+
 export class ClientMetadataServer {
-  /** GET requests for the document. */
+  /** GET requests for the document at CIMD_PATH. */
   fetches = 0;
   readonly #server: Server;
   readonly #clientId: string;
+  readonly #documents: Map<string, PublishedDocument>;
   #restoreTrust: (() => void) | undefined;
 
-  private constructor(server: Server, clientId: string) {
+  private constructor(server: Server, clientId: string, documents: Map<string, PublishedDocument>) {
     this.#server = server;
     this.#clientId = clientId;
+    this.#documents = documents;
   }
 
   /** Serves `document(clientId)` at `https://127.0.0.1:<port>/clients/e2e-mcp-client.json` (or http). */
-  static async start(document: (clientId: string) => Record<string, unknown>, protocol: 'https' | 'http' = 'https'): Promise<ClientMetadataServer> {
+  static async start(document: PublishedDocument, protocol: 'https' | 'http' = 'https'): Promise<ClientMetadataServer> {
+    const documents = new Map<string, PublishedDocument>([[CIMD_PATH, document]]);
     const holder: { metadata?: ClientMetadataServer } = {};
     const serve = (req: IncomingMessage, res: ServerResponse): void => {
       const metadata = holder.metadata;
-      if (req.method !== 'GET' || metadata === undefined || new URL(req.url ?? '/', metadata.clientId).pathname !== CIMD_PATH) {
+      const url = metadata === undefined ? undefined : new URL(req.url ?? '/', metadata.clientId);
+      const published = url === undefined ? undefined : documents.get(url.pathname);
+      if (req.method !== 'GET' || metadata === undefined || url === undefined || published === undefined) {
         res.writeHead(404).end();
         return;
       }
-      metadata.fetches += 1;
+      if (url.pathname === CIMD_PATH) metadata.fetches += 1;
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
-      res.end(JSON.stringify(document(metadata.clientId)));
+      res.end(JSON.stringify(published(url.href)));
     };
     const server = protocol === 'https' ? createHttpsServer({ key: TEST_KEY, cert: TEST_CERT }, serve) : createHttpServer(serve);
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const metadata = new ClientMetadataServer(server, `${protocol}://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`);
+    const metadata = new ClientMetadataServer(server, `${protocol}://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`, documents);
     holder.metadata = metadata;
     return metadata;
+  }
+
+  /** Serves one more document at `path` (a client's metadata document, its JWKS); returns its URL. */
+  publish(path: string, document: PublishedDocument): string {
+    this.#documents.set(path, document);
+    return new URL(path, this.#clientId).href;
   }
 
   /** The client_id: the document's own URL. */

@@ -29,7 +29,9 @@ export const USERS: readonly StandinUser[] = [
 /** A redirect URI nobody listens on: the tests stop at the redirect and read its query. */
 export const CLIENT_REDIRECT = 'http://127.0.0.1:9/callback';
 
-export type HarnessOptions = Partial<Pick<OAuthServerOptions, 'lifetimes' | 'refreshGraceMs' | 'rateLimit' | 'cimd' | 'unusedClientTtlMs'>>;
+export type HarnessOptions = Partial<
+  Pick<OAuthServerOptions, 'lifetimes' | 'refreshGraceMs' | 'rateLimit' | 'cimd' | 'unusedClientTtlMs' | 'maxUnusedClients' | 'metadataDocuments'>
+>;
 
 /**
  * The broker's OAuth routes on a real loopback server, with the Forgejo
@@ -302,4 +304,15 @@ export async function exchangeCode(harness: OAuthHarness, clientId: string, code
     resource: harness.url('/mcp'),
     ...extra,
   });
+}
+
+/** A whole sign-in of `login` with `client` and the code exchanged: the tokens, and the code and verifier used. */
+export async function signedInTokens(harness: OAuthHarness, client: RegisteredTestClient, login = 'alice') {
+  const { verifier, challenge } = await pkce();
+  const params = await signIn(harness, new TestBrowser(), client.clientId, login, challenge);
+  const code = params.get('code');
+  assert.ok(code);
+  const tokens = await exchangeCode(harness, client.clientId, code, verifier);
+  assert.equal(tokens.status, 200);
+  return { code, verifier, accessToken: tokens.body.access_token as string, refreshToken: tokens.body.refresh_token as string };
 }
