@@ -53,6 +53,8 @@ export interface SignInConfig {
   readonly cimdAllowPrivate: boolean;
   /** Requests per minute per client address on each authorization endpoint group. */
   readonly rateLimitPerMinute: number;
+  /** How long a refresh at Forgejo may take before its outcome counts as unknown. */
+  readonly forgejoRefreshTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -132,6 +134,7 @@ export function loadConfig(env: Env): Config {
       unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL', '24h'),
       cimdAllowPrivate: flag(env, 'BROKER_CIMD_ALLOW_PRIVATE'),
       rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
+      forgejoRefreshTimeoutMs: duration(env, 'BROKER_FORGEJO_REFRESH_TIMEOUT', '30s'),
     },
   };
 }
