@@ -25,6 +25,7 @@ export interface RunningBroker {
   readonly url: string;
   readonly registry: SessionRegistry;
   readonly server: BrokerServer;
+  readonly metrics: BrokerMetrics;
   /** Graceful stop: in-flight requests finish (bounded), every child stops, the parts close. */
   stop(): Promise<void>;
 }
@@ -81,6 +82,7 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     url,
     registry,
     server,
+    metrics,
     stop: () =>
       (stopping ??= (async () => {
         await server.shutdown(config.shutdownGraceMs);
@@ -137,6 +139,7 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     metadataDocuments: signIn.metadataDocuments,
     maxUnusedClients: signIn.maxUnusedClients,
     rateLimit: { burst: Math.max(10, Math.ceil(signIn.rateLimitPerMinute / 2)), perMinute: signIn.rateLimitPerMinute },
+    forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
   });
   let broker: RunningBroker;
   try {
@@ -153,5 +156,6 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
   const { registry } = broker;
   auth.credentials.onCredentialChanged((userId) => void registry.rotateUser(userId));
   auth.credentials.onCredentialRevoked((userId) => void registry.endUser(userId, 'credential_revoked'));
+  auth.credentials.onRefreshOutcome((outcome) => broker.metrics.forgejoRefresh(outcome));
   return broker;
 }

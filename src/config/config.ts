@@ -60,6 +60,8 @@ export interface SignInConfig {
   readonly maxUnusedClients: number;
   /** Requests per minute per client address on each authorization endpoint group. */
   readonly rateLimitPerMinute: number;
+  /** How long a refresh at Forgejo may take before its outcome counts as unknown. */
+  readonly forgejoRefreshTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -148,6 +150,7 @@ function signInConfig(env: Env): SignInConfig {
     metadataDocuments: onOff(env, 'BROKER_CIMD', true),
     maxUnusedClients: count(env, 'BROKER_MAX_UNUSED_CLIENTS', 10_000),
     rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
+    forgejoRefreshTimeoutMs: duration(env, 'BROKER_FORGEJO_REFRESH_TIMEOUT', '30s'),
   };
 }
 

@@ -18,8 +18,13 @@ export interface ForgejoClientOptions {
   readonly scopes: string;
   /** `{BROKER_PUBLIC_URL}/oauth/callback`, as registered at Forgejo. */
   readonly redirectUri: string;
-  /** Per HTTP request to Forgejo. */
+  /** Per HTTP request to Forgejo. Default 10 s. */
   readonly timeoutMs?: number;
+  /**
+   * For a refresh. Generous (default 30 s): giving up early does not stop
+   * Forgejo from spending the refresh token, it only loses the new one.
+   */
+  readonly refreshTimeoutMs?: number;
   readonly now?: () => number;
 }
 
@@ -32,14 +37,19 @@ export interface ForgejoUser {
 /** Lifetime assumed when Forgejo's token response has no `expires_in` (its default). */
 const DEFAULT_EXPIRES_IN_SECONDS = 3600;
 const DEFAULT_TIMEOUT_MS = 10_000;
+export const DEFAULT_REFRESH_TIMEOUT_MS = 30_000;
 
 /**
  * Error codes with which Forgejo refuses a refresh token for good: `invalid_grant`
  * (grant deleted) and `unauthorized_client`, which Forgejo uses for a refresh
- * token that was superseded ("token was already used") or expired ("unable to
- * parse refresh token").
+ * token that was superseded ("token was already used", also when the answer to
+ * our own earlier refresh was lost) or expired ("unable to parse refresh token").
+ * Only the refresh token is dead then: the access token may still be good.
  */
 const REFUSED_REFRESH_ERRORS = new Set(['invalid_grant', 'unauthorized_client']);
+
+/** What Forgejo says of an access token: `refused` only for a 401, `unknown` when it could not be asked. */
+export type AccessTokenStatus = 'live' | 'refused' | 'unknown';
 
 export class ForgejoClient {
   readonly #options: ForgejoClientOptions;
@@ -122,9 +132,10 @@ export class ForgejoClient {
   }
 
   /**
-   * Refreshes a user's tokens. Rejects with `credential_revoked` when Forgejo
-   * refused the refresh token for good, `unavailable` for anything that may
-   * pass (network, timeouts, 5xx, a misconfigured application).
+   * Refreshes a user's tokens. Rejects with `forbidden` when Forgejo refused
+   * the refresh token for good, `unavailable` when the outcome is unknown or
+   * may pass (network, timeouts, 5xx, a misconfigured application): Forgejo
+   * may then have spent the refresh token all the same.
    */
   async refresh(refreshToken: string): Promise<ForgejoTokens> {
     const started = this.#now();
@@ -135,22 +146,53 @@ export class ForgejoClient {
         this.#client,
         this.#clientAuth,
         refreshToken,
-        this.#requestOptions(),
+        this.#requestOptions(this.#options.refreshTimeoutMs ?? DEFAULT_REFRESH_TIMEOUT_MS),
       );
       const result = await oauth.processRefreshTokenResponse(metadata, this.#client, response);
       return this.#tokens(result, started, refreshToken);
     } catch (error) {
       throw toBrokerError(error, 'refresh', (code, status) =>
-        status < 500 && REFUSED_REFRESH_ERRORS.has(code) ? 'credential_revoked' : 'unavailable',
+        status < 500 && REFUSED_REFRESH_ERRORS.has(code) ? 'forbidden' : 'unavailable',
       );
     }
   }
 
   /** `GET /api/v1/user` with the user's access token. */
   async currentUser(accessToken: string): Promise<ForgejoUser> {
-    let response: Response;
+    const response = await this.#getUser(accessToken);
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new BrokerError('unavailable', `GET /api/v1/user answered ${response.status}`);
+    }
+    const body: unknown = await response.json().catch(() => undefined);
+    if (!isForgejoUserBody(body)) throw new BrokerError('unavailable', 'GET /api/v1/user answered an unexpected body');
+    return { id: body.id, login: body.login, fullName: typeof body.full_name === 'string' ? body.full_name : '' };
+  }
+
+  /**
+   * Whether Forgejo still accepts an access token, asked with `GET /api/v1/user`.
+   * Only a 401 is a refusal; a 403 (a token without `read:user`) is a token it knows.
+   */
+  async accessTokenStatus(accessToken: string): Promise<AccessTokenStatus> {
+    let status: number;
     try {
-      response = await oauth.protectedResourceRequest(
+      const response = await this.#getUser(accessToken);
+      await response.body?.cancel();
+      status = response.status;
+    } catch (error) {
+      // A 401 carrying a WWW-Authenticate challenge arrives as an error of oauth4webapi.
+      const challenged = error instanceof BrokerError && error.cause instanceof oauth.WWWAuthenticateChallengeError ? error.cause : undefined;
+      if (challenged === undefined) return 'unknown';
+      await challenged.response.body?.cancel();
+      status = challenged.status;
+    }
+    if (status === 401) return 'refused';
+    return status === 200 || status === 403 ? 'live' : 'unknown';
+  }
+
+  async #getUser(accessToken: string): Promise<Response> {
+    try {
+      return await oauth.protectedResourceRequest(
         accessToken,
         'GET',
         new URL('api/v1/user', this.#issuer),
@@ -161,12 +203,6 @@ export class ForgejoClient {
     } catch (error) {
       throw new BrokerError('unavailable', `GET /api/v1/user failed: ${errorMessage(error)}`, { cause: error });
     }
-    if (!response.ok) {
-      throw new BrokerError('unavailable', `GET /api/v1/user answered ${response.status}`);
-    }
-    const body: unknown = await response.json().catch(() => undefined);
-    if (!isForgejoUserBody(body)) throw new BrokerError('unavailable', 'GET /api/v1/user answered an unexpected body');
-    return { id: body.id, login: body.login, fullName: typeof body.full_name === 'string' ? body.full_name : '' };
   }
 
   /** Discovery, once; a failure is not cached, so a Forgejo that was down is found later. */
@@ -183,9 +219,9 @@ export class ForgejoClient {
     return this.#metadata;
   }
 
-  #requestOptions(): { signal: AbortSignal; [oauth.allowInsecureRequests]: boolean } {
+  #requestOptions(timeoutMs = this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS): { signal: AbortSignal; [oauth.allowInsecureRequests]: boolean } {
     return {
-      signal: AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
       // Plain http only when the operator configured an http Forgejo (loopback development, tests).
       [oauth.allowInsecureRequests]: this.#issuer.protocol === 'http:',
     };

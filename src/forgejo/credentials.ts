@@ -2,11 +2,18 @@ import type { ForgejoAccess, ForgejoCredentials } from '../auth/principal.js';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ForgejoCredential, ForgejoCredentialRepository, ForgejoTokens, User } from '../store/store.js';
+import type { AccessTokenStatus } from './client.js';
 
 /** What the credential manager needs from Forgejo. */
 export interface ForgejoRefresher {
-  /** Rejects with BrokerError `credential_revoked` (refused for good) or another kind (may pass). */
+  /**
+   * Rejects with BrokerError `forbidden` when Forgejo refused the refresh
+   * token (dead; the access token may live on), any other rejection when the
+   * outcome is unknown (Forgejo may have spent the refresh token all the same).
+   */
   refresh(refreshToken: string): Promise<ForgejoTokens>;
+  /** Whether Forgejo still accepts the access token (`GET /api/v1/user`). */
+  accessTokenStatus(accessToken: string): Promise<AccessTokenStatus>;
 }
 
 export interface ForgejoCredentialManagerOptions {
@@ -14,7 +21,7 @@ export interface ForgejoCredentialManagerOptions {
   readonly forgejo: ForgejoRefresher;
   readonly logger: Logger;
   readonly now?: () => number;
-  /** First delay after a failed refresh; doubled on each further failure. Default 1 s. */
+  /** First delay after a refresh with an unknown outcome; doubled on each further one. Default 1 s. */
   readonly retryInitialDelayMs?: number;
   /** Upper bound of the retry delay. Default 60 s. */
   readonly retryMaxDelayMs?: number;
@@ -22,10 +29,15 @@ export interface ForgejoCredentialManagerOptions {
 
 export type CredentialListener = (userId: string) => void;
 
+/** How one refresh sent to Forgejo ended: new tokens, the refresh token refused, or no telling. */
+export type RefreshOutcome = 'ok' | 'refused' | 'unknown';
+
+export type RefreshOutcomeListener = (outcome: RefreshOutcome) => void;
+
 interface UserRefreshState {
   /** The refresh in flight for this user: every caller joins it. */
   inflight?: Promise<ForgejoAccess>;
-  /** Consecutive transient failures. */
+  /** Consecutive refreshes with an unknown outcome. */
   failures: number;
   retryTimer?: NodeJS.Timeout;
 }
@@ -35,16 +47,25 @@ interface UserRefreshState {
  * a credential belongs to the user, not to a session or grant).
  *
  * - Single flight: concurrent callers for one user share one refresh.
- * - The newest refresh token is stored, durably, before anyone gets the new
+ * - "Refresh started" is stored, durably, before the refresh is sent; the
+ *   newest refresh token is stored, durably, before anyone gets the new
  *   access token; a refresh never overwrites a newer login (generation check).
- * - A refusal from Forgejo marks the credential dead (and revokes the user's
- *   grants in the store), notifies `onCredentialRevoked`, and rejects with
- *   `credential_revoked`.
- * - A passing failure (network, 5xx) leaves the still-valid old token in use
- *   and retries in the background with exponential backoff until it works or
- *   the old token expires; after expiry callers get `unavailable`.
+ * - An unknown outcome (timeout, cut connection, 5xx, or a start recorded by
+ *   a broker that died before storing the answer) is no revocation: the
+ *   current access token stays in use, and the refresh is retried in the
+ *   background with exponential backoff. After the access token expired,
+ *   callers get `unavailable` until a retry settles it.
+ * - A refused refresh token is no revocation either (the refusal may be the
+ *   echo of our own refresh whose answer was lost): it is recorded, and the
+ *   access token serves, unrefreshed, while Forgejo accepts it. Whenever a
+ *   fresher token is wanted it is checked with `GET /api/v1/user`.
+ * - Only Forgejo refusing the access token (401), or its expiry with no way
+ *   to refresh it, ends the credential: it is marked revoked (the user's
+ *   grants stay, for the next login to revive), `onCredentialRevoked` fires,
+ *   and callers get `credential_revoked`.
  * - `onCredentialChanged` fires after every stored change (refresh or login),
- *   so the session layer can move the user's sessions onto the new token.
+ *   so the session layer can move the user's sessions onto the new token;
+ *   `onRefreshOutcome` after every refresh sent to Forgejo.
  */
 export class ForgejoCredentialManager implements ForgejoCredentials {
   readonly #credentials: ForgejoCredentialRepository;
@@ -56,6 +77,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
   readonly #users = new Map<string, UserRefreshState>();
   readonly #changedListeners = new Set<CredentialListener>();
   readonly #revokedListeners = new Set<CredentialListener>();
+  readonly #outcomeListeners = new Set<RefreshOutcomeListener>();
   #closed = false;
 
   constructor(options: ForgejoCredentialManagerOptions) {
@@ -73,7 +95,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     if (credential.expiresAt - now > minValidityMs) return toAccess(credential);
     const state = this.#state(userId);
     if (state.inflight !== undefined) return state.inflight;
-    // Backing off after a passing failure: the old token is still good.
+    // Backing off after an unknown outcome: the old token is still good.
     if (state.retryTimer !== undefined && credential.expiresAt > now) return toAccess(credential);
     return this.#refresh(userId, credential.generation);
   }
@@ -100,10 +122,16 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     return () => this.#changedListeners.delete(listener);
   }
 
-  /** Listens for a user's credential being refused by Forgejo; returns the unsubscribe function. */
+  /** Listens for a user's credential ending (Forgejo refused its access token, or it expired); returns the unsubscribe function. */
   onCredentialRevoked(listener: CredentialListener): () => void {
     this.#revokedListeners.add(listener);
     return () => this.#revokedListeners.delete(listener);
+  }
+
+  /** Listens for the outcome of every refresh sent to Forgejo; returns the unsubscribe function. */
+  onRefreshOutcome(listener: RefreshOutcomeListener): () => void {
+    this.#outcomeListeners.add(listener);
+    return () => this.#outcomeListeners.delete(listener);
   }
 
   /** Stops background retries. Refreshes in flight finish. */
@@ -150,13 +178,25 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       this.#emit(this.#changedListeners, userId);
       return toAccess(credential);
     }
+    if (credential.refreshRefusedAt !== null) return this.#withoutRefresh(credential);
+    // A start recorded before and never finished: its answer was lost, and Forgejo may have spent the refresh token.
+    const afterLostAnswer = credential.refreshStartedAt !== null;
+    if (!(await this.#credentials.markRefreshStarted(userId, generation, this.#now()))) {
+      // A login replaced the credential since we read it (or it ended): the store has the newer state.
+      return toAccess(await this.#live(userId));
+    }
     let tokens: ForgejoTokens;
     try {
       tokens = await this.#forgejo.refresh(credential.refreshToken);
     } catch (error) {
-      if (isBrokerError(error, 'credential_revoked')) return this.#revoke(credential, error);
-      return this.#afterPassingFailure(credential, state, error);
+      if (isBrokerError(error, 'forbidden')) {
+        this.#emit(this.#outcomeListeners, 'refused');
+        return this.#afterRefusal(credential, state, error, afterLostAnswer);
+      }
+      this.#emit(this.#outcomeListeners, 'unknown');
+      return this.#afterUnknownOutcome(credential, state, error);
     }
+    this.#emit(this.#outcomeListeners, 'ok');
     const stored = await this.#credentials.storeRefreshed(userId, credential.generation, tokens, this.#now());
     state.failures = 0;
     if (stored === undefined) {
@@ -168,25 +208,46 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     return toAccess(stored);
   }
 
-  async #revoke(credential: ForgejoCredential, cause: BrokerError): Promise<ForgejoAccess> {
-    const revoked = await this.#credentials.markRevoked(credential.userId, credential.generation, this.#now());
-    if (!revoked) {
+  async #afterRefusal(credential: ForgejoCredential, state: UserRefreshState, cause: BrokerError, afterLostAnswer: boolean): Promise<ForgejoAccess> {
+    const at = this.#now();
+    if (!(await this.#credentials.markRefreshRefused(credential.userId, credential.generation, at))) {
       // A login superseded the refresh token we used while we refreshed: its credential is the live one.
-      const current = await this.#live(credential.userId);
-      return toAccess(current);
+      return toAccess(await this.#live(credential.userId));
     }
-    this.#logger.warn({ userId: credential.userId, reason: cause.message }, 'Forgejo refused the refresh: credential revoked');
-    this.#users.delete(credential.userId);
-    this.#emit(this.#revokedListeners, credential.userId);
-    throw new BrokerError('credential_revoked', 'Forgejo refused the refresh token: sign in again', { cause });
+    state.failures = 0;
+    this.#logger.warn(
+      { userId: credential.userId, reason: cause.message, afterLostAnswer, remainingMs: credential.expiresAt - at },
+      'Forgejo refused the refresh token; the access token serves until Forgejo refuses it or it expires',
+    );
+    return this.#withoutRefresh({ ...credential, refreshRefusedAt: at });
   }
 
-  #afterPassingFailure(credential: ForgejoCredential, state: UserRefreshState, error: unknown): ForgejoAccess {
+  /** The refresh token is dead: the access token is all there is, for as long as Forgejo accepts it. */
+  async #withoutRefresh(credential: ForgejoCredential): Promise<ForgejoAccess> {
+    if (credential.expiresAt <= this.#now()) return this.#end(credential, 'the Forgejo access token expired and cannot be refreshed');
+    const status = await this.#forgejo.accessTokenStatus(credential.accessToken);
+    if (status === 'refused') return this.#end(credential, 'Forgejo refused the access token');
+    return toAccess(credential);
+  }
+
+  async #end(credential: ForgejoCredential, reason: string): Promise<ForgejoAccess> {
+    const ended = await this.#credentials.markRevoked(credential.userId, credential.generation, this.#now());
+    if (!ended) {
+      // A login replaced the credential meanwhile: its credential is the live one.
+      return toAccess(await this.#live(credential.userId));
+    }
+    this.#logger.warn({ userId: credential.userId, reason }, 'Forgejo credential ended; the user must sign in again');
+    this.#users.delete(credential.userId);
+    this.#emit(this.#revokedListeners, credential.userId);
+    throw new BrokerError('credential_revoked', `${reason}: sign in again`);
+  }
+
+  #afterUnknownOutcome(credential: ForgejoCredential, state: UserRefreshState, error: unknown): ForgejoAccess {
     state.failures += 1;
     const remaining = credential.expiresAt - this.#now();
     this.#logger.warn(
       { userId: credential.userId, failures: state.failures, remainingMs: remaining, reason: errorMessage(error) },
-      'Forgejo refresh failed; will retry',
+      'Forgejo refresh outcome unknown; the current access token serves; will retry',
     );
     if (remaining <= 0) {
       throw new BrokerError('unavailable', `Forgejo refresh failed and the token expired: ${errorMessage(error)}`, {
@@ -206,12 +267,12 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     return toAccess(credential);
   }
 
-  #emit(listeners: Set<CredentialListener>, userId: string): void {
+  #emit<T>(listeners: Set<(value: T) => void>, value: T): void {
     for (const listener of listeners) {
       try {
-        listener(userId);
+        listener(value);
       } catch (error) {
-        this.#logger.error({ userId, reason: errorMessage(error) }, 'credential listener failed');
+        this.#logger.error({ value, reason: errorMessage(error) }, 'credential listener failed');
       }
     }
   }

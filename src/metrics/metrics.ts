@@ -1,5 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
+import type { RefreshOutcome } from '../forgejo/credentials.js';
+
 /** What the session layer reports as it works. */
 export interface SessionEvents {
   sessionStarted(era: 'legacy' | 'modern'): void;
@@ -25,6 +27,7 @@ export class BrokerMetrics implements SessionEvents {
   private readonly ended: Counter<'era' | 'reason'>;
   private readonly rotations: Counter<'result'>;
   private readonly httpResponses: Counter<'route' | 'status'>;
+  private readonly forgejoRefreshes: Counter<'outcome'>;
 
   constructor() {
     const registers = [this.registry];
@@ -33,6 +36,14 @@ export class BrokerMetrics implements SessionEvents {
     this.ended = new Counter({ name: 'forgejo_mcp_broker_sessions_ended_total', help: 'Sessions and channels ended, by reason', labelNames: ['era', 'reason'], registers });
     this.rotations = new Counter({ name: 'forgejo_mcp_broker_rotations_total', help: 'Moves of a session to a child with a new Forgejo token, by result', labelNames: ['result'], registers });
     this.httpResponses = new Counter({ name: 'forgejo_mcp_broker_http_responses_total', help: 'HTTP responses, by route group and status', labelNames: ['route', 'status'], registers });
+    this.forgejoRefreshes = new Counter({
+      name: 'forgejo_mcp_broker_forgejo_refreshes_total',
+      help: 'Refreshes of Forgejo tokens sent to Forgejo, by outcome: ok, refused (the refresh token), unknown (no usable answer)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    // Every outcome is exported from the start, so a rate over it is defined before the first refresh.
+    for (const outcome of ['ok', 'refused', 'unknown'] satisfies RefreshOutcome[]) this.forgejoRefreshes.inc({ outcome }, 0);
   }
 
   /** Gauges computed at scrape time from the live registry. */
@@ -53,6 +64,10 @@ export class BrokerMetrics implements SessionEvents {
 
   rotation(result: 'moved' | 'failed' | 'revoked'): void {
     this.rotations.inc({ result });
+  }
+
+  forgejoRefresh(outcome: RefreshOutcome): void {
+    this.forgejoRefreshes.inc({ outcome });
   }
 
   httpResponse(route: string, status: number): void {

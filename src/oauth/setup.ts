@@ -1,8 +1,8 @@
-import { ForgejoClient } from '../forgejo/client.js';
+import { DEFAULT_REFRESH_TIMEOUT_MS, ForgejoClient } from '../forgejo/client.js';
 import { ForgejoCredentialManager } from '../forgejo/credentials.js';
 import type { Logger } from '../log/logger.js';
 import { loadEncryptionKey } from '../store/encryption-key.js';
-import { openPostgresStore } from '../store/postgres.js';
+import { DEFAULT_REFRESH_LEASE_MS, openPostgresStore } from '../store/postgres.js';
 import { openSqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import type { RouteHandler } from '../http/route.js';
@@ -26,6 +26,8 @@ export interface BrokerAuthOptions extends Omit<OAuthServerOptions, 'store' | 'f
   readonly encryptionKey?: string;
   /** Per request to Forgejo. Default 10 s. */
   readonly forgejoTimeoutMs?: number;
+  /** BROKER_FORGEJO_REFRESH_TIMEOUT: per refresh at Forgejo. Default 30 s. */
+  readonly forgejoRefreshTimeoutMs?: number;
   readonly logger: Logger;
 }
 
@@ -51,6 +53,8 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
       : await openPostgresStore({
           connectionString: options.databaseUrl,
           encryptionKey: key,
+          // A replica's lease on a user's refresh must outlast the refresh it covers.
+          refreshLeaseMs: Math.max(DEFAULT_REFRESH_LEASE_MS, 2 * (options.forgejoRefreshTimeoutMs ?? DEFAULT_REFRESH_TIMEOUT_MS)),
           onIdleError: (error) => options.logger.warn({ reason: error.message }, 'PostgreSQL connection lost; reconnecting on demand'),
         });
   const forgejo = new ForgejoClient({
@@ -60,6 +64,7 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
     scopes: options.forgejoScopes,
     redirectUri: new URL(OAUTH_PATHS.callback, options.publicUrl).href,
     timeoutMs: options.forgejoTimeoutMs,
+    refreshTimeoutMs: options.forgejoRefreshTimeoutMs,
     now: options.now,
   });
   const credentials = new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: options.logger, now: options.now });

@@ -24,6 +24,9 @@
  *   `unauthorized_client` "token was already used". A deleted grant is `invalid_grant`
  *   "grant does not exist"; an expired or unknown refresh token is `unauthorized_client`
  *   "unable to parse refresh token". Older access tokens stay valid until they expire.
+ * - A token request it received is handled to the end even when the client stops waiting
+ *   (Forgejo's handler does not watch the connection): a refresh whose answer the client
+ *   never read has spent its refresh token all the same.
  * - Granular scopes: with any `read:*`/`write:*`/`all` in the grant's scope string,
  *   `GET /api/v1/user` needs `read:user` (or `write:user`, `all`), else 403; with none,
  *   the token has full access.
@@ -89,6 +92,16 @@ export interface StandinStats {
   readonly rejectedRefreshes: number;
 }
 
+/** A token request the stand-in holds until the test lets it through. */
+export interface HeldTokenRequest {
+  /** Resolves once the request arrived (its body read) and is held. */
+  readonly arrived: Promise<void>;
+  /** Resolves once the client stopped waiting: its connection closed before any answer. */
+  readonly abandoned: Promise<void>;
+  /** Lets the request be handled, whether or not its client still waits; resolves once it was. */
+  release(): Promise<void>;
+}
+
 export interface ForgejoStandin {
   /** Base URL without trailing slash; also the OIDC issuer. */
   readonly url: string;
@@ -104,8 +117,10 @@ export interface ForgejoStandin {
   setAutoLogin(login: string | undefined): void;
   /** The next `count` token requests answer `status` (default 500) without doing anything. */
   failTokenRequests(count: number, status?: number): void;
-  /** The next `count` token requests wait `ms` before being handled. */
+  /** The next `count` token requests wait `ms` before being handled (handled even if their client gave up). */
   delayTokenRequests(count: number, ms: number): void;
+  /** Holds the next refresh_token grant request (code exchanges pass) until `release()`. */
+  holdNextRefresh(): HeldTokenRequest;
   /** Moves the stand-in's clock forward, so tokens and codes expire without waiting. */
   advanceClock(seconds: number): void;
 }
@@ -277,6 +292,7 @@ export async function startForgejoStandin(options: ForgejoStandinOptions): Promi
   const refreshTokens = new Map<string, IssuedToken>();
   const sessions = new Map<string, StandinUser>();
   const pendingDelays = new Set<NodeJS.Timeout>();
+  const refreshHolds: { hold: (res: ServerResponse) => Promise<void>; handled: () => void }[] = [];
   const stats = { tokenRequests: 0, codeExchanges: 0, refreshes: 0, rejectedRefreshes: 0 };
   let clockOffsetMs = 0;
   let autoLogin = options.autoLogin;
@@ -449,6 +465,10 @@ ${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
 
   async function handleToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
     stats.tokenRequests += 1;
+    const form = await readFields(req);
+    const grantType = form.get('grant_type');
+    const held = grantType === 'refresh_token' ? refreshHolds.shift() : undefined;
+    if (held !== undefined) await held.hold(res);
     if (delays.remaining > 0) {
       delays.remaining -= 1;
       await new Promise<void>((resolve) => {
@@ -458,15 +478,20 @@ ${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
         }, delays.ms);
         pendingDelays.add(timer);
       });
-      if (res.destroyed) return;
     }
     if (failures.remaining > 0) {
       failures.remaining -= 1;
       res.writeHead(failures.status, { 'content-type': 'text/plain' }).end('injected failure');
       return;
     }
-    const form = await readFields(req);
-    const grantType = form.get('grant_type');
+    try {
+      handleTokenGrant(req, res, form, grantType);
+    } finally {
+      held?.handled();
+    }
+  }
+
+  function handleTokenGrant(req: IncomingMessage, res: ServerResponse, form: URLSearchParams, grantType: string | null): void {
     try {
       let clientId = form.get('client_id') ?? '';
       let clientSecret = form.get('client_secret') ?? '';
@@ -659,6 +684,34 @@ ${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
     },
     delayTokenRequests(count, ms) {
       delays = { remaining: count, ms };
+    },
+    holdNextRefresh() {
+      let arrive!: () => void;
+      let abandon!: () => void;
+      let release!: () => void;
+      let handled!: () => void;
+      const arrived = new Promise<void>((resolve) => (arrive = resolve));
+      const abandoned = new Promise<void>((resolve) => (abandon = resolve));
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const done = new Promise<void>((resolve) => (handled = resolve));
+      refreshHolds.push({
+        hold: (res) => {
+          res.once('close', () => {
+            if (!res.writableFinished) abandon();
+          });
+          arrive();
+          return released;
+        },
+        handled,
+      });
+      return {
+        arrived,
+        abandoned,
+        release: () => {
+          release();
+          return done;
+        },
+      };
     },
     advanceClock(seconds) {
       clockOffsetMs += seconds * 1000;

@@ -139,6 +139,11 @@ const MIGRATIONS: readonly string[] = [
     expires_at BIGINT NOT NULL
   );
   `,
+  // 2: a Forgejo refresh is recorded before it is sent (its answer may be lost), and a refused refresh token is remembered.
+  `
+  ALTER TABLE forgejo_credentials ADD COLUMN refresh_started_at BIGINT;
+  ALTER TABLE forgejo_credentials ADD COLUMN refresh_refused_at BIGINT;
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

@@ -59,12 +59,14 @@ export interface PostgresStoreOptions extends PgPoolOptions {
   /**
    * How long a replica may hold a user's refresh lease before another may
    * take it over (a crashed holder). Longer than a Forgejo refresh can take.
-   * Default 60 s.
+   * Default DEFAULT_REFRESH_LEASE_MS.
    */
   readonly refreshLeaseMs?: number;
   /** `ready()` answers false when the database takes longer than this. Default 2 s. */
   readonly readyTimeoutMs?: number;
 }
+
+export const DEFAULT_REFRESH_LEASE_MS = 60_000;
 
 type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 type Params = readonly unknown[];
@@ -111,7 +113,7 @@ class PostgresStore implements Store {
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
     this.#key = options.encryptionKey;
-    this.#refreshLeaseMs = options.refreshLeaseMs ?? 60_000;
+    this.#refreshLeaseMs = options.refreshLeaseMs ?? DEFAULT_REFRESH_LEASE_MS;
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 2_000;
   }
 
@@ -163,7 +165,8 @@ class PostgresStore implements Store {
           `INSERT INTO forgejo_credentials (user_id, sealed_tokens, generation, revoked_at, updated_at)
            VALUES ($1, $2, 1, NULL, $3)
            ON CONFLICT (user_id) DO UPDATE SET sealed_tokens = excluded.sealed_tokens,
-             generation = forgejo_credentials.generation + 1, revoked_at = NULL, updated_at = excluded.updated_at
+             generation = forgejo_credentials.generation + 1, revoked_at = NULL, refresh_started_at = NULL,
+             refresh_refused_at = NULL, updated_at = excluded.updated_at
            RETURNING *`,
           [user.userId, sealed, at],
         );
@@ -182,7 +185,8 @@ class PostgresStore implements Store {
       const row = await this.#durably((client) =>
         one<CredentialRow>(
           client,
-          `UPDATE forgejo_credentials SET sealed_tokens = $1, generation = generation + 1, updated_at = $2
+          `UPDATE forgejo_credentials SET sealed_tokens = $1, generation = generation + 1, refresh_started_at = NULL,
+             refresh_refused_at = NULL, updated_at = $2
            WHERE user_id = $3 AND generation = $4 AND revoked_at IS NULL
            RETURNING *`,
           [sealed, at, userId, expectedGeneration],
@@ -190,6 +194,10 @@ class PostgresStore implements Store {
       );
       return row === undefined ? undefined : credentialFromRow(this.#key, row);
     },
+    markRefreshStarted: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#markCredential('refresh_started_at', userId, expectedGeneration, at),
+    markRefreshRefused: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#markCredential('refresh_refused_at', userId, expectedGeneration, at),
     markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#durably(async (client) => {
         const result = await client.query(
@@ -197,9 +205,7 @@ class PostgresStore implements Store {
            WHERE user_id = $2 AND generation = $3 AND revoked_at IS NULL`,
           [at, userId, expectedGeneration],
         );
-        if (result.rowCount !== 1) return false;
-        await client.query('UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL', [at, userId]);
-        return true;
+        return result.rowCount === 1;
       }),
     withRefreshLock: <T>(userId: string, work: () => Promise<T>): Promise<T> =>
       // In process first, so that one replica never competes with itself for the lease.
@@ -477,6 +483,22 @@ class PostgresStore implements Store {
         `SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'`,
       );
       return work(client);
+    });
+  }
+
+  /**
+   * Sets one of the credential's time columns, compare-and-set on its
+   * generation, durably: "refresh started" must survive a crash that follows
+   * it before Forgejo's answer is stored.
+   */
+  #markCredential(column: 'refresh_started_at' | 'refresh_refused_at', userId: string, expectedGeneration: number, at: number): Promise<boolean> {
+    return this.#durably(async (client) => {
+      const result = await client.query(
+        `UPDATE forgejo_credentials SET ${column} = $1, updated_at = $1
+         WHERE user_id = $2 AND generation = $3 AND revoked_at IS NULL`,
+        [at, userId, expectedGeneration],
+      );
+      return result.rowCount === 1;
     });
   }
 

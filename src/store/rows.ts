@@ -55,6 +55,8 @@ export interface CredentialRow {
   sealed_tokens: string;
   generation: number;
   revoked_at: number | null;
+  refresh_started_at: number | null;
+  refresh_refused_at: number | null;
   updated_at: number;
 }
 
@@ -213,6 +215,8 @@ export function credentialFromRow(key: Buffer, row: CredentialRow): ForgejoCrede
     ...openForgejoTokens(key, row.user_id, row.sealed_tokens),
     generation: row.generation,
     revokedAt: row.revoked_at,
+    refreshStartedAt: row.refresh_started_at,
+    refreshRefusedAt: row.refresh_refused_at,
     updatedAt: row.updated_at,
   };
 }

@@ -118,6 +118,11 @@ const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   );
   `,
+  // 2: a Forgejo refresh is recorded before it is sent (its answer may be lost), and a refused refresh token is remembered.
+  `
+  ALTER TABLE forgejo_credentials ADD COLUMN refresh_started_at INTEGER;
+  ALTER TABLE forgejo_credentials ADD COLUMN refresh_refused_at INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

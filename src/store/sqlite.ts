@@ -148,7 +148,8 @@ class SqliteStore implements Store {
             `INSERT INTO forgejo_credentials (user_id, sealed_tokens, generation, revoked_at, updated_at)
              VALUES (?, ?, 1, NULL, ?)
              ON CONFLICT (user_id) DO UPDATE SET sealed_tokens = excluded.sealed_tokens,
-               generation = forgejo_credentials.generation + 1, revoked_at = NULL, updated_at = excluded.updated_at
+               generation = forgejo_credentials.generation + 1, revoked_at = NULL, refresh_started_at = NULL,
+               refresh_refused_at = NULL, updated_at = excluded.updated_at
              RETURNING *`,
           )
           .get(user.userId, sealed, at) as CredentialRow;
@@ -163,26 +164,26 @@ class SqliteStore implements Store {
     ): Promise<ForgejoCredential | undefined> =>
       this.#run(() => {
         const row = this.#stmt(
-          `UPDATE forgejo_credentials SET sealed_tokens = ?, generation = generation + 1, updated_at = ?
+          `UPDATE forgejo_credentials SET sealed_tokens = ?, generation = generation + 1, refresh_started_at = NULL,
+             refresh_refused_at = NULL, updated_at = ?
            WHERE user_id = ? AND generation = ? AND revoked_at IS NULL
            RETURNING *`,
         )
         .get(this.#sealTokens(userId, tokens), at, userId, expectedGeneration) as CredentialRow | undefined;
         return row === undefined ? undefined : credentialFromRow(this.#key, row);
       }),
+    markRefreshStarted: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#run(() => this.#markCredential('refresh_started_at', userId, expectedGeneration, at)),
+    markRefreshRefused: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#run(() => this.#markCredential('refresh_refused_at', userId, expectedGeneration, at)),
     markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#run(() => {
-        const changed = this.#db.transaction((): boolean => {
-          const result = this.#stmt(
-            `UPDATE forgejo_credentials SET revoked_at = ?, generation = generation + 1, updated_at = ?
-             WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
-          )
-          .run(at, at, userId, expectedGeneration);
-          if (result.changes === 0) return false;
-          this.#stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL').run(at, userId);
-          return true;
-        })();
-        return changed;
+        const result = this.#stmt(
+          `UPDATE forgejo_credentials SET revoked_at = ?, generation = generation + 1, updated_at = ?
+           WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
+        )
+        .run(at, at, userId, expectedGeneration);
+        return result.changes === 1;
       }),
     // One process owns the database file, so an in-process lock serialises every refresh.
     withRefreshLock: <T>(userId: string, work: () => Promise<T>): Promise<T> => this.#refreshLock.run(userId, work),
@@ -463,6 +464,16 @@ class SqliteStore implements Store {
       this.#stmt('INSERT INTO refresh_tokens (token_hash, grant_id, expires_at) VALUES (?, ?, ?)')
         .run(tokens.refreshTokenHash, grantId, tokens.refreshExpiresAt);
     }
+  }
+
+  /** Sets one of the credential's time columns, compare-and-set on its generation; the generation stays (the tokens did not change). */
+  #markCredential(column: 'refresh_started_at' | 'refresh_refused_at', userId: string, expectedGeneration: number, at: number): boolean {
+    const result = this.#stmt(
+      `UPDATE forgejo_credentials SET ${column} = ?, updated_at = ?
+       WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
+    )
+    .run(at, at, userId, expectedGeneration);
+    return result.changes === 1;
   }
 
   #sealTokens(userId: string, tokens: ForgejoTokens): string {

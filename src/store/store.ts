@@ -62,8 +62,20 @@ export interface ForgejoCredential extends ForgejoTokens {
   readonly userId: string;
   /** Bumped on every change; compare-and-set guards refreshes against a newer login. */
   readonly generation: number;
-  /** Set when Forgejo refused the refresh token for good. */
+  /**
+   * Set when the credential ended: Forgejo refused its access token, or the
+   * access token expired with no way to refresh it. A new login revives it.
+   */
   readonly revokedAt: number | null;
+  /**
+   * Set, durably, before a refresh is sent to Forgejo and cleared when its
+   * answer is stored. Still set afterwards means the outcome is unknown (a
+   * timeout, a lost connection, a broker killed mid-flight): Forgejo may
+   * have spent the refresh token, so its refusal is no revocation.
+   */
+  readonly refreshStartedAt: number | null;
+  /** Set when Forgejo refused the refresh token: the access token serves, unrefreshed, until it expires or is refused. */
+  readonly refreshRefusedAt: number | null;
   readonly updatedAt: number;
 }
 
@@ -77,8 +89,17 @@ export interface ForgejoCredentialRepository {
    */
   storeRefreshed(userId: string, expectedGeneration: number, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential | undefined>;
   /**
-   * Marks the credential dead if still at `expectedGeneration`, and revokes
-   * every grant of the user in the same transaction. False when it moved on.
+   * Records, durably, that a refresh of the credential at `expectedGeneration`
+   * is about to be sent. False (nothing recorded) when it moved on or ended.
+   */
+  markRefreshStarted(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
+  /** Records that Forgejo refused the refresh token of `expectedGeneration`. False when it moved on or ended. */
+  markRefreshRefused(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
+  /**
+   * Marks the credential dead if still at `expectedGeneration`. The user's
+   * grants stay: an upstream failure is not the user withdrawing a client,
+   * and their tokens work again once a new login is stored. False when it
+   * moved on.
    */
   markRevoked(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
   /**

@@ -13,6 +13,8 @@ test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s int
   assert.equal(config.reapIntervalMs, 30_000);
   assert.equal(config.rotateIntervalMs, 60_000);
   assert.equal(config.refreshLeadMs, 5 * 60_000);
+  assert.equal(config.signIn.forgejoRefreshTimeoutMs, 30_000);
+  assert.equal(loadConfig({ BROKER_FORGEJO_REFRESH_TIMEOUT: '1m30s' }).signIn.forgejoRefreshTimeoutMs, 90_000);
   assert.equal(config.maxSessions, 0);
   assert.equal(config.forgejoUrl, undefined);
   assert.match(config.dataDir, /\/data$/);
@@ -48,6 +50,7 @@ test('every bad value names its variable', () => {
     [{ BROKER_REAP_INTERVAL: '0s' }, 'BROKER_REAP_INTERVAL'],
     [{ BROKER_ROTATE_INTERVAL: 'soon' }, 'BROKER_ROTATE_INTERVAL'],
     [{ BROKER_REFRESH_LEAD: '5 min' }, 'BROKER_REFRESH_LEAD'],
+    [{ BROKER_FORGEJO_REFRESH_TIMEOUT: '0' }, 'BROKER_FORGEJO_REFRESH_TIMEOUT'],
     [{ BROKER_LOG_LEVEL: 'loud' }, 'BROKER_LOG_LEVEL'],
   ];
   for (const [env, variable] of cases) {

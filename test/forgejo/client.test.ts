@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { isBrokerError } from '../../src/errors/errors.js';
-import { ForgejoClient } from '../../src/forgejo/client.js';
+import { ForgejoClient, type ForgejoClientOptions } from '../../src/forgejo/client.js';
 import { ForgejoCredentialManager } from '../../src/forgejo/credentials.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { startForgejoStandin, type ForgejoStandin } from '../../src/standin/forgejo.js';
@@ -15,18 +15,16 @@ import { openSqliteStore } from '../../src/store/sqlite.js';
 const APP = { clientId: 'broker-app', clientSecret: 'broker-secret', redirectUris: ['http://127.0.0.1:1/oauth/callback'] };
 const USERS = [{ id: 7, login: 'carol', password: 'pw', fullName: 'Carol C', email: 'carol@example.test' }];
 
+function options(forgejo: ForgejoStandin): ForgejoClientOptions {
+  return { forgejoUrl: new URL(forgejo.url), clientId: APP.clientId, clientSecret: APP.clientSecret, scopes: 'read:user', redirectUri: APP.redirectUris[0] as string };
+}
+
 describe('Forgejo client against the stand-in', () => {
   let forgejo: ForgejoStandin;
   let client: ForgejoClient;
   before(async () => {
     forgejo = await startForgejoStandin({ users: USERS, applications: [APP] });
-    client = new ForgejoClient({
-      forgejoUrl: new URL(forgejo.url),
-      clientId: APP.clientId,
-      clientSecret: APP.clientSecret,
-      scopes: 'read:user',
-      redirectUri: APP.redirectUris[0] as string,
-    });
+    client = new ForgejoClient(options(forgejo));
   });
   after(async () => {
     await forgejo.close();
@@ -52,14 +50,33 @@ describe('Forgejo client against the stand-in', () => {
     assert.deepEqual(user, { id: 7, login: 'carol', fullName: 'Carol C' });
   });
 
-  it('reports a superseded or dead refresh token as credential_revoked', async () => {
+  it('reports a superseded or dead refresh token as forbidden, which says nothing of the access token', async () => {
     const issued = forgejo.issueTokens('carol', { scope: 'read:user' });
     await client.refresh(issued.refresh_token);
-    // Forgejo >= 9 refuses the older refresh token ("token was already used").
-    await assert.rejects(client.refresh(issued.refresh_token), (error) => isBrokerError(error, 'credential_revoked'));
+    // Forgejo >= 9 refuses the older refresh token ("token was already used"); its access token lives on.
+    await assert.rejects(client.refresh(issued.refresh_token), (error) => isBrokerError(error, 'forbidden'));
+    assert.equal(await client.accessTokenStatus(issued.access_token), 'live');
     const again = forgejo.issueTokens('carol', { scope: 'read:user' });
     forgejo.deleteGrant('carol');
-    await assert.rejects(client.refresh(again.refresh_token), (error) => isBrokerError(error, 'credential_revoked'));
+    await assert.rejects(client.refresh(again.refresh_token), (error) => isBrokerError(error, 'forbidden'));
+    assert.equal(await client.accessTokenStatus(again.access_token), 'refused', 'a deleted grant takes its access tokens with it');
+  });
+
+  it('gives up on a refresh after its own timeout and reports the outcome as unknown', async () => {
+    const issued = forgejo.issueTokens('carol', { scope: 'read:user' });
+    const slow = new ForgejoClient({ ...options(forgejo), refreshTimeoutMs: 50 });
+    const held = forgejo.holdNextRefresh();
+    await assert.rejects(slow.refresh(issued.refresh_token), (error) => isBrokerError(error, 'unavailable'));
+    await held.abandoned;
+    await held.release();
+    // Forgejo finished it all the same: the refresh token is spent.
+    await assert.rejects(client.refresh(issued.refresh_token), (error) => isBrokerError(error, 'forbidden'));
+  });
+
+  it('asks Forgejo about an access token, and says unknown when Forgejo cannot be reached', async () => {
+    const nowhere = new ForgejoClient({ forgejoUrl: new URL('http://127.0.0.1:9/'), clientId: 'x', clientSecret: 'y', scopes: '', redirectUri: 'http://127.0.0.1:1/cb' });
+    assert.equal(await nowhere.accessTokenStatus('whatever'), 'unknown');
+    assert.equal(await client.accessTokenStatus('not-a-token'), 'refused');
   });
 
   it('reports a 5xx as unavailable, not as a revocation', async () => {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import { BrokerError, isBrokerError } from '../../src/errors/errors.js';
-import { ForgejoCredentialManager, type ForgejoRefresher } from '../../src/forgejo/credentials.js';
+import type { AccessTokenStatus } from '../../src/forgejo/client.js';
+import { ForgejoCredentialManager, type ForgejoRefresher, type RefreshOutcome } from '../../src/forgejo/credentials.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { ForgejoTokens, Store } from '../../src/store/store.js';
@@ -15,9 +16,13 @@ const HOUR = 3_600_000;
 const MINUTE = 60_000;
 const alice = { userId: '1', forgejoLogin: 'alice' };
 
-/** A Forgejo refresh endpoint whose answers the test decides, one call at a time. */
+/** A Forgejo refresh endpoint whose answers the test decides, one call at a time, and its `GET /api/v1/user`. */
 class ScriptedRefresher implements ForgejoRefresher {
   readonly calls: string[] = [];
+  /** Access tokens asked about with `GET /api/v1/user`. */
+  readonly checked: string[] = [];
+  /** What `GET /api/v1/user` says of every access token. */
+  accessToken: AccessTokenStatus = 'live';
   readonly #answers: (() => Promise<ForgejoTokens>)[] = [];
 
   answer(next: () => Promise<ForgejoTokens>): void {
@@ -28,6 +33,11 @@ class ScriptedRefresher implements ForgejoRefresher {
     this.calls.push(refreshToken);
     const next = this.#answers.shift();
     return next === undefined ? Promise.reject(new Error('unexpected refresh')) : next();
+  }
+
+  accessTokenStatus(accessToken: string): Promise<AccessTokenStatus> {
+    this.checked.push(accessToken);
+    return Promise.resolve(this.accessToken);
   }
 }
 
@@ -109,16 +119,92 @@ describe('Forgejo credential manager', () => {
     assert.equal(forgejo.calls.length, 1);
   });
 
-  it('marks the credential dead when Forgejo refuses the refresh, and tells listeners', async () => {
+  it('records "refresh started" durably before sending the refresh', async () => {
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(async () => {
+      assert.equal((await store.credentials.find(alice.userId))?.refreshStartedAt, now);
+      return { accessToken: 'a2', refreshToken: 'r2', expiresAt: now + HOUR };
+    });
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a2');
+    assert.equal((await store.credentials.find(alice.userId))?.refreshStartedAt, null, 'the answer was stored');
+  });
+
+  it('a refresh with an unknown outcome is no revocation: the start stays recorded and the access token serves', async () => {
     const revoked: string[] = [];
     manager.onCredentialRevoked((userId) => revoked.push(userId));
-    now += HOUR;
-    forgejo.answer(() => Promise.reject(new BrokerError('credential_revoked', 'invalid_grant')));
-    await assert.rejects(manager.access(alice.userId, MINUTE), (error) => isBrokerError(error, 'credential_revoked'));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('unavailable', 'Forgejo refresh failed: timeout')));
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    const stored = await store.credentials.find(alice.userId);
+    assert.notEqual(stored?.refreshStartedAt, null, 'still in doubt');
+    assert.equal(stored?.revokedAt, null);
+    assert.deepEqual(revoked, []);
+  });
+
+  it('a refused refresh token is no revocation: the access token serves while Forgejo accepts it, and no refresh is tried again', async () => {
+    const revoked: string[] = [];
+    manager.onCredentialRevoked((userId) => revoked.push(userId));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    assert.deepEqual(forgejo.calls, ['r1'], 'a refused refresh token is not sent again');
+    assert.deepEqual(forgejo.checked, ['a1', 'a1'], 'the access token is checked whenever a fresher one is wanted');
+    const stored = await store.credentials.find(alice.userId);
+    assert.equal(stored?.revokedAt, null);
+    assert.notEqual(stored?.refreshRefusedAt, null);
+    assert.deepEqual(revoked, []);
+  });
+
+  it('a refresh started before and never finished (a broker killed mid-flight) is sent again; its refusal keeps the access token', async () => {
+    const credential = await store.credentials.find(alice.userId);
+    assert.equal(await store.credentials.markRefreshStarted(alice.userId, credential?.generation ?? 0, now), true);
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    assert.deepEqual(forgejo.calls, ['r1']);
+    assert.equal((await store.credentials.find(alice.userId))?.revokedAt, null);
+  });
+
+  it('ends the credential when Forgejo refuses the access token, keeping the user grants, and tells listeners', async () => {
+    const revoked: string[] = [];
+    manager.onCredentialRevoked((userId) => revoked.push(userId));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: invalid_grant')));
+    forgejo.accessToken = 'refused';
+    await assert.rejects(manager.access(alice.userId, 5 * MINUTE), (error) => isBrokerError(error, 'credential_revoked'));
     assert.deepEqual(revoked, [alice.userId]);
     assert.notEqual((await store.credentials.find(alice.userId))?.revokedAt, null);
     await assert.rejects(manager.access(alice.userId, 0), (error) => isBrokerError(error, 'credential_revoked'));
     assert.equal(forgejo.calls.length, 1, 'a dead credential is not refreshed again');
+  });
+
+  it('ends the credential once an access token that cannot be refreshed expires', async () => {
+    const revoked: string[] = [];
+    manager.onCredentialRevoked((userId) => revoked.push(userId));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
+    now += 2 * MINUTE;
+    await assert.rejects(manager.access(alice.userId, 0), (error) => isBrokerError(error, 'credential_revoked'));
+    assert.deepEqual(revoked, [alice.userId]);
+    assert.equal(forgejo.calls.length, 1);
+  });
+
+  it('reports the outcome of every refresh sent: ok, refused, unknown', async () => {
+    const outcomes: RefreshOutcome[] = [];
+    manager.onRefreshOutcome((outcome) => outcomes.push(outcome));
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.resolve({ accessToken: 'a2', refreshToken: 'r2', expiresAt: now + 3 * MINUTE }));
+    await manager.access(alice.userId, 5 * MINUTE);
+    forgejo.answer(() => Promise.reject(new Error('socket hang up')));
+    await manager.access(alice.userId, 5 * MINUTE);
+    manager.close();
+    manager = createManager(HOUR);
+    manager.onRefreshOutcome((outcome) => outcomes.push(outcome));
+    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    await manager.access(alice.userId, 5 * MINUTE);
+    assert.deepEqual(outcomes, ['ok', 'unknown', 'refused']);
   });
 
   it('keeps the old token through a passing failure and backs off instead of hammering Forgejo', async () => {
@@ -175,7 +261,7 @@ describe('Forgejo credential manager', () => {
     forgejo.answer(
       () =>
         new Promise<ForgejoTokens>((_, reject) => {
-          refuse = () => reject(new BrokerError('credential_revoked', 'token was already used'));
+          refuse = () => reject(new BrokerError('forbidden', 'token was already used'));
         }),
     );
     const pending = manager.access(alice.userId, 5 * MINUTE);

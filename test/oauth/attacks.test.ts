@@ -477,12 +477,13 @@ describe('OAuth limits and housekeeping', () => {
     }
   });
 
-  it('a Forgejo credential refused upstream ends the user grants: /mcp says invalid_token, refresh says invalid_grant', async () => {
+  it('a Forgejo credential refused upstream: /mcp says invalid_token, refresh says invalid_grant; the grant survives, and the next sign-in revives its tokens', async () => {
     const harness = await OAuthHarness.start();
     try {
       const client = await harness.register();
+      const browser = new TestBrowser();
       const { challenge, verifier } = await pkce();
-      const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
+      const params = await signIn(harness, browser, client.clientId, 'alice', challenge);
       const tokens = await exchangeCode(harness, client.clientId, params.get('code') as string, verifier);
       const revoked: string[] = [];
       harness.credentials.onCredentialRevoked((userId) => revoked.push(userId));
@@ -493,8 +494,16 @@ describe('OAuth limits and housekeeping', () => {
       const mcp = await harness.mcp(tokens.body.access_token as string);
       assert.equal(mcp.status, 401);
       assert.match(mcp.challenge ?? '', /invalid_token/);
-      const refresh = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: tokens.body.refresh_token as string });
-      assert.equal(refresh.body.error, 'invalid_grant');
+      const refreshToken = tokens.body.refresh_token as string;
+      const refused = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
+      assert.equal(refused.body.error, 'invalid_grant');
+
+      // Consent is remembered: the browser goes straight to Forgejo and back with a code.
+      const again = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
+      assert.equal(again.kind, 'redirect', 'no consent page');
+      assert.equal((await harness.mcp(tokens.body.access_token as string)).status, 200, 'the old access token works again');
+      const refreshed = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
+      assert.equal(refreshed.status, 200, 'the refresh token was not spent by the refusal');
     } finally {
       await harness.close();
     }

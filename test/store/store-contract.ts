@@ -188,27 +188,72 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
-    it('marks a credential revoked only at the expected generation, revoking the user grants with it', async () => {
+    it('marks a credential revoked only at the expected generation, leaving the user grants alive for the next login', async () => {
       await fresh(async (store) => {
         const credential = await store.credentials.replaceAfterLogin(user, tokens, T0);
         await store.codes.create(code('code-a'));
         assert.equal((await store.codes.consume('code-a', T0)).status, 'valid');
-        assert.equal(
-          await store.grants.createFromCode('code-a', grant('g1'), { accessTokenHash: 'at1', accessExpiresAt: T0 + HOUR }),
-          true,
-        );
+        assert.equal(await store.grants.createFromCode('code-a', grant('g1'), pair('1')), true);
         assert.equal(await store.credentials.markRevoked(user.userId, credential.generation + 5, T0), false);
         assert.equal(await store.credentials.markRevoked(user.userId, credential.generation, T0 + 1), true);
         assert.equal(await store.credentials.markRevoked(user.userId, credential.generation, T0 + 2), false, 'only once');
-        const view = await store.grants.findAccessToken('at1');
+        const view = await store.grants.findAccessToken('at-1');
         assert.equal(view?.credentialRevoked, true);
-        assert.equal(view?.grant.revokedAt, T0 + 1);
+        assert.equal(view?.grant.revokedAt, null, 'an upstream failure revokes no grant');
+        assert.equal((await store.grants.findRefreshToken('rt-1'))?.credentialRevoked, true);
         // A revoked credential takes no refresh.
         assert.equal(await store.credentials.storeRefreshed(user.userId, credential.generation + 1, tokens, T0 + 2), undefined);
-        // A new login brings the credential back to life.
+        // A new login brings the credential, and with it the grant's tokens, back to life.
         const relogin = await store.credentials.replaceAfterLogin(user, tokens, T0 + 2);
         assert.equal(relogin.revokedAt, null);
         assert.equal(relogin.generation, credential.generation + 2);
+        assert.equal((await store.grants.findAccessToken('at-1'))?.credentialRevoked, false);
+        assert.equal((await store.grants.findRefreshToken('rt-1'))?.credentialRevoked, false);
+      });
+    });
+
+    it('records a refresh as started and refused without changing the generation; the stored answer or a login clears both', async () => {
+      await fresh(async (store) => {
+        const login = await store.credentials.replaceAfterLogin(user, tokens, T0);
+        assert.equal(login.refreshStartedAt, null);
+        assert.equal(login.refreshRefusedAt, null);
+        assert.equal(await store.credentials.markRefreshStarted(user.userId, login.generation + 1, T0 + 1), false, 'another generation');
+        assert.equal(await store.credentials.markRefreshStarted(user.userId, login.generation, T0 + 1), true);
+        const started = await store.credentials.find(user.userId);
+        assert.equal(started?.refreshStartedAt, T0 + 1);
+        assert.equal(started?.generation, login.generation);
+        assert.equal(started?.refreshToken, tokens.refreshToken);
+
+        const refreshed = await store.credentials.storeRefreshed(user.userId, login.generation, { ...tokens, refreshToken: 'r2' }, T0 + 2);
+        assert.equal(refreshed?.refreshStartedAt, null, 'the answer was stored');
+
+        const generation = refreshed?.generation ?? 0;
+        assert.equal(await store.credentials.markRefreshStarted(user.userId, generation, T0 + 3), true);
+        assert.equal(await store.credentials.markRefreshRefused(user.userId, generation, T0 + 4), true);
+        const refused = await store.credentials.find(user.userId);
+        assert.equal(refused?.refreshStartedAt, T0 + 3);
+        assert.equal(refused?.refreshRefusedAt, T0 + 4);
+        assert.equal(refused?.revokedAt, null, 'a refused refresh token does not end the credential');
+
+        const relogin = await store.credentials.replaceAfterLogin(user, tokens, T0 + 5);
+        assert.equal(relogin.refreshStartedAt, null);
+        assert.equal(relogin.refreshRefusedAt, null);
+        assert.equal(await store.credentials.markRevoked(user.userId, relogin.generation, T0 + 6), true);
+        assert.equal(await store.credentials.markRefreshStarted(user.userId, relogin.generation + 1, T0 + 7), false, 'an ended credential');
+      });
+    });
+
+    it('keeps "refresh started" across a reopen, as after a crash', async () => {
+      const location = await backend.fresh();
+      let generation = 0;
+      await withStore(backend, location, key, async (store) => {
+        generation = (await store.credentials.replaceAfterLogin(user, tokens, T0)).generation;
+        assert.equal(await store.credentials.markRefreshStarted(user.userId, generation, T0 + 1), true);
+      });
+      await withStore(backend, location, key, async (store) => {
+        const credential = await store.credentials.find(user.userId);
+        assert.equal(credential?.refreshStartedAt, T0 + 1);
+        assert.equal(credential?.generation, generation);
       });
     });
 
