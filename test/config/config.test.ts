@@ -94,3 +94,18 @@ test('the line splitter keeps a UTF-8 character cut between two chunks whole', (
   splitter.flush();
   assert.deepEqual(lines, ['{"t":"é€😀"}', '{"u":"ü"}']);
 });
+
+test('client policy: CIMD on unless off, unused-client cap, sibling-refresh window as long as a refresh token lives', () => {
+  const defaults = loadConfig({}).signIn;
+  assert.equal(defaults.metadataDocuments, true);
+  assert.equal(defaults.maxUnusedClients, 10_000);
+  assert.equal(defaults.refreshGraceMs, defaults.refreshTokenTtlMs);
+  assert.equal(loadConfig({ BROKER_REFRESH_TOKEN_TTL: '24h' }).signIn.refreshGraceMs, 24 * 3_600_000);
+  assert.equal(loadConfig({ BROKER_REFRESH_GRACE: '0' }).signIn.refreshGraceMs, 0);
+  assert.equal(loadConfig({ BROKER_REFRESH_GRACE: '10s' }).signIn.refreshGraceMs, 10_000);
+  assert.equal(loadConfig({ BROKER_CIMD: 'off' }).signIn.metadataDocuments, false);
+  assert.equal(loadConfig({ BROKER_CIMD: 'false' }).signIn.metadataDocuments, false);
+  assert.equal(loadConfig({ BROKER_MAX_UNUSED_CLIENTS: '0' }).signIn.maxUnusedClients, 0);
+  assert.throws(() => loadConfig({ BROKER_CIMD: 'sometimes' }), /BROKER_CIMD/);
+  assert.throws(() => loadConfig({ BROKER_REFRESH_GRACE: 'soon' }), /BROKER_REFRESH_GRACE/);
+});
