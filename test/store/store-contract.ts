@@ -147,6 +147,17 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
+    it('counts the registered clients that never signed in', async () => {
+      await fresh(async (store) => {
+        assert.equal(await store.clients.countUnused(), 0);
+        await store.clients.create(client);
+        await store.clients.create({ ...client, clientId: 'second-client' });
+        assert.equal(await store.clients.countUnused(), 2);
+        await store.clients.markSignedIn(client.clientId, T0 + 5);
+        assert.equal(await store.clients.countUnused(), 1);
+      });
+    });
+
     it('keeps Forgejo credentials sealed at rest and bumps the generation on every change', async () => {
       const location = await backend.fresh();
       await withStore(backend, location, key, async (store) => {
@@ -316,6 +327,20 @@ export function describeStore(name: string, backend: StoreBackend): void {
         await store.grants.revokeGrant('g4', T0 + 5);
         assert.equal((await store.grants.findRefreshToken('rt-6'))?.grant.revokedAt, T0 + 4, 'the first revocation stands');
         assert.equal((await store.grants.findAccessToken('at-6'))?.grant.revokedAt, T0 + 4);
+      });
+    });
+
+    it('adds an access token to a live grant, never to a revoked one', async () => {
+      await fresh(async (store) => {
+        await seedGrant(store, 'g8', '8');
+        assert.equal(await store.grants.addAccessToken('g8', 'at-8b', T0 + 2 * HOUR), true);
+        const view = await store.grants.findAccessToken('at-8b');
+        assert.equal(view?.grant.grantId, 'g8');
+        assert.equal(view?.expiresAt, T0 + 2 * HOUR);
+        await store.grants.revokeGrant('g8', T0 + 3);
+        assert.equal(await store.grants.addAccessToken('g8', 'at-8c', T0 + 2 * HOUR), false);
+        assert.equal(await store.grants.findAccessToken('at-8c'), undefined);
+        assert.equal(await store.grants.addAccessToken('no-such-grant', 'at-8d', T0 + HOUR), false);
       });
     });
 
