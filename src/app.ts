@@ -52,6 +52,7 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     maxSessions: config.maxSessions,
     maxSessionsPerUser: config.maxSessionsPerUser,
     idleTimeoutMs: config.idleTimeoutMs,
+    initTimeoutMs: config.initTimeoutMs,
     refreshLeadMs: config.refreshLeadMs,
     requestTimeoutMs: config.requestTimeoutMs,
     drainGraceMs: config.drainGraceMs,

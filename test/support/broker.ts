@@ -65,6 +65,7 @@ export interface TestBrokerOptions {
   readonly maxSessions?: number;
   readonly maxSessionsPerUser?: number;
   readonly idleTimeoutMs?: number;
+  readonly initTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
   readonly drainGraceMs?: number;
   readonly refreshLeadMs?: number;
@@ -120,6 +121,7 @@ export class TestBroker {
       maxSessions: options.maxSessions ?? 0,
       maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
       idleTimeoutMs: options.idleTimeoutMs ?? 15 * 60_000,
+      initTimeoutMs: options.initTimeoutMs ?? 30_000,
       refreshLeadMs: options.refreshLeadMs ?? 5 * 60_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       drainGraceMs: options.drainGraceMs ?? 5_000,
