@@ -159,12 +159,12 @@ export class TestBroker {
     return user;
   }
 
-  /** Another bearer token for a user, under the given grant. */
-  grantBearer(user: Pick<TestUser, 'userId' | 'login'>, bearer: string, grantId: string): void {
+  /** Another bearer token for a user, under the given grant (of the given OAuth client). */
+  grantBearer(user: Pick<TestUser, 'userId' | 'login'>, bearer: string, grantId: string, clientId = 'test-client'): void {
     this.authenticator.principals.set(bearer, {
       userId: user.userId,
       forgejoLogin: user.login,
-      clientId: 'test-client',
+      clientId,
       tokenHash: createHash('sha256').update(bearer).digest('hex'),
       grantId,
     });
