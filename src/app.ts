@@ -46,6 +46,7 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
       stopGraceMs: config.childStopGraceMs,
       maxMessageBytes: MAX_CHILD_MESSAGE_BYTES,
       log,
+      onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines),
     }),
     credentials: auth.credentials,
     log,

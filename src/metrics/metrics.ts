@@ -25,6 +25,7 @@ export class BrokerMetrics implements SessionEvents {
   private readonly ended: Counter<'era' | 'reason'>;
   private readonly rotations: Counter<'result'>;
   private readonly httpResponses: Counter<'route' | 'status'>;
+  private readonly childLogSuppressed: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -33,6 +34,7 @@ export class BrokerMetrics implements SessionEvents {
     this.ended = new Counter({ name: 'forgejo_mcp_broker_sessions_ended_total', help: 'Sessions and channels ended, by reason', labelNames: ['era', 'reason'], registers });
     this.rotations = new Counter({ name: 'forgejo_mcp_broker_rotations_total', help: 'Moves of a session to a child with a new Forgejo token, by result', labelNames: ['result'], registers });
     this.httpResponses = new Counter({ name: 'forgejo_mcp_broker_http_responses_total', help: 'HTTP responses, by route group and status', labelNames: ['route', 'status'], registers });
+    this.childLogSuppressed = new Counter({ name: 'forgejo_mcp_broker_child_log_lines_suppressed_total', help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written", registers });
   }
 
   /** Gauges computed at scrape time from the live registry. */
@@ -57,6 +59,10 @@ export class BrokerMetrics implements SessionEvents {
 
   httpResponse(route: string, status: number): void {
     this.httpResponses.inc({ route, status: String(status) });
+  }
+
+  childLogLinesSuppressed(lines: number): void {
+    this.childLogSuppressed.inc(lines);
   }
 
   /** The exposition, for GET /metrics. */

@@ -75,6 +75,8 @@ export interface TestBrokerOptions {
   readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
   readonly childCommand?: readonly string[];
   readonly log?: Logger;
+  /** Where the real spawner reports children's suppressed log lines. */
+  readonly onLogLinesSuppressed?: (lines: number) => void;
   readonly now?: () => number;
 }
 
@@ -113,6 +115,7 @@ export class TestBroker {
         stopGraceMs: 2000,
         maxMessageBytes: 64 * 1024 * 1024,
         log,
+        ...(options.onLogLinesSuppressed === undefined ? {} : { onLogLinesSuppressed: options.onLogLinesSuppressed }),
       });
     const registry = new SessionRegistry({
       spawn: options.wrapSpawn === undefined ? spawn : options.wrapSpawn(spawn),

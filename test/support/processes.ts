@@ -21,3 +21,14 @@ export function childProcesses(parentPid: number, marker: string): number[] {
   }
   return found;
 }
+
+/** Whether a process runs, from /proc: a zombie (exited, not yet reaped by whoever inherited it) does not. */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
