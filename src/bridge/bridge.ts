@@ -104,7 +104,8 @@ export class SessionBridge {
   /** Ends the session: waiting requests get an error, the child stops, the client's streams end. */
   close(reason: string): Promise<void> {
     this.closing ??= Promise.resolve().then(async () => {
-      this.options.log.info({ event: 'session_closed', reason }, 'session closed');
+      // A request the transport refused never was a session: not worth an info line each.
+      this.options.log[this.accepted ? 'info' : 'debug']({ event: 'session_closed', reason }, 'session closed');
       this.options.onClosed(reason);
       await this.started?.close(reason);
       await this.outbound;

@@ -177,6 +177,7 @@ export class SessionRegistry {
     // The transport answered the request itself (406, 415, 400, …): nothing was started.
     if (!bridge.accepted) await bridge.close('initialize_rejected');
   }
+
   private reserve(userId: string): void {
     const { maxSessions, maxSessionsPerUser } = this.options;
     if (maxSessions > 0 && this.sessions.size + this.userChannels.size + this.starting >= maxSessions) {
@@ -249,7 +250,10 @@ export class SessionRegistry {
     const initTimer = setTimeout(() => void bridge.close('init_timeout'), this.options.initTimeoutMs);
     initTimer.unref();
     this.startingSessions.add(bridge);
-    if (this.stopped) await bridge.close('broker_stopping');
+    if (this.stopped) {
+      await bridge.close('broker_stopping');
+      throw new BrokerError('unavailable', 'The broker is shutting down');
+    }
     return bridge;
   }
 
