@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
-import { WebStandardStreamableHTTPServerTransport, isJSONRPCNotification, isJSONRPCRequest } from '@modelcontextprotocol/server';
+import { WebStandardStreamableHTTPServerTransport, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Child } from '../supervisor/child.js';
-import { ChildChannel, type ClientResponse } from './channel.js';
+import { CHANNEL_ERROR, ChildChannel, type ClientResponse } from './channel.js';
 import { SessionEventStore } from './event-store.js';
 
 /** What a client is told to wait before reconnecting a lost SSE stream. */
@@ -19,7 +19,14 @@ export interface BridgeOptions {
   readonly log: Logger;
   readonly requestTimeoutMs: number;
   readonly drainGraceMs: number;
-  /** Called once when the session ends: DELETE, child exit or close(). */
+  /**
+   * Starts the session's child. Called only once the transport has accepted the
+   * `initialize` (headers, content type, JSON-RPC shape), so a rejected request never starts one.
+   */
+  readonly startChild: () => Promise<Child>;
+  /** The child answered `initialize` with success; called before the client sees the answer. From then on the session exists. */
+  readonly onInitialized: () => void;
+  /** Called once when the session ends: DELETE, child exit, a failed or rejected initialize, or close(). */
   readonly onClosed: (reason: string) => void;
 }
 
@@ -30,7 +37,10 @@ export interface BridgeOptions {
  */
 export class SessionBridge {
   readonly transport: WebStandardStreamableHTTPServerTransport;
-  readonly channel: ChildChannel;
+  /** Set once the transport accepted the initialize and the child started. */
+  private started: ChildChannel | undefined;
+  /** Why the child could not be started; the initialize is answered with it. */
+  private startFailure: unknown;
   /** The SSE events kept for resumption (exposed for inspection). */
   readonly events = new SessionEventStore();
   /**
@@ -50,12 +60,11 @@ export class SessionBridge {
   private outbound: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
-  constructor(
-    child: Child,
-    private readonly options: BridgeOptions,
-  ) {
+  constructor(private readonly options: BridgeOptions) {
     this.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => options.sessionId,
+      // Awaited by the transport after its checks and before it passes the initialize on.
+      onsessioninitialized: () => this.startChannel(),
       // Resumability: every SSE event gets an id, and Last-Event-ID replays what a lost stream missed.
       eventStore: this.events,
       retryInterval: SSE_RETRY_MS,
@@ -65,18 +74,21 @@ export class SessionBridge {
     });
     this.transport.onmessage = (message) => this.fromClient(message);
     this.transport.onerror = (error) => options.log.debug({ event: 'transport_error', err: errorMessage(error) });
-    this.channel = new ChildChannel(child, {
-      log: options.log,
-      requestTimeoutMs: options.requestTimeoutMs,
-      drainGraceMs: options.drainGraceMs,
-      onEnded: (reason) => void this.close(reason),
-      // Not tied to a request: the GET stream, if the client opened one.
-      onUnrelated: (message) => this.toClient(message, undefined),
-    });
   }
 
   get sessionId(): string {
     return this.options.sessionId;
+  }
+
+  /** The session's channel to its child; a registered session always has one. */
+  get channel(): ChildChannel {
+    if (this.started === undefined) throw new Error(`session ${this.options.sessionId} has no child yet`);
+    return this.started;
+  }
+
+  /** Whether the transport accepted the initialize (and a child was started for it). */
+  get accepted(): boolean {
+    return this.started !== undefined || this.startFailure !== undefined;
   }
 
   get closed(): boolean {
@@ -92,30 +104,66 @@ export class SessionBridge {
   /** Ends the session: waiting requests get an error, the child stops, the client's streams end. */
   close(reason: string): Promise<void> {
     this.closing ??= Promise.resolve().then(async () => {
-      this.options.log.info({ event: 'session_closed', reason }, 'session closed');
+      // A request the transport refused never was a session: not worth an info line each.
+      this.options.log[this.accepted ? 'info' : 'debug']({ event: 'session_closed', reason }, 'session closed');
       this.options.onClosed(reason);
-      await this.channel.close(reason);
+      await this.started?.close(reason);
       await this.outbound;
       await this.transport.close();
     });
     return this.closing;
   }
 
+  private async startChannel(): Promise<void> {
+    let child: Child;
+    try {
+      child = await this.options.startChild();
+    } catch (error) {
+      this.startFailure = error;
+      return;
+    }
+    this.started = new ChildChannel(child, {
+      log: this.options.log,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      drainGraceMs: this.options.drainGraceMs,
+      onEnded: (reason) => void this.close(reason),
+      // Not tied to a request: the GET stream, if the client opened one.
+      onUnrelated: (message) => this.toClient(message, undefined),
+    });
+    // Ended while the child started (the broker stopping, the init timeout): the child goes too.
+    if (this.closed) await this.started.close('session_closed');
+  }
+
   private fromClient(message: JSONRPCMessage): void {
+    const channel = this.started;
+    if (channel === undefined) {
+      // Only the initialize gets here without a channel: its child did not start.
+      this.options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.startFailure) }, 'could not start the MCP server');
+      if (isJSONRPCRequest(message)) {
+        this.toClient({ jsonrpc: '2.0', id: message.id, error: { code: CHANNEL_ERROR.childGone, message: 'The MCP server could not be started' } }, undefined);
+      }
+      void this.close('child_start_failed');
+      return;
+    }
     if (isJSONRPCRequest(message)) {
       const clientId = message.id;
-      this.channel.request(message, {
+      const initialize = message.method === 'initialize';
+      channel.request(message, {
         notify: (notification) => this.toClient(notification, clientId),
         serverRequest: (request) => this.toClient(request, clientId),
         respond: (response, lineLength) => {
           if (lineLength !== undefined) this.events.hintSize(response, lineLength);
+          const initialized = initialize && isJSONRPCResultResponse(response);
+          if (initialized) this.options.onInitialized();
           this.toClient(response, undefined);
+          // A session exists only once its initialize succeeded; the client got the error and nothing stays.
+          if (initialize && !initialized) void this.close('initialize_failed');
         },
       });
       return;
     }
     if (isJSONRPCNotification(message)) {
-      this.channel.notify(message);
+      channel.notify(message);
       if (message.method === 'notifications/cancelled') {
         // No answer is owed for a cancelled request: its stream can end.
         const requestId = (message.params as { requestId?: RequestId } | undefined)?.requestId;
@@ -123,7 +171,7 @@ export class SessionBridge {
       }
       return;
     }
-    if (!this.channel.answer(message as ClientResponse)) {
+    if (!channel.answer(message as ClientResponse)) {
       this.options.log.debug({ event: 'client_response_unmatched' }, 'client answered an unknown server request; dropped');
     }
   }

@@ -22,6 +22,8 @@ export interface Config {
   readonly maxSessions: number;
   readonly maxSessionsPerUser: number;
   readonly idleTimeoutMs: number;
+  /** A new session that does not follow its initialize with another request within this long is ended. */
+  readonly initTimeoutMs: number;
   readonly reapIntervalMs: number;
   readonly rotateIntervalMs: number;
   readonly refreshLeadMs: number;
@@ -121,6 +123,7 @@ export function loadConfig(env: Env): Config {
     maxSessions: count(env, 'BROKER_MAX_SESSIONS', 0),
     maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 0),
     idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT', '15m'),
+    initTimeoutMs: duration(env, 'BROKER_INIT_TIMEOUT', '30s'),
     reapIntervalMs: duration(env, 'BROKER_REAP_INTERVAL', '30s'),
     rotateIntervalMs: duration(env, 'BROKER_ROTATE_INTERVAL', '1m'),
     refreshLeadMs: duration(env, 'BROKER_REFRESH_LEAD', '5m'),

@@ -25,11 +25,48 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
 }
 
-/** Parses a JSON body; a body that is not JSON is a JSON-RPC parse error (400). */
+/**
+ * Deepest nesting of arrays and objects a body may have. No MCP message comes
+ * near it, while JSON.stringify and the SDK's schema checks overflow the stack
+ * a few thousand levels down, halfway through serving a request.
+ */
+export const MAX_JSON_DEPTH = 256;
+
+/**
+ * Parses a JSON body; a body that is not JSON is a JSON-RPC parse error
+ * (400), one nested deeper than MAX_JSON_DEPTH an invalid request (400).
+ */
 export function parseJsonBody(body: Buffer): unknown {
+  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+    throw new BrokerError('bad_request', `Invalid Request: arrays and objects nest deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   try {
     return JSON.parse(body.toString('utf8'));
   } catch {
     throw new BrokerError('parse_error', 'Parse error: Invalid JSON');
   }
 }
+
+/** Counted on the raw bytes, before anything is built; brackets inside strings do not count. */
+function nestsDeeperThan(body: Buffer, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const byte = body[i];
+    if (inString) {
+      if (byte === BACKSLASH) i++;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) inString = true;
+    else if (byte === OPEN_ARRAY || byte === OPEN_OBJECT) {
+      if (++depth > limit) return true;
+    } else if (byte === CLOSE_ARRAY || byte === CLOSE_OBJECT) depth--;
+  }
+  return false;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;

@@ -28,6 +28,7 @@ export class BrokerMetrics implements SessionEvents {
   private readonly rotations: Counter<'result'>;
   private readonly httpResponses: Counter<'route' | 'status'>;
   private readonly forgejoRefreshes: Counter<'outcome'>;
+  private readonly childLogSuppressed: Counter;
 
   constructor() {
     const registers = [this.registry];
@@ -44,6 +45,7 @@ export class BrokerMetrics implements SessionEvents {
     });
     // Every outcome is exported from the start, so a rate over it is defined before the first refresh.
     for (const outcome of ['ok', 'refused', 'unknown'] satisfies RefreshOutcome[]) this.forgejoRefreshes.inc({ outcome }, 0);
+    this.childLogSuppressed = new Counter({ name: 'forgejo_mcp_broker_child_log_lines_suppressed_total', help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written", registers });
   }
 
   /** Gauges computed at scrape time from the live registry. */
@@ -72,6 +74,10 @@ export class BrokerMetrics implements SessionEvents {
 
   httpResponse(route: string, status: number): void {
     this.httpResponses.inc({ route, status: String(status) });
+  }
+
+  childLogLinesSuppressed(lines: number): void {
+    this.childLogSuppressed.inc(lines);
   }
 
   /** The exposition, for GET /metrics. */

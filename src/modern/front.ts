@@ -22,7 +22,7 @@ import type { Logger } from '../log/logger.js';
 import type { SessionRegistry } from '../session/registry.js';
 import { LOG_SEVERITY, type ChangeListener, type UserChannel } from '../session/user-channel.js';
 import { paramHeaderMismatch, paramHeadersOf } from './param-headers.js';
-import { RequestStateCodec } from './request-state.js';
+import { RequestStateCodec, type RequestStateClaims } from './request-state.js';
 import { ALL_VERSIONS, HEADER_MISMATCH, METHOD_NOT_FOUND } from './validate.js';
 import { ResponseWriter } from './writer.js';
 
@@ -100,7 +100,7 @@ export class ModernFront {
         return;
       }
     }
-    const call = new ModernCall(this, user, message, principal.userId);
+    const call = new ModernCall(this, user, message, principal);
     call.attach(this.writerFor(res, call), round);
     // The retry fields belong to the broker; the child only ever sees the original request.
     call.handle = user.channel.request(withoutRetryFields(message), call);
@@ -121,7 +121,7 @@ export class ModernFront {
   private resume(res: ServerResponse, principal: Principal, message: JSONRPCRequest, state: string, round: Round): void {
     const claims = this.states.decode(state, Date.now());
     const call = claims === undefined ? undefined : this.parked.get(claims.parkedId);
-    if (claims === undefined || call === undefined || claims.userId !== principal.userId || claims.request !== requestKey(message)) {
+    if (claims === undefined || call === undefined || !sameCaller(claims, principal) || claims.request !== requestKey(message)) {
       new ResponseWriter(res, () => undefined).final({
         jsonrpc: '2.0',
         id: message.id,
@@ -148,7 +148,15 @@ export class ModernFront {
   park(call: ModernCall, clientId: RequestId, writer: ResponseWriter): void {
     const parkedId = call.parkedId;
     const expiresAt = Date.now() + this.options.inputTimeoutMs;
-    const requestState = this.states.encode({ userId: call.userId, parkedId, request: requestKey(call.request), expiresAt });
+    const caller = call.principal;
+    const requestState = this.states.encode({
+      userId: caller.userId,
+      clientId: caller.clientId,
+      grantId: caller.grantId,
+      parkedId,
+      request: requestKey(call.request),
+      expiresAt,
+    });
     const inputRequests = Object.fromEntries([...call.waiting].map(([key, request]) => [key, { method: request.method, params: withoutProgressToken(request.params) }]));
     writer.final({ jsonrpc: '2.0', id: clientId, result: { resultType: 'input_required', inputRequests, requestState } });
     this.parked.set(parkedId, call);
@@ -262,7 +270,8 @@ class ModernCall implements RequestSink {
     private readonly front: ModernFront,
     readonly user: UserChannel,
     readonly request: JSONRPCRequest,
-    readonly userId: string,
+    /** Who asked: only the same user, through the same client and grant, may complete it. */
+    readonly principal: Principal,
   ) {}
 
   attach(writer: ResponseWriter, round: Round): void {
@@ -376,6 +385,10 @@ function declares(declared: ClientCapabilities, required: ClientCapabilities): b
     if (typeof have !== 'object' || have === null) return false;
     return Object.keys(sub as object).every((key) => (have as Record<string, unknown>)[key] !== undefined);
   });
+}
+
+function sameCaller(claims: RequestStateClaims, principal: Principal): boolean {
+  return claims.userId === principal.userId && claims.clientId === principal.clientId && claims.grantId === principal.grantId;
 }
 
 /** Identifies a request across its retries: the method and what it names. */

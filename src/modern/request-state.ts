@@ -1,8 +1,14 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-/** What a `requestState` vouches for: whose request it is, which parked call, which request, until when. */
+/**
+ * What a `requestState` vouches for: whose request it is (the user, and the
+ * OAuth client and grant it came through, so another client of the same user
+ * cannot complete it), which parked call, which request, until when.
+ */
 export interface RequestStateClaims {
   readonly userId: string;
+  readonly clientId: string;
+  readonly grantId: string;
   readonly parkedId: string;
   /** Method and name (or uri) of the original request; a retry of another request is refused. */
   readonly request: string;
@@ -18,7 +24,7 @@ export class RequestStateCodec {
   private readonly key = randomBytes(32);
 
   encode(claims: RequestStateClaims): string {
-    const payload = Buffer.from(JSON.stringify([claims.userId, claims.parkedId, claims.request, claims.expiresAt])).toString('base64url');
+    const payload = Buffer.from(JSON.stringify([claims.userId, claims.clientId, claims.grantId, claims.parkedId, claims.request, claims.expiresAt])).toString('base64url');
     return `${payload}.${this.sign(payload)}`;
   }
 
@@ -35,11 +41,12 @@ export class RequestStateCodec {
     } catch {
       return undefined;
     }
-    if (!Array.isArray(fields) || fields.length !== 4) return undefined;
-    const [userId, parkedId, request, expiresAt] = fields as unknown[];
-    if (typeof userId !== 'string' || typeof parkedId !== 'string' || typeof request !== 'string' || typeof expiresAt !== 'number') return undefined;
+    if (!Array.isArray(fields) || fields.length !== 6) return undefined;
+    const [userId, clientId, grantId, parkedId, request, expiresAt] = fields as unknown[];
+    if (typeof userId !== 'string' || typeof clientId !== 'string' || typeof grantId !== 'string') return undefined;
+    if (typeof parkedId !== 'string' || typeof request !== 'string' || typeof expiresAt !== 'number') return undefined;
     if (expiresAt <= now) return undefined;
-    return { userId, parkedId, request, expiresAt };
+    return { userId, clientId, grantId, parkedId, request, expiresAt };
   }
 
   private sign(payload: string): string {

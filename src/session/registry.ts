@@ -25,6 +25,8 @@ export interface RegistryOptions {
   /** 0 means unlimited. */
   readonly maxSessionsPerUser: number;
   readonly idleTimeoutMs: number;
+  /** A new session must answer its initialize and send one more request within this long, or it ends. */
+  readonly initTimeoutMs: number;
   /** Refresh a Forgejo token when it expires within this long. */
   readonly refreshLeadMs: number;
   readonly requestTimeoutMs: number;
@@ -49,6 +51,8 @@ interface ChannelEntry {
 interface Session extends ChannelEntry {
   readonly bridge: SessionBridge;
   readonly grantId: string;
+  /** Ends the session unless the client comes back after its initialize; cleared by its next request. */
+  initTimer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -74,7 +78,9 @@ export class SessionRegistry {
   private readonly rotationsCollected = new Map<string, number>();
   private readonly startingUserChannels = new Map<string, Promise<UserChannel>>();
   private readonly sessionsByUser = new Map<string, Set<string>>();
-  /** Sessions being spawned, counted against the caps so a burst cannot overshoot them. */
+  /** Sessions whose initialize has not succeeded yet: not registered, but stopped with the broker. */
+  private readonly startingSessions = new Set<SessionBridge>();
+  /** Sessions being started, counted against the caps so a burst cannot overshoot them. */
   private starting = 0;
   private readonly startingByUser = new Map<string, number>();
   private readonly rotations = new Map<string, Promise<void>>();
@@ -134,6 +140,8 @@ export class SessionRegistry {
     }
     if (Array.isArray(body)) this.checkBatchAllowed(session);
     session.lastActive = this.now();
+    clearTimeout(session.initTimer);
+    session.initTimer = undefined;
     await session.bridge.handle(req, res, body);
   }
 
@@ -144,15 +152,30 @@ export class SessionRegistry {
     }
   }
 
+  /**
+   * Starts a session for an initialize. It is registered (and counts as a
+   * session) only once the child answered the initialize with success; a
+   * request the transport refuses never starts a child, and one the child
+   * refuses stops it again. Until it is registered it holds a reservation
+   * against the caps.
+   */
   private async startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
     this.reserve(principal.userId);
-    let session: Session;
+    let reserved = true;
+    const release = (): void => {
+      if (reserved) this.unreserve(principal.userId);
+      reserved = false;
+    };
+    let bridge: SessionBridge;
     try {
-      session = await this.spawnSession(principal);
-    } finally {
-      this.unreserve(principal.userId);
+      bridge = await this.newSession(principal, release);
+    } catch (error) {
+      release();
+      throw error;
     }
-    await session.bridge.handle(req, res, body);
+    await bridge.handle(req, res, body);
+    // The transport answered the request itself (406, 415, 400, …): nothing was started.
+    if (!bridge.accepted) await bridge.close('initialize_rejected');
   }
 
   private reserve(userId: string): void {
@@ -179,30 +202,62 @@ export class SessionRegistry {
   /** Starts a child with the user's current Forgejo token. */
   private async spawnChild(sessionId: string, principal: Pick<Principal, 'userId' | 'forgejoLogin'>): Promise<{ child: Child; fingerprint: string }> {
     const access = await this.options.credentials.access(principal.userId, 0);
+    const child = await this.spawnWithToken(sessionId, principal, access.accessToken);
+    return { child, fingerprint: fingerprint(access.accessToken) };
+  }
+
+  private async spawnWithToken(sessionId: string, principal: Pick<Principal, 'userId' | 'forgejoLogin'>, forgejoToken: string): Promise<Child> {
     try {
-      const child = await this.options.spawn({ sessionId, userId: principal.userId, forgejoLogin: principal.forgejoLogin, forgejoToken: access.accessToken });
-      return { child, fingerprint: fingerprint(access.accessToken) };
+      return await this.options.spawn({ sessionId, userId: principal.userId, forgejoLogin: principal.forgejoLogin, forgejoToken });
     } catch (error) {
       this.options.log.error({ event: 'child_spawn_failed', sessionId, err: errorMessage(error) }, 'could not start the MCP server');
       throw new BrokerError('child_failed', 'The MCP server could not be started', { cause: error });
     }
   }
 
-  private async spawnSession(principal: Principal): Promise<Session> {
+  /**
+   * A session's bridge, its child not started yet. The Forgejo token is read
+   * now, so a credential Forgejo refused is a 401 before the transport runs.
+   */
+  private async newSession(principal: Principal, release: () => void): Promise<SessionBridge> {
     const sessionId = newSessionId();
     const log = this.options.log.child({ sessionId, user: principal.forgejoLogin });
     const rotationsBefore = this.rotationsCollected.get(principal.userId) ?? 0;
-    const { child, fingerprint: tokenFingerprint } = await this.spawnChild(sessionId, principal);
-    const bridge = new SessionBridge(child, {
+    const access = await this.options.credentials.access(principal.userId, 0);
+    let registered: Session | undefined;
+    const bridge: SessionBridge = new SessionBridge({
       sessionId,
       log,
       requestTimeoutMs: this.options.requestTimeoutMs,
       drainGraceMs: this.options.drainGraceMs,
+      startChild: () => this.spawnWithToken(sessionId, principal, access.accessToken),
+      onInitialized: () => {
+        this.startingSessions.delete(bridge);
+        release();
+        registered = this.register(bridge, principal, fingerprint(access.accessToken), initTimer, log);
+        this.catchUpRotations(principal.userId, rotationsBefore);
+      },
       onClosed: (reason) => {
+        clearTimeout(initTimer);
+        this.startingSessions.delete(bridge);
+        release();
+        if (registered === undefined) return;
         this.remove(sessionId);
         this.options.events?.sessionEnded('legacy', reason);
       },
     });
+    // Covers the whole start: a child that never answers the initialize, a client that never comes back.
+    const initTimer = setTimeout(() => void bridge.close('init_timeout'), this.options.initTimeoutMs);
+    initTimer.unref();
+    this.startingSessions.add(bridge);
+    if (this.stopped) {
+      await bridge.close('broker_stopping');
+      throw new BrokerError('unavailable', 'The broker is shutting down');
+    }
+    return bridge;
+  }
+
+  private register(bridge: SessionBridge, principal: Principal, tokenFingerprint: string, initTimer: NodeJS.Timeout, log: Logger): Session {
     const session: Session = {
       bridge,
       channel: bridge.channel,
@@ -211,15 +266,14 @@ export class SessionRegistry {
       grantId: principal.grantId,
       lastActive: this.now(),
       tokenFingerprint,
+      initTimer,
     };
-    this.sessions.set(sessionId, session);
+    this.sessions.set(bridge.sessionId, session);
     let ofUser = this.sessionsByUser.get(principal.userId);
     if (ofUser === undefined) this.sessionsByUser.set(principal.userId, (ofUser = new Set()));
-    ofUser.add(sessionId);
-    log.info({ event: 'session_started', clientId: principal.clientId, pid: child.pid }, 'session started');
+    ofUser.add(bridge.sessionId);
+    log.info({ event: 'session_started', clientId: principal.clientId, pid: bridge.channel.child.pid }, 'session started');
     this.options.events?.sessionStarted('legacy');
-    if (this.stopped) await bridge.close('broker_stopping');
-    else this.catchUpRotations(principal.userId, rotationsBefore);
     return session;
   }
 
@@ -357,6 +411,7 @@ export class SessionRegistry {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     await Promise.all([
+      ...[...this.startingSessions].map((bridge) => bridge.close('broker_stopping')),
       ...[...this.sessions.keys()].map((sessionId) => this.end(sessionId, 'broker_stopping')),
       ...[...this.userChannels.values()].map((user) => user.channel.close('broker_stopping')),
     ]);

@@ -29,9 +29,14 @@
  *   add_tool {name?}        registers a tool at runtime (`notifications/tools/list_changed`)
  *   touch {uri}             `notifications/resources/updated` for uri if subscribed
  *   pid                     process.pid
+ * Fault injection, for the broker's fault tests (the real forgejo-mcp does neither):
+ *   garbage {lines}         writes `lines` lines that are not JSON to stdout, then returns "wrote"
+ *   spawn_grandchild        starts a process of its own (in its process group) that runs until
+ *                           killed; returns that process's pid
  * Resources: `forgejo://version` (the version JSON; subscribable) and the template
  * `forgejo://echo/{text}`. Prompt: `greet {name}`. Capability: logging.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -278,6 +283,23 @@ function buildServer(config: ChildConfig, versionJson: string): McpServer {
   );
 
   server.registerTool('pid', { description: 'The process id of this child' }, () => text(String(process.pid)));
+
+  server.registerTool(
+    'garbage',
+    { description: 'Fault injection: writes lines that are not JSON to stdout', inputSchema: z.object({ lines: z.number().int().min(1).max(100_000) }) },
+    ({ lines }) => {
+      // Written before the answer on the same pipe, so the broker has read them all when the answer arrives.
+      process.stdout.write('this is not JSON-RPC\n'.repeat(lines));
+      return text('wrote');
+    },
+  );
+
+  server.registerTool('spawn_grandchild', { description: 'Fault injection: starts a process that runs until killed; returns its pid' }, () => {
+    // No stdio: it must not hold the child's pipes, and it ignores stdin closing.
+    const grandchild = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+    grandchild.unref();
+    return text(String(grandchild.pid));
+  });
 
   server.registerResource(
     'version',

@@ -4,6 +4,7 @@ import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import { childEnvironment } from './env.js';
 import { LineSplitter } from './lines.js';
+import { ChildLogLimiter } from './log-limiter.js';
 
 /** How a child ended. */
 export interface ChildExit {
@@ -51,6 +52,8 @@ export interface ProcessSpawnOptions {
   readonly stopGraceMs: number;
   readonly maxMessageBytes: number;
   readonly log: Logger;
+  /** Counts log lines of children that their log budget suppressed (the metric). */
+  readonly onLogLinesSuppressed?: (lines: number) => void;
 }
 
 /** The production SpawnFunc: a real process per spec. */
@@ -63,6 +66,8 @@ class ProcessChild implements Child {
   readonly exited: Promise<ChildExit>;
   private exitInfo: ChildExit | undefined;
   private stopping: Promise<ChildExit> | undefined;
+  /** Every log line the child's output causes goes through it: stderr chatter, stdout garbage. */
+  private readonly logBudget: ChildLogLimiter;
 
   private constructor(
     private readonly proc: ChildProcess,
@@ -70,9 +75,13 @@ class ProcessChild implements Child {
     private readonly log: Logger,
     token: string,
   ) {
+    this.logBudget = new ChildLogLimiter(log, (lines) => options.onLogLinesSuppressed?.(lines));
     this.exited = new Promise((resolve) => {
       proc.once('exit', (code, signal) => {
         this.exitInfo = { code, signal };
+        // What the child started in its process group goes with it, so nothing outlives the session.
+        this.signalGroup('SIGKILL');
+        this.logBudget.flush();
         this.log.info({ event: 'child_exit', pid: proc.pid, code, signal }, 'child exited');
         resolve(this.exitInfo);
       });
@@ -91,9 +100,9 @@ class ProcessChild implements Child {
     const stderr = new LineSplitter(
       64 * 1024,
       (line) => {
-        if (line !== '') this.log.info({ event: 'child_stderr', line: redact(line) });
+        if (line !== '') this.logBudget.line(() => this.log.info({ event: 'child_stderr', line: redact(line) }));
       },
-      () => this.log.warn({ event: 'child_stderr_truncated' }),
+      () => this.logBudget.line(() => this.log.warn({ event: 'child_stderr_truncated' })),
     );
     proc.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     proc.stderr?.on('end', () => stderr.flush());
@@ -108,7 +117,8 @@ class ProcessChild implements Child {
       env: childEnvironment(options.parentEnv, options.envAllow, options.forgejoUrl, spec.forgejoToken),
       stdio: ['pipe', 'pipe', 'pipe'],
       // Own process group: a terminal's Ctrl-C reaches the broker only, which
-      // then stops children in order; stop() signals the whole group.
+      // then stops children in order; signals go to the whole group, so what a
+      // child spawned stops with it.
       detached: true,
       shell: false,
     });
@@ -150,12 +160,19 @@ class ProcessChild implements Child {
   }
 
   private signal(signal: NodeJS.Signals): void {
+    if (this.exitInfo !== undefined) return;
+    if (!this.signalGroup(signal)) this.proc.kill(signal);
+  }
+
+  /** Signals the child's process group; false when there is none (any more). */
+  private signalGroup(signal: NodeJS.Signals): boolean {
     const pid = this.proc.pid;
-    if (pid === undefined || this.exitInfo !== undefined) return;
+    if (pid === undefined) return false;
     try {
       process.kill(-pid, signal);
+      return true;
     } catch {
-      this.proc.kill(signal);
+      return false;
     }
   }
 
@@ -175,11 +192,11 @@ class ProcessChild implements Child {
     try {
       message = JSON.parse(line);
     } catch {
-      this.log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped');
+      this.logBudget.line(() => this.log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped'));
       return;
     }
     if (!isJsonRpcMessage(message)) {
-      this.log.warn({ event: 'child_stdout_not_jsonrpc' }, 'child wrote JSON that is not JSON-RPC 2.0; dropped');
+      this.logBudget.line(() => this.log.warn({ event: 'child_stdout_not_jsonrpc' }, 'child wrote JSON that is not JSON-RPC 2.0; dropped'));
       return;
     }
     this.onmessage?.(message, line.length);

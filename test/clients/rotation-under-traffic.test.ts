@@ -44,7 +44,7 @@ import { STANDIN_CHILD_SCRIPT } from '../../src/demo.js';
 import type { StandinUser } from '../../src/standin/forgejo.js';
 import { eventually, fingerprint, isAlive } from '../support/broker.js';
 import { startProductionBroker, type ProductionBroker } from '../support/clients-broker.js';
-import { childProcesses } from '../support/clients-tools.js';
+import { childProcesses } from '../support/processes.js';
 import { obtainToken } from '../support/conformance-oauth.js';
 
 const USERS: readonly StandinUser[] = [1, 2, 3, 4].map((n) => ({

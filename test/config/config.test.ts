@@ -10,6 +10,7 @@ test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s int
   assert.equal(config.publicUrl.href, 'http://127.0.0.1:8080/');
   assert.deepEqual(config.childCommand, ['forgejo-mcp', '--transport', 'stdio']);
   assert.equal(config.idleTimeoutMs, 15 * 60_000);
+  assert.equal(config.initTimeoutMs, 30_000);
   assert.equal(config.reapIntervalMs, 30_000);
   assert.equal(config.rotateIntervalMs, 60_000);
   assert.equal(config.refreshLeadMs, 5 * 60_000);

@@ -65,6 +65,7 @@ export interface TestBrokerOptions {
   readonly maxSessions?: number;
   readonly maxSessionsPerUser?: number;
   readonly idleTimeoutMs?: number;
+  readonly initTimeoutMs?: number;
   readonly requestTimeoutMs?: number;
   readonly drainGraceMs?: number;
   readonly refreshLeadMs?: number;
@@ -74,6 +75,8 @@ export interface TestBrokerOptions {
   readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
   readonly childCommand?: readonly string[];
   readonly log?: Logger;
+  /** Where the real spawner reports children's suppressed log lines. */
+  readonly onLogLinesSuppressed?: (lines: number) => void;
   readonly now?: () => number;
 }
 
@@ -112,6 +115,7 @@ export class TestBroker {
         stopGraceMs: 2000,
         maxMessageBytes: 64 * 1024 * 1024,
         log,
+        ...(options.onLogLinesSuppressed === undefined ? {} : { onLogLinesSuppressed: options.onLogLinesSuppressed }),
       });
     const registry = new SessionRegistry({
       spawn: options.wrapSpawn === undefined ? spawn : options.wrapSpawn(spawn),
@@ -120,6 +124,7 @@ export class TestBroker {
       maxSessions: options.maxSessions ?? 0,
       maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
       idleTimeoutMs: options.idleTimeoutMs ?? 15 * 60_000,
+      initTimeoutMs: options.initTimeoutMs ?? 30_000,
       refreshLeadMs: options.refreshLeadMs ?? 5 * 60_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       drainGraceMs: options.drainGraceMs ?? 5_000,
@@ -157,12 +162,12 @@ export class TestBroker {
     return user;
   }
 
-  /** Another bearer token for a user, under the given grant. */
-  grantBearer(user: Pick<TestUser, 'userId' | 'login'>, bearer: string, grantId: string): void {
+  /** Another bearer token for a user, under the given grant (of the given OAuth client). */
+  grantBearer(user: Pick<TestUser, 'userId' | 'login'>, bearer: string, grantId: string, clientId = 'test-client'): void {
     this.authenticator.principals.set(bearer, {
       userId: user.userId,
       forgejoLogin: user.login,
-      clientId: 'test-client',
+      clientId,
       tokenHash: createHash('sha256').update(bearer).digest('hex'),
       grantId,
     });
