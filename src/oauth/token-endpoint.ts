@@ -102,8 +102,8 @@ export class TokenEndpoint {
     if (!isCodeVerifier(codeVerifier) || !verifiesS256(codeVerifier, issued.codeChallenge)) {
       throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
     }
-    checkResource(form, issued.resource);
     this.#checkStillServed(issued.resource);
+    checkResource(form, issued.resource);
     const credential = await store.credentials.find(issued.userId);
     if (credential === undefined || credential.revokedAt !== null) {
       throw new OAuthError('invalid_grant', 'the Forgejo sign-in has ended; sign in again');
@@ -139,8 +139,8 @@ export class TokenEndpoint {
       if (view.grant.clientId !== client.clientId) throw new OAuthError('invalid_grant', 'refresh token was issued to another client');
       if (view.grant.revokedAt !== null) throw new OAuthError('invalid_grant', 'refresh token was revoked');
       if (view.credentialRevoked) throw new OAuthError('invalid_grant', 'the Forgejo sign-in has ended; sign in again');
-      checkResource(form, view.grant.resource);
       this.#checkStillServed(view.grant.resource);
+      checkResource(form, view.grant.resource);
 
       if (view.rotatedAt !== null) {
         const successor = await this.#unusedSuccessor(refreshToken, view, at);

@@ -121,7 +121,13 @@ describe('after BROKER_PUBLIC_URL changes', () => {
       harness.brokerUrl = original.replace('127.0.0.1', 'localhost');
       await harness.open();
       harness.brokerUrl = original;
-      const refresh = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: tokens.refreshToken });
+      // The client re-discovered the broker and names the new resource.
+      const refresh = await harness.token({
+        grant_type: 'refresh_token',
+        client_id: client.clientId,
+        refresh_token: tokens.refreshToken,
+        resource: harness.url('/mcp').replace('127.0.0.1', 'localhost'),
+      });
       assert.equal(refresh.status, 400);
       assert.equal(refresh.body.error, 'invalid_grant');
       assert.match(refresh.body.error_description as string, /sign in again/);
