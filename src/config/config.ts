@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parse as parseShellWords } from 'shell-quote';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { parseAddressRange, type AddressRange } from '../oauth/client-address.js';
 import { parseDuration } from './duration.js';
 
 /** The broker's whole configuration, parsed and validated once at start. */
@@ -31,6 +32,10 @@ export interface Config {
   readonly drainGraceMs: number;
   readonly childStopGraceMs: number;
   readonly maxBodyBytes: number;
+  /** A request's headers must have arrived this long after it started; then 408 and the connection closes. */
+  readonly headersTimeoutMs: number;
+  /** The same for the whole request, body included (never the response: SSE streams are not cut). */
+  readonly bodyTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly signIn: SignInConfig;
 }
@@ -53,6 +58,8 @@ export interface SignInConfig {
   readonly cimdAllowPrivate: boolean;
   /** Requests per minute per client address on each authorization endpoint group. */
   readonly rateLimitPerMinute: number;
+  /** Reverse proxies whose X-Forwarded-For names the client to rate-limit; empty: the header is ignored. */
+  readonly trustedProxies: readonly AddressRange[];
 }
 
 export class ConfigError extends Error {
@@ -109,8 +116,8 @@ export function loadConfig(env: Env): Config {
     allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
     childCommand: splitCommand(read(env, 'BROKER_CHILD_COMMAND') ?? 'forgejo-mcp --transport stdio'),
     childEnvAllow: list(env, 'BROKER_CHILD_ENV_ALLOW'),
-    maxSessions: count(env, 'BROKER_MAX_SESSIONS', 0),
-    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 0),
+    maxSessions: count(env, 'BROKER_MAX_SESSIONS', 500),
+    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 16),
     idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT', '15m'),
     reapIntervalMs: duration(env, 'BROKER_REAP_INTERVAL', '30s'),
     rotateIntervalMs: duration(env, 'BROKER_ROTATE_INTERVAL', '1m'),
@@ -120,6 +127,7 @@ export function loadConfig(env: Env): Config {
     drainGraceMs: duration(env, 'BROKER_DRAIN_GRACE', '30s'),
     childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
     maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
+    ...requestTimeouts(env),
     logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
     signIn: {
       forgejoClientId: read(env, 'FORGEJO_CLIENT_ID'),
@@ -132,6 +140,7 @@ export function loadConfig(env: Env): Config {
       unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL', '24h'),
       cimdAllowPrivate: flag(env, 'BROKER_CIMD_ALLOW_PRIVATE'),
       rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
+      trustedProxies: list(env, 'BROKER_TRUSTED_PROXIES').map((entry) => addressRange('BROKER_TRUSTED_PROXIES', entry)),
     },
   };
 }
@@ -165,6 +174,22 @@ function databaseUrl(env: Env): string | undefined {
     throw new ConfigError('BROKER_ENCRYPTION_KEY', 'is required with BROKER_DATABASE_URL: every replica must seal Forgejo tokens with the same key');
   }
   return text;
+}
+
+/** Node refuses a headers timeout longer than the whole request's: so does the broker, naming the variable. */
+function requestTimeouts(env: Env): { headersTimeoutMs: number; bodyTimeoutMs: number } {
+  const headersTimeoutMs = duration(env, 'BROKER_HEADERS_TIMEOUT', '10s');
+  const bodyTimeoutMs = duration(env, 'BROKER_BODY_TIMEOUT', '60s');
+  if (headersTimeoutMs > bodyTimeoutMs) {
+    throw new ConfigError('BROKER_HEADERS_TIMEOUT', `must not be longer than BROKER_BODY_TIMEOUT (${bodyTimeoutMs} ms), which bounds the whole request`);
+  }
+  return { headersTimeoutMs, bodyTimeoutMs };
+}
+
+function addressRange(name: string, text: string): AddressRange {
+  const range = parseAddressRange(text);
+  if (range === undefined) throw new ConfigError(name, `"${text}" is not an IP address or CIDR network (for example 10.0.0.0/8 or fd00::/8)`);
+  return range;
 }
 
 function flag(env: Env, name: string): boolean {
