@@ -139,6 +139,13 @@ const MIGRATIONS: readonly string[] = [
     expires_at BIGINT NOT NULL
   );
   `,
+  // 2: one row that ready() rewrites, to prove the database accepts a commit.
+  `
+  CREATE TABLE readiness_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
