@@ -136,6 +136,11 @@ export class BrokerServer {
       }
       sendJson(res, 404, { error: 'not_found' });
     } catch (error) {
+      if (!req.complete && req.destroyed) {
+        // Cut before it fully arrived (a deadline, a client gone): the client's doing, not a broker failure.
+        this.options.log.debug({ event: 'request_cut', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request cut before it arrived');
+        return;
+      }
       this.options.log.error({ event: 'http_error', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request failed');
       if (!res.headersSent) sendJsonRpcError(res, 500, -32603, 'Internal error');
       else res.destroy();
