@@ -70,6 +70,8 @@ export interface TestBrokerOptions {
   readonly drainGraceMs?: number;
   readonly refreshLeadMs?: number;
   readonly maxBodyBytes?: number;
+  readonly headersTimeoutMs?: number;
+  readonly bodyTimeoutMs?: number;
   readonly spawn?: SpawnFunc;
   /** Wraps the real spawner, to delay or observe spawns. */
   readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
@@ -141,6 +143,8 @@ export class TestBroker {
       modern: new ModernFront({ registry, log, inputTimeoutMs: options.requestTimeoutMs ?? 30_000, serverInfo: BROKER_INFO, keepAliveMs: 15_000 }),
       routes: [],
       maxBodyBytes: options.maxBodyBytes ?? 4 * 1024 * 1024,
+      headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
+      bodyTimeoutMs: options.bodyTimeoutMs ?? 60_000,
       retryAfterSeconds: 30,
       log,
     });
