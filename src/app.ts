@@ -2,13 +2,17 @@ import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
 import { requireForgejo, type Config } from './config/config.js';
 import { errorMessage } from './errors/errors.js';
 import type { RouteHandler } from './http/route.js';
+import { listenFailure } from './http/listen.js';
 import { BrokerServer } from './http/server.js';
 import type { Logger } from './log/logger.js';
+import { ForgejoProbe } from './forgejo/probe.js';
+import { startMetricsListener } from './metrics/listener.js';
 import { BrokerMetrics } from './metrics/metrics.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
 import { SessionRegistry } from './session/registry.js';
 import { processSpawner } from './supervisor/child.js';
+import { requireChildProgram } from './supervisor/executable.js';
 import { BROKER_INFO } from './version.js';
 
 /** What authentication brings to the broker: the OAuth server in production, injected parts in tests. */
@@ -16,7 +20,8 @@ export interface AuthParts {
   readonly authenticator: Authenticator;
   readonly credentials: ForgejoCredentials;
   readonly routes: readonly RouteHandler[];
-  readonly ready?: () => Promise<boolean>;
+  /** Why the parts are not ready (the store cannot write, Forgejo does not answer), or undefined. */
+  readonly notReadyBecause?: () => Promise<string | undefined>;
   /** Called after every session has ended, to close what the parts hold (the store). */
   readonly close?: () => Promise<void>;
 }
@@ -26,6 +31,8 @@ export interface RunningBroker {
   readonly registry: SessionRegistry;
   readonly server: BrokerServer;
   readonly metrics: BrokerMetrics;
+  /** Where /metrics is served when BROKER_METRICS_LISTEN is set. */
+  readonly metricsUrl: string | undefined;
   /** Graceful stop: in-flight requests finish (bounded), every child stops, the parts close. */
   stop(): Promise<void>;
 }
@@ -73,23 +80,35 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     retryAfterSeconds: RETRY_AFTER_SECONDS,
     log,
     metrics,
-    ...(auth.ready === undefined ? {} : { ready: auth.ready }),
+    serveMetrics: config.metricsListen === undefined,
+    ...(auth.notReadyBecause === undefined ? {} : { notReadyBecause: auth.notReadyBecause }),
   });
   metrics.watch(registry);
-  const address = await server.listen(config.listen.host, config.listen.port);
+  const address = await server.listen(config.listen.host, config.listen.port).catch((error: unknown) => {
+    throw listenFailure('BROKER_LISTEN', config.listen, error);
+  });
+  const metricsListener =
+    config.metricsListen === undefined
+      ? undefined
+      : await startMetricsListener(metrics, config.metricsListen).catch(async (error: unknown) => {
+          await server.shutdown(0);
+          throw error;
+        });
   registry.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   const url = `http://${host}:${address.port}`;
-  log.info({ event: 'listening', url, publicUrl: config.publicUrl.href }, 'broker listening');
+  log.info({ event: 'listening', url, publicUrl: config.publicUrl.href, metricsUrl: metricsListener?.url }, 'broker listening');
   let stopping: Promise<void> | undefined;
   return {
     url,
     registry,
     server,
     metrics,
+    metricsUrl: metricsListener?.url,
     stop: () =>
       (stopping ??= (async () => {
         await server.shutdown(config.shutdownGraceMs);
+        await metricsListener?.close();
         await auth.close?.();
       })()),
   };
@@ -125,6 +144,7 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
  */
 export async function startSignedInBroker(config: Config, log: Logger): Promise<RunningBroker> {
   const forgejo = requireForgejo(config);
+  await requireChildProgram(config.childCommand, process.env.PATH);
   const { signIn } = config;
   const auth = await openBrokerAuth({
     publicUrl: config.publicUrl,
@@ -146,18 +166,30 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
     trustedProxies: signIn.trustedProxies,
   });
+  const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
+  const close = async (): Promise<void> => {
+    forgejoProbe.close();
+    await auth.close();
+  };
   let broker: RunningBroker;
   try {
     broker = await startBroker(
       config,
       forgejo.forgejoUrl,
-      { authenticator: auth.authenticator, credentials: auth.credentials, routes: [auth.routes], ready: () => auth.ready(), close: () => auth.close() },
+      {
+        authenticator: auth.authenticator,
+        credentials: auth.credentials,
+        routes: [auth.routes],
+        notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
+        close,
+      },
       log,
     );
   } catch (error) {
-    await auth.close();
+    await close();
     throw error;
   }
+  await forgejoProbe.start();
   const { registry } = broker;
   auth.credentials.onCredentialChanged((userId) => void registry.rotateUser(userId));
   auth.credentials.onCredentialRevoked((userId) => void registry.endUser(userId, 'credential_revoked'));

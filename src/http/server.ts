@@ -38,10 +38,12 @@ export interface BrokerServerOptions {
   readonly bodyTimeoutMs: number;
   readonly retryAfterSeconds: number;
   readonly log: Logger;
-  /** Prometheus metrics, served at /metrics; absent in most tests. */
+  /** Prometheus metrics, counted here; absent in most tests. */
   readonly metrics?: BrokerMetrics;
-  /** Extra readiness checks (the store answers, …). */
-  readonly ready?: () => Promise<boolean>;
+  /** Whether /metrics is served here too; false when BROKER_METRICS_LISTEN gives it a listener of its own. Default true. */
+  readonly serveMetrics?: boolean;
+  /** Extra readiness checks (the store writes, Forgejo answers, …): why not ready, or undefined. */
+  readonly notReadyBecause?: () => Promise<string | undefined>;
 }
 
 /** The broker's HTTP face: health, the mounted route groups and the authenticated `/mcp` endpoint. */
@@ -113,7 +115,7 @@ export class BrokerServer {
       if (this.draining) res.setHeader('Connection', 'close');
       const metrics = this.options.metrics;
       if (metrics !== undefined) res.once('finish', () => metrics.httpResponse(routeGroup(url.pathname), res.statusCode));
-      if (url.pathname === '/metrics' && metrics !== undefined) {
+      if (url.pathname === '/metrics' && metrics !== undefined && this.options.serveMetrics !== false) {
         const { contentType, body } = await metrics.render();
         res.writeHead(200, { 'Content-Type': contentType }).end(body);
         return;
@@ -123,8 +125,8 @@ export class BrokerServer {
         return;
       }
       if (url.pathname === '/readyz') {
-        const ready = !this.draining && (await (this.options.ready?.() ?? Promise.resolve(true)));
-        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+        const reason = this.draining ? 'shutting down' : await this.options.notReadyBecause?.();
+        sendJson(res, reason === undefined ? 200 : 503, reason === undefined ? { status: 'ready' } : { status: 'not ready', reason });
         return;
       }
       if (url.pathname === MCP_PATH) {
