@@ -2,6 +2,7 @@ import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
 import { requireForgejo, type Config } from './config/config.js';
 import { errorMessage } from './errors/errors.js';
 import type { RouteHandler } from './http/route.js';
+import { landingPage } from './http/landing.js';
 import { listenFailure } from './http/listen.js';
 import { BrokerServer } from './http/server.js';
 import type { Logger } from './log/logger.js';
@@ -179,7 +180,7 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
       {
         authenticator: auth.authenticator,
         credentials: auth.credentials,
-        routes: [auth.routes],
+        routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
         notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
         close,
       },
