@@ -12,7 +12,6 @@
 # `npm run build` to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo="$PWD"
 
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
