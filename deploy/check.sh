@@ -53,14 +53,14 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
   -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-# The demo broker on a free port, its public URL the proxy's https origin.
+# The demo broker on a free port (set in broker_port), its public URL the
+# proxy's https origin. Not called in a subshell, so its pid is kept for cleanup.
 start_broker() {
-  local public_url="$1" port log
-  port="$(free_port)"; log="$work/broker-$port.log"
-  node dist/src/cli.js demo --listen "127.0.0.1:$port" --public-url "$public_url" --log-level warn >"$log" 2>&1 &
+  local public_url="$1" log
+  broker_port="$(free_port)"; log="$work/broker-$broker_port.log"
+  node dist/src/cli.js demo --listen "127.0.0.1:$broker_port" --public-url "$public_url" --log-level warn >"$log" 2>&1 &
   pids+=($!)
   wait_for "$log" 'demo is running'
-  echo "$port"
 }
 
 # What a client sees through the proxy at https://localhost:<port>.
@@ -76,7 +76,7 @@ check_through() {
 
 say "nginx"
 tls_port="$(free_port)"; http_port="$(free_port)"
-broker_port="$(start_broker "https://localhost:$tls_port")"
+start_broker "https://localhost:$tls_port"
 sed -e "s#mcp\.example\.org#localhost#g" \
     -e "s#/etc/letsencrypt/live/localhost/fullchain.pem#$work/cert.pem#" \
     -e "s#/etc/letsencrypt/live/localhost/privkey.pem#$work/key.pem#" \
@@ -112,7 +112,7 @@ check_through nginx "https://localhost:$tls_port"
 
 say "caddy"
 caddy_port="$(free_port)"
-broker_port="$(start_broker "https://localhost:$caddy_port")"
+start_broker "https://localhost:$caddy_port"
 {
   # Global options for a throwaway run: no admin endpoint, no ACME, state in the temporary directory.
   printf '{\n\tadmin off\n\tauto_https off\n\tstorage file_system %s\n}\n\n' "$work/caddy"
