@@ -1,7 +1,7 @@
 import { ConfigError, type Env } from './config.js';
 import { OPTIONS, shownDefault, type OptionSpec } from './options.js';
 
-export type Command = 'serve' | 'demo';
+type Command = 'serve' | 'demo';
 
 /** What the command line asks for. */
 export type CommandLine =
@@ -96,7 +96,7 @@ function unknownFlag(flag: string): ConfigError {
  * another name (`--port` is `--listen`), one whose name holds it as a word
  * (`--scopes`), or a small edit away (`--lisen`). Undefined when nothing is close.
  */
-export function nearestFlag(typed: string): string | undefined {
+function nearestFlag(typed: string): string | undefined {
   const wanted = typed.toLowerCase();
   const known = OPTIONS.find((option: OptionSpec) => option.alsoKnownAs?.includes(wanted));
   if (known !== undefined) return `--${known.name}`;
