@@ -5,9 +5,10 @@ import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
 import type { Logger } from './log/logger.js';
 import { BrokerMetrics } from './metrics/metrics.js';
+import { LegacyFront } from './legacy/front.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
-import { SessionRegistry } from './session/registry.js';
+import { ChannelPool } from './pool/pool.js';
 import { processSpawner } from './supervisor/child.js';
 import { BROKER_INFO } from './version.js';
 
@@ -23,7 +24,9 @@ export interface AuthParts {
 
 export interface RunningBroker {
   readonly url: string;
-  readonly registry: SessionRegistry;
+  readonly pool: ChannelPool;
+  readonly legacy: LegacyFront;
+  readonly modern: ModernFront;
   readonly server: BrokerServer;
   readonly metrics: BrokerMetrics;
   /** Graceful stop: in-flight requests finish (bounded), every child stops, the parts close. */
@@ -37,7 +40,7 @@ const MAX_CHILD_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Wires the session layer, the children and the HTTP edge, and listens. */
 export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthParts, log: Logger): Promise<RunningBroker> {
   const metrics = new BrokerMetrics();
-  const registry = new SessionRegistry({
+  const pool = new ChannelPool({
     events: metrics,
     spawn: processSpawner({
       command: config.childCommand,
@@ -51,21 +54,22 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     }),
     credentials: auth.credentials,
     log,
-    maxSessions: config.maxSessions,
-    maxSessionsPerUser: config.maxSessionsPerUser,
+    maxChannels: config.maxSessions,
+    maxChannelsPerUser: config.maxSessionsPerUser,
     idleTimeoutMs: config.idleTimeoutMs,
-    initTimeoutMs: config.initTimeoutMs,
     refreshLeadMs: config.refreshLeadMs,
     requestTimeoutMs: config.requestTimeoutMs,
     drainGraceMs: config.drainGraceMs,
-    retryAfterSeconds: RETRY_AFTER_SECONDS,
   });
+  const legacy = new LegacyFront({ pool, log, initTimeoutMs: config.initTimeoutMs, events: metrics });
+  const modern = new ModernFront({ pool, log, events: metrics, inputTimeoutMs: config.requestTimeoutMs, serverInfo: BROKER_INFO, keepAliveMs: 15_000 });
   const server = new BrokerServer({
     publicUrl: config.publicUrl,
     allowedOrigins: config.allowedOrigins,
     authenticator: auth.authenticator,
-    registry,
-    modern: new ModernFront({ registry, log, inputTimeoutMs: config.requestTimeoutMs, serverInfo: BROKER_INFO, keepAliveMs: 15_000 }),
+    pool,
+    legacy,
+    modern,
     routes: auth.routes,
     maxBodyBytes: config.maxBodyBytes,
     retryAfterSeconds: RETRY_AFTER_SECONDS,
@@ -73,16 +77,18 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     metrics,
     ...(auth.ready === undefined ? {} : { ready: auth.ready }),
   });
-  metrics.watch(registry);
+  metrics.watch({ get active() { return legacy.active; }, get activeUserChannels() { return modern.activeUserChannels; }, get inflight() { return pool.inflight; } });
   const address = await server.listen(config.listen.host, config.listen.port);
-  registry.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
+  pool.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   const url = `http://${host}:${address.port}`;
   log.info({ event: 'listening', url, publicUrl: config.publicUrl.href }, 'broker listening');
   let stopping: Promise<void> | undefined;
   return {
     url,
-    registry,
+    pool,
+    legacy,
+    modern,
     server,
     metrics,
     stop: () =>
@@ -155,9 +161,9 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     await auth.close();
     throw error;
   }
-  const { registry } = broker;
-  auth.credentials.onCredentialChanged((userId) => void registry.rotateUser(userId));
-  auth.credentials.onCredentialRevoked((userId) => void registry.endUser(userId, 'credential_revoked'));
+  const { pool } = broker;
+  auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
+  auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
   auth.credentials.onRefreshOutcome((outcome) => broker.metrics.forgejoRefresh(outcome));
   return broker;
 }

@@ -183,7 +183,7 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
 
     // The fault: Forgejo holds the refresh until the broker gave up on it, then processes it all the same.
     const held = harness.forgejo.holdNextRefresh();
-    const rotation = harness.broker.registry.rotateUser(userId, Number.MAX_SAFE_INTEGER);
+    const rotation = harness.broker.pool.rotateUser(userId, Number.MAX_SAFE_INTEGER);
     await held.arrived;
     const during = Array.from({ length: 8 }, () => getMe(connected.client));
     await held.abandoned;
@@ -206,7 +206,7 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
 
     // Now Forgejo refuses the access token for real (the user removed the application's grant).
     assert.ok(harness.forgejo.deleteGrant(user.login));
-    await harness.broker.registry.rotateUser(userId, Number.MAX_SAFE_INTEGER);
+    await harness.broker.pool.rotateUser(userId, Number.MAX_SAFE_INTEGER);
     assert.ok((await metrics()).endedForCredential >= 1, 'the session ended');
     const again = await signInAgain(t, mcpUrl, provider, browser, user, connected);
     pids.add(await childPid(again.client));
