@@ -72,6 +72,8 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     modern,
     routes: auth.routes,
     maxBodyBytes: config.maxBodyBytes,
+    headersTimeoutMs: config.headersTimeoutMs,
+    bodyTimeoutMs: config.bodyTimeoutMs,
     retryAfterSeconds: RETRY_AFTER_SECONDS,
     log,
     metrics,
@@ -148,6 +150,7 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     maxUnusedClients: signIn.maxUnusedClients,
     rateLimit: { burst: Math.max(10, Math.ceil(signIn.rateLimitPerMinute / 2)), perMinute: signIn.rateLimitPerMinute },
     forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
+    trustedProxies: signIn.trustedProxies,
   });
   let broker: RunningBroker;
   try {

@@ -93,9 +93,12 @@ export async function startBrokerTarget(procs: ProcessSet, options: BrokerTarget
       FORGEJO_CLIENT_ID: app.clientId,
       FORGEJO_CLIENT_SECRET: app.clientSecret,
       BROKER_CHILD_COMMAND: commandLine(options.childArgv),
-      // Production defaults otherwise; the sign-in rate limit is raised because the bench signs in 100+ users from one address.
+      // Production defaults otherwise; the sign-in rate limit is raised because the bench signs in 100+ users from one address,
+      // and the session caps are lifted because one user holds 100 sessions (throughput) and 1,000 (memory).
       BROKER_LOG_LEVEL: 'info',
       BROKER_RATE_LIMIT: '1000000',
+      BROKER_MAX_SESSIONS: '0',
+      BROKER_MAX_SESSIONS_PER_USER: '0',
       BROKER_SHUTDOWN_GRACE: '5s',
     },
   });

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parse as parseShellWords } from 'shell-quote';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { parseAddressRange, type AddressRange } from '../oauth/client-address.js';
 import { parseDuration } from './duration.js';
 
 /** The broker's whole configuration, parsed and validated once at start. */
@@ -33,6 +34,10 @@ export interface Config {
   readonly drainGraceMs: number;
   readonly childStopGraceMs: number;
   readonly maxBodyBytes: number;
+  /** A request's headers must have arrived this long after it started; then 408 and the connection closes. */
+  readonly headersTimeoutMs: number;
+  /** The same for the whole request, body included (never the response: SSE streams are not cut). */
+  readonly bodyTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly signIn: SignInConfig;
 }
@@ -64,6 +69,8 @@ export interface SignInConfig {
   readonly rateLimitPerMinute: number;
   /** How long a refresh at Forgejo may take before its outcome counts as unknown. */
   readonly forgejoRefreshTimeoutMs: number;
+  /** Reverse proxies whose X-Forwarded-For names the client to rate-limit; empty: the header is ignored. */
+  readonly trustedProxies: readonly AddressRange[];
 }
 
 export class ConfigError extends Error {
@@ -120,8 +127,8 @@ export function loadConfig(env: Env): Config {
     allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
     childCommand: splitCommand(read(env, 'BROKER_CHILD_COMMAND') ?? 'forgejo-mcp --transport stdio'),
     childEnvAllow: list(env, 'BROKER_CHILD_ENV_ALLOW'),
-    maxSessions: count(env, 'BROKER_MAX_SESSIONS', 0),
-    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 0),
+    maxSessions: count(env, 'BROKER_MAX_SESSIONS', 500),
+    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 16),
     idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT', '15m'),
     initTimeoutMs: duration(env, 'BROKER_INIT_TIMEOUT', '30s'),
     reapIntervalMs: duration(env, 'BROKER_REAP_INTERVAL', '30s'),
@@ -132,6 +139,7 @@ export function loadConfig(env: Env): Config {
     drainGraceMs: duration(env, 'BROKER_DRAIN_GRACE', '30s'),
     childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
     maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
+    ...requestTimeouts(env),
     logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
     signIn: signInConfig(env),
   };
@@ -154,6 +162,7 @@ function signInConfig(env: Env): SignInConfig {
     maxUnusedClients: count(env, 'BROKER_MAX_UNUSED_CLIENTS', 10_000),
     rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
     forgejoRefreshTimeoutMs: duration(env, 'BROKER_FORGEJO_REFRESH_TIMEOUT', '30s'),
+    trustedProxies: list(env, 'BROKER_TRUSTED_PROXIES').map((entry) => addressRange('BROKER_TRUSTED_PROXIES', entry)),
   };
 }
 
@@ -186,6 +195,22 @@ function databaseUrl(env: Env): string | undefined {
     throw new ConfigError('BROKER_ENCRYPTION_KEY', 'is required with BROKER_DATABASE_URL: every replica must seal Forgejo tokens with the same key');
   }
   return text;
+}
+
+/** Node refuses a headers timeout longer than the whole request's: so does the broker, naming the variable. */
+function requestTimeouts(env: Env): { headersTimeoutMs: number; bodyTimeoutMs: number } {
+  const headersTimeoutMs = duration(env, 'BROKER_HEADERS_TIMEOUT', '10s');
+  const bodyTimeoutMs = duration(env, 'BROKER_BODY_TIMEOUT', '60s');
+  if (headersTimeoutMs > bodyTimeoutMs) {
+    throw new ConfigError('BROKER_HEADERS_TIMEOUT', `must not be longer than BROKER_BODY_TIMEOUT (${bodyTimeoutMs} ms), which bounds the whole request`);
+  }
+  return { headersTimeoutMs, bodyTimeoutMs };
+}
+
+function addressRange(name: string, text: string): AddressRange {
+  const range = parseAddressRange(text);
+  if (range === undefined) throw new ConfigError(name, `"${text}" is not an IP address or CIDR network (for example 10.0.0.0/8 or fd00::/8)`);
+  return range;
 }
 
 function flag(env: Env, name: string): boolean {

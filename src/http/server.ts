@@ -16,6 +16,8 @@ import type { RouteHandler } from './route.js';
 
 /** How long an idle keep-alive connection stays open. */
 const IDLE_CONNECTION_MS = 65_000;
+/** Node looks for requests past their deadline at most this often (its default, 30 s, lets a deadline overshoot by that much). */
+const DEADLINE_CHECK_MS = 1_000;
 
 export const MCP_PATH = '/mcp';
 
@@ -33,6 +35,10 @@ export interface BrokerServerOptions {
   /** Route groups tried, in order, before `/mcp` (OAuth endpoints, metadata). */
   readonly routes: readonly RouteHandler[];
   readonly maxBodyBytes: number;
+  /** BROKER_HEADERS_TIMEOUT: a request's headers must arrive within this (408, connection closed). */
+  readonly headersTimeoutMs: number;
+  /** BROKER_BODY_TIMEOUT: the whole request, body included, must arrive within this; responses are not bounded. */
+  readonly bodyTimeoutMs: number;
   readonly retryAfterSeconds: number;
   readonly log: Logger;
   /** Prometheus metrics, served at /metrics; absent in most tests. */
@@ -50,7 +56,17 @@ export class BrokerServer {
 
   constructor(private readonly options: BrokerServerOptions) {
     this.allowedOrigins = new Set([options.publicUrl.origin, ...options.allowedOrigins]);
-    this.server = http.createServer((req, res) => void this.serve(req, res));
+    // Node's own bounds (60 s for headers, 300 s for the request, checked every 30 s) let a
+    // client that trickles headers or stalls a body hold a connection and its buffers for minutes.
+    // The request deadline ends once the request has arrived, so SSE responses are never cut.
+    this.server = http.createServer(
+      {
+        headersTimeout: options.headersTimeoutMs,
+        requestTimeout: options.bodyTimeoutMs,
+        connectionsCheckingInterval: Math.max(10, Math.min(DEADLINE_CHECK_MS, Math.floor(options.headersTimeoutMs / 4))),
+      },
+      (req, res) => void this.serve(req, res),
+    );
     // Node's 5 s default races clients and proxies that reuse an idle connection just as the
     // server closes it ("socket hang up"); keep idle connections longer than the usual 60 s
     // proxy idle timeout, so the client side is always the one to close first.
@@ -123,6 +139,11 @@ export class BrokerServer {
       }
       sendJson(res, 404, { error: 'not_found' });
     } catch (error) {
+      if (!req.complete && req.destroyed) {
+        // Cut before it fully arrived (a deadline, a client gone): the client's doing, not a broker failure.
+        this.options.log.debug({ event: 'request_cut', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request cut before it arrived');
+        return;
+      }
       this.options.log.error({ event: 'http_error', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request failed');
       if (!res.headersSent) sendJsonRpcError(res, 500, JsonRpcCode.internalError, 'Internal error');
       else res.destroy();

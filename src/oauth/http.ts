@@ -115,8 +115,3 @@ export function serializeCookie(name: string, value: string, options: CookieOpti
   if (options.maxAge !== undefined) parts.push(`Max-Age=${options.maxAge}`);
   return parts.join('; ');
 }
-
-/** The peer address: the unit of rate limiting. */
-export function clientAddress(req: IncomingMessage): string {
-  return req.socket.remoteAddress ?? 'unknown';
-}

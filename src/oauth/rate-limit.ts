@@ -1,7 +1,9 @@
 /**
  * Token buckets per (endpoint group, client address). A bucket holds `burst`
  * requests and refills at `perMinute`; a request finding it empty is refused
- * with the seconds until the next token.
+ * with the seconds until the next token. The buckets live in this process:
+ * each replica counts on its own, and the README tells operators to divide
+ * the budget by the number of replicas (cheaper than a store write per request).
  */
 export interface RateLimitOptions {
   readonly burst: number;

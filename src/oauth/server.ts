@@ -37,7 +37,8 @@ import {
   type OAuthLifetimes,
 } from './context.js';
 import { OAuthError } from './errors.js';
-import { CORS_HEADERS, clientAddress, readJson, sendJson, sendOAuthError } from './http.js';
+import { TrustedProxies, clientAddress, type AddressRange } from './client-address.js';
+import { CORS_HEADERS, readJson, sendJson, sendOAuthError } from './http.js';
 import { authorizationServerMetadata, protectedResourceMetadata, protectedResourceMetadataPath } from './metadata.js';
 import { renderMessagePage, sendPage } from './pages.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
@@ -73,6 +74,8 @@ export interface OAuthServerOptions {
   readonly cimd?: Partial<CimdOptions>;
   /** Per client address and endpoint group (authorization pages, token+revoke, registration). */
   readonly rateLimit?: RateLimitOptions;
+  /** BROKER_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client to rate-limit. Default none. */
+  readonly trustedProxies?: readonly AddressRange[];
   /** How often expired rows are purged. Default 10 min. */
   readonly sweepIntervalMs?: number;
   readonly now?: () => number;
@@ -139,6 +142,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const tokenEndpoint = new TokenEndpoint(context);
   const consents = new ConsentManagement(context);
   const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now);
+  const trustedProxies = new TrustedProxies(options.trustedProxies ?? []);
   const unusedClientTtlMs = options.unusedClientTtlMs ?? 24 * 3_600_000;
   const logger = options.logger;
 
@@ -155,7 +159,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
 
   /** Browser-facing endpoints answer a refused request with a page, API endpoints with JSON. */
   const limited = (req: IncomingMessage, res: ServerResponse, group: Group): boolean => {
-    const retryAfter = limiter.take(`${group}:${clientAddress(req)}`);
+    const retryAfter = limiter.take(`${group}:${clientAddress(req, trustedProxies)}`);
     if (retryAfter === undefined) return false;
     if (group === 'authorize') {
       sendPage(res, 429, renderMessagePage('Too many requests', 'Please wait a moment and try again.'), [], {

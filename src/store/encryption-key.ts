@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { BrokerError } from '../errors/errors.js';
@@ -35,23 +35,68 @@ export async function loadEncryptionKey(dataDir: string, configured: string | un
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, ENCRYPTION_KEY_FILE);
+  // Read first: a start with the key in place must not need a byte of free disk.
+  let text = await readKeyFile(path);
+  if (text === undefined) {
+    const generated = randomBytes(32);
+    if (await publishKeyFile(dataDir, path, generated)) return generated;
+    text = (await readKeyFile(path)) ?? '';
+  }
+  const key = parseEncryptionKey(text);
+  if (key === undefined) {
+    const why = text.trim() === '' ? 'is empty (left by an interrupted first start of an older version; nothing was sealed with it, so it may be deleted)' : 'does not hold a 32-byte key';
+    throw new BrokerError('internal', `${path} ${why}`);
+  }
+  return key;
+}
+
+async function readKeyFile(path: string): Promise<string | undefined> {
   try {
-    // 'wx' fails if the file exists, so two starts racing never overwrite a key.
-    const handle = await open(path, 'wx', 0o600);
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if (isErrnoException(error) && error.code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Writes the key to a temporary file (mode 0600), flushes it, and links it into place, so
+ * `path` either does not exist or holds the whole key: a full disk or a crash
+ * midway leaves no empty key to block every later start. A link, not a
+ * rename: it fails when `path` exists, so two first starts racing never
+ * replace a key the other may already seal with. False when one was there.
+ */
+async function publishKeyFile(dataDir: string, path: string, key: Buffer): Promise<boolean> {
+  const temporary = join(dataDir, `.${ENCRYPTION_KEY_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temporary, 'wx', 0o600);
     try {
-      const key = randomBytes(32);
       await handle.writeFile(key.toString('base64') + '\n', 'utf8');
       await handle.sync();
-      return key;
     } finally {
       await handle.close();
     }
-  } catch (error) {
-    if (!isErrnoException(error) || error.code !== 'EEXIST') throw error;
+    try {
+      await link(temporary, path);
+    } catch (error) {
+      if (isErrnoException(error) && error.code === 'EEXIST') return false;
+      throw error;
+    }
+    await syncDirectory(dataDir);
+    return true;
+  } finally {
+    await rm(temporary, { force: true });
   }
-  const key = parseEncryptionKey(await readFile(path, 'utf8'));
-  if (key === undefined) throw new BrokerError('internal', `${path} does not hold a 32-byte key`);
-  return key;
+}
+
+/** Makes a new directory entry durable (the file's own fsync does not cover its name). */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 function isErrnoException(value: unknown): value is NodeJS.ErrnoException {

@@ -144,6 +144,13 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE forgejo_credentials ADD COLUMN refresh_started_at BIGINT;
   ALTER TABLE forgejo_credentials ADD COLUMN refresh_refused_at BIGINT;
   `,
+  // 3: one row that ready() rewrites, to prove the database accepts a commit.
+  `
+  CREATE TABLE readiness_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

@@ -447,13 +447,16 @@ class PostgresStore implements Store {
     });
   }
 
+  /** A one-row commit, not a read: a server that answers but cannot write (disk full, read-only standby) is not ready. */
   async ready(): Promise<boolean> {
     if (this.#closed) return false;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), this.#readyTimeoutMs);
     });
-    const answer = this.#pool.query('SELECT 1').then(
+    const answer = this.#pool
+      .query('INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = EXCLUDED.checked_at', [Date.now()])
+      .then(
       () => true,
       () => false,
     );

@@ -123,6 +123,13 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE forgejo_credentials ADD COLUMN refresh_started_at INTEGER;
   ALTER TABLE forgejo_credentials ADD COLUMN refresh_refused_at INTEGER;
   `,
+  // 3: one row that ready() rewrites, to prove a commit reaches the disk.
+  `
+  CREATE TABLE readiness_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
@@ -74,7 +74,9 @@ const SQLITE_COLUMNS: DialectColumns<number, string> = {
  */
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-  const db = new Database(join(options.dataDir, DATABASE_FILE));
+  const path = join(options.dataDir, DATABASE_FILE);
+  await restrictDatabaseFiles(path);
+  const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
@@ -85,6 +87,29 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   } catch (error) {
     db.close();
     throw error;
+  }
+}
+
+/**
+ * The database holds hashes, sealed tokens and logins: only the broker's user
+ * may read it, whatever the umask or the data directory's mode. SQLite gives
+ * the -wal and -shm files it creates the database file's mode, so creating
+ * that file 0600 first is enough; files an older version left wider are
+ * narrowed.
+ */
+async function restrictDatabaseFiles(path: string): Promise<void> {
+  const handle = await open(path, 'a', 0o600);
+  try {
+    await handle.chmod(0o600);
+  } finally {
+    await handle.close();
+  }
+  for (const companion of [`${path}-wal`, `${path}-shm`]) {
+    try {
+      await chmod(companion, 0o600);
+    } catch (error) {
+      if (!(error instanceof Error && 'code' in error && error.code === 'ENOENT')) throw error;
+    }
   }
 }
 
@@ -425,9 +450,16 @@ class SqliteStore implements Store {
     })());
   }
 
+  /**
+   * A read would still answer with the disk full; a one-row commit (a WAL
+   * frame, flushed) shows the store can take the next sign-in or refresh.
+   */
   ready(): Promise<boolean> {
     try {
-      return Promise.resolve(this.#db.open && this.#stmt('SELECT 1').get() !== undefined);
+      if (!this.#db.open) return Promise.resolve(false);
+      this.#stmt('INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at')
+        .run(Date.now());
+      return Promise.resolve(true);
     } catch {
       return Promise.resolve(false);
     }

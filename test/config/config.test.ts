@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, mergeFlags } from '../../src/config/config.js'
 import { parseDuration } from '../../src/config/duration.js';
 import { LineSplitter } from '../../src/supervisor/lines.js';
 
-test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s intervals', () => {
+test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s intervals, limits on', () => {
   const config = loadConfig({});
   assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
   assert.equal(config.publicUrl.href, 'http://127.0.0.1:8080/');
@@ -16,7 +16,11 @@ test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s int
   assert.equal(config.refreshLeadMs, 5 * 60_000);
   assert.equal(config.signIn.forgejoRefreshTimeoutMs, 30_000);
   assert.equal(loadConfig({ BROKER_FORGEJO_REFRESH_TIMEOUT: '1m30s' }).signIn.forgejoRefreshTimeoutMs, 90_000);
-  assert.equal(config.maxSessions, 0);
+  assert.equal(config.maxSessions, 500);
+  assert.equal(config.maxSessionsPerUser, 16);
+  assert.equal(config.headersTimeoutMs, 10_000);
+  assert.equal(config.bodyTimeoutMs, 60_000);
+  assert.deepEqual(config.signIn.trustedProxies, []);
   assert.equal(config.forgejoUrl, undefined);
   assert.match(config.dataDir, /\/data$/);
 });
@@ -53,6 +57,12 @@ test('every bad value names its variable', () => {
     [{ BROKER_REFRESH_LEAD: '5 min' }, 'BROKER_REFRESH_LEAD'],
     [{ BROKER_FORGEJO_REFRESH_TIMEOUT: '0' }, 'BROKER_FORGEJO_REFRESH_TIMEOUT'],
     [{ BROKER_LOG_LEVEL: 'loud' }, 'BROKER_LOG_LEVEL'],
+    [{ BROKER_HEADERS_TIMEOUT: '0s' }, 'BROKER_HEADERS_TIMEOUT'],
+    [{ BROKER_HEADERS_TIMEOUT: '2m' }, 'BROKER_HEADERS_TIMEOUT'],
+    [{ BROKER_BODY_TIMEOUT: 'never' }, 'BROKER_BODY_TIMEOUT'],
+    [{ BROKER_TRUSTED_PROXIES: '10.0.0.0/33' }, 'BROKER_TRUSTED_PROXIES'],
+    [{ BROKER_TRUSTED_PROXIES: '10.0.0.1, proxy.internal' }, 'BROKER_TRUSTED_PROXIES'],
+    [{ BROKER_TRUSTED_PROXIES: 'fd00::/129' }, 'BROKER_TRUSTED_PROXIES'],
   ];
   for (const [env, variable] of cases) {
     assert.throws(
@@ -61,6 +71,18 @@ test('every bad value names its variable', () => {
       variable,
     );
   }
+});
+
+test('limits: 0 still means unlimited; trusted proxies are addresses and CIDR networks of both families', () => {
+  const config = loadConfig({ BROKER_MAX_SESSIONS: '0', BROKER_MAX_SESSIONS_PER_USER: '0', BROKER_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.7 ,fd00::/8,::1' });
+  assert.equal(config.maxSessions, 0);
+  assert.equal(config.maxSessionsPerUser, 0);
+  assert.deepEqual(config.signIn.trustedProxies, [
+    { address: '10.0.0.0', prefix: 8, family: 'ipv4' },
+    { address: '192.0.2.7', prefix: 32, family: 'ipv4' },
+    { address: 'fd00::', prefix: 8, family: 'ipv6' },
+    { address: '::1', prefix: 128, family: 'ipv6' },
+  ]);
 });
 
 test('flags override the environment', () => {

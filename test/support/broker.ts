@@ -72,6 +72,8 @@ export interface TestBrokerOptions {
   readonly drainGraceMs?: number;
   readonly refreshLeadMs?: number;
   readonly maxBodyBytes?: number;
+  readonly headersTimeoutMs?: number;
+  readonly bodyTimeoutMs?: number;
   readonly spawn?: SpawnFunc;
   /** Wraps the real spawner, to delay or observe spawns. */
   readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
@@ -146,6 +148,8 @@ export class TestBroker {
       modern,
       routes: [],
       maxBodyBytes: options.maxBodyBytes ?? 4 * 1024 * 1024,
+      headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
+      bodyTimeoutMs: options.bodyTimeoutMs ?? 60_000,
       retryAfterSeconds: 30,
       log,
     });

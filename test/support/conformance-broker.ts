@@ -29,6 +29,8 @@ export function startConformanceBroker(options: ConformanceBrokerOptions = {}): 
     name: 'conformance',
     users: [{ id: CONFORMANCE_USER.id, login: CONFORMANCE_USER.login, password: CONFORMANCE_USER.password, fullName: 'Conformance Suite', email: 'conformance@example.test' }],
     childCommand: options.childCommand ?? `'${process.execPath}' '${FIXTURE_CHILD}'`,
-    env: { BROKER_LOG_LEVEL: options.logLevel ?? 'warn' },
+    // Every scenario (33 legacy ones) opens a session as the one conformance user, and one not
+    // ended by a DELETE stays until the idle timeout: more than the default 16 per user in a run.
+    env: { BROKER_LOG_LEVEL: options.logLevel ?? 'warn', BROKER_MAX_SESSIONS_PER_USER: '0' },
   });
 }
