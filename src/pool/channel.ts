@@ -1,4 +1,4 @@
-import type { JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResultResponse, JSONRPCErrorResponse, RequestId } from '@modelcontextprotocol/server';
+import type { JSONRPCErrorResponse, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResultResponse, RequestId } from '@modelcontextprotocol/server';
 import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
@@ -32,7 +32,7 @@ interface Link {
 interface Pending extends InflightRequest {
   readonly params: JSONRPCRequest['params'];
   readonly progressToken: string | number | undefined;
-  /** True for the broker's own requests (the initialize replay); their answers go to the sink only. */
+  /** True for the broker's own requests (the replay, the modern handshake, the tool list); their answers go to the sink only. */
   readonly internal: boolean;
   link: Link | undefined;
   timer: NodeJS.Timeout | undefined;
@@ -45,8 +45,8 @@ interface ServerRequest {
 }
 
 /**
- * One MCP client connection's worth of traffic to a child process, which can
- * be replaced under it.
+ * The traffic of one legacy session, or of one user's modern clients, to a
+ * child that can be replaced under it.
  *
  * Every id that crosses to a child is the channel's own: client request ids,
  * progress tokens and the child's own request ids are all renamed, so
