@@ -49,7 +49,7 @@ export const DEFAULT_CIMD_OPTIONS: CimdOptions = {
   defaultCacheMs: 5 * 60_000,
   maxCacheMs: 24 * 3_600_000,
   maxCacheEntries: 1000,
-  maxStaleMs: 7 * 24 * 3_600_000,
+  maxStaleMs: 24 * 3_600_000,
   userAgent: 'forgejo-mcp-broker (client metadata fetch)',
 };
 
@@ -114,7 +114,8 @@ export class ClientMetadataDocuments {
     try {
       return await this.#fetchAndValidate(clientId);
     } catch (error) {
-      // A document that is no longer valid is not served stale: only a failure to fetch is bridged.
+      // Only a failure to reach the document is bridged; one that is gone or no longer valid is forgotten.
+      if (!(error instanceof FetchFailed)) this.#cache.delete(clientId);
       if (error instanceof FetchFailed && cached !== undefined && this.#now() - cached.fetchedAt <= this.#options.maxStaleMs) {
         this.#onStale(clientId, error.message);
         return cached.document;
@@ -181,19 +182,24 @@ for (const [network, prefix] of [
   ['198.18.0.0', 15],
   ['198.51.100.0', 24],
   ['203.0.113.0', 24],
+  ['192.88.99.0', 24],
   ['224.0.0.0', 4],
   ['240.0.0.0', 4],
 ] as const) {
   NON_PUBLIC.addSubnet(network, prefix, 'ipv4');
 }
 for (const [network, prefix] of [
-  ['::', 128],
   ['::1', 128],
+  ['::', 96],
+  ['::ffff:0:0:0', 96],
   ['64:ff9b::', 96],
+  ['64:ff9b:1::', 48],
   ['100::', 64],
   ['2001:db8::', 32],
+  ['2002::', 16],
   ['fc00::', 7],
   ['fe80::', 10],
+  ['fec0::', 10],
   ['ff00::', 8],
 ] as const) {
   NON_PUBLIC.addSubnet(network, prefix, 'ipv6');
@@ -268,8 +274,15 @@ export function fetchJson(url: URL, options: CimdOptions, maxBytes: number, what
       else reject(new FetchFailed(`${what} could not be fetched`, error));
     });
     request.on('response', (response: IncomingMessage) => {
-      if (response.statusCode !== 200) {
-        fail(`answered HTTP ${response.statusCode ?? 0}`);
+      const status = response.statusCode ?? 0;
+      if (status !== 200) {
+        // A server or CDN trouble (5xx, 403 and 429 to servers) may pass; any other answer means the document is not there.
+        if (status >= 500 || status === 403 || status === 429) fail(`answered HTTP ${status}`);
+        else {
+          clearTimeout(deadline);
+          request.destroy();
+          reject(new OAuthError('invalid_client', `${what}: answered HTTP ${status}`));
+        }
         return;
       }
       const chunks: Buffer[] = [];
@@ -384,17 +397,19 @@ function keySource(doc: Record<string, unknown>, invalid: (description: string) 
  * one (`token_endpoint_auth_method`, default none) or offers a choice
  * (`token_endpoint_auth_methods_supported`, as ChatGPT's does); the broker
  * keeps those it has: none, and private_key_jwt when keys are published.
- * Declaring private_key_jwt alone makes the client confidential: the draft
- * then requires its assertion, so it is never quietly downgraded to none.
+ * Declaring private_key_jwt with keys makes the client confidential: the
+ * draft then requires its assertion, so it is never downgraded to none; one
+ * that declares it without keys but offers none is a public client.
  */
 function documentAuthMethods(
   doc: Record<string, unknown>,
   keys: ClientKeySource | null,
   invalid: (description: string) => OAuthError,
 ): DocumentAuthMethod[] {
-  const offered = isStringArray(doc.token_endpoint_auth_methods_supported)
-    ? doc.token_endpoint_auth_methods_supported
-    : [typeof doc.token_endpoint_auth_method === 'string' ? doc.token_endpoint_auth_method : 'none'];
+  const declared = typeof doc.token_endpoint_auth_method === 'string' ? doc.token_endpoint_auth_method : 'none';
+  // A client that declares private_key_jwt and publishes keys must prove them (the draft's MUST), whatever else it offers.
+  if (declared === 'private_key_jwt' && keys !== null) return ['private_key_jwt'];
+  const offered = isStringArray(doc.token_endpoint_auth_methods_supported) ? doc.token_endpoint_auth_methods_supported : [declared];
   const usable = offered.filter((method): method is DocumentAuthMethod => method === 'none' || (method === 'private_key_jwt' && keys !== null));
   if (usable.length > 0) return [...new Set(usable)];
   if (offered.includes('private_key_jwt')) throw invalid('private_key_jwt needs jwks_uri or jwks');

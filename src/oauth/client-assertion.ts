@@ -17,8 +17,8 @@ export const CLIENT_ASSERTION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 
 
 /** A key set is fetched again on an unknown `kid` (key rotation), but not more often than this. */
 const KEY_REFETCH_MIN_MS = 60_000;
-/** An assertion is a one-time proof; one valid for longer than this is refused. */
-const MAX_ASSERTION_LIFETIME_MS = 3_600_000;
+/** An assertion is a one-time proof for one request; one valid for longer than this is refused (and need not be remembered longer). */
+const MAX_ASSERTION_LIFETIME_MS = 10 * 60_000;
 const MAX_JWKS_BYTES = 64 * 1024;
 const CLOCK_TOLERANCE_S = 30;
 const MAX_REMEMBERED_ASSERTIONS = 100_000;
@@ -81,15 +81,18 @@ export class ClientAssertionVerifier {
     const now = this.#options.now();
     const expiresAt = exp * 1000;
     if (expiresAt - now > MAX_ASSERTION_LIFETIME_MS) {
-      throw new OAuthError('invalid_client', 'client authentication failed: client assertion lives longer than an hour');
+      throw new OAuthError('invalid_client', 'client authentication failed: client assertion lives longer than ten minutes');
     }
     const seen = this.#used.get(key);
     if (seen !== undefined && seen > now) throw new OAuthError('invalid_client', 'client authentication failed: client assertion was already used');
     if (this.#used.size >= MAX_REMEMBERED_ASSERTIONS) {
       for (const [entry, until] of this.#used) if (until <= now) this.#used.delete(entry);
     }
-    if (this.#used.size >= MAX_REMEMBERED_ASSERTIONS) {
-      throw new OAuthError('temporarily_unavailable', 'too many client assertions at once', { status: 429, retryAfter: 60 });
+    // Still full (someone presenting valid assertions of their own by the thousand): forget the oldest rather than
+    // refuse everyone. Forgetting only matters to an assertion captured in transit and replayed within minutes.
+    for (const entry of this.#used.keys()) {
+      if (this.#used.size < MAX_REMEMBERED_ASSERTIONS) break;
+      this.#used.delete(entry);
     }
     this.#used.set(key, expiresAt + CLOCK_TOLERANCE_S * 1000);
   }
@@ -107,7 +110,11 @@ export class ClientAssertionVerifier {
     const fetched = await fetchJson(url, this.#options.cimd, MAX_JWKS_BYTES, 'client JWKS');
     const keys = createLocalJWKSet(jwks(fetched.body));
     const cacheControl = parseCacheControl(fetched.cacheControl);
-    if (this.#keySets.size >= this.#options.cimd.maxCacheEntries) this.#keySets.clear();
+    this.#keySets.delete(source.jwksUri);
+    if (this.#keySets.size >= this.#options.cimd.maxCacheEntries) {
+      const oldest = this.#keySets.keys().next();
+      if (oldest.done !== true) this.#keySets.delete(oldest.value);
+    }
     this.#keySets.set(source.jwksUri, { keys, fetchedAt: now, freshUntil: now + freshnessMs(cacheControl, this.#options.cimd) });
     return keys;
   }

@@ -46,7 +46,7 @@ export function isLoopbackHost(hostname: string): boolean {
 export function isLoopbackRedirect(uri: string): boolean {
   try {
     const url = new URL(uri);
-    return url.protocol === 'http:' && isLoopbackHost(url.hostname);
+    return url.protocol === 'http:' && isLoopbackHost(url.hostname) && url.username === '' && url.password === '';
   } catch {
     return false;
   }

@@ -127,7 +127,8 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     }),
     assertions: new ClientAssertionVerifier({
       cimd,
-      audiences: [issuer, `${issuer}${OAUTH_PATHS.token}`, `${issuer}${OAUTH_PATHS.revoke}`, `${issuer}${LEGACY_ROOT_PATHS.token}`],
+      // The issuer, as draft-ietf-oauth-rfc7523bis asks, and the token endpoint RFC 7523 §3 allows and clients still send.
+      audiences: [issuer, `${issuer}${OAUTH_PATHS.token}`],
       now,
     }),
     forgejo: options.forgejo,

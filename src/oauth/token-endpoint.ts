@@ -166,23 +166,32 @@ export class TokenEndpoint {
    * The answer to the immediately previous refresh token while the one
    * issued for it has never been used: a response that was lost, or a
    * sibling process of the same client (Claude Code runs several that share
-   * one refresh token and refresh at different times). Both get the
-   * successor pair, so they converge on one token. This relaxes RFC 9700
-   * §4.14.2's reuse detection only while nobody has used the successor:
-   * once the thief or the client uses it, the other party's next use is a
-   * reuse and revokes the family, as before; a stolen token is detected one
-   * rotation later instead of at once. A grace of 0 turns this off.
+   * one refresh token and refresh at different times). The caller gets the
+   * successor pair, so the processes converge on one token; when the access
+   * token of that pair has run out, the successor is refreshed on the
+   * caller's behalf, which spends the previous token for good. So a rotated
+   * refresh token yields at most one more hop, and presenting it once its
+   * successor was used revokes the family (RFC 9700 §4.14.2). The price: a
+   * thief who always presents the previous token before its successor is
+   * used looks exactly like a sibling; README "Sibling refreshes" says so,
+   * and BROKER_REFRESH_GRACE bounds or (0) disables the tolerance.
    */
-  async #unusedSuccessor(refreshToken: string, view: RefreshTokenView, at: number): Promise<TokenResponse | undefined> {
+  async #unusedSuccessor(refreshToken: string, view: RefreshTokenView, at: number, onBehalf = true): Promise<TokenResponse | undefined> {
     if (view.rotatedAt === null || view.successorSealed === null || view.successorRotated) return undefined;
     if (at - view.rotatedAt > this.#context.refreshGraceMs) return undefined;
     const pair = openGracePair(refreshToken, view.successorSealed);
     if (pair.accessExpiresAt - at > MIN_REISSUED_ACCESS_MS) return tokenResponse(pair, at);
-    // The access token issued with it has (nearly) run out: a fresh one on the same grant, with the same refresh token.
-    const accessToken = randomToken('fmb_at_');
-    const accessExpiresAt = at + this.#context.lifetimes.accessTokenMs;
-    if (!(await this.#context.store.grants.addAccessToken(view.grant.grantId, sha256Hex(accessToken), accessExpiresAt))) return undefined;
-    return tokenResponse({ accessToken, accessExpiresAt, refreshToken: pair.refreshToken }, at);
+    if (!onBehalf) return undefined;
+    const { store } = this.#context;
+    const successorHash = sha256Hex(pair.refreshToken);
+    const successor = await store.grants.findRefreshToken(successorHash);
+    if (successor === undefined || successor.expiresAt <= at || successor.grant.revokedAt !== null) return undefined;
+    const next = this.#newPair(at);
+    const sealed = { sealed: sealPairForGrace(pair.refreshToken, next.issued), sealedUntil: at + this.#context.refreshGraceMs };
+    if ((await store.grants.rotateRefreshToken(successorHash, next.hashes, sealed, at)) === 'rotated') return next.response;
+    // A sibling did the same a moment ago: its answer, while still unused.
+    const raced = await store.grants.findRefreshToken(successorHash);
+    return raced === undefined ? undefined : this.#unusedSuccessor(pair.refreshToken, raced, at, false);
   }
 
   /** Tokens for a resource this broker no longer serves (BROKER_PUBLIC_URL changed) would only be refused at /mcp. */

@@ -375,14 +375,6 @@ class PostgresStore implements Store {
         await insertTokens(client, old.grant_id, tokens);
         return 'rotated';
       }),
-    addAccessToken: async (grantId: string, accessTokenHash: string, expiresAt: number): Promise<boolean> => {
-      const result = await this.#pool.query(
-        `INSERT INTO access_tokens (token_hash, grant_id, expires_at, revoked_at)
-         SELECT $1, grant_id, $2, NULL FROM grants WHERE grant_id = $3 AND revoked_at IS NULL`,
-        [accessTokenHash, expiresAt, grantId],
-      );
-      return result.rowCount === 1;
-    },
     revokeGrant: async (grantId: string, at: number): Promise<void> => {
       await this.#pool.query('UPDATE grants SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL', [at, grantId]);
     },

@@ -384,15 +384,6 @@ class SqliteStore implements Store {
         })();
         return outcome;
       }),
-    addAccessToken: (grantId: string, accessTokenHash: string, expiresAt: number): Promise<boolean> =>
-      this.#run(
-        () =>
-          this.#stmt(
-            `INSERT INTO access_tokens (token_hash, grant_id, expires_at, revoked_at)
-             SELECT ?, grant_id, ?, NULL FROM grants WHERE grant_id = ? AND revoked_at IS NULL`,
-          )
-          .run(accessTokenHash, expiresAt, grantId).changes === 1,
-      ),
     revokeGrant: (grantId: string, at: number): Promise<void> =>
       this.#run(() => {
         this.#stmt('UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL').run(at, grantId);

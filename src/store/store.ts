@@ -259,12 +259,6 @@ export interface GrantRepository {
     successor: { readonly sealed: string; readonly sealedUntil: number } | null,
     at: number,
   ): Promise<'rotated' | 'already_rotated'>;
-  /**
-   * A further access token for a live grant (a sibling process of the client
-   * catching up with a rotation after the issued access token expired).
-   * False when the grant is revoked.
-   */
-  addAccessToken(grantId: string, accessTokenHash: string, expiresAt: number): Promise<boolean>;
   revokeGrant(grantId: string, at: number): Promise<void>;
   revokeAccessToken(tokenHash: string, at: number): Promise<void>;
 }

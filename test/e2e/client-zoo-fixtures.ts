@@ -59,6 +59,21 @@ const CHATGPT_DOCUMENT = {
   }),
 };
 
+/** A ChatGPT connector whose document offers none beside private_key_jwt and publishes no keys: a public client. */
+const CHATGPT_KEYLESS_DOCUMENT = {
+  path: '/chatgpt.com/oauth/aB3dEf6hIj9k/client.json',
+  body: (clientId: string) => ({
+    client_id: clientId,
+    client_name: 'ChatGPT',
+    client_uri: 'https://chatgpt.com/',
+    redirect_uris: ['https://chatgpt.com/connector_platform_oauth_redirect', 'https://chatgpt.com/connector/oauth/aB3dEf6hIj9k'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'],
+  }),
+};
+
 const VSCODE_DOCUMENT = {
   path: '/vscode.dev/oauth/client-metadata.json',
   body: (clientId: string) => ({
@@ -114,10 +129,10 @@ export const ZOO: readonly ZooClient[] = [
     era: 'legacy',
   },
   {
-    name: 'ChatGPT (CIMD, none from its offered methods, the per-connector callback)',
-    document: CHATGPT_DOCUMENT,
+    name: 'ChatGPT (CIMD without published keys: none from its offered methods, the per-connector callback)',
+    document: CHATGPT_KEYLESS_DOCUMENT,
     registration: null,
-    redirectUri: 'https://chatgpt.com/connector/oauth/tU1UVEq8rRTK',
+    redirectUri: 'https://chatgpt.com/connector/oauth/aB3dEf6hIj9k',
     auth: 'none',
     resourceCount: 1,
     era: 'legacy',

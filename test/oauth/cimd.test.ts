@@ -223,6 +223,16 @@ describe('metadata document cache across failures', () => {
     await assert.rejects(documents.resolve(clientId), /client_id does not match/);
   });
 
+  it('forgets a document its host says is gone (404), and one that turned invalid', async () => {
+    const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true }, Date.now);
+    const clientId = host.publish('/retired.json', GOOD, { 'cache-control': 'no-cache' });
+    await documents.resolve(clientId);
+    host.documents.set('/retired.json', { body: '', status: 404 });
+    await assert.rejects(documents.resolve(clientId), /answered HTTP 404/);
+    host.documents.set('/retired.json', { body: '', status: 503 });
+    await assert.rejects(documents.resolve(clientId), /answered HTTP 503/, 'no copy left to bridge an outage with');
+  });
+
   it('keeps nothing of a no-store document, not even as a fallback', async () => {
     const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true }, Date.now);
     const clientId = host.publish('/private.json', GOOD, { 'cache-control': 'no-store' });
@@ -274,7 +284,10 @@ describe('metadata document fetch limits', () => {
   });
 
   it('knows public from non-public addresses', () => {
-    for (const address of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.1.1', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1']) {
+    for (const address of [
+      '127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.1.1', '100.64.0.1', '0.0.0.0', '192.88.99.1',
+      '::1', 'fe80::1', 'fec0::1', 'fd00::1', '::ffff:127.0.0.1', '::7f00:1', '::ffff:0:7f00:1', '2002:7f00:1::1', '64:ff9b:1::1',
+    ]) {
       assert.equal(isPublicAddress(address), false, address);
     }
     for (const address of ['1.1.1.1', '140.82.112.3', '2606:4700:4700::1111']) {

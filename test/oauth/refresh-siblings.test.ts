@@ -43,7 +43,7 @@ describe('sibling processes refreshing one refresh token', () => {
     }
   });
 
-  it('a sibling that comes back after the issued access token expired gets a fresh access token with the same successor', async () => {
+  it('a sibling that comes back after the issued access token expired gets the successor refreshed on its behalf, once', async () => {
     const shared = await signedInTokens(harness, client);
     const first = await refresh(shared.refreshToken);
     harness.clockOffsetMs += 2 * 3_600_000;
@@ -51,13 +51,39 @@ describe('sibling processes refreshing one refresh token', () => {
       assert.equal((await harness.mcp(first.body.access_token as string)).status, 401, 'the first access token has expired');
       const late = await refresh(shared.refreshToken);
       assert.equal(late.status, 200, JSON.stringify(late.body));
-      assert.equal(late.body.refresh_token, first.body.refresh_token);
-      assert.notEqual(late.body.access_token, first.body.access_token);
+      assert.notEqual(late.body.refresh_token, first.body.refresh_token, 'the successor was refreshed for it');
       assert.ok((late.body.expires_in as number) > 3000);
       assert.equal((await harness.mcp(late.body.access_token as string)).status, 200);
+      // The other process, holding the successor, catches up with the same pair: one family, one token.
+      const other = await refresh(first.body.refresh_token as string);
+      assert.equal(other.status, 200, JSON.stringify(other.body));
+      assert.equal(other.body.refresh_token, late.body.refresh_token);
+      // The first token has had its one extra hop: presented again, it is a reuse.
+      const again = await refresh(shared.refreshToken);
+      assert.equal(again.body.error, 'invalid_grant');
+      assert.equal((await harness.mcp(late.body.access_token as string)).status, 401, 'the family is revoked');
     } finally {
       harness.clockOffsetMs -= 2 * 3_600_000;
     }
+  });
+
+  it('a thief keeping pace with the client is not told apart from a sibling; falling two rotations behind is', async () => {
+    // The trade-off README "Sibling refreshes" documents, pinned so that a change to it is a decision.
+    const shared = await signedInTokens(harness, client);
+    let clientToken = shared.refreshToken;
+    let thiefToken = shared.refreshToken;
+    for (let round = 0; round < 3; round++) {
+      const byClient = await refresh(clientToken);
+      assert.equal(byClient.status, 200);
+      const byThief = await refresh(thiefToken);
+      assert.equal(byThief.status, 200, 'the previous token while its successor is unused');
+      clientToken = byClient.body.refresh_token as string;
+      thiefToken = byThief.body.refresh_token as string;
+      assert.equal(thiefToken, clientToken);
+    }
+    const stale = shared.refreshToken;
+    assert.equal((await refresh(stale)).body.error, 'invalid_grant', 'two rotations behind');
+    assert.equal((await refresh(clientToken)).body.error, 'invalid_grant', 'and the family is revoked');
   });
 
   it('a third use of a token whose successor was already used revokes the family', async () => {

@@ -330,20 +330,6 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
-    it('adds an access token to a live grant, never to a revoked one', async () => {
-      await fresh(async (store) => {
-        await seedGrant(store, 'g8', '8');
-        assert.equal(await store.grants.addAccessToken('g8', 'at-8b', T0 + 2 * HOUR), true);
-        const view = await store.grants.findAccessToken('at-8b');
-        assert.equal(view?.grant.grantId, 'g8');
-        assert.equal(view?.expiresAt, T0 + 2 * HOUR);
-        await store.grants.revokeGrant('g8', T0 + 3);
-        assert.equal(await store.grants.addAccessToken('g8', 'at-8c', T0 + 2 * HOUR), false);
-        assert.equal(await store.grants.findAccessToken('at-8c'), undefined);
-        assert.equal(await store.grants.addAccessToken('no-such-grant', 'at-8d', T0 + HOUR), false);
-      });
-    });
-
     it('revokes single access tokens', async () => {
       await fresh(async (store) => {
         await seedGrant(store, 'g7', '7');
