@@ -231,7 +231,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
   }
 
   async #end(credential: ForgejoCredential, reason: string): Promise<ForgejoAccess> {
-    const ended = await this.#credentials.markRevoked(credential.userId, credential.generation, this.#now());
+    const ended = await this.#credentials.endCredentialKeepingGrants(credential.userId, credential.generation, this.#now());
     if (!ended) {
       // A login replaced the credential meanwhile: its credential is the live one.
       return toAccess(await this.#live(credential.userId));
