@@ -32,6 +32,7 @@ import {
 } from '@modelcontextprotocol/client';
 
 import { standinChildCommand } from '../../src/demo.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
 import { loadEncryptionKey } from '../../src/store/encryption-key.js';
@@ -302,7 +303,7 @@ test('the broker is killed between sending a refresh and storing its answer: aft
     await eventually(() => !isAlive(firstChild), 'the killed broker’s child exits');
 
     // What the killed broker left on disk: the refresh recorded as started, the credential alive.
-    const store = await openSqliteStore({ dataDir, encryptionKey: await loadEncryptionKey(dataDir, undefined) });
+    const store = await openSqliteStore({ dataDir, encryptionKey: await loadEncryptionKey(dataDir, undefined, silentLogger()) });
     try {
       const credential = await store.credentials.find(String(user.id));
       assert.notEqual(credential?.refreshStartedAt, null, '"refresh started" was stored before the refresh was sent');
