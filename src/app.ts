@@ -9,9 +9,10 @@ import type { Logger } from './log/logger.js';
 import { ForgejoProbe } from './forgejo/probe.js';
 import { startMetricsListener } from './metrics/listener.js';
 import { BrokerMetrics } from './metrics/metrics.js';
+import { LegacyFront } from './legacy/front.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
-import { SessionRegistry } from './session/registry.js';
+import { ChannelPool } from './pool/pool.js';
 import { processSpawner } from './supervisor/child.js';
 import { requireChildProgram } from './supervisor/executable.js';
 import { BROKER_INFO } from './version.js';
@@ -29,7 +30,9 @@ export interface AuthParts {
 
 export interface RunningBroker {
   readonly url: string;
-  readonly registry: SessionRegistry;
+  readonly pool: ChannelPool;
+  readonly legacy: LegacyFront;
+  readonly modern: ModernFront;
   readonly server: BrokerServer;
   readonly metrics: BrokerMetrics;
   /** Where /metrics is served when BROKER_METRICS_LISTEN is set. */
@@ -45,7 +48,7 @@ const MAX_CHILD_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Wires the session layer, the children and the HTTP edge, and listens. */
 export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthParts, log: Logger): Promise<RunningBroker> {
   const metrics = new BrokerMetrics();
-  const registry = new SessionRegistry({
+  const pool = new ChannelPool({
     events: metrics,
     spawn: processSpawner({
       command: config.childCommand,
@@ -59,21 +62,22 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     }),
     credentials: auth.credentials,
     log,
-    maxSessions: config.maxSessions,
-    maxSessionsPerUser: config.maxSessionsPerUser,
+    maxChannels: config.maxSessions,
+    maxChannelsPerUser: config.maxSessionsPerUser,
     idleTimeoutMs: config.idleTimeoutMs,
-    initTimeoutMs: config.initTimeoutMs,
     refreshLeadMs: config.refreshLeadMs,
     requestTimeoutMs: config.requestTimeoutMs,
     drainGraceMs: config.drainGraceMs,
-    retryAfterSeconds: RETRY_AFTER_SECONDS,
   });
+  const legacy = new LegacyFront({ pool, log, initTimeoutMs: config.initTimeoutMs, events: metrics });
+  const modern = new ModernFront({ pool, log, events: metrics, inputTimeoutMs: config.requestTimeoutMs, serverInfo: BROKER_INFO, keepAliveMs: 15_000 });
   const server = new BrokerServer({
     publicUrl: config.publicUrl,
     allowedOrigins: config.allowedOrigins,
     authenticator: auth.authenticator,
-    registry,
-    modern: new ModernFront({ registry, log, inputTimeoutMs: config.requestTimeoutMs, serverInfo: BROKER_INFO, keepAliveMs: 15_000 }),
+    pool,
+    legacy,
+    modern,
     routes: auth.routes,
     maxBodyBytes: config.maxBodyBytes,
     headersTimeoutMs: config.headersTimeoutMs,
@@ -84,7 +88,7 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     serveMetrics: config.metricsListen === undefined,
     ...(auth.notReadyBecause === undefined ? {} : { notReadyBecause: auth.notReadyBecause }),
   });
-  metrics.watch(registry);
+  metrics.watch({ get active() { return legacy.active; }, get activeUserChannels() { return modern.activeUserChannels; }, get inflight() { return pool.inflight; } });
   const address = await server.listen(config.listen.host, config.listen.port).catch((error: unknown) => {
     throw listenFailure('BROKER_LISTEN', config.listen, error);
   });
@@ -95,14 +99,16 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
           await server.shutdown(0);
           throw error;
         });
-  registry.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
+  pool.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   const url = `http://${host}:${address.port}`;
   log.info({ event: 'listening', url, publicUrl: config.publicUrl.href, metricsUrl: metricsListener?.url }, 'broker listening');
   let stopping: Promise<void> | undefined;
   return {
     url,
-    registry,
+    pool,
+    legacy,
+    modern,
     server,
     metrics,
     metricsUrl: metricsListener?.url,
@@ -191,9 +197,9 @@ export async function startSignedInBroker(config: Config, log: Logger): Promise<
     throw error;
   }
   await forgejoProbe.start();
-  const { registry } = broker;
-  auth.credentials.onCredentialChanged((userId) => void registry.rotateUser(userId));
-  auth.credentials.onCredentialRevoked((userId) => void registry.endUser(userId, 'credential_revoked'));
+  const { pool } = broker;
+  auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
+  auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
   auth.credentials.onRefreshOutcome((outcome) => broker.metrics.forgejoRefresh(outcome));
   return broker;
 }

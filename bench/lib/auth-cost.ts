@@ -12,6 +12,7 @@
  * reads), the most a request can pay.
  */
 import { randomBytes } from 'node:crypto';
+import { silentLogger } from '../../src/log/logger.js';
 import { BrokerAuthenticator } from '../../src/oauth/authenticator.js';
 import { sha256Hex } from '../../src/oauth/tokens.js';
 import { loadEncryptionKey } from '../../src/store/encryption-key.js';
@@ -27,7 +28,7 @@ export interface AuthFigure {
 }
 
 async function openAuthenticator(dataDir: string, publicUrl: string): Promise<{ store: Store; authenticator: BrokerAuthenticator }> {
-  const store = await openSqliteStore({ dataDir, encryptionKey: await loadEncryptionKey(dataDir, undefined) });
+  const store = await openSqliteStore({ dataDir, encryptionKey: await loadEncryptionKey(dataDir, undefined, silentLogger()) });
   const authenticator = new BrokerAuthenticator({
     grants: store.grants,
     resource: `${publicUrl}/mcp`,

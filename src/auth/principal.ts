@@ -58,7 +58,8 @@ export interface ForgejoCredentials {
   /**
    * The user's access token, refreshed first (single flight per user) when it
    * expires within `minValidityMs`. Rejects with a BrokerError of kind
-   * `credential_revoked` when Forgejo refused the refresh for good.
+   * `credential_revoked` once the credential ended: Forgejo refused the access
+   * token, or it expired with no way to refresh it.
    */
   access(userId: string, minValidityMs: number): Promise<ForgejoAccess>;
 }

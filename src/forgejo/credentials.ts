@@ -29,6 +29,9 @@ export interface ForgejoCredentialManagerOptions {
 
 export type CredentialListener = (userId: string) => void;
 
+/** How a credential ended: its access token refused by Forgejo before expiry, or expired with no way to refresh it. */
+type CredentialEnd = 'refused' | 'expired';
+
 /** How one refresh sent to Forgejo ended: new tokens, the refresh token refused, or no telling. */
 export type RefreshOutcome = 'ok' | 'refused' | 'unknown';
 
@@ -60,9 +63,13 @@ interface UserRefreshState {
  *   access token serves, unrefreshed, while Forgejo accepts it. Whenever a
  *   fresher token is wanted it is checked with `GET /api/v1/user`.
  * - Only Forgejo refusing the access token (401), or its expiry with no way
- *   to refresh it, ends the credential: it is marked revoked (the user's
- *   grants stay, for the next login to revive), `onCredentialRevoked` fires,
- *   and callers get `credential_revoked`.
+ *   to refresh it, ends the credential: it is marked revoked,
+ *   `onCredentialRevoked` fires, and callers get `credential_revoked`. A 401
+ *   before the expiry is the application's grant revoked at Forgejo (by the
+ *   user or an admin): every broker grant of the user is revoked with the
+ *   credential, so a stolen broker refresh token does not revive with the
+ *   user's next login. After an expiry the grants stay, for that login to
+ *   revive.
  * - `onCredentialChanged` fires after every stored change (refresh or login),
  *   so the session layer can move the user's sessions onto the new token;
  *   `onRefreshOutcome` after every refresh sent to Forgejo.
@@ -224,21 +231,27 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
 
   /** The refresh token is dead: the access token is all there is, for as long as Forgejo accepts it. */
   async #withoutRefresh(credential: ForgejoCredential): Promise<ForgejoAccess> {
-    if (credential.expiresAt <= this.#now()) return this.#end(credential, 'the Forgejo access token expired and cannot be refreshed');
+    if (credential.expiresAt <= this.#now()) return this.#end(credential, 'expired');
     const status = await this.#forgejo.accessTokenStatus(credential.accessToken);
-    if (status === 'refused') return this.#end(credential, 'Forgejo refused the access token');
-    return toAccess(credential);
+    if (status !== 'refused') return toAccess(credential);
+    // A 401 that arrives once the token expired may be the expiry itself: only one before it is a revocation.
+    return this.#end(credential, credential.expiresAt > this.#now() ? 'refused' : 'expired');
   }
 
-  async #end(credential: ForgejoCredential, reason: string): Promise<ForgejoAccess> {
-    const ended = await this.#credentials.markRevoked(credential.userId, credential.generation, this.#now());
+  async #end(credential: ForgejoCredential, how: CredentialEnd): Promise<ForgejoAccess> {
+    const { userId, generation } = credential;
+    const ended =
+      how === 'refused'
+        ? await this.#credentials.endCredentialRevokingGrants(userId, generation, this.#now())
+        : await this.#credentials.endCredentialKeepingGrants(userId, generation, this.#now());
     if (!ended) {
       // A login replaced the credential meanwhile: its credential is the live one.
-      return toAccess(await this.#live(credential.userId));
+      return toAccess(await this.#live(userId));
     }
-    this.#logger.warn({ userId: credential.userId, reason }, 'Forgejo credential ended; the user must sign in again');
-    this.#users.delete(credential.userId);
-    this.#emit(this.#revokedListeners, credential.userId);
+    const reason = how === 'refused' ? 'Forgejo refused the access token' : 'the Forgejo access token expired and cannot be refreshed';
+    this.#logger.warn({ userId, reason, grantsRevoked: how === 'refused' }, 'Forgejo credential ended; the user must sign in again');
+    this.#users.delete(userId);
+    this.#emit(this.#revokedListeners, userId);
     throw new BrokerError('credential_revoked', `${reason}: sign in again`);
   }
 

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { BrokerError, BrokerErrorKind } from '../errors/errors.js';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 
 const HTTP_STATUS: Record<BrokerErrorKind, number> = {
   bad_request: 400,
@@ -18,10 +19,10 @@ const HTTP_STATUS: Record<BrokerErrorKind, number> = {
 
 /** JSON-RPC codes for errors the broker answers before a request reaches a child. */
 const JSONRPC_CODE: Partial<Record<BrokerErrorKind, number>> = {
-  bad_request: -32600,
-  parse_error: -32700,
-  not_found: -32001,
-  internal: -32603,
+  bad_request: JsonRpcCode.invalidRequest,
+  parse_error: JsonRpcCode.parseError,
+  not_found: JsonRpcCode.sessionNotFound,
+  internal: JsonRpcCode.internalError,
 };
 
 export interface ErrorRenderOptions {
@@ -36,7 +37,7 @@ export interface ErrorRenderOptions {
  * allows for refused HTTP requests.
  */
 export function sendBrokerError(res: ServerResponse, error: BrokerError, options: ErrorRenderOptions = {}): void {
-  sendJsonRpcError(res, HTTP_STATUS[error.kind], JSONRPC_CODE[error.kind] ?? -32000, error.message, {
+  sendJsonRpcError(res, HTTP_STATUS[error.kind], JSONRPC_CODE[error.kind] ?? JsonRpcCode.requestRefused, error.message, {
     ...(options.challenge === undefined ? {} : { 'WWW-Authenticate': options.challenge }),
     ...(error.kind === 'capacity' || error.kind === 'unavailable' ? { 'Retry-After': String(options.retryAfterSeconds ?? 30) } : {}),
   });

@@ -3,11 +3,13 @@ import type { Socket } from 'node:net';
 import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol/server';
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { BrokerMetrics } from '../metrics/metrics.js';
+import type { LegacyFront } from '../legacy/front.js';
 import type { ModernFront } from '../modern/front.js';
 import { validateModernRequest } from '../modern/validate.js';
-import type { SessionRegistry } from '../session/registry.js';
+import type { ChannelPool } from '../pool/pool.js';
 import { parseJsonBody, readBody } from './body.js';
 import { sendBrokerError, sendJson, sendJsonRpcError } from './errors.js';
 import type { RouteHandler } from './route.js';
@@ -27,7 +29,8 @@ export interface BrokerServerOptions {
   /** Origins besides the broker's own that may call `/mcp` from a browser. */
   readonly allowedOrigins: readonly string[];
   readonly authenticator: Authenticator;
-  readonly registry: SessionRegistry;
+  readonly pool: ChannelPool;
+  readonly legacy: LegacyFront;
   readonly modern: ModernFront;
   /** Route groups tried, in order, before `/mcp` (OAuth endpoints, metadata). */
   readonly routes: readonly RouteHandler[];
@@ -98,10 +101,10 @@ export class BrokerServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const deadline = Date.now() + graceMs;
-    while (this.options.registry.inflight > 0 && Date.now() < deadline) {
+    while (this.options.pool.inflight > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
-    await this.options.registry.stop();
+    await Promise.all([this.options.legacy.stop(), this.options.modern.stop(), this.options.pool.stop()]);
     // Give the final SSE frames a moment to flush before the sockets go.
     await new Promise((resolve) => setImmediate(resolve));
     this.server.closeAllConnections();
@@ -144,7 +147,7 @@ export class BrokerServer {
         return;
       }
       this.options.log.error({ event: 'http_error', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request failed');
-      if (!res.headersSent) sendJsonRpcError(res, 500, -32603, 'Internal error');
+      if (!res.headersSent) sendJsonRpcError(res, 500, JsonRpcCode.internalError, 'Internal error');
       else res.destroy();
     }
   }
@@ -152,7 +155,7 @@ export class BrokerServer {
   private async serveMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const origin = req.headers.origin;
     if (origin !== undefined && !this.allowedOrigins.has(origin)) {
-      sendJsonRpcError(res, 403, -32000, `Forbidden: Origin ${origin} is not allowed`);
+      sendJsonRpcError(res, 403, JsonRpcCode.requestRefused, `Forbidden: Origin ${origin} is not allowed`);
       return;
     }
     if (origin !== undefined) {
@@ -171,7 +174,7 @@ export class BrokerServer {
       return;
     }
     if (req.method !== 'POST' && req.method !== 'GET' && req.method !== 'DELETE') {
-      sendJsonRpcError(res, 405, -32000, 'Method not allowed.', { Allow: 'GET, POST, DELETE, OPTIONS' });
+      sendJsonRpcError(res, 405, JsonRpcCode.requestRefused, 'Method not allowed.', { Allow: 'GET, POST, DELETE, OPTIONS' });
       return;
     }
     try {
@@ -203,7 +206,7 @@ export class BrokerServer {
       body,
     });
     if (outcome.kind === 'legacy') {
-      await this.options.registry.handle(req, res, principal, body);
+      await this.options.legacy.handle(req, res, principal, body);
       return;
     }
     const id = requestIdOf(body);
@@ -212,7 +215,7 @@ export class BrokerServer {
       return;
     }
     if (!isJsonContentType(req.headers['content-type'] ?? null)) {
-      sendJsonRpcError(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json', {}, { id });
+      sendJsonRpcError(res, 415, JsonRpcCode.requestRefused, 'Unsupported Media Type: Content-Type must be application/json', {}, { id });
       return;
     }
     if (outcome.messageKind === 'notification') {
@@ -234,12 +237,12 @@ export class BrokerServer {
     const match = header === undefined ? null : /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
     if (match === null) {
       const challenge = header === undefined ? this.challenge() : this.challenge('invalid_request', 'Use the Bearer scheme');
-      sendJsonRpcError(res, 401, -32000, 'Unauthorized: a Bearer token is required', { 'WWW-Authenticate': challenge });
+      sendJsonRpcError(res, 401, JsonRpcCode.requestRefused, 'Unauthorized: a Bearer token is required', { 'WWW-Authenticate': challenge });
       return undefined;
     }
     const result = await this.options.authenticator.authenticate(match[1] as string);
     if (isAuthFailure(result)) {
-      sendJsonRpcError(res, 401, -32000, `Unauthorized: ${result.description}`, {
+      sendJsonRpcError(res, 401, JsonRpcCode.requestRefused, `Unauthorized: ${result.description}`, {
         'WWW-Authenticate': this.challenge(result.error, result.description),
       });
       return undefined;

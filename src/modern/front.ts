@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type {
   ClientCapabilities,
@@ -17,18 +16,24 @@ import {
   SUBSCRIPTION_ID_META_KEY,
 } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
-import type { ClientResponse, InflightRequest, RequestSink } from '../bridge/channel.js';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
-import type { SessionRegistry } from '../session/registry.js';
-import { LOG_SEVERITY, type ChangeListener, type UserChannel } from '../session/user-channel.js';
+import type { SessionEvents } from '../metrics/metrics.js';
+import type { ChannelPool } from '../pool/pool.js';
+import type { ClientResponse } from '../pool/request-sink.js';
+import { ModernCall, type CallHost, type Round } from './call.js';
 import { paramHeaderMismatch, paramHeadersOf } from './param-headers.js';
 import { RequestStateCodec, type RequestStateClaims } from './request-state.js';
-import { ALL_VERSIONS, HEADER_MISMATCH, METHOD_NOT_FOUND } from './validate.js';
+import { LOG_SEVERITY, type ChangeListener, type UserChannel } from './user-channel.js';
+import { UserChannels } from './user-channels.js';
+import { ALL_VERSIONS } from './validate.js';
 import { ResponseWriter } from './writer.js';
 
 export interface ModernFrontOptions {
-  readonly registry: SessionRegistry;
+  readonly pool: ChannelPool;
   readonly log: Logger;
+  /** Counters for the per-user channels; none in most tests. */
+  readonly events?: Pick<SessionEvents, 'sessionStarted' | 'sessionEnded'>;
   /** How long a call waiting for the client's input stays parked. */
   readonly inputTimeoutMs: number;
   /** The broker's identity in discover results and result `_meta`. */
@@ -46,18 +51,6 @@ const CACHEABLE = new Set(['server/discover', 'tools/list', 'prompts/list', 'res
  */
 const DEFAULT_CACHE_HINTS = { ttlMs: 0, cacheScope: 'private' };
 
-/** The requests that may answer with an input-required result (MRTR). */
-const INPUT_CAPABLE = new Set(['tools/call', 'resources/read', 'prompts/get']);
-const INVALID_PARAMS = -32602;
-const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
-
-/**
- * A child asks for several inputs at once (one JSON-RPC request each, on
- * stdio); requests arriving this close together go into one input-required
- * result.
- */
-const INPUT_GATHER_MS = 15;
-
 /**
  * Serves the 2026-07-28 era statelessly in front of legacy children: each
  * request goes to the user's shared, broker-initialised child; a child's
@@ -65,16 +58,29 @@ const INPUT_GATHER_MS = 15;
  * resumes the very call that asked; `subscriptions/listen` streams the
  * child's change notifications.
  */
-export class ModernFront {
+export class ModernFront implements CallHost {
   private readonly parked = new Map<string, ModernCall>();
   private readonly states = new RequestStateCodec();
+  private readonly users: UserChannels;
 
-  constructor(private readonly options: ModernFrontOptions) {}
+  constructor(private readonly options: ModernFrontOptions) {
+    this.users = new UserChannels({ pool: options.pool, log: options.log, ...(options.events === undefined ? {} : { events: options.events }) });
+  }
+
+  /** Number of users with a live channel. */
+  get activeUserChannels(): number {
+    return this.users.active;
+  }
+
+  /** Ends every user's channel and refuses new requests. */
+  stop(): Promise<void> {
+    return this.users.stop();
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse, principal: Principal, message: JSONRPCRequest): Promise<void> {
     const meta = (message.params?._meta ?? {}) as Record<string, unknown>;
     const clientInfo = (meta[CLIENT_INFO_META_KEY] as Implementation | undefined) ?? { name: 'unknown-client', version: '0' };
-    const user = await this.options.registry.userChannel(principal, clientInfo);
+    const user = await this.users.of(principal, clientInfo);
     switch (message.method) {
       case 'server/discover':
         this.discover(res, user, message.id);
@@ -85,7 +91,7 @@ export class ModernFront {
     }
     const capabilities = (meta[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined) ?? {};
     const logLevel = meta[LOG_LEVEL_META_KEY] as LoggingLevel | undefined;
-    if (logLevel !== undefined && logLevel in LOG_SEVERITY) await this.options.registry.ensureLogLevel(user, logLevel);
+    if (logLevel !== undefined && logLevel in LOG_SEVERITY) await user.ensureLogLevel(logLevel);
     const params = message.params;
     const requestState = params?.requestState;
     const round: Round = { clientId: message.id, capabilities, logLevel, progressToken: (meta.progressToken as string | number | undefined) ?? undefined };
@@ -96,7 +102,7 @@ export class ModernFront {
     if (message.method === 'tools/call') {
       const mismatch = await this.paramHeaderProblem(req, user, message);
       if (mismatch !== undefined) {
-        new ResponseWriter(res, () => undefined).final({ jsonrpc: '2.0', id: message.id, error: { code: HEADER_MISMATCH, message: `Header mismatch: ${mismatch}` } }, 400);
+        new ResponseWriter(res, () => undefined).final({ jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.headerMismatch, message: `Header mismatch: ${mismatch}` } }, 400);
         return;
       }
     }
@@ -110,7 +116,7 @@ export class ModernFront {
   private async paramHeaderProblem(req: IncomingMessage, user: UserChannel, message: JSONRPCRequest): Promise<string | undefined> {
     const params = message.params as { name?: unknown; arguments?: unknown } | undefined;
     const hasParamHeaders = Object.keys(req.headers).some((name) => name.startsWith('mcp-param-'));
-    const tools = await this.options.registry.toolsOf(user);
+    const tools = await user.toolsOf();
     const tool = typeof params?.name === 'string' ? tools.get(params.name) : undefined;
     const headers = tool === undefined ? [] : paramHeadersOf(tool);
     if (headers.length === 0 && !hasParamHeaders) return undefined;
@@ -125,7 +131,7 @@ export class ModernFront {
       new ResponseWriter(res, () => undefined).final({
         jsonrpc: '2.0',
         id: message.id,
-        error: { code: INVALID_PARAMS, message: 'Invalid params: requestState is invalid, expired or belongs to another request' },
+        error: { code: JsonRpcCode.invalidParams, message: 'Invalid params: requestState is invalid, expired or belongs to another request' },
       });
       return;
     }
@@ -157,8 +163,7 @@ export class ModernFront {
       request: requestKey(call.request),
       expiresAt,
     });
-    const inputRequests = Object.fromEntries([...call.waiting].map(([key, request]) => [key, { method: request.method, params: withoutProgressToken(request.params) }]));
-    writer.final({ jsonrpc: '2.0', id: clientId, result: { resultType: 'input_required', inputRequests, requestState } });
+    writer.final({ jsonrpc: '2.0', id: clientId, result: { resultType: 'input_required', inputRequests: call.inputRequests(), requestState } });
     this.parked.set(parkedId, call);
     call.expiry = setTimeout(() => {
       // The client never came back: the child stops waiting too.
@@ -217,8 +222,8 @@ export class ModernFront {
 
     const subscription = { [SUBSCRIPTION_ID_META_KEY]: message.id };
     const writer = new ResponseWriter(res, () => {
-      user.listeners.delete(listener);
-      for (const uri of uris) void this.options.registry.unsubscribeResource(user, uri);
+      user.removeListener(listener);
+      for (const uri of uris) void user.unsubscribeResource(uri);
     });
     const listener: ChangeListener = {
       wants: (notification) => {
@@ -240,151 +245,9 @@ export class ModernFront {
     };
     writer.openStream(this.options.keepAliveMs);
     writer.event({ jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { _meta: subscription, notifications: agreed } });
-    user.listeners.add(listener);
-    for (const uri of uris) await this.options.registry.subscribeResource(user, uri);
+    user.addListener(listener);
+    for (const uri of uris) await user.subscribeResource(uri);
   }
-}
-
-/** What one HTTP round of a call brings: its id and what its client declared for it. */
-interface Round {
-  readonly clientId: RequestId;
-  readonly capabilities: ClientCapabilities;
-  readonly logLevel: LoggingLevel | undefined;
-  readonly progressToken: string | number | undefined;
-}
-
-/** One modern request, across the rounds of input the child may ask for. */
-class ModernCall implements RequestSink {
-  handle: InflightRequest | undefined;
-  readonly parkedId = randomBytes(16).toString('base64url');
-  /** The child's requests the client has not answered yet, by input key. */
-  readonly waiting = new Map<string, JSONRPCRequest>();
-  expiry: NodeJS.Timeout | undefined;
-  private gathering: NodeJS.Timeout | undefined;
-  private writer: ResponseWriter | undefined;
-  private round: Round | undefined;
-  /** The child's answer, when it came while no round was attached. */
-  private final: ClientResponse | undefined;
-
-  constructor(
-    private readonly front: ModernFront,
-    readonly user: UserChannel,
-    readonly request: JSONRPCRequest,
-    /** Who asked: only the same user, through the same client and grant, may complete it. */
-    readonly principal: Principal,
-  ) {}
-
-  attach(writer: ResponseWriter, round: Round): void {
-    this.writer = writer;
-    this.round = round;
-    if (this.final !== undefined) this.respond(this.final);
-    else if (this.waiting.size > 0) this.front.park(this, round.clientId, this.detach());
-  }
-
-  notify(notification: JSONRPCNotification): void {
-    const round = this.round;
-    if (this.writer === undefined || round === undefined) return;
-    if (notification.method === 'notifications/message') {
-      const level = (notification.params as { level?: LoggingLevel } | undefined)?.level;
-      // Logs only for a request that asked for them, at its level or above.
-      if (round.logLevel === undefined || level === undefined || LOG_SEVERITY[level] < LOG_SEVERITY[round.logLevel]) return;
-    }
-    if (notification.method === 'notifications/progress') {
-      if (round.progressToken === undefined) return;
-      notification = { ...notification, params: { ...notification.params, progressToken: round.progressToken } };
-    }
-    this.writer.event(notification);
-  }
-
-  serverRequest(request: JSONRPCRequest): void {
-    const brokerId = request.id as number;
-    if (!INPUT_CAPABLE.has(this.request.method)) {
-      this.user.channel.refuseServerRequest(brokerId, METHOD_NOT_FOUND, `${this.request.method} cannot ask the client for input in protocol 2026-07-28`);
-      return;
-    }
-    const required = requiredCapability(request);
-    if (required === undefined) {
-      this.user.channel.refuseServerRequest(brokerId, METHOD_NOT_FOUND, `${request.method} has no modern-era equivalent`);
-      return;
-    }
-    if (!declares(this.round?.capabilities ?? {}, required)) {
-      // The request cannot be served for this client: it fails as a whole, and the child stops working on it.
-      const message = `The server needs the client capability ${JSON.stringify(required)} for ${request.method}`;
-      this.user.channel.refuseServerRequest(brokerId, MISSING_REQUIRED_CLIENT_CAPABILITY, message);
-      this.abandon('the client lacks a capability the server needs');
-      this.respond({ jsonrpc: '2.0', id: this.request.id, error: { code: MISSING_REQUIRED_CLIENT_CAPABILITY, message, data: { requiredCapabilities: required } } });
-      return;
-    }
-    this.waiting.set(`input-${brokerId}`, request);
-    this.gather();
-  }
-
-  /** Parks after a short wait, so inputs the child asks for together go out together. */
-  private gather(): void {
-    if (this.gathering !== undefined || this.writer === undefined) return;
-    this.gathering = setTimeout(() => {
-      this.gathering = undefined;
-      if (this.writer !== undefined && this.round !== undefined && this.waiting.size > 0) this.front.park(this, this.round.clientId, this.detach());
-    }, INPUT_GATHER_MS);
-  }
-
-  respond(response: ClientResponse): void {
-    const writer = this.writer;
-    const round = this.round;
-    if (writer === undefined || round === undefined) {
-      this.final = response;
-      return;
-    }
-    this.detach();
-    const answer = this.front.stamp({ ...response, id: round.clientId }, this.request.method);
-    writer.final(answer, 'error' in answer ? httpStatusOf(answer.error.code) : 200);
-  }
-
-  /** The client closed the response stream: that is the cancellation signal. */
-  clientGone(): void {
-    this.writer = undefined;
-    this.abandon('the client closed the response stream');
-  }
-
-  abandon(reason: string): void {
-    if (this.handle !== undefined) this.user.channel.cancel(this.handle, reason);
-  }
-
-  private detach(): ResponseWriter {
-    const writer = this.writer as ResponseWriter;
-    this.writer = undefined;
-    return writer;
-  }
-}
-
-/** The HTTP status for a JSON-RPC error the modern transport gives its own status. */
-function httpStatusOf(code: number): number {
-  if (code === METHOD_NOT_FOUND) return 404;
-  if (code === MISSING_REQUIRED_CLIENT_CAPABILITY) return 400;
-  return 200;
-}
-
-/** The client capability a child's request needs; undefined for a request the modern era has no equivalent of. */
-function requiredCapability(request: JSONRPCRequest): ClientCapabilities | undefined {
-  switch (request.method) {
-    case 'elicitation/create':
-      return (request.params as { mode?: string } | undefined)?.mode === 'url' ? { elicitation: { url: {} } } : { elicitation: {} };
-    case 'sampling/createMessage':
-      return { sampling: {} };
-    case 'roots/list':
-      return { roots: {} };
-    default:
-      return undefined;
-  }
-}
-
-/** Whether the declared capabilities cover the required ones (an empty object requires only presence). */
-function declares(declared: ClientCapabilities, required: ClientCapabilities): boolean {
-  return Object.entries(required).every(([name, sub]) => {
-    const have = (declared as Record<string, unknown>)[name];
-    if (typeof have !== 'object' || have === null) return false;
-    return Object.keys(sub as object).every((key) => (have as Record<string, unknown>)[key] !== undefined);
-  });
 }
 
 function sameCaller(claims: RequestStateClaims, principal: Principal): boolean {
@@ -405,15 +268,6 @@ function withoutRetryFields(message: JSONRPCRequest): JSONRPCRequest {
   delete rest.inputResponses;
   delete rest.requestState;
   return { ...message, params: rest };
-}
-
-/** A child's progress token on its own request means nothing to the client. */
-function withoutProgressToken(params: JSONRPCRequest['params']): JSONRPCRequest['params'] {
-  const meta = params?._meta;
-  if (meta === undefined || !('progressToken' in meta)) return params;
-  const rest = { ...meta };
-  delete rest.progressToken;
-  return { ...params, _meta: rest };
 }
 
 function withMeta(notification: JSONRPCNotification, meta: Record<string, unknown>): JSONRPCNotification {

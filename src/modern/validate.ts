@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { JSONRPCRequest } from '@modelcontextprotocol/server';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/server';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 
 /** The modern revisions the broker serves per request. */
 export const MODERN_VERSIONS = ['2026-07-28'] as const;
@@ -33,10 +34,6 @@ export interface ModernRejection {
   readonly data?: unknown;
 }
 
-export const HEADER_MISMATCH = -32020;
-export const UNSUPPORTED_PROTOCOL_VERSION = -32022;
-export const METHOD_NOT_FOUND = -32601;
-
 /**
  * The server validation of the 2026-07-28 Streamable HTTP transport that
  * the SDK's classifier leaves to the serving path: supported revision,
@@ -46,7 +43,7 @@ export function validateModernRequest(req: IncomingMessage, message: JSONRPCRequ
   if (!(MODERN_VERSIONS as readonly string[]).includes(revision)) {
     return {
       httpStatus: 400,
-      code: UNSUPPORTED_PROTOCOL_VERSION,
+      code: JsonRpcCode.unsupportedProtocolVersion,
       message: 'Unsupported protocol version',
       data: { supported: ALL_VERSIONS, requested: revision },
     };
@@ -64,13 +61,13 @@ export function validateModernRequest(req: IncomingMessage, message: JSONRPCRequ
     if (name !== bodyValue) return mismatch(`Mcp-Name header value '${name}' does not match body value '${String(bodyValue)}'`);
   }
   if (!MODERN_METHODS.has(message.method)) {
-    return { httpStatus: 404, code: METHOD_NOT_FOUND, message: `Method not found: ${message.method}` };
+    return { httpStatus: 404, code: JsonRpcCode.methodNotFound, message: `Method not found: ${message.method}` };
   }
   return undefined;
 }
 
 function mismatch(detail: string): ModernRejection {
-  return { httpStatus: 400, code: HEADER_MISMATCH, message: `Header mismatch: ${detail}` };
+  return { httpStatus: 400, code: JsonRpcCode.headerMismatch, message: `Header mismatch: ${detail}` };
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

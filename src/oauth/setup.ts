@@ -46,7 +46,7 @@ export interface BrokerAuth {
 
 /** Opens the store, and wires the Forgejo client, the credential manager and the OAuth server. */
 export async function openBrokerAuth(options: BrokerAuthOptions): Promise<BrokerAuth> {
-  const key = await loadEncryptionKey(options.dataDir, options.encryptionKey);
+  const key = await loadEncryptionKey(options.dataDir, options.encryptionKey, options.logger);
   const store =
     options.databaseUrl === undefined
       ? await openSqliteStore({ dataDir: options.dataDir, encryptionKey: key })

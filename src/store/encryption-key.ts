@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { link, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { BrokerError } from '../errors/errors.js';
+import type { Logger } from '../log/logger.js';
 
 export const ENCRYPTION_KEY_FILE = 'encryption.key';
 
@@ -23,19 +24,19 @@ export function parseEncryptionKey(text: string): Buffer | undefined {
 /**
  * The key that seals Forgejo credentials: the configured one (BROKER_ENCRYPTION_KEY,
  * parsed with the configuration) when given, otherwise `<dataDir>/encryption.key`,
- * created on first start with mode 0600. Losing that file loses every stored
- * credential (users sign in again).
+ * created on first start with mode 0600 (an existing one readable by others is
+ * narrowed to 0600). Losing that file loses every stored credential (users sign in again).
  */
-export async function loadEncryptionKey(dataDir: string, configured: Buffer | undefined): Promise<Buffer> {
+export async function loadEncryptionKey(dataDir: string, configured: Buffer | undefined, logger: Logger): Promise<Buffer> {
   if (configured !== undefined) return configured;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, ENCRYPTION_KEY_FILE);
   // Read first: a start with the key in place must not need a byte of free disk.
-  let text = await readKeyFile(path);
+  let text = await readKeyFile(path, logger);
   if (text === undefined) {
     const generated = randomBytes(32);
     if (await publishKeyFile(dataDir, path, generated)) return generated;
-    text = (await readKeyFile(path)) ?? '';
+    text = (await readKeyFile(path, logger)) ?? '';
   }
   const key = parseEncryptionKey(text);
   if (key === undefined) {
@@ -45,12 +46,39 @@ export async function loadEncryptionKey(dataDir: string, configured: Buffer | un
   return key;
 }
 
-async function readKeyFile(path: string): Promise<string | undefined> {
+async function readKeyFile(path: string, logger: Logger): Promise<string | undefined> {
+  let handle: FileHandle;
   try {
-    return await readFile(path, 'utf8');
+    handle = await open(path, 'r');
   } catch (error) {
     if (isErrnoException(error) && error.code === 'ENOENT') return undefined;
     throw error;
+  }
+  try {
+    await restrictKeyFile(handle, path, logger);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Narrows a key file others may read (an earlier version, or an operator's
+ * copy, left it wider) to 0600, through the open handle so the file narrowed
+ * is the file read. A file the operator mounted read-only or owns as another
+ * user is theirs to protect: the broker starts and says so.
+ */
+async function restrictKeyFile(handle: FileHandle, path: string, logger: Logger): Promise<void> {
+  const mode = (await handle.stat()).mode & 0o777;
+  if ((mode & 0o077) === 0) return;
+  try {
+    await handle.chmod(0o600);
+  } catch (error) {
+    if (!(isErrnoException(error) && (error.code === 'EROFS' || error.code === 'EPERM'))) throw error;
+    logger.warn(
+      { path, mode: mode.toString(8).padStart(4, '0'), reason: error.code },
+      'the encryption key file is readable by other users and could not be narrowed to 0600',
+    );
   }
 }
 

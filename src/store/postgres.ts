@@ -198,14 +198,13 @@ class PostgresStore implements Store {
       this.#markCredential('refresh_started_at', userId, expectedGeneration, at),
     markRefreshRefused: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#markCredential('refresh_refused_at', userId, expectedGeneration, at),
-    markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+    endCredentialKeepingGrants: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#durably((client) => endCredential(client, userId, expectedGeneration, at)),
+    endCredentialRevokingGrants: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#durably(async (client) => {
-        const result = await client.query(
-          `UPDATE forgejo_credentials SET revoked_at = $1, generation = generation + 1, updated_at = $1
-           WHERE user_id = $2 AND generation = $3 AND revoked_at IS NULL`,
-          [at, userId, expectedGeneration],
-        );
-        return result.rowCount === 1;
+        if (!(await endCredential(client, userId, expectedGeneration, at))) return false;
+        await client.query('UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL', [at, userId]);
+        return true;
       }),
     withRefreshLock: <T>(userId: string, work: () => Promise<T>): Promise<T> =>
       // In process first, so that one replica never competes with itself for the lease.
@@ -543,6 +542,16 @@ async function one<R extends pg.QueryResultRow = Record<string, unknown>>(
 ): Promise<R | undefined> {
   const result = await db.query<R>(sql, [...params]);
   return result.rows[0];
+}
+
+/** Marks the credential dead, compare-and-set on its generation; true when this call ended it. */
+async function endCredential(client: pg.PoolClient, userId: string, expectedGeneration: number, at: number): Promise<boolean> {
+  const result = await client.query(
+    `UPDATE forgejo_credentials SET revoked_at = $1, generation = generation + 1, updated_at = $1
+     WHERE user_id = $2 AND generation = $3 AND revoked_at IS NULL`,
+    [at, userId, expectedGeneration],
+  );
+  return result.rowCount === 1;
 }
 
 async function insertTokens(client: pg.PoolClient, grantId: string, tokens: TokenHashes): Promise<void> {

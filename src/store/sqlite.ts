@@ -201,15 +201,16 @@ class SqliteStore implements Store {
       this.#run(() => this.#markCredential('refresh_started_at', userId, expectedGeneration, at)),
     markRefreshRefused: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
       this.#run(() => this.#markCredential('refresh_refused_at', userId, expectedGeneration, at)),
-    markRevoked: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
-      this.#run(() => {
-        const result = this.#stmt(
-          `UPDATE forgejo_credentials SET revoked_at = ?, generation = generation + 1, updated_at = ?
-           WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
-        )
-        .run(at, at, userId, expectedGeneration);
-        return result.changes === 1;
-      }),
+    endCredentialKeepingGrants: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#run(() => this.#endCredential(userId, expectedGeneration, at)),
+    endCredentialRevokingGrants: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
+      this.#run(() =>
+        this.#db.transaction((): boolean => {
+          if (!this.#endCredential(userId, expectedGeneration, at)) return false;
+          this.#stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL').run(at, userId);
+          return true;
+        })(),
+      ),
     // One process owns the database file, so an in-process lock serialises every refresh.
     withRefreshLock: <T>(userId: string, work: () => Promise<T>): Promise<T> => this.#refreshLock.run(userId, work),
   };
@@ -493,6 +494,16 @@ class SqliteStore implements Store {
   #markCredential(column: 'refresh_started_at' | 'refresh_refused_at', userId: string, expectedGeneration: number, at: number): boolean {
     const result = this.#stmt(
       `UPDATE forgejo_credentials SET ${column} = ?, updated_at = ?
+       WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
+    )
+    .run(at, at, userId, expectedGeneration);
+    return result.changes === 1;
+  }
+
+  /** Marks the credential dead, compare-and-set on its generation; true when this call ended it. */
+  #endCredential(userId: string, expectedGeneration: number, at: number): boolean {
+    const result = this.#stmt(
+      `UPDATE forgejo_credentials SET revoked_at = ?, generation = generation + 1, updated_at = ?
        WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
     )
     .run(at, at, userId, expectedGeneration);

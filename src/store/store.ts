@@ -64,7 +64,8 @@ export interface ForgejoCredential extends ForgejoTokens {
   readonly generation: number;
   /**
    * Set when the credential ended: Forgejo refused its access token, or the
-   * access token expired with no way to refresh it. A new login revives it.
+   * access token expired with no way to refresh it. A new login revives it
+   * (and, after an expiry, the user's grants with it).
    */
   readonly revokedAt: number | null;
   /**
@@ -96,12 +97,21 @@ export interface ForgejoCredentialRepository {
   /** Records that Forgejo refused the refresh token of `expectedGeneration`. False when it moved on or ended. */
   markRefreshRefused(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
   /**
-   * Marks the credential dead if still at `expectedGeneration`. The user's
-   * grants stay: an upstream failure is not the user withdrawing a client,
-   * and their tokens work again once a new login is stored. False when it
-   * moved on.
+   * Marks the credential dead if still at `expectedGeneration`, keeping the
+   * user's grants: for an access token that expired with no way to refresh
+   * it, which is no one withdrawing a client, so the grants' tokens work
+   * again once a new login is stored. False when it moved on.
    */
-  markRevoked(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
+  endCredentialKeepingGrants(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
+  /**
+   * Marks the credential dead if still at `expectedGeneration`, and revokes
+   * every grant of the user in the same transaction: for an access token
+   * Forgejo refused before its expiry, that is the application's grant
+   * revoked there, so no broker token of the user may revive with the next
+   * login. Consents stay: a client authorizes again without consenting anew.
+   * False (nothing revoked) when it moved on.
+   */
+  endCredentialRevokingGrants(userId: string, expectedGeneration: number, at: number): Promise<boolean>;
   /**
    * Runs `work` (read the credential, refresh it at Forgejo, store the result)
    * while holding the user's refresh lock, which every broker sharing this

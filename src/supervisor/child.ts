@@ -2,46 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
+import type { Child, ChildExit, ChildSpec, SpawnFunc } from '../pool/child.js';
 import { childEnvironment } from './env.js';
 import { LineSplitter } from './lines.js';
 import { ChildLogLimiter } from './log-limiter.js';
-
-/** How a child ended. */
-export interface ChildExit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-}
-
-/**
- * One running MCP server process, seen as a message pipe. The bridge only
- * knows this interface, so the session lifecycle can be tested with any
- * implementation of it.
- */
-export interface Child {
-  readonly pid: number | undefined;
-  /** Writes one message to the child's stdin; false once the child is gone. */
-  send(message: JSONRPCMessage): boolean;
-  /**
-   * Set by the owner; called for each JSON-RPC message on the child's stdout,
-   * with the length of its line (what the message costs to keep or resend).
-   */
-  onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
-  /** Settles once the process has exited (the `done` signal). */
-  readonly exited: Promise<ChildExit>;
-  /** Close stdin, then SIGTERM, then SIGKILL; idempotent; resolves when the process is gone. */
-  stop(): Promise<ChildExit>;
-}
-
-/** Who a child is for; everything the spawner needs to start one. */
-export interface ChildSpec {
-  readonly sessionId: string;
-  readonly userId: string;
-  readonly forgejoLogin: string;
-  readonly forgejoToken: string;
-}
-
-/** Starts a child for a spec; injected into the session layer. */
-export type SpawnFunc = (spec: ChildSpec) => Promise<Child>;
 
 export interface ProcessSpawnOptions {
   readonly command: readonly string[];
@@ -56,7 +20,7 @@ export interface ProcessSpawnOptions {
   readonly onLogLinesSuppressed?: (lines: number) => void;
 }
 
-/** The production SpawnFunc: a real process per spec. */
+/** The production SpawnFunc: a real process per spec, behind the pool's `Child` interface. */
 export function processSpawner(options: ProcessSpawnOptions): SpawnFunc {
   return (spec) => ProcessChild.start(options, spec);
 }

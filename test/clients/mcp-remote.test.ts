@@ -185,8 +185,8 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
       assert.equal(text(await first.client.callTool({ name: 'echo', arguments: { text: 'via mcp-remote' } })), 'via mcp-remote');
       // Legacy sessions of the Forgejo user who signed in: the host's, and mcp-remote's own
       // connection probe ("mcp-remote-fallback-test", which mcp-remote never ends: the idle reaper will).
-      assert.ok(demo.broker.registry.sessionIdsOf(String(user.id)).length >= 1);
-      assert.equal(demo.broker.registry.activeUserChannels, 0);
+      assert.ok(demo.broker.legacy.sessionIdsOf(String(user.id)).length >= 1);
+      assert.equal(demo.broker.modern.activeUserChannels, 0);
 
       // The host goes away: mcp-remote goes with it.
       await stopBridge(first);
@@ -197,7 +197,7 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
 
   it('a second mcp-remote starts from the stored tokens (no browser) and, with --protocol auto, speaks the 2026-07-28 era', async () => {
     const before = (await openedUrls()).length;
-    const legacySessions = demo.broker.registry.sessionIdsOf(String(user.id)).length;
+    const legacySessions = demo.broker.legacy.sessionIdsOf(String(user.id)).length;
     const { bridge: second, connected } = bridge(['--protocol', 'auto'], 'desktop host (dual era)');
     try {
       await connected.catch((error: unknown) => {
@@ -206,8 +206,8 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
       assert.deepEqual(JSON.parse(text(await second.client.callTool({ name: 'get_me', arguments: {} }))), { login: user.login, id: user.id });
       assert.equal((await openedUrls()).length, before, 'mcp-remote asked for a browser again');
       // Served statelessly through the user's broker-initialised child: no new session.
-      assert.equal(demo.broker.registry.sessionIdsOf(String(user.id)).length, legacySessions);
-      assert.equal(demo.broker.registry.activeUserChannels, 1);
+      assert.equal(demo.broker.legacy.sessionIdsOf(String(user.id)).length, legacySessions);
+      assert.equal(demo.broker.modern.activeUserChannels, 1);
     } finally {
       await stopBridge(second);
     }

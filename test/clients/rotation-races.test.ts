@@ -14,7 +14,8 @@ import { test } from 'node:test';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 
 import { silentLogger } from '../../src/log/logger.js';
-import { processSpawner, type Child, type SpawnFunc } from '../../src/supervisor/child.js';
+import type { Child, SpawnFunc } from '../../src/pool/child.js';
+import { processSpawner } from '../../src/supervisor/child.js';
 import { STANDIN_CHILD, TestBroker, eventually, isAlive } from '../support/broker.js';
 
 /** The same child, with every message to it shown to `hook` first. */
@@ -74,14 +75,14 @@ test('a session that ends while its replacement child is told the log level leav
   wiring.hook = (message) => {
     // The replacement child is being told the session's log level: the session ends right now.
     if ('method' in message && message.method === 'logging/setLevel' && spawned.length === 2 && ended === undefined) {
-      ended = broker.registry.end(sessionId, 'deleted');
+      ended = broker.legacy.end(sessionId, 'deleted');
     }
   };
   broker.newForgejoToken(user);
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   assert.ok(ended, 'the replay reached logging/setLevel');
   await ended;
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
   const pids = spawned.map((child) => child.pid as number);
   await eventually(() => pids.every((pid) => !isAlive(pid)), 'every child of the ended session stopped', 10_000).catch(() => {
     throw new Error(`still running: ${pids.filter((pid) => isAlive(pid)).join(', ')} of ${pids.join(', ')}`);

@@ -162,7 +162,7 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
     for (const entry of clients) await entry.client.close().catch(() => undefined);
     await broker.close();
   });
-  const { registry } = broker.broker;
+  const { legacy, modern, pool } = broker.broker;
 
   // Sign-ins first (each is a new Forgejo login of its user), then the sessions.
   const total = LEGACY_CLIENTS + MODERN_CLIENTS;
@@ -187,7 +187,7 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
       }
     }
     for (const [userId, expected] of expectedSessions) {
-      const actual = registry.sessionIdsOf(userId).sort().join(',');
+      const actual = legacy.sessionIdsOf(userId).sort().join(',');
       if (actual !== expected) sessionSamples.push(`user ${userId}: sessions ${actual}, expected ${expected}`);
     }
   };
@@ -220,8 +220,8 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
     if (entry.mode === 'legacy') assert.ok(entry.sessionId, `legacy client ${entry.index} has no session`);
     else assert.equal(entry.sessionId, undefined, `modern client ${entry.index} got a session`);
   }
-  assert.equal(registry.active, LEGACY_CLIENTS);
-  assert.equal(registry.activeUserChannels, USERS.length);
+  assert.equal(legacy.active, LEGACY_CLIENTS);
+  assert.equal(modern.activeUserChannels, USERS.length);
   for (const user of USERS) {
     const ids = clients.filter((entry) => entry.mode === 'legacy' && entry.user === user).map((entry) => entry.sessionId as string);
     expectedSessions.set(String(user.id), ids.sort().join(','));
@@ -270,8 +270,8 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
   // the broker keeps the token it has), then let every rotation under way finish.
   broker.forgejo.failTokenRequests(1_000_000, 503);
   for (const user of USERS) {
-    await registry.rotateUser(String(user.id));
-    await registry.rotateUser(String(user.id));
+    await pool.rotateUser(String(user.id));
+    await pool.rotateUser(String(user.id));
   }
   polling = false;
   await poller;
@@ -350,7 +350,7 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
     assert.equal(text(await entry.client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(stored.accessToken), `client ${entry.index}`);
     const pid = Number(text(await entry.client.callTool({ name: 'pid', arguments: {} })));
     currentPids.add(pid);
-    if (entry.sessionId !== undefined) assert.equal(registry.bridgeOf(entry.sessionId)?.channel.child.pid, pid);
+    if (entry.sessionId !== undefined) assert.equal(legacy.sessionOf(entry.sessionId)?.channel.child.pid, pid);
   }
   assert.equal(currentPids.size, LEGACY_CLIENTS + USERS.length, 'one child per legacy session and one per user for the modern clients');
 
@@ -394,7 +394,7 @@ test('a sign-in while a rotation of the same user is under way ends with the ses
     await broker.close();
   });
   const userId = String(user.id);
-  const { registry } = broker.broker;
+  const { pool } = broker.broker;
   for (let index = 0; index < 3; index++) {
     const { accessToken } = await obtainToken(broker.mcpUrl, user, `session ${index}`);
     const client = new Client({ name: `relogin-${index}`, version: '1.0.0' });
@@ -402,13 +402,13 @@ test('a sign-in while a rotation of the same user is under way ends with the ses
     clients.push(client);
   }
   // Let the moves the sign-ins started settle.
-  await registry.rotateUser(userId);
-  await registry.rotateUser(userId);
+  await pool.rotateUser(userId);
+  await pool.rotateUser(userId);
 
   // A rotation that refreshes (the lead is longer than the token's hour), and, as soon as
   // Forgejo has answered the refresh (the rotation now starts the new children), a sign-in.
   const refreshes = broker.forgejo.stats.refreshes;
-  const rotation = registry.rotateUser(userId, 2 * 3_600_000);
+  const rotation = pool.rotateUser(userId, 2 * 3_600_000);
   await eventually(() => broker.forgejo.stats.refreshes > refreshes, 'the rotation refreshed');
   await obtainToken(broker.mcpUrl, user, 'second sign-in');
   await rotation;

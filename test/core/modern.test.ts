@@ -53,8 +53,8 @@ for (const mode of ['auto', 'legacy'] as const) {
     const user = broker.addUser('alice');
     const client = await connect(broker, user, mode);
     // The era each client lands on: modern is stateless (a shared user channel), legacy has a session.
-    assert.equal(broker.registry.activeUserChannels, mode === 'auto' ? 1 : 0);
-    assert.equal(broker.registry.active, mode === 'auto' ? 0 : 1);
+    assert.equal(broker.modern.activeUserChannels, mode === 'auto' ? 1 : 0);
+    assert.equal(broker.legacy.active, mode === 'auto' ? 0 : 1);
     const tools = await client.listTools();
     assert.ok(tools.tools.some((tool) => tool.name === 'get_me'));
     assert.equal((JSON.parse(text(await client.callTool({ name: 'get_me', arguments: {} }))) as { login: string }).login, 'alice');
@@ -110,10 +110,10 @@ for (const mode of ['auto', 'legacy'] as const) {
     const client = await connect(broker, broker.addUser(), mode);
     const controller = new AbortController();
     const call = client.callTool({ name: 'hang', arguments: {} }, { signal: controller.signal }).catch(() => 'aborted');
-    await eventually(() => broker.registry.inflight === 1, 'call in flight');
+    await eventually(() => broker.pool.inflight === 1, 'call in flight');
     controller.abort();
     assert.equal(await call, 'aborted');
-    await eventually(() => broker.registry.inflight === 0, 'cancelled at the broker');
+    await eventually(() => broker.pool.inflight === 0, 'cancelled at the broker');
     assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'next' } })), 'next');
     await client.close();
   });
@@ -125,8 +125,8 @@ test('a dual-era client and a legacy-only client of the same user work at once',
   const user = broker.addUser('alice');
   const modern = await connect(broker, user, 'auto');
   const legacy = await connect(broker, user, 'legacy');
-  assert.equal(broker.registry.activeUserChannels, 1);
-  assert.equal(broker.registry.active, 1);
+  assert.equal(broker.modern.activeUserChannels, 1);
+  assert.equal(broker.legacy.active, 1);
   const [a, b] = await Promise.all([
     modern.callTool({ name: 'echo', arguments: { text: 'modern' } }),
     legacy.callTool({ name: 'echo', arguments: { text: 'legacy' } }),
@@ -226,7 +226,7 @@ test('a child request the modern client did not declare the capability for fails
   assert.equal(body.id, 4);
   assert.equal(body.error.code, -32021);
   assert.deepEqual(body.error.data.requiredCapabilities, { elicitation: {} });
-  await eventually(() => broker.registry.inflight === 0, 'nothing in flight');
+  await eventually(() => broker.pool.inflight === 0, 'nothing in flight');
 });
 
 test('inputs the child asks for together come back in one input-required result', async (t) => {
@@ -307,7 +307,7 @@ test('rotation moves the user channel too; modern calls see the new token', asyn
   const client = await connect(broker, user, 'auto');
   assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(user.forgejoToken));
   const token = broker.newForgejoToken(user);
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(token));
   await client.close();
 });

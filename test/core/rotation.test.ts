@@ -21,9 +21,9 @@ test('the reaper ends sessions idle past the timeout and keeps recently active o
   await busy.client.callTool({ name: 'echo', arguments: { text: 'x' } });
   now += 30_000;
 
-  assert.equal(await broker.registry.reapIdle(), 1);
-  assert.equal(broker.registry.active, 1);
-  assert.equal(broker.registry.bridgeOf(busy.transport.sessionId as string)?.closed, false);
+  assert.equal(await broker.pool.reapIdle(), 1);
+  assert.equal(broker.legacy.active, 1);
+  assert.equal(broker.legacy.sessionOf(busy.transport.sessionId as string)?.closed, false);
   await eventually(() => !isAlive(idlePid), 'idle child stopped');
   assert.equal(text(await busy.client.callTool({ name: 'echo', arguments: { text: 'alive' } })), 'alive');
   await busy.client.close();
@@ -35,9 +35,9 @@ test('the reaper leaves a session alone while a request is running on it', async
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const call = client.callTool({ name: 'sleep', arguments: { ms: 300 } });
-  await eventually(() => broker.registry.inflight === 1, 'request in flight');
+  await eventually(() => broker.pool.inflight === 1, 'request in flight');
   now += 10_000;
-  assert.equal(await broker.registry.reapIdle(), 0);
+  assert.equal(await broker.pool.reapIdle(), 0);
   assert.equal(text(await call), 'slept');
   await client.close();
 });
@@ -52,7 +52,7 @@ test('rotation moves a session to a child with the new token, keeping its id, wi
   assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(user.forgejoToken));
 
   const newToken = broker.newForgejoToken(user);
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
 
   // Same session, same client connection, no re-initialize: the next call lands on the new child.
   assert.equal(transport.sessionId, sid);
@@ -61,7 +61,7 @@ test('rotation moves a session to a child with the new token, keeping its id, wi
   assert.notEqual(newPid, oldPid);
   // The retired child is gone and its exit did not take the session with it (the seed's watcher race).
   await eventually(() => !isAlive(oldPid), 'old child stopped');
-  assert.equal(broker.registry.active, 1);
+  assert.equal(broker.legacy.active, 1);
   assert.equal((JSON.parse(text(await client.callTool({ name: 'get_me', arguments: {} }))) as { login: string }).login, 'alice');
   await client.close();
 });
@@ -82,9 +82,9 @@ test('a request in flight on the old child finishes there during a rotation', as
   const slow = client.callTool({ name: 'ask', arguments: {} });
   await eventually(() => answer !== undefined, 'old child asking the client');
   broker.newForgejoToken(user);
-  const rotation = broker.registry.rotateUser(user.userId);
+  const rotation = broker.pool.rotateUser(user.userId);
   // While the old child drains, new requests already go to the new child.
-  await eventually(() => broker.registry.bridgeOf(broker.registry.sessionIdsOf(user.userId)[0] as string)?.channel.child.pid !== oldPid, 'swapped');
+  await eventually(() => broker.legacy.sessionOf(broker.legacy.sessionIdsOf(user.userId)[0] as string)?.channel.child.pid !== oldPid, 'swapped');
   const during = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   assert.notEqual(during, oldPid);
   assert.equal(isAlive(oldPid), true);
@@ -118,7 +118,7 @@ test('while the new child starts and is initialised, requests keep being served 
   const { client } = await broker.connect(user);
   const oldPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   const token = broker.newForgejoToken(user);
-  const rotation = broker.registry.rotateUser(user.userId);
+  const rotation = broker.pool.rotateUser(user.userId);
   await eventually(() => release !== undefined, 'rotation spawning');
   assert.equal(Number(text(await client.callTool({ name: 'pid', arguments: {} }))), oldPid);
   await client.setLoggingLevel('warning');
@@ -145,9 +145,9 @@ test('a request still running when the drain grace ends gets an error, and the o
     () => 'answered',
     (error: Error) => error.message,
   );
-  await eventually(() => broker.registry.inflight === 1, 'stuck request running');
+  await eventually(() => broker.pool.inflight === 1, 'stuck request running');
   broker.newForgejoToken(user);
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   assert.match(await stuck, /new token/);
   await eventually(() => !isAlive(oldPid), 'old child stopped');
   assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'fine' } })), 'fine');
@@ -169,12 +169,12 @@ test('the rotator refreshes a token within the lead time and moves every session
     fresh = broker.newForgejoToken(user);
     return { accessToken: fresh, expiresAt: Date.now() + 3_600_000 };
   };
-  await broker.registry.rotateDue();
+  await broker.pool.rotateDue();
   assert.equal(broker.credentials.refreshes, 1, 'one refresh for the user, not one per session');
   for (const { client } of [a, b]) assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(fresh));
   assert.equal(text(await c.client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(other.forgejoToken));
   // A second sweep finds nothing to do.
-  await broker.registry.rotateDue();
+  await broker.pool.rotateDue();
   assert.equal(broker.credentials.refreshes, 1);
   for (const { client } of [a, b, c]) await client.close();
 });
@@ -187,8 +187,8 @@ test('a refresh Forgejo refuses ends the user\'s sessions; their next initialize
   const pid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   const sid = transport.sessionId as string;
   broker.credentials.revoke(user.userId);
-  await broker.registry.rotateDue();
-  assert.equal(broker.registry.active, 0);
+  await broker.pool.rotateDue();
+  assert.equal(broker.legacy.active, 0);
   await eventually(() => !isAlive(pid), 'child stopped');
   const headers = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${user.bearer}` };
   const gone = await fetch(broker.mcpUrl, { method: 'POST', headers: { ...headers, 'Mcp-Session-Id': sid }, body: '{"jsonrpc":"2.0","id":3,"method":"ping"}' });
@@ -211,11 +211,11 @@ test('a replacement child that cannot start leaves the session on its old child'
   // Forgejo is down: a new child fails its start-up version check and exits.
   broker.forge.versionStatus = 503;
   broker.newForgejoToken(user);
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   assert.equal(Number(text(await client.callTool({ name: 'pid', arguments: {} }))), oldPid);
   // Once Forgejo is back, the next sweep completes the move.
   broker.forge.versionStatus = 200;
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   assert.notEqual(Number(text(await client.callTool({ name: 'pid', arguments: {} }))), oldPid);
   await client.close();
 });
@@ -228,7 +228,7 @@ test('state the client set is replayed to the new child: log level and resource 
   await client.setLoggingLevel('debug');
   await client.subscribeResource({ uri: 'forgejo://version' });
   broker.newForgejoToken(user);
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   const updated = new Promise<string>((resolve) => client.setNotificationHandler('notifications/resources/updated', (n) => resolve(n.params.uri)));
   await client.callTool({ name: 'touch', arguments: { uri: 'forgejo://version' } });
   assert.equal(await updated, 'forgejo://version');
@@ -251,7 +251,7 @@ test('a session whose child was starting while a rotation ran is moved to the ne
   await eventually(() => release !== undefined, 'session child starting');
   const token = broker.newForgejoToken(user);
   // Nothing to move yet: the starting session is not registered.
-  await broker.registry.rotateUser(user.userId);
+  await broker.pool.rotateUser(user.userId);
   (release as () => void)();
   const { client } = await connecting;
   // The registry notices the rotation it missed and moves the new session too.

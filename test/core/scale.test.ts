@@ -28,7 +28,7 @@ test(`${SESSIONS} concurrent sessions with real children: requests through all, 
     const connected = await broker.connect(user);
     return { user, ...connected };
   });
-  assert.equal(broker.registry.active, SESSIONS);
+  assert.equal(broker.legacy.active, SESSIONS);
 
   // Every session at once: each answers as its own user, from its own process.
   const answers = await Promise.all(
@@ -45,7 +45,7 @@ test(`${SESSIONS} concurrent sessions with real children: requests through all, 
   assert.equal(pids.size, SESSIONS, 'one child per session');
 
   await Promise.all(sessions.map(({ transport }) => transport.terminateSession()));
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
   await eventually(() => [...pids].every((pid) => !isAlive(pid)), 'every child exited', 30_000);
   await Promise.all(sessions.map(({ client }) => client.close()));
 });

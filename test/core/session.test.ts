@@ -53,7 +53,7 @@ test('initialize without a session id mints a 192-bit id, starts a child and ans
   const sid = transport.sessionId;
   assert.ok(sid !== undefined && /^[\x21-\x7e]+$/.test(sid));
   assert.equal(Buffer.from(sid, 'base64url').length, 24);
-  assert.equal(broker.registry.active, 1);
+  assert.equal(broker.legacy.active, 1);
   const me = JSON.parse(text(await client.callTool({ name: 'get_me', arguments: {} }))) as { login: string };
   assert.equal(me.login, 'alice');
   await client.close();
@@ -66,7 +66,7 @@ test('requests with a known session id reuse the same child', async (t) => {
   const first = text(await client.callTool({ name: 'pid', arguments: {} }));
   const second = text(await client.callTool({ name: 'pid', arguments: {} }));
   assert.equal(first, second);
-  assert.equal(broker.registry.active, 1);
+  assert.equal(broker.legacy.active, 1);
   await client.close();
 });
 
@@ -86,7 +86,7 @@ test('a request without a session id that is not initialize is 400', async (t) =
   const user = broker.addUser();
   const res = await post(broker, user.bearer, { jsonrpc: '2.0', id: 2, method: 'tools/list' });
   assert.equal(res.status, 400);
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
 });
 
 test('a session used with a bearer of another grant is 403; a refreshed token of the same grant keeps it', async (t) => {
@@ -122,7 +122,7 @@ test('without a bearer token /mcp is 401 with the RFC 9728 challenge; a bad toke
   assert.match(bad.headers.get('www-authenticate') ?? '', /^Bearer resource_metadata="[^"]+", error="invalid_token"/);
   const basic = await fetch(broker.mcpUrl, { headers: { Authorization: 'Basic eDp5' } });
   assert.equal(basic.status, 401);
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
 });
 
 test('the session cap answers 503 with Retry-After and starts nothing', async (t) => {
@@ -133,7 +133,7 @@ test('the session cap answers 503 with Retry-After and starts nothing', async (t
   const third = await post(broker, broker.addUser().bearer, INIT);
   assert.equal(third.status, 503);
   assert.ok(Number(third.headers.get('retry-after')) > 0);
-  assert.equal(broker.registry.active, 2);
+  assert.equal(broker.legacy.active, 2);
 });
 
 test('the per-user cap answers 503 for that user only', async (t) => {
@@ -145,7 +145,7 @@ test('the per-user cap answers 503 for that user only', async (t) => {
   assert.equal(again.status, 503);
   assert.ok(again.headers.get('retry-after'));
   await rawSession(broker, broker.addUser());
-  assert.equal(broker.registry.active, 2);
+  assert.equal(broker.legacy.active, 2);
 });
 
 test('a child that exits takes its session with it: the call errors, then the id is 404', async (t) => {
@@ -156,7 +156,7 @@ test('a child that exits takes its session with it: the call errors, then the id
   const sid = transport.sessionId as string;
   const result = client.callTool({ name: 'crash', arguments: {} });
   await assert.rejects(result, /exited/);
-  await eventually(() => broker.registry.active === 0, 'session removed');
+  await eventually(() => broker.legacy.active === 0, 'session removed');
   const res = await post(broker, user.bearer, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, { 'Mcp-Session-Id': sid });
   assert.equal(res.status, 404);
 });
@@ -168,7 +168,7 @@ test('DELETE ends the session and stops its child', async (t) => {
   const { client, transport } = await broker.connect(user);
   const pid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   await transport.terminateSession();
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
   await eventually(() => !isAlive(pid), 'child gone');
 });
 
@@ -180,9 +180,9 @@ test('stop tears down every session and every child', async (t) => {
     const { client } = await broker.connect(broker.addUser());
     pids.push(Number(text(await client.callTool({ name: 'pid', arguments: {} }))));
   }
-  assert.equal(broker.registry.active, 3);
-  await broker.registry.stop();
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 3);
+  await broker.stopSessions();
+  assert.equal(broker.legacy.active, 0);
   for (const pid of pids) assert.equal(isAlive(pid), false, `child ${pid} still running`);
   assert.equal((await post(broker, broker.addUser().bearer, INIT)).status, 503);
 });

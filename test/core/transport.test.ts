@@ -114,7 +114,7 @@ test('a foreign Origin is 403 before anything else happens', async (t) => {
   const user = broker.addUser();
   const res = await post(broker, user, INIT, { Origin: 'http://evil.example' });
   assert.equal(res.status, 403);
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
   const own = await post(broker, user, INIT, { Origin: 'http://127.0.0.1' });
   assert.equal(own.status, 200);
   await own.text();
@@ -149,7 +149,7 @@ test('a body over the limit is 413 and a body that is not JSON is a 400 parse er
   const garbage = await post(broker, user, '{not json');
   assert.equal(garbage.status, 400);
   assert.equal(((await garbage.json()) as { error: { code: number } }).error.code, -32700);
-  assert.equal(broker.registry.active, 0);
+  assert.equal(broker.legacy.active, 0);
 });
 
 test('batches are refused from 2025-06-18 on and served under 2025-03-26', async (t) => {
@@ -181,7 +181,7 @@ test('a child that does not answer in time gets the client a JSON-RPC error, not
   const res = await post(broker, user, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'hang', arguments: {} } }, headers);
   const [answer] = sseMessages(await res.text());
   assert.equal(answer?.id, 5);
-  assert.equal(answer?.error?.code, -32001);
+  assert.equal(answer?.error?.code, -32003);
   // The session survives a timeout.
   const after = await post(broker, user, { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } }, headers);
   assert.match(await after.text(), /still here/);
@@ -205,10 +205,10 @@ test('a cancelled request is cancelled at the child and its stream ends', async 
   const { client } = await broker.connect(broker.addUser());
   const controller = new AbortController();
   const call = client.callTool({ name: 'hang', arguments: {} }, { signal: controller.signal });
-  await eventually(() => broker.registry.inflight === 1, 'request running');
+  await eventually(() => broker.pool.inflight === 1, 'request running');
   controller.abort('changed my mind');
   await assert.rejects(call);
-  await eventually(() => broker.registry.inflight === 0, 'request cancelled at the broker');
+  await eventually(() => broker.pool.inflight === 0, 'request cancelled at the broker');
   assert.equal(text(await client.callTool({ name: 'echo', arguments: { text: 'ok' } })), 'ok');
   await client.close();
 });
@@ -270,7 +270,7 @@ test('a large result is kept for resumption at its real size, so the store\'s by
   const { client, transport } = await broker.connect(broker.addUser());
   const bytes = 3 * 1024 * 1024;
   assert.equal(text(await client.callTool({ name: 'big', arguments: { bytes } })).length, bytes);
-  const stored = broker.registry.bridgeOf(transport.sessionId as string)?.events.storedBytes ?? 0;
+  const stored = broker.legacy.sessionOf(transport.sessionId as string)?.events.storedBytes ?? 0;
   assert.ok(stored > bytes && stored < bytes + 64 * 1024, `stored ${stored} bytes`);
   await client.close();
 });

@@ -388,7 +388,7 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     assert.notEqual(newest, before);
     assert.equal(await forgejoTokenFingerprint(second.client), newest);
     // The login started the move of alice's sessions; rotateUser is single flight, so this waits for it.
-    await e2e.broker.registry.rotateUser(String(user.id));
+    await e2e.broker.pool.rotateUser(String(user.id));
     assert.equal(await forgejoTokenFingerprint(legacy.client), newest);
     assert.equal(legacy.transport.sessionId, sessionId, 'the client did not notice');
     assert.deepEqual(await getMe(legacy.client), { login: 'alice', id: user.id });

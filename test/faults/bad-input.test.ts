@@ -120,14 +120,14 @@ interface Figures {
 async function fuzz(broker: TestBroker, send: (body: string | Uint8Array<ArrayBuffer>) => Promise<{ status: number; text: string }>, valid: string, control: () => Promise<boolean>): Promise<Figures> {
   const f = fuzzer(SEED);
   const figures: Figures = { injected: 0, fiveHundreds: [], lost: 0, byStatus: {} };
-  const inflightBefore = broker.registry.inflight;
+  const inflightBefore = broker.pool.inflight;
   for (let i = 0; i < CASES; i++) {
     const { kind, body } = badBody(f, valid);
     const { status, text } = await send(body);
     figures.injected++;
     figures.byStatus[status] = (figures.byStatus[status] ?? 0) + 1;
     if (status >= 500) figures.fiveHundreds.push(`case ${i} (${kind}): ${status} ${text.slice(0, 200)}`);
-    assert.equal(broker.registry.inflight, inflightBefore, `case ${i} (${kind}) left a request in flight`);
+    assert.equal(broker.pool.inflight, inflightBefore, `case ${i} (${kind}) left a request in flight`);
     if (i % CONTROL_EVERY === CONTROL_EVERY - 1 && !(await control())) figures.lost++;
   }
   return figures;
@@ -149,14 +149,14 @@ test('modern era: nested, huge and malformed bodies get 4xx, never 5xx, and leav
   const deep = await post(broker, user, headers, call('fuzz-slot').replace('"fuzz-slot"', nested(6_000, '[', ']')));
   assert.equal(deep.status, 400);
   assert.equal((JSON.parse(deep.text) as { error: { code: number } }).error.code, -32600);
-  assert.equal(broker.registry.inflight, 0);
+  assert.equal(broker.pool.inflight, 0);
 
   const figures = await fuzz(broker, (body) => post(broker, user, headers, body), call('fuzz-slot'), control);
   t.diagnostic(`modern: faults injected ${figures.injected}, 5xx ${figures.fiveHundreds.length}, requests lost ${figures.lost}, statuses ${JSON.stringify(figures.byStatus)}`);
   assert.deepEqual(figures.fiveHundreds, []);
   assert.equal(figures.lost, 0);
-  assert.equal(broker.registry.inflight, 0);
-  assert.equal(broker.registry.activeUserChannels, 1);
+  assert.equal(broker.pool.inflight, 0);
+  assert.equal(broker.modern.activeUserChannels, 1);
 });
 
 test('legacy era: nested, huge and malformed bodies on a session and as initialize get 4xx, never 5xx; the session lives on', async (t) => {
@@ -189,6 +189,6 @@ test('legacy era: nested, huge and malformed bodies on a session and as initiali
   assert.deepEqual(onInitialize.fiveHundreds, []);
   assert.equal(onInitialize.lost, 0);
   // The session in use was never ended, and is still served by its first child.
-  assert.equal(broker.registry.bridgeOf(session['Mcp-Session-Id'])?.closed, false);
-  assert.equal(broker.registry.inflight, 0);
+  assert.equal(broker.legacy.sessionOf(session['Mcp-Session-Id'])?.closed, false);
+  assert.equal(broker.pool.inflight, 0);
 });

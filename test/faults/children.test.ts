@@ -77,10 +77,10 @@ for (const ending of ['DELETE', 'child crash', 'broker stop'] as const) {
         await assert.rejects(client.callTool({ name: 'crash', arguments: {} }));
         break;
       case 'broker stop':
-        await broker.registry.stop();
+        await broker.stopSessions();
         break;
     }
-    await eventually(() => broker.registry.active === 0, 'session ended');
+    await eventually(() => broker.legacy.active === 0, 'session ended');
     await eventually(() => !isRunning(childPid), 'child stopped');
     await eventually(() => !isRunning(grandchildPid), 'grandchild stopped');
     await client.close();

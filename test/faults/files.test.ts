@@ -6,14 +6,15 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { standinChildCommand } from '../../src/demo.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { ENCRYPTION_KEY_FILE, loadEncryptionKey } from '../../src/store/encryption-key.js';
@@ -27,6 +28,7 @@ import { freshDataDirs } from '../support/temp-dirs.js';
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const dataDirs = freshDataDirs('faults-files-');
 const noSmallFilesystem = skipIfMissing(await smallFilesystemUnavailable());
+const log = silentLogger();
 
 async function modeOf(path: string): Promise<number> {
   return (await stat(path)).mode & 0o777;
@@ -45,23 +47,30 @@ interface Served {
   output(): string;
 }
 
+type Spawner = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+
 /**
  * `forgejo-mcp-broker serve` inside the small filesystem's namespace, its data
  * directory `data` there, in front of a Forgejo stand-in; stopped after the test.
  */
-async function serve(t: TestContext, disk: SmallFilesystem): Promise<Served> {
+function serve(t: TestContext, disk: SmallFilesystem): Promise<Served> {
+  return serveWith(t, join(disk.mountPoint, 'data'), (command, args, options) => disk.spawn(command, args, options));
+}
+
+/** `forgejo-mcp-broker serve` with `dataDir` (as the process sees it), started by `spawner`, in front of a Forgejo stand-in; stopped after the test. */
+async function serveWith(t: TestContext, dataDir: string, spawner: Spawner): Promise<Served> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: 'faults-files', clientSecret: randomBytes(24).toString('hex') };
   const forgejo = await startForgejoStandin({ users: [], applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }] });
-  const proc = disk.spawn(process.execPath, [CLI, 'serve'], {
+  const proc = spawner(process.execPath, [CLI, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
       FORGEJO_URL: forgejo.url,
       FORGEJO_CLIENT_ID: application.clientId,
       FORGEJO_CLIENT_SECRET: application.clientSecret,
       BROKER_LISTEN: `127.0.0.1:${port}`,
-      BROKER_DATA_DIR: join(disk.mountPoint, 'data'),
+      BROKER_DATA_DIR: dataDir,
       BROKER_CHILD_COMMAND: standinChildCommand(),
       BROKER_LOG_LEVEL: 'info',
     },
@@ -96,15 +105,17 @@ test('the database, its -wal and -shm and the key are 0600 under umask 0 in a 07
   await mkdir(dataDir, { mode: 0o777 });
   assert.equal(await modeOf(dataDir), 0o777);
 
-  const key = await loadEncryptionKey(dataDir, undefined);
+  const key = await loadEncryptionKey(dataDir, undefined, log);
   const store = await openSqliteStore({ dataDir, encryptionKey: key });
   assert.equal(await store.ready(), true);
   const files = [ENCRYPTION_KEY_FILE, DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`];
   for (const file of files) assert.equal(await modeOf(join(dataDir, file)), 0o600, file);
   await store.close();
 
-  // A database an earlier version made 0644.
+  // A database and a key an earlier version (or an operator's copy) made 0644.
   await chmod(join(dataDir, DATABASE_FILE), 0o644);
+  await chmod(join(dataDir, ENCRYPTION_KEY_FILE), 0o644);
+  assert.deepEqual(await loadEncryptionKey(dataDir, undefined, log), key);
   const reopened = await openSqliteStore({ dataDir, encryptionKey: key });
   t.after(() => reopened.close());
   assert.equal(await reopened.ready(), true);
@@ -129,7 +140,7 @@ test('a full disk on first start leaves no key behind: that start fails, the nex
   await listening(second);
   assert.equal(await readyz(second.url), 200);
   assert.equal(await modeOf(join(dataDir, ENCRYPTION_KEY_FILE)), 0o600);
-  assert.equal((await loadEncryptionKey(dataDir, undefined)).length, 32);
+  assert.equal((await loadEncryptionKey(dataDir, undefined, log)).length, 32);
 });
 
 test('/readyz answers 503 while the disk is full and 200 again once there is room', { skip: noSmallFilesystem }, async (t) => {
@@ -146,4 +157,38 @@ test('/readyz answers 503 while the disk is full and 200 again once there is roo
 
   await disk.free();
   assert.equal(await readyz(served.url), 200, 'ready again once there is room');
+});
+
+test('a key file mounted read-only and readable by others: the broker starts, and warns naming the file and its mode', { skip: noSmallFilesystem }, async (t) => {
+  const dataDir = dataDirs();
+  await mkdir(dataDir, { mode: 0o700 });
+  const secretDir = dataDirs();
+  await mkdir(secretDir, { mode: 0o700 });
+  const secret = join(secretDir, 'key');
+  await writeFile(secret, randomBytes(32).toString('base64') + '\n', { mode: 0o644 });
+  await chmod(secret, 0o644);
+  const keyPath = join(dataDir, ENCRYPTION_KEY_FILE);
+  await writeFile(keyPath, '', { mode: 0o600 });
+  // As a container secret is: the key bind-mounted read-only over the data directory's encryption.key.
+  const readOnlyMount: Spawner = (command, args, options) =>
+    spawn(
+      'unshare',
+      ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec "$@"', 'sh', secret, keyPath, command, ...args],
+      options,
+    );
+
+  const served = await serveWith(t, dataDir, readOnlyMount);
+  await listening(served);
+  assert.equal(await readyz(served.url), 200);
+  const warning = served
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .find((entry) => entry.level === 'warn' && typeof entry.msg === 'string' && entry.msg.includes('encryption key'));
+  assert.ok(warning, served.output());
+  assert.equal(warning.path, keyPath);
+  assert.equal(warning.mode, '0644');
+  assert.equal(warning.reason, 'EROFS');
+  assert.equal(await modeOf(secret), 0o644, 'the operator\'s file is left as it was');
 });

@@ -105,7 +105,7 @@ test('cap lockout: with the defaults one user gets 16 sessions, the 17th is 503 
   const refused = (await openSession(broker, alice)).refusal;
   assert.equal(refused?.status, 503, 'the 17th session of one user');
   assert.ok(Number(refused.headers.get('retry-after')) > 0);
-  assert.equal(broker.registry.active, 16, 'the refused initialize started no child');
+  assert.equal(broker.legacy.active, 16, 'the refused initialize started no child');
 
   const bob = addUser('bob');
   assert.ok((await openSession(broker, bob)).sessionId, 'another user still gets a session');
@@ -116,7 +116,7 @@ test('cap lockout: with the defaults one user gets 16 sessions, the 17th is 503 
   });
   assert.equal(ended.status, 200);
   assert.ok((await openSession(broker, alice)).sessionId, 'a place freed by an ended session is usable again');
-  t.diagnostic(`user cap 16: 16 opened, 1 refused (503), other user served, 1 ended and replaced; ${broker.registry.active} live sessions`);
+  t.diagnostic(`user cap 16: 16 opened, 1 refused (503), other user served, 1 ended and replaced; ${broker.legacy.active} live sessions`);
 });
 
 test('slow headers are cut after BROKER_HEADERS_TIMEOUT with 408, and the broker keeps serving', { timeout: 60_000 }, async (t) => {
@@ -140,7 +140,7 @@ test('a stalled body is cut after BROKER_BODY_TIMEOUT with 408: no session, and 
   ].join('\r\n');
   const answer = await stalledRequest(broker, `${head}\r\n\r\n${body.slice(0, 20)}`);
   assert.match(answer, /^HTTP\/1\.1 408 /);
-  assert.equal(broker.registry.active, 0, 'the cut request opened no session');
+  assert.equal(broker.legacy.active, 0, 'the cut request opened no session');
   assert.ok((await openSession(broker, alice)).sessionId, 'the same user is served right after');
 });
 

@@ -9,8 +9,10 @@
  *
  * Neither may end a session or revoke a grant: the user's sessions go on with
  * the current Forgejo access token. Only when Forgejo refuses that access
- * token do the sessions end, with the 401 challenge; the user's next sign-in
- * then needs neither a new registration nor consent, and restores everything.
+ * token before its expiry (the application's grant deleted there) do the
+ * sessions end, with the 401 challenge, and the user's broker grants with
+ * them: the user's next sign-in needs neither a new registration nor
+ * consent, and the old broker refresh token stays refused.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -30,6 +32,7 @@ import {
 } from '@modelcontextprotocol/client';
 
 import { standinChildCommand } from '../../src/demo.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
 import { loadEncryptionKey } from '../../src/store/encryption-key.js';
@@ -138,9 +141,10 @@ async function refreshAtBroker(brokerUrl: string, provider: E2EOAuthProvider, re
 
 /**
  * After Forgejo refused the access token: the client's next call meets the
- * 401 challenge and the SDK asks for the browser; the person's sign-in goes
- * through without a consent page; the same client (same client_id, no new
- * registration) reconnects and is served as the same user again.
+ * 401 challenge, its refresh `invalid_grant`, and the SDK asks for the
+ * browser; the person's sign-in goes through without a consent page; the
+ * same client (same client_id, no new registration) reconnects and is served
+ * as the same user again.
  */
 async function signInAgain(t: TestContext, mcpUrl: URL, provider: E2EOAuthProvider, browser: TestBrowser, user: StandinUser, stale: Connected): Promise<Connected> {
   const clientId = provider.clientInformation()?.client_id;
@@ -159,7 +163,7 @@ async function signInAgain(t: TestContext, mcpUrl: URL, provider: E2EOAuthProvid
   return again;
 }
 
-test('Forgejo finishes a refresh after the broker gave up: sessions go on, grants stay; once Forgejo refuses the access token, signing in again restores everything', async (t) => {
+test('Forgejo finishes a refresh after the broker gave up: sessions go on, grants stay; once Forgejo refuses the unexpired access token, the grants are revoked: signing in again is one click and the old broker refresh token stays refused', async (t) => {
   const harness = await startSignedInTestBroker({
     name: 'faults-lost-refresh',
     users: E2E_USERS,
@@ -183,7 +187,7 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
 
     // The fault: Forgejo holds the refresh until the broker gave up on it, then processes it all the same.
     const held = harness.forgejo.holdNextRefresh();
-    const rotation = harness.broker.registry.rotateUser(userId, Number.MAX_SAFE_INTEGER);
+    const rotation = harness.broker.pool.rotateUser(userId, Number.MAX_SAFE_INTEGER);
     await held.arrived;
     const during = Array.from({ length: 8 }, () => getMe(connected.client));
     await held.abandoned;
@@ -204,14 +208,15 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
     assert.equal(await refreshAtBroker(harness.url, provider, provider.tokens()?.refresh_token ?? ''), 200, 'the grant is alive');
     const keptRefreshToken = provider.tokens()?.refresh_token ?? '';
 
-    // Now Forgejo refuses the access token for real (the user removed the application's grant).
+    // Now Forgejo refuses the access token, unexpired, for real (the user removed the application's grant).
     assert.ok(harness.forgejo.deleteGrant(user.login));
-    await harness.broker.registry.rotateUser(userId, Number.MAX_SAFE_INTEGER);
+    await harness.broker.pool.rotateUser(userId, Number.MAX_SAFE_INTEGER);
     assert.ok((await metrics()).endedForCredential >= 1, 'the session ended');
     const again = await signInAgain(t, mcpUrl, provider, browser, user, connected);
     pids.add(await childPid(again.client));
-    // The grant outlived the dead credential: its refresh token, refused meanwhile, works again.
-    assert.equal(await refreshAtBroker(harness.url, provider, keptRefreshToken), 200);
+    // A revocation at Forgejo revoked the grant: its refresh token (a thief's copy, say) does not revive with the sign-in.
+    assert.equal(await refreshAtBroker(harness.url, provider, keptRefreshToken), 400);
+    assert.equal(await refreshAtBroker(harness.url, provider, provider.tokens()?.refresh_token ?? ''), 200, 'the new grant lives');
   } finally {
     await harness.close();
   }
@@ -249,7 +254,7 @@ class BrokerProcess {
   }
 }
 
-test('the broker is killed between sending a refresh and storing its answer: after the restart sessions go on, grants stay; once Forgejo refuses the access token, signing in again restores everything', async (t) => {
+test('the broker is killed between sending a refresh and storing its answer: after the restart sessions go on, grants stay; once Forgejo refuses the unexpired access token, the grants are revoked and signing in again is one click', async (t) => {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: 'faults-killed-refresh', clientSecret: randomBytes(24).toString('hex') };
@@ -298,7 +303,7 @@ test('the broker is killed between sending a refresh and storing its answer: aft
     await eventually(() => !isAlive(firstChild), 'the killed broker’s child exits');
 
     // What the killed broker left on disk: the refresh recorded as started, the credential alive.
-    const store = await openSqliteStore({ dataDir, encryptionKey: await loadEncryptionKey(dataDir, undefined) });
+    const store = await openSqliteStore({ dataDir, encryptionKey: await loadEncryptionKey(dataDir, undefined, silentLogger()) });
     try {
       const credential = await store.credentials.find(String(user.id));
       assert.notEqual(credential?.refreshStartedAt, null, '"refresh started" was stored before the refresh was sent');
@@ -326,13 +331,15 @@ test('the broker is killed between sending a refresh and storing its answer: aft
     wronglyEnded = afterFault.endedForCredential;
     assert.equal(wronglyEnded, 0, 'no session ended');
     assert.equal(await refreshAtBroker(url, provider, provider.tokens()?.refresh_token ?? ''), 200, 'the grant is alive');
+    const keptRefreshToken = provider.tokens()?.refresh_token ?? '';
 
-    // Now Forgejo refuses the access token for real; the next sweep notices and ends the session.
+    // Now Forgejo refuses the access token, unexpired, for real; the next sweep notices and ends the session.
     assert.ok(forgejo.deleteGrant(user.login));
     await eventually(async () => (await metrics()).endedForCredential >= 1, 'the session ends');
     const again = await signInAgain(t, mcpUrl, provider, browser, user, reconnected);
     pids.add(await childPid(again.client));
     await again.client.close();
+    assert.equal(await refreshAtBroker(url, provider, keptRefreshToken), 400, 'the revoked grant stays revoked');
   } finally {
     await second?.kill('SIGTERM');
     await first.kill('SIGKILL');

@@ -73,7 +73,7 @@ test('50 rejected initializes leave live sessions and child processes unchanged,
   t.after(() => broker.close());
   const user = broker.addUser();
   await confirm(broker, user, await initialize(broker, user));
-  const sessionsBefore = broker.registry.active;
+  const sessionsBefore = broker.legacy.active;
   const childrenBefore = standinChildren();
   assert.equal(childrenBefore, 1);
 
@@ -86,15 +86,15 @@ test('50 rejected initializes leave live sessions and child processes unchanged,
     assert.ok(res.status >= 400 && res.status < 500, `${fault}: ${res.status} ${answer}`);
     statuses.set(fault, (statuses.get(fault) ?? new Set()).add(res.status));
   }
-  assert.equal(broker.registry.active, sessionsBefore);
+  assert.equal(broker.legacy.active, sessionsBefore);
   assert.equal(standinChildren(), childrenBefore);
-  t.diagnostic(`faults injected: ${injected}; sessions left over: ${broker.registry.active - sessionsBefore}; children left over: ${standinChildren() - childrenBefore}`);
+  t.diagnostic(`faults injected: ${injected}; sessions left over: ${broker.legacy.active - sessionsBefore}; children left over: ${standinChildren() - childrenBefore}`);
   t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries([...statuses].map(([fault, codes]) => [fault, [...codes]])))}`);
 
   // The cap of 2 still has room for exactly one more session.
   await confirm(broker, user, await initialize(broker, user));
   assert.equal((await post(broker, user, { 'Content-Type': 'application/json', Accept: ACCEPT }, JSON.stringify(INIT))).status, 503);
-  assert.equal(broker.registry.active, 2);
+  assert.equal(broker.legacy.active, 2);
 });
 
 test('a session that never follows its initialize with another request is ended after the init timeout; one that did is kept', async (t) => {
@@ -106,12 +106,12 @@ test('a session that never follows its initialize with another request is ended 
   // Started after the kept one was confirmed: by the time its timer fires, the kept one's would have too.
   const silent = await initialize(broker, user);
   const silentId = silent['Mcp-Session-Id'] as string;
-  assert.equal(broker.registry.active, 2);
+  assert.equal(broker.legacy.active, 2);
   assert.equal(standinChildren(), 2);
 
-  await eventually(() => broker.registry.bridgeOf(silentId) === undefined, 'the silent session ended', 30_000);
+  await eventually(() => broker.legacy.sessionOf(silentId) === undefined, 'the silent session ended', 30_000);
   await eventually(() => standinChildren() === 1, "the silent session's child stopped");
-  assert.equal(broker.registry.active, 1);
+  assert.equal(broker.legacy.active, 1);
   const res = await post(broker, user, { 'Content-Type': 'application/json', Accept: ACCEPT, ...silent }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
   assert.equal(res.status, 404);
   const list = await post(broker, user, { 'Content-Type': 'application/json', Accept: ACCEPT, ...kept }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));

@@ -23,6 +23,8 @@ class ScriptedRefresher implements ForgejoRefresher {
   readonly checked: string[] = [];
   /** What `GET /api/v1/user` says of every access token. */
   accessToken: AccessTokenStatus = 'live';
+  /** Runs while `GET /api/v1/user` is in flight (time passing before Forgejo answers). */
+  whileChecking: () => void = () => undefined;
   readonly #answers: (() => Promise<ForgejoTokens>)[] = [];
 
   answer(next: () => Promise<ForgejoTokens>): void {
@@ -37,8 +39,33 @@ class ScriptedRefresher implements ForgejoRefresher {
 
   accessTokenStatus(accessToken: string): Promise<AccessTokenStatus> {
     this.checked.push(accessToken);
+    this.whileChecking();
     return Promise.resolve(this.accessToken);
   }
+}
+
+/** Gives alice a broker grant with one token pair, as a completed authorization would. */
+async function seedGrant(store: Store, grantId: string, at: number): Promise<void> {
+  const codeHash = `code-${grantId}`;
+  await store.codes.create({
+    codeHash,
+    clientId: 'client-1',
+    userId: alice.userId,
+    redirectUri: 'http://127.0.0.1/callback',
+    codeChallenge: 'c'.repeat(43),
+    resource: 'http://127.0.0.1/mcp',
+    scope: null,
+    createdAt: at,
+    expiresAt: at + MINUTE,
+  });
+  assert.equal((await store.codes.consume(codeHash, at)).status, 'valid');
+  const grant = { grantId, userId: alice.userId, clientId: 'client-1', resource: 'http://127.0.0.1/mcp', scope: null, createdAt: at, revokedAt: null };
+  const tokens = { accessTokenHash: `at-${grantId}`, accessExpiresAt: at + HOUR, refreshTokenHash: `rt-${grantId}`, refreshExpiresAt: at + 24 * HOUR };
+  assert.equal(await store.grants.createFromCode(codeHash, grant, tokens), true);
+}
+
+async function grantRevokedAt(store: Store, grantId: string): Promise<number | null | undefined> {
+  return (await store.grants.findRefreshToken(`rt-${grantId}`))?.grant.revokedAt;
 }
 
 function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
@@ -166,7 +193,10 @@ describe('Forgejo credential manager', () => {
     assert.equal((await store.credentials.find(alice.userId))?.revokedAt, null);
   });
 
-  it('ends the credential when Forgejo refuses the access token, keeping the user grants, and tells listeners', async () => {
+  it('ends the credential when Forgejo refuses the access token before its expiry, revoking the user grants, and tells listeners', async () => {
+    await seedGrant(store, 'g1', now);
+    await seedGrant(store, 'g2', now);
+    await store.consents.record(alice.userId, 'client-1', now);
     const revoked: string[] = [];
     manager.onCredentialRevoked((userId) => revoked.push(userId));
     now += HOUR - 2 * MINUTE;
@@ -174,12 +204,19 @@ describe('Forgejo credential manager', () => {
     forgejo.accessToken = 'refused';
     await assert.rejects(manager.access(alice.userId, 5 * MINUTE), (error) => isBrokerError(error, 'credential_revoked'));
     assert.deepEqual(revoked, [alice.userId]);
-    assert.notEqual((await store.credentials.find(alice.userId))?.revokedAt, null);
+    const ended = (await store.credentials.find(alice.userId))?.revokedAt;
+    assert.equal(ended, now);
+    assert.equal(await grantRevokedAt(store, 'g1'), ended, 'revoked with the credential');
+    assert.equal(await grantRevokedAt(store, 'g2'), ended);
+    assert.equal(await store.consents.has(alice.userId, 'client-1'), true, 'consent stays');
     await assert.rejects(manager.access(alice.userId, 0), (error) => isBrokerError(error, 'credential_revoked'));
     assert.equal(forgejo.calls.length, 1, 'a dead credential is not refreshed again');
+    await manager.storeLogin(alice, { accessToken: 'a2', refreshToken: 'r2', expiresAt: now + HOUR });
+    assert.equal(await grantRevokedAt(store, 'g1'), ended, 'the next login revives no grant');
   });
 
-  it('ends the credential once an access token that cannot be refreshed expires', async () => {
+  it('ends the credential once an access token that cannot be refreshed expires, keeping the user grants for the next login', async () => {
+    await seedGrant(store, 'g1', now);
     const revoked: string[] = [];
     manager.onCredentialRevoked((userId) => revoked.push(userId));
     now += HOUR - 2 * MINUTE;
@@ -189,6 +226,21 @@ describe('Forgejo credential manager', () => {
     await assert.rejects(manager.access(alice.userId, 0), (error) => isBrokerError(error, 'credential_revoked'));
     assert.deepEqual(revoked, [alice.userId]);
     assert.equal(forgejo.calls.length, 1);
+    assert.notEqual((await store.credentials.find(alice.userId))?.revokedAt, null);
+    assert.equal(await grantRevokedAt(store, 'g1'), null);
+  });
+
+  it('takes a 401 that arrives once the access token expired for the expiry, keeping the user grants', async () => {
+    await seedGrant(store, 'g1', now);
+    now += HOUR - 2 * MINUTE;
+    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    forgejo.accessToken = 'refused';
+    forgejo.whileChecking = () => {
+      now += 2 * MINUTE;
+    };
+    await assert.rejects(manager.access(alice.userId, 5 * MINUTE), (error) => isBrokerError(error, 'credential_revoked'));
+    assert.notEqual((await store.credentials.find(alice.userId))?.revokedAt, null);
+    assert.equal(await grantRevokedAt(store, 'g1'), null);
   });
 
   it('reports the outcome of every refresh sent: ok, refused, unknown', async () => {

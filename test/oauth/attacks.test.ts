@@ -477,7 +477,7 @@ describe('OAuth limits and housekeeping', () => {
     }
   });
 
-  it('a Forgejo credential refused upstream: /mcp says invalid_token, refresh says invalid_grant; the grant survives, and the next sign-in revives its tokens', async () => {
+  it('a Forgejo access token refused before its expiry (the application revoked at Forgejo): the grant is revoked, and the next sign-in, consent remembered, revives none of its tokens', async () => {
     const harness = await OAuthHarness.start();
     try {
       const client = await harness.register();
@@ -501,9 +501,12 @@ describe('OAuth limits and housekeeping', () => {
       // Consent is remembered: the browser goes straight to Forgejo and back with a code.
       const again = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
       assert.equal(again.kind, 'redirect', 'no consent page');
-      assert.equal((await harness.mcp(tokens.body.access_token as string)).status, 200, 'the old access token works again');
-      const refreshed = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
-      assert.equal(refreshed.status, 200, 'the refresh token was not spent by the refusal');
+      if (again.kind !== 'redirect') return;
+      assert.equal((await harness.mcp(tokens.body.access_token as string)).status, 401, 'the old access token stays dead');
+      const stale = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
+      assert.equal(stale.body.error, 'invalid_grant', 'the old refresh token stays dead');
+      const fresh = await exchangeCode(harness, client.clientId, again.params.get('code') as string, verifier);
+      assert.equal((await harness.mcp(fresh.body.access_token as string)).status, 200, 'the new authorization serves');
     } finally {
       await harness.close();
     }

@@ -263,7 +263,7 @@ function describePostgres(databaseUrl: string): void {
         const login = await store.credentials.replaceAfterLogin(user, tokens, T0);
         const refreshed = await store.credentials.storeRefreshed(user.userId, login.generation, { ...tokens, refreshToken: 'r2' }, T0 + 1);
         assert.equal(refreshed?.refreshToken, 'r2');
-        assert.equal(await store.credentials.markRevoked(user.userId, login.generation + 1, T0 + 2), true);
+        assert.equal(await store.credentials.endCredentialRevokingGrants(user.userId, login.generation + 1, T0 + 2), true);
       } finally {
         await store.close();
       }

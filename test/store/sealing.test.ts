@@ -6,12 +6,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { isBrokerError } from '../../src/errors/errors.js';
+import { silentLogger } from '../../src/log/logger.js';
 import { open, seal } from '../../src/store/cipher.js';
 import { ENCRYPTION_KEY_FILE, loadEncryptionKey, parseEncryptionKey } from '../../src/store/encryption-key.js';
 import { openCodeVerifier, openForgejoTokens, sealCodeVerifier, sealForgejoTokens } from '../../src/store/sealed.js';
 import { freshDataDirs } from '../support/temp-dirs.js';
 
 const freshDir = freshDataDirs('broker-sealing-test-');
+const log = silentLogger();
 
 describe('sealing', () => {
   it('opens only under the same key and context', () => {
@@ -48,22 +50,22 @@ describe('encryption key', () => {
   it('uses the configured key, with no key file', async () => {
     const raw = randomBytes(32);
     const dir = freshDir();
-    assert.deepEqual(await loadEncryptionKey(dir, raw), raw);
+    assert.deepEqual(await loadEncryptionKey(dir, raw, log), raw);
     assert.equal(existsSync(join(dir, ENCRYPTION_KEY_FILE)), false);
   });
 
   it('generates a key file with mode 0600 on first start and reuses it', async () => {
     const dir = freshDir();
-    const first = await loadEncryptionKey(dir, undefined);
+    const first = await loadEncryptionKey(dir, undefined, log);
     const info = await stat(join(dir, ENCRYPTION_KEY_FILE));
     assert.equal(info.mode & 0o777, 0o600);
-    assert.deepEqual(await loadEncryptionKey(dir, undefined), first);
+    assert.deepEqual(await loadEncryptionKey(dir, undefined, log), first);
   });
 
   it('refuses a key file that holds no key', async () => {
     const dir = freshDir();
-    await loadEncryptionKey(dir, undefined);
+    await loadEncryptionKey(dir, undefined, log);
     await writeFile(join(dir, ENCRYPTION_KEY_FILE), 'garbage\n');
-    await assert.rejects(loadEncryptionKey(dir, undefined), /does not hold/);
+    await assert.rejects(loadEncryptionKey(dir, undefined, log), /does not hold/);
   });
 });

@@ -199,15 +199,15 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
-    it('marks a credential revoked only at the expected generation, leaving the user grants alive for the next login', async () => {
+    it('ends a credential keeping the grants only at the expected generation, leaving the user grants alive for the next login', async () => {
       await fresh(async (store) => {
         const credential = await store.credentials.replaceAfterLogin(user, tokens, T0);
         await store.codes.create(code('code-a'));
         assert.equal((await store.codes.consume('code-a', T0)).status, 'valid');
         assert.equal(await store.grants.createFromCode('code-a', grant('g1'), pair('1')), true);
-        assert.equal(await store.credentials.markRevoked(user.userId, credential.generation + 5, T0), false);
-        assert.equal(await store.credentials.markRevoked(user.userId, credential.generation, T0 + 1), true);
-        assert.equal(await store.credentials.markRevoked(user.userId, credential.generation, T0 + 2), false, 'only once');
+        assert.equal(await store.credentials.endCredentialKeepingGrants(user.userId, credential.generation + 5, T0), false);
+        assert.equal(await store.credentials.endCredentialKeepingGrants(user.userId, credential.generation, T0 + 1), true);
+        assert.equal(await store.credentials.endCredentialKeepingGrants(user.userId, credential.generation, T0 + 2), false, 'only once');
         const view = await store.grants.findAccessToken('at-1');
         assert.equal(view?.credentialRevoked, true);
         assert.equal(view?.grant.revokedAt, null, 'an upstream failure revokes no grant');
@@ -220,6 +220,38 @@ export function describeStore(name: string, backend: StoreBackend): void {
         assert.equal(relogin.generation, credential.generation + 2);
         assert.equal((await store.grants.findAccessToken('at-1'))?.credentialRevoked, false);
         assert.equal((await store.grants.findRefreshToken('rt-1'))?.credentialRevoked, false);
+      });
+    });
+
+    it('ends a credential revoking every grant of the user in the same write, only at the expected generation; consents and other users stay', async () => {
+      await fresh(async (store) => {
+        const other = { userId: '43', forgejoLogin: 'bob' };
+        await seedGrant(store, 'g1', '1');
+        await seedGrant(store, 'g2', '2');
+        await store.consents.record(user.userId, client.clientId, T0);
+        await store.credentials.replaceAfterLogin(other, tokens, T0);
+        await store.codes.create({ ...code('code-other'), userId: other.userId });
+        assert.equal((await store.codes.consume('code-other', T0)).status, 'valid');
+        assert.equal(await store.grants.createFromCode('code-other', { ...grant('g3'), userId: other.userId }, pair('3')), true);
+        const credential = await store.credentials.find(user.userId);
+        const generation = credential?.generation ?? 0;
+
+        assert.equal(await store.credentials.endCredentialRevokingGrants(user.userId, generation + 5, T0 + 1), false);
+        assert.equal((await store.grants.findAccessToken('at-1'))?.grant.revokedAt, null, 'another generation revokes nothing');
+        assert.equal(await store.credentials.endCredentialRevokingGrants(user.userId, generation, T0 + 2), true);
+        assert.equal(await store.credentials.endCredentialRevokingGrants(user.userId, generation, T0 + 3), false, 'only once');
+        assert.equal((await store.credentials.find(user.userId))?.revokedAt, T0 + 2);
+        for (const suffix of ['1', '2']) {
+          assert.equal((await store.grants.findAccessToken(`at-${suffix}`))?.grant.revokedAt, T0 + 2, `grant ${suffix}`);
+          assert.equal((await store.grants.findRefreshToken(`rt-${suffix}`))?.grant.revokedAt, T0 + 2, `grant ${suffix}`);
+        }
+        assert.equal((await store.grants.findAccessToken('at-3'))?.grant.revokedAt, null, 'another user keeps their grant');
+        assert.equal(await store.consents.has(user.userId, client.clientId), true, 'consent stays');
+
+        // A new login revives the credential, not the revoked grants.
+        const relogin = await store.credentials.replaceAfterLogin(user, tokens, T0 + 4);
+        assert.equal(relogin.revokedAt, null);
+        assert.equal((await store.grants.findRefreshToken('rt-1'))?.grant.revokedAt, T0 + 2);
       });
     });
 
@@ -249,7 +281,7 @@ export function describeStore(name: string, backend: StoreBackend): void {
         const relogin = await store.credentials.replaceAfterLogin(user, tokens, T0 + 5);
         assert.equal(relogin.refreshStartedAt, null);
         assert.equal(relogin.refreshRefusedAt, null);
-        assert.equal(await store.credentials.markRevoked(user.userId, relogin.generation, T0 + 6), true);
+        assert.equal(await store.credentials.endCredentialKeepingGrants(user.userId, relogin.generation, T0 + 6), true);
         assert.equal(await store.credentials.markRefreshStarted(user.userId, relogin.generation + 1, T0 + 7), false, 'an ended credential');
       });
     });
@@ -525,15 +557,20 @@ export function describeStore(name: string, backend: StoreBackend): void {
         });
       });
 
-      it('lets a refresh and a revocation of one generation not both succeed', async () => {
-        await fresh(async (store) => {
-          const credential = await store.credentials.replaceAfterLogin(user, tokens, T0);
-          const [stored, revoked] = await Promise.all([
-            store.credentials.storeRefreshed(user.userId, credential.generation, { ...tokens, refreshToken: 'r2' }, T0 + 1),
-            store.credentials.markRevoked(user.userId, credential.generation, T0 + 1),
-          ]);
-          assert.notEqual(stored !== undefined, revoked);
-        });
+      it('lets a refresh and an end of one generation not both succeed; grants are revoked only when the end won', async () => {
+        for (const end of ['endCredentialKeepingGrants', 'endCredentialRevokingGrants'] as const) {
+          await fresh(async (store) => {
+            await seedGrant(store, 'g1', '1');
+            const generation = (await store.credentials.find(user.userId))?.generation ?? 0;
+            const [stored, ended] = await Promise.all([
+              store.credentials.storeRefreshed(user.userId, generation, { ...tokens, refreshToken: 'r2' }, T0 + 1),
+              store.credentials[end](user.userId, generation, T0 + 1),
+            ]);
+            assert.notEqual(stored !== undefined, ended, end);
+            const grantRevoked = (await store.grants.findAccessToken('at-1'))?.grant.revokedAt !== null;
+            assert.equal(grantRevoked, ended && end === 'endCredentialRevokingGrants', end);
+          });
+        }
       });
 
       it('hands a pending authorization and an upstream state to exactly one concurrent taker', async () => {

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
-import { processSpawner, type ChildSpec } from '../../src/supervisor/child.js';
+import type { ChildSpec } from '../../src/pool/child.js';
+import { processSpawner } from '../../src/supervisor/child.js';
 import { eventually, isAlive } from '../support/broker.js';
 
 const SPEC: ChildSpec = { sessionId: 'sess-1', userId: '7', forgejoLogin: 'alice', forgejoToken: 'fj-secret-token-value' };

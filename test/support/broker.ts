@@ -5,11 +5,13 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { AuthFailure, Authenticator, ForgejoAccess, ForgejoCredentials, Principal } from '../../src/auth/principal.js';
 import { BrokerError } from '../../src/errors/errors.js';
 import { BrokerServer } from '../../src/http/server.js';
+import { LegacyFront } from '../../src/legacy/front.js';
 import { ModernFront } from '../../src/modern/front.js';
 import { BROKER_INFO } from '../../src/version.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
-import { SessionRegistry } from '../../src/session/registry.js';
-import { processSpawner, type SpawnFunc } from '../../src/supervisor/child.js';
+import type { SpawnFunc } from '../../src/pool/child.js';
+import { ChannelPool } from '../../src/pool/pool.js';
+import { processSpawner } from '../../src/supervisor/child.js';
 import { TestForge } from './forge.js';
 
 export const STANDIN_CHILD = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
@@ -97,7 +99,9 @@ export class TestBroker {
   private constructor(
     readonly forge: TestForge,
     readonly server: BrokerServer,
-    readonly registry: SessionRegistry,
+    readonly pool: ChannelPool,
+    readonly legacy: LegacyFront,
+    readonly modern: ModernFront,
     readonly authenticator: TestAuthenticator,
     readonly credentials: TestCredentials,
     readonly url: string,
@@ -119,28 +123,29 @@ export class TestBroker {
         log,
         ...(options.onLogLinesSuppressed === undefined ? {} : { onLogLinesSuppressed: options.onLogLinesSuppressed }),
       });
-    const registry = new SessionRegistry({
+    const pool = new ChannelPool({
       spawn: options.wrapSpawn === undefined ? spawn : options.wrapSpawn(spawn),
       credentials,
       log,
-      maxSessions: options.maxSessions ?? 0,
-      maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
+      maxChannels: options.maxSessions ?? 0,
+      maxChannelsPerUser: options.maxSessionsPerUser ?? 0,
       idleTimeoutMs: options.idleTimeoutMs ?? 15 * 60_000,
-      initTimeoutMs: options.initTimeoutMs ?? 30_000,
       refreshLeadMs: options.refreshLeadMs ?? 5 * 60_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       drainGraceMs: options.drainGraceMs ?? 5_000,
-      retryAfterSeconds: 30,
       ...(options.now === undefined ? {} : { now: options.now }),
     });
+    const legacy = new LegacyFront({ pool, log, initTimeoutMs: options.initTimeoutMs ?? 30_000 });
+    const modern = new ModernFront({ pool, log, inputTimeoutMs: options.requestTimeoutMs ?? 30_000, serverInfo: BROKER_INFO, keepAliveMs: 15_000 });
     const publicUrl = new URL('http://127.0.0.1');
     const authenticator = new TestAuthenticator(`${publicUrl.origin}/.well-known/oauth-protected-resource/mcp`);
     const server = new BrokerServer({
       publicUrl,
       allowedOrigins: [],
       authenticator,
-      registry,
-      modern: new ModernFront({ registry, log, inputTimeoutMs: options.requestTimeoutMs ?? 30_000, serverInfo: BROKER_INFO, keepAliveMs: 15_000 }),
+      pool,
+      legacy,
+      modern,
       routes: [],
       maxBodyBytes: options.maxBodyBytes ?? 4 * 1024 * 1024,
       headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
@@ -149,7 +154,7 @@ export class TestBroker {
       log,
     });
     const { port } = await server.listen('127.0.0.1', 0);
-    return new TestBroker(forge, server, registry, authenticator, credentials, `http://127.0.0.1:${port}`);
+    return new TestBroker(forge, server, pool, legacy, modern, authenticator, credentials, `http://127.0.0.1:${port}`);
   }
 
   get mcpUrl(): URL {
@@ -196,6 +201,11 @@ export class TestBroker {
     );
     await client.connect(transport);
     return { client, transport };
+  }
+
+  /** Ends every session and channel and refuses new ones, as the broker's shutdown does. */
+  async stopSessions(): Promise<void> {
+    await Promise.all([this.legacy.stop(), this.modern.stop(), this.pool.stop()]);
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
-import { SessionEventStore } from '../../src/bridge/event-store.js';
+import { SessionEventStore } from '../../src/legacy/event-store.js';
 
 function note(n: number): JSONRPCMessage {
   return { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: n } };

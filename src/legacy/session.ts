@@ -4,8 +4,10 @@ import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
 import { WebStandardStreamableHTTPServerTransport, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
-import type { Child } from '../supervisor/child.js';
-import { CHANNEL_ERROR, ChildChannel, type ClientResponse } from './channel.js';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
+import type { ChildChannel } from '../pool/channel.js';
+import type { ChannelHandlers } from '../pool/pool.js';
+import type { ClientResponse } from '../pool/request-sink.js';
 import { SessionEventStore } from './event-store.js';
 
 /** What a client is told to wait before reconnecting a lost SSE stream. */
@@ -14,16 +16,14 @@ const SSE_RETRY_MS = 1000;
 /** Bodies the HTTP layer already read and parsed, handed to the transport with the request. */
 const parsedBodies = new WeakMap<object, unknown>();
 
-export interface BridgeOptions {
+export interface LegacySessionOptions {
   readonly sessionId: string;
   readonly log: Logger;
-  readonly requestTimeoutMs: number;
-  readonly drainGraceMs: number;
   /**
-   * Starts the session's child. Called only once the transport has accepted the
-   * `initialize` (headers, content type, JSON-RPC shape), so a rejected request never starts one.
+   * Opens the session's channel from the pool, starting its child. Called only once the transport
+   * has accepted the `initialize` (headers, content type, JSON-RPC shape), so a rejected request never starts one.
    */
-  readonly startChild: () => Promise<Child>;
+  readonly openChannel: (handlers: Omit<ChannelHandlers, 'log'>) => Promise<ChildChannel>;
   /** The child answered `initialize` with success; called before the client sees the answer. From then on the session exists. */
   readonly onInitialized: () => void;
   /** Called once when the session ends: DELETE, child exit, a failed or rejected initialize, or close(). */
@@ -35,7 +35,7 @@ export interface BridgeOptions {
  * the client side (SSE and JSON responses, the GET stream, DELETE, header
  * checks, resumption) joined to a ChildChannel on the child side.
  */
-export class SessionBridge {
+export class LegacySession {
   readonly transport: WebStandardStreamableHTTPServerTransport;
   /** Set once the transport accepted the initialize and the child started. */
   private started: ChildChannel | undefined;
@@ -60,7 +60,7 @@ export class SessionBridge {
   private outbound: Promise<void> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly options: BridgeOptions) {
+  constructor(private readonly options: LegacySessionOptions) {
     this.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => options.sessionId,
       // Awaited by the transport after its checks and before it passes the initialize on.
@@ -115,21 +115,16 @@ export class SessionBridge {
   }
 
   private async startChannel(): Promise<void> {
-    let child: Child;
     try {
-      child = await this.options.startChild();
+      this.started = await this.options.openChannel({
+        onEnded: (reason) => void this.close(reason),
+        // Not tied to a request: the GET stream, if the client opened one.
+        onUnrelated: (message) => this.toClient(message, undefined),
+      });
     } catch (error) {
       this.startFailure = error;
       return;
     }
-    this.started = new ChildChannel(child, {
-      log: this.options.log,
-      requestTimeoutMs: this.options.requestTimeoutMs,
-      drainGraceMs: this.options.drainGraceMs,
-      onEnded: (reason) => void this.close(reason),
-      // Not tied to a request: the GET stream, if the client opened one.
-      onUnrelated: (message) => this.toClient(message, undefined),
-    });
     // Ended while the child started (the broker stopping, the init timeout): the child goes too.
     if (this.closed) await this.started.close('session_closed');
   }
@@ -140,7 +135,7 @@ export class SessionBridge {
       // Only the initialize gets here without a channel: its child did not start.
       this.options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.startFailure) }, 'could not start the MCP server');
       if (isJSONRPCRequest(message)) {
-        this.toClient({ jsonrpc: '2.0', id: message.id, error: { code: CHANNEL_ERROR.childGone, message: 'The MCP server could not be started' } }, undefined);
+        this.toClient({ jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.internalError, message: 'The MCP server could not be started' } }, undefined);
       }
       void this.close('child_start_failed');
       return;

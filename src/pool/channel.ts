@@ -1,48 +1,11 @@
-import type {
-  JSONRPCErrorResponse,
-  JSONRPCMessage,
-  JSONRPCNotification,
-  JSONRPCRequest,
-  JSONRPCResultResponse,
-  RequestId,
-} from '@modelcontextprotocol/server';
+import type { JSONRPCErrorResponse, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResultResponse, RequestId } from '@modelcontextprotocol/server';
 import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage } from '../errors/errors.js';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
-import type { Child } from '../supervisor/child.js';
-
-/** JSON-RPC error codes the broker itself answers with. */
-export const CHANNEL_ERROR = {
-  /** The child ended or was replaced before it answered. */
-  childGone: -32603,
-  /** No answer within the broker's request timeout. */
-  timeout: -32001,
-} as const;
-
-/** A final answer to a client request: a JSON-RPC result or error, carrying the client's own id. */
-export type ClientResponse = JSONRPCResultResponse | (JSONRPCErrorResponse & { id: RequestId });
-
-/**
- * Where the messages that belong to one client request go. The legacy front
- * writes them to the session's SSE streams, the modern front to that
- * request's own HTTP response.
- */
-export interface RequestSink {
-  /** A notification the child sent while working on this request (progress, log). */
-  notify(notification: JSONRPCNotification): void;
-  /** A request the child sent while working on this request (elicitation, sampling, roots); its id is the broker's. */
-  serverRequest(request: JSONRPCRequest): void;
-  /** The final answer, under the client's id; `lineLength` is its size on the child's stdout, when it came from the child. */
-  respond(response: ClientResponse, lineLength?: number): void;
-}
-
-/** A client request in flight through the channel. */
-export interface InflightRequest {
-  readonly clientId: RequestId;
-  readonly method: string;
-  /** Replaced when a modern client re-attaches to a request parked for its input. */
-  sink: RequestSink;
-}
+import type { Child } from './child.js';
+import { ClientState } from './client-state.js';
+import type { ClientResponse, InflightRequest, RequestSink } from './request-sink.js';
 
 export interface ChannelOptions {
   readonly log: Logger;
@@ -69,23 +32,10 @@ interface Link {
 interface Pending extends InflightRequest {
   readonly params: JSONRPCRequest['params'];
   readonly progressToken: string | number | undefined;
-  /** True for the broker's own requests (the initialize replay); their answers go to the sink only. */
+  /** True for the broker's own requests (the replay, the modern handshake, the tool list); their answers go to the sink only. */
   readonly internal: boolean;
   link: Link | undefined;
   timer: NodeJS.Timeout | undefined;
-}
-
-/** The client state a new child has been told, to compare with what clients set since. */
-interface ReplayedState {
-  readonly logLevel: JSONRPCRequest['params'] | undefined;
-  readonly subscriptions: ReadonlySet<string>;
-}
-
-/** Catch-up rounds after the first replay; clients changing state faster than this are not a real case. */
-const MAX_STATE_SYNC_ROUNDS = 4;
-
-function sameState(a: ReplayedState, b: ReplayedState): boolean {
-  return JSON.stringify(a.logLevel) === JSON.stringify(b.logLevel) && a.subscriptions.size === b.subscriptions.size && [...a.subscriptions].every((uri) => b.subscriptions.has(uri));
 }
 
 interface ServerRequest {
@@ -95,8 +45,8 @@ interface ServerRequest {
 }
 
 /**
- * One MCP client connection's worth of traffic to a child process, which can
- * be replaced under it.
+ * The traffic of one legacy session, or of one user's modern clients, to a
+ * child that can be replaced under it.
  *
  * Every id that crosses to a child is the channel's own: client request ids,
  * progress tokens and the child's own request ids are all renamed, so
@@ -111,11 +61,7 @@ export class ChildChannel {
   private nextServerRequestId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly serverRequests = new Map<number, ServerRequest>();
-  private initializeRequest: JSONRPCRequest | undefined;
-  private initializedNotified = false;
-  private negotiatedVersion: string | undefined;
-  private logLevel: JSONRPCRequest['params'] | undefined;
-  private readonly subscriptions = new Set<string>();
+  private readonly state = new ClientState();
   private ending: Promise<void> | undefined;
   private swapping: Promise<void> = Promise.resolve();
   private readonly log: Logger;
@@ -134,7 +80,7 @@ export class ChildChannel {
 
   /** The protocol version the child agreed to at initialize, once known. */
   get protocolVersion(): string | undefined {
-    return this.negotiatedVersion;
+    return this.state.protocolVersion;
   }
 
   /** The child currently serving new requests. */
@@ -156,7 +102,7 @@ export class ChildChannel {
    */
   request(request: JSONRPCRequest, sink: RequestSink, options: { internal?: boolean; link?: Link } = {}): InflightRequest {
     const internal = options.internal ?? false;
-    if (request.method === 'initialize') this.initializeRequest = request;
+    this.state.requested(request);
     const childId = this.nextChildId++;
     const meta = request.params?._meta;
     const token = meta?.progressToken;
@@ -181,9 +127,14 @@ export class ChildChannel {
     return pending;
   }
 
+  /** Sends a request of the broker's own to the current child; resolves with its answer, error or not. */
+  call(method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
+    return this.callOn(undefined, method, params);
+  }
+
   /** Forwards a client notification (initialized, roots list_changed, …) to the current child. */
   notify(notification: JSONRPCNotification): void {
-    if (notification.method === 'notifications/initialized') this.initializedNotified = true;
+    this.state.notified(notification);
     if (notification.method === 'notifications/cancelled') {
       const requestId = (notification.params as { requestId?: RequestId } | undefined)?.requestId;
       const found = requestId === undefined ? undefined : this.findByClientId(requestId);
@@ -247,7 +198,7 @@ export class ChildChannel {
   private async shutdown(reason: string): Promise<void> {
     this.options.onEnded(reason);
     for (const [childId, pending] of this.pending) {
-      this.fail(childId, pending, CHANNEL_ERROR.childGone, 'The MCP session ended before the server answered');
+      this.fail(childId, pending, JsonRpcCode.internalError, 'The MCP session ended before the server answered');
     }
     const links = new Set<Link>([this.current, ...[...this.serverRequests.values()].map((entry) => entry.link)]);
     await Promise.all([...links].map((link) => link.child.stop()));
@@ -261,7 +212,7 @@ export class ChildChannel {
     // Clients are not held up: new requests keep going to the current child until the new one is ready.
     const next = this.attach(child);
     try {
-      await this.replayState(next);
+      await this.state.replay({ request: (method, params) => this.callOn(next, method, params), notify: (notification) => next.child.send(notification) });
     } catch (error) {
       await child.stop();
       throw new BrokerError('child_failed', `replacement child could not be initialised: ${errorMessage(error)}`, { cause: error });
@@ -278,38 +229,12 @@ export class ChildChannel {
     await this.retire(old);
   }
 
-  /**
-   * Tells a new child what the clients told the first: the original
-   * initialize, then the log level and resource subscriptions, again until
-   * it has caught up with changes clients made on the old child meanwhile.
-   */
-  private async replayState(link: Link): Promise<void> {
-    const initialize = this.initializeRequest;
-    if (initialize === undefined) return;
-    const answer = await this.internalRequest(link, initialize.method, initialize.params);
-    if (isJSONRPCErrorResponse(answer)) throw new Error(`initialize failed: ${answer.error.message}`);
-    if (this.initializedNotified) link.child.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    let told: ReplayedState = { logLevel: undefined, subscriptions: new Set() };
-    for (let round = 0; round < MAX_STATE_SYNC_ROUNDS && !sameState(told, this.state()); round++) {
-      const target = this.state();
-      if (JSON.stringify(target.logLevel) !== JSON.stringify(told.logLevel) && target.logLevel !== undefined) {
-        await this.internalRequest(link, 'logging/setLevel', target.logLevel);
-      }
-      for (const uri of target.subscriptions) if (!told.subscriptions.has(uri)) await this.internalRequest(link, 'resources/subscribe', { uri });
-      for (const uri of told.subscriptions) if (!target.subscriptions.has(uri)) await this.internalRequest(link, 'resources/unsubscribe', { uri });
-      told = target;
-    }
-  }
-
-  private state(): ReplayedState {
-    return { logLevel: this.logLevel, subscriptions: new Set(this.subscriptions) };
-  }
-
-  /** The broker's own request to one particular child (the replay); resolves with its answer, error or not. */
-  private internalRequest(link: Link, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
+  /** The broker's own request, to one particular child (the replay) or the current one. */
+  private callOn(link: Link | undefined, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
     return new Promise((resolve) => {
+      // The child's own requests are never attributed to an internal request, so the sink needs only the answer.
       const sink: RequestSink = { notify: () => undefined, serverRequest: () => undefined, respond: resolve };
-      this.request({ jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) }, sink, { internal: true, link });
+      this.request({ jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) }, sink, { internal: true, ...(link === undefined ? {} : { link }) });
     });
   }
 
@@ -323,7 +248,7 @@ export class ChildChannel {
       clearTimeout(timer);
     }
     for (const [childId, pending] of this.pending) {
-      if (pending.link === link) this.fail(childId, pending, CHANNEL_ERROR.childGone, 'The server was restarted with a new token before it answered');
+      if (pending.link === link) this.fail(childId, pending, JsonRpcCode.internalError, 'The server was restarted with a new token before it answered');
     }
     for (const [brokerId, entry] of this.serverRequests) if (entry.link === link) this.serverRequests.delete(brokerId);
     await link.child.stop();
@@ -338,7 +263,7 @@ export class ChildChannel {
 
   private childExited(link: Link, code: number | null, signal: string | null): void {
     for (const [childId, pending] of this.pending) {
-      if (pending.link === link) this.fail(childId, pending, CHANNEL_ERROR.childGone, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
+      if (pending.link === link) this.fail(childId, pending, JsonRpcCode.internalError, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
     }
     // A retired child's exit is expected; only the current child's exit ends the channel.
     if (link === this.current && !link.retiring) void this.close('child_exit');
@@ -362,7 +287,7 @@ export class ChildChannel {
       link.inflight++;
     }
     if (!link.child.send(message) && pending !== undefined && isJSONRPCRequest(message)) {
-      this.fail(message.id as number, pending, CHANNEL_ERROR.childGone, 'The MCP server is not running');
+      this.fail(message.id as number, pending, JsonRpcCode.internalError, 'The MCP server is not running');
     }
   }
 
@@ -391,7 +316,7 @@ export class ChildChannel {
       return;
     }
     this.forget(childId, pending);
-    if (isJSONRPCResultResponse(message)) this.rememberState(pending, message.result);
+    if (isJSONRPCResultResponse(message)) this.state.succeeded(pending.method, pending.params, message.result);
     pending.sink.respond({ ...message, id: pending.clientId }, lineLength);
   }
 
@@ -438,30 +363,11 @@ export class ChildChannel {
     return newest;
   }
 
-  /** Remembers what a replacement child must be told again. */
-  private rememberState(pending: Pending, result: unknown): void {
-    const params = pending.params;
-    switch (pending.method) {
-      case 'initialize':
-        this.negotiatedVersion = (result as { protocolVersion?: string } | undefined)?.protocolVersion;
-        break;
-      case 'logging/setLevel':
-        this.logLevel = pending.params;
-        break;
-      case 'resources/subscribe':
-        if (typeof params?.uri === 'string') this.subscriptions.add(params.uri);
-        break;
-      case 'resources/unsubscribe':
-        if (typeof params?.uri === 'string') this.subscriptions.delete(params.uri);
-        break;
-    }
-  }
-
   private armTimeout(childId: number, pending: Pending): void {
     if (pending.timer !== undefined) clearTimeout(pending.timer);
     pending.timer = setTimeout(() => {
       const link = pending.link;
-      this.fail(childId, pending, CHANNEL_ERROR.timeout, `The MCP server did not answer within ${this.options.requestTimeoutMs} ms`);
+      this.fail(childId, pending, JsonRpcCode.upstreamTimeout, `The MCP server did not answer within ${this.options.requestTimeoutMs} ms`);
       link?.child.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: childId, reason: 'timed out at the broker' } });
     }, this.options.requestTimeoutMs);
     pending.timer.unref();
