@@ -45,6 +45,6 @@ export async function requireChildProgram(command: readonly string[], searchPath
   const where = program.includes('/') ? `${program} is not an executable file` : `"${program}" is not an executable in any directory of PATH (${searchPath ?? DEFAULT_SEARCH_PATH})`;
   throw new ConfigError(
     'BROKER_CHILD_COMMAND',
-    `${where}. Install forgejo-mcp (the Go program; releases at https://git.b4mad.industries/agentic-forges/forgejo-mcp, formerly codeberg.org/goern/forgejo-mcp) on the broker's PATH, or set BROKER_CHILD_COMMAND to its full path, e.g. "/usr/local/bin/forgejo-mcp --transport stdio"`,
+    `${where}. Install forgejo-mcp (the Go program, from https://codeberg.org/goern/forgejo-mcp/releases; see docs/forgejo-mcp.md) on the broker's PATH, or set BROKER_CHILD_COMMAND to its full path, e.g. "/usr/local/bin/forgejo-mcp --transport stdio"`,
   );
 }
