@@ -28,7 +28,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const { env, positional } = mergeFlags(argv, process.env);
   const command = positional[0] ?? (env.FORGEJO_URL === undefined || env.FORGEJO_URL.trim() === '' ? 'demo' : 'serve');
   if (command !== 'serve' && command !== 'demo') throw new ConfigError('command', `unknown command "${command}"\n\n${USAGE}`);
-  const demoEnv = command === 'demo' && env.BROKER_CHILD_COMMAND === undefined ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand() } : env;
+  const demoEnv = command === 'demo' && env.BROKER_CHILD_COMMAND === undefined ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand({ testTools: false }) } : env;
   const config = loadConfig(demoEnv);
   const log = createLogger(config.logLevel);
   if (command === 'serve') {

@@ -109,7 +109,7 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
       BROKER_PUBLIC_URL: publicUrl,
       BROKER_LISTEN: `127.0.0.1:${port}`,
       BROKER_DATA_DIR: dataDir(),
-      BROKER_CHILD_COMMAND: `'${process.execPath}' '${PACKAGE_STANDIN_CHILD}' --transport stdio`,
+      BROKER_CHILD_COMMAND: `'${process.execPath}' '${PACKAGE_STANDIN_CHILD}' --transport stdio --test-tools`,
       BROKER_LOG_LEVEL: 'info',
     });
     running.push(broker);
