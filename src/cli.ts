@@ -23,7 +23,7 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const { command, env } = commandLine;
-  const demoEnv = command === 'demo' && env.BROKER_CHILD_COMMAND === undefined ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand() } : env;
+  const demoEnv = command === 'demo' && env.BROKER_CHILD_COMMAND === undefined ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand({ testTools: false }) } : env;
   const config = loadConfig(demoEnv);
   const log = createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn({ event: 'config_warning', variable: warning.variable }, `${warning.variable} ${warning.message}`);

@@ -32,7 +32,7 @@ export function commandLine(argv: readonly string[]): string {
   return argv.map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
 }
 
-export const STANDIN_ARGV: readonly string[] = [process.execPath, STANDIN_CHILD, '--transport', 'stdio'];
+export const STANDIN_ARGV: readonly string[] = [process.execPath, STANDIN_CHILD, '--transport', 'stdio', '--test-tools'];
 
 /** Users of the Forgejo stand-ins: `bench` plus `u001`… for the figures that need many users. */
 export function benchUsers(count: number): StandinUser[] {

@@ -3,8 +3,9 @@ import type { ServerResponse } from 'node:http';
 
 /**
  * The broker's server-rendered pages: consent, connections, errors and the
- * landing page share this shell. No script;
- * every value is escaped; the page may not be framed.
+ * landing page share this shell. No script; every value is escaped; the page
+ * may not be framed. The Forgejo stand-in's login form is drawn with the same
+ * shell and style, so the demo looks like one thing.
  */
 const STYLE = `
 body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d232a}
@@ -15,11 +16,13 @@ dt{color:#56606b}dd{margin:0;word-break:break-all}
 .warn{background:#fff4e5;border:1px solid #f0b35a;border-radius:6px;padding:.6rem .8rem;margin:.8rem 0}
 .actions{display:flex;gap:1rem;margin-top:1.5rem}
 button{font:inherit;padding:.55rem 1.4rem;border-radius:6px;border:1px solid #56606b;background:#fff;cursor:pointer}
-button[value=approve]{background:#1f6f43;border-color:#1f6f43;color:#fff}
+button[value=approve],button.primary{background:#1f6f43;border-color:#1f6f43;color:#fff}
 h2{font-size:1.05rem;margin:1.6rem 0 .4rem}
 pre{background:#f6f7f9;border:1px solid #d8dde3;border-radius:6px;padding:.6rem .8rem;margin:.4rem 0;white-space:pre-wrap;overflow-wrap:anywhere;font:14px/1.45 ui-monospace,Menlo,Consolas,monospace}
 code{font-family:ui-monospace,Menlo,Consolas,monospace}
 a{color:#1f5f9f}
+label{display:block;margin:.9rem 0 .3rem;color:#56606b}
+input:not([type=hidden]){font:inherit;width:100%;box-sizing:border-box;padding:.5rem .6rem;border:1px solid #d8dde3;border-radius:6px}
 `;
 
 const STYLE_HASH = createHash('sha256').update(STYLE).digest('base64');

@@ -2,7 +2,7 @@
 /**
  * Stand-in for the Go `forgejo-mcp`, honouring its contract (PRODUCT.md):
  *
- *   forgejo-mcp --transport stdio [--url URL] [--token TOKEN] [--debug]
+ *   forgejo-mcp --transport stdio [--url URL] [--token TOKEN] [--debug] [--test-tools]
  *
  * - `FORGEJO_URL` (or `GITEA_HOST`) names the forge, http or https; `FORGEJO_ACCESS_TOKEN`
  *   (or `GITEA_ACCESS_TOKEN`) is the token. Flags win over the environment. The token is
@@ -12,8 +12,26 @@
  * - stdout carries only JSON-RPC; every log line goes to stderr.
  * - It exits when stdin closes (so children die with a SIGKILLed broker) and on SIGTERM.
  *
- * Tools (all small, for tests and the demo):
+ * Tools, named and shaped like the real forgejo-mcp's (codeberg.org/goern/forgejo-mcp), over
+ * the stand-in Forgejo's REST API with the token; a success is the text `{"Result": <Forgejo's JSON>}`
+ * as there, a Forgejo error an error result:
+ *   get_my_user_info                                   GET  /api/v1/user
+ *   list_my_repos {page, limit}                        GET  /api/v1/user/repos (both required, as there)
+ *   list_repo_issues {owner, repo, state?, type?, milestones?, labels?, page?, limit?}
+ *                                                      GET  /api/v1/repos/{owner}/{repo}/issues (pull requests
+ *                                                           included: like the real one it never sends `type`)
+ *   get_issue_by_index {owner, repo, index}            GET  /api/v1/repos/{owner}/{repo}/issues/{index}
+ *   create_issue {owner, repo, title, body?}           POST /api/v1/repos/{owner}/{repo}/issues
+ *   list_issue_comments {owner, repo, index, page?, limit?}
+ *                                                      GET  /api/v1/repos/{owner}/{repo}/issues/{index}/comments
+ *   create_issue_comment {owner, repo, index, body}    POST /api/v1/repos/{owner}/{repo}/issues/{index}/comments
+ *   list_repo_pull_requests {owner, repo, state?, sort?, milestone?, labels?, page?, limit?}
+ *                                                      GET  /api/v1/repos/{owner}/{repo}/pulls
+ *   get_pull_request_by_index {owner, repo, index}     GET  /api/v1/repos/{owner}/{repo}/pulls/{index}
+ * and one of the stand-in's own, which tests and the package check call through the broker:
  *   get_me                  `{login, id}` of the token's user, via `GET /api/v1/user`
+ *
+ * With `--test-tools` (tests pass it; the demo does not) it also has tools for the broker's tests:
  *   token_fingerprint       first 12 hex chars of sha256(token)
  *   echo {text}             returns text
  *   sleep {ms}              waits; `notifications/progress` every 50 ms if asked; "slept"
@@ -33,8 +51,9 @@
  *   garbage {lines}         writes `lines` lines that are not JSON to stdout, then returns "wrote"
  *   spawn_grandchild        starts a process of its own (in its process group) that runs until
  *                           killed; returns that process's pid
- * Resources: `forgejo://version` (the version JSON; subscribable) and the template
- * `forgejo://echo/{text}`. Prompt: `greet {name}`. Capability: logging.
+ * and, also only with `--test-tools`, the resources `forgejo://version` (the version JSON;
+ * subscribable) and the template `forgejo://echo/{text}`, and the prompt `greet {name}`.
+ * Capability: logging.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -52,6 +71,8 @@ interface ChildConfig {
   readonly forgejoUrl: string;
   readonly token: string;
   readonly debug: boolean;
+  /** The tools only the broker's tests use (`--test-tools`). */
+  readonly testTools: boolean;
 }
 
 function logLine(message: string): void {
@@ -70,7 +91,7 @@ function readConfig(): ChildConfig {
   } catch (error) {
     fail(`bad arguments: ${(error as Error).message}`, 2);
   }
-  const { transport, url, token, debug } = parsed.values;
+  const { transport, url, token, debug, 'test-tools': testTools } = parsed.values;
   if (transport !== 'stdio') fail(`unsupported transport "${transport}": this stand-in speaks only stdio`, 2);
 
   const rawUrl = url ?? process.env.FORGEJO_URL ?? process.env.GITEA_HOST;
@@ -88,6 +109,7 @@ function readConfig(): ChildConfig {
     forgejoUrl: parsedUrl.href.replace(/\/+$/, ''),
     token: token ?? process.env.FORGEJO_ACCESS_TOKEN ?? process.env.GITEA_ACCESS_TOKEN ?? '',
     debug,
+    testTools,
   };
 }
 
@@ -98,6 +120,7 @@ function parseFlags() {
       url: { type: 'string' },
       token: { type: 'string' },
       debug: { type: 'boolean', default: false },
+      'test-tools': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -128,9 +151,65 @@ function buildServer(config: ChildConfig, versionJson: string): McpServer {
     { name: 'forgejo-mcp-standin', version: '0.1.0' },
     { capabilities: { logging: {} } },
   );
-  const subscribedUris = new Set<string>();
-  let addedToolCount = 0;
+  registerForgeTools(server, config);
+  if (config.testTools) registerTestTools(server, config, versionJson);
+  if (config.debug) logLine(`serving ${config.forgejoUrl} as pid ${process.pid}${config.testTools ? ' with the test tools' : ''}`);
+  return server;
+}
 
+type QueryValue = string | number | undefined;
+
+/**
+ * One Forgejo API call as the token's user, as the real forgejo-mcp's SDK client makes it.
+ * A Forgejo error is thrown with `what` in front ("create issue err: 404 …", the real
+ * tools' wording), and the SDK turns it into an error result.
+ */
+async function callForgejo(
+  config: ChildConfig,
+  what: string,
+  request: { method: 'GET' | 'POST'; path: string; query?: Record<string, QueryValue>; body?: Record<string, unknown> },
+): Promise<unknown> {
+  const url = new URL(`${config.forgejoUrl}/api/v1${request.path}`);
+  for (const [name, value] of Object.entries(request.query ?? {})) {
+    if (value !== undefined && value !== '') url.searchParams.set(name, String(value));
+  }
+  const response = await fetch(url, {
+    method: request.method,
+    headers: {
+      authorization: `token ${config.token}`,
+      accept: 'application/json',
+      ...(request.body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: request.body === undefined ? undefined : JSON.stringify(request.body),
+  });
+  const answer = await response.text();
+  if (!response.ok) {
+    let message = answer;
+    try {
+      const parsed = JSON.parse(answer) as { message?: unknown };
+      if (typeof parsed.message === 'string') message = parsed.message;
+    } catch {
+      // Not JSON: the body as it came.
+    }
+    throw new Error(`${what} err: ${response.status} ${message}`);
+  }
+  return JSON.parse(answer) as unknown;
+}
+
+/** The real forgejo-mcp's success result: the JSON under "Result", as text. */
+function forgeResult(value: unknown): CallToolResult {
+  return text(JSON.stringify({ Result: value }));
+}
+
+const repoPath = (owner: string, repo: string): string => `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}`;
+
+const OWNER = z.string().describe('Repository owner');
+const REPO = z.string().describe('Repository name');
+const PAGE = z.number().int().min(1).describe('Page number');
+const LIMIT = z.number().int().min(1).describe('Page size');
+
+/** The tools of the real forgejo-mcp the demo shows, and get_me. */
+function registerForgeTools(server: McpServer, config: ChildConfig): void {
   server.registerTool('get_me', { description: 'The Forgejo user this token belongs to, as {login, id}' }, async () => {
     const response = await fetch(`${config.forgejoUrl}/api/v1/user`, {
       headers: { authorization: `token ${config.token}`, accept: 'application/json' },
@@ -139,6 +218,109 @@ function buildServer(config: ChildConfig, versionJson: string): McpServer {
     const user = (await response.json()) as { login: string; id: number };
     return text(JSON.stringify({ login: user.login, id: user.id }));
   });
+
+  server.registerTool('get_my_user_info', { description: 'Get my user info' }, async () =>
+    forgeResult(await callForgejo(config, 'get user info', { method: 'GET', path: '/user' })),
+  );
+
+  server.registerTool(
+    'list_my_repos',
+    // Both required, as in the real tool, whose defaults are only advertised.
+    { description: 'List my repos', inputSchema: z.object({ page: PAGE.meta({ default: 1 }), limit: LIMIT.meta({ default: 100 }) }) },
+    async ({ page, limit }) => forgeResult(await callForgejo(config, 'list my repositories', { method: 'GET', path: '/user/repos', query: { page, limit } })),
+  );
+
+  server.registerTool(
+    'list_repo_issues',
+    {
+      description: 'List repo issues',
+      inputSchema: z.object({
+        owner: OWNER,
+        repo: REPO,
+        state: z.string().default('open').describe('State (open|closed|all)'),
+        type: z.string().optional().describe('Type (issues|pulls)'),
+        milestones: z.string().optional().describe('Milestone names/IDs (comma-separated)'),
+        labels: z.string().optional().describe('Labels (comma-separated)'),
+        page: PAGE.default(1),
+        limit: LIMIT.default(20),
+      }),
+    },
+    // `type` is accepted and not sent, as by the real tool: pull requests are listed too.
+    async ({ owner, repo, state, milestones, labels, page, limit }) =>
+      forgeResult(
+        await callForgejo(config, 'get issues list', { method: 'GET', path: `${repoPath(owner, repo)}/issues`, query: { state, milestones, labels, page, limit } }),
+      ),
+  );
+
+  server.registerTool(
+    'get_issue_by_index',
+    { description: 'Get issue by index', inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue index') }) },
+    async ({ owner, repo, index }) => forgeResult(await callForgejo(config, 'get issue', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}` })),
+  );
+
+  server.registerTool(
+    'create_issue',
+    {
+      description: 'Create issue',
+      inputSchema: z.object({ owner: OWNER, repo: REPO, title: z.string().describe('Title'), body: z.string().optional().describe('Body') }),
+    },
+    async ({ owner, repo, title, body }) =>
+      forgeResult(await callForgejo(config, 'create issue', { method: 'POST', path: `${repoPath(owner, repo)}/issues`, body: { title, body: body ?? '' } })),
+  );
+
+  server.registerTool(
+    'list_issue_comments',
+    {
+      description: 'List issue/PR comments',
+      inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue/PR index'), page: PAGE.default(1), limit: LIMIT.default(20) }),
+    },
+    async ({ owner, repo, index, page, limit }) =>
+      forgeResult(await callForgejo(config, 'list issue comments', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}/comments`, query: { page, limit } })),
+  );
+
+  server.registerTool(
+    'create_issue_comment',
+    {
+      description: 'Create issue comment',
+      inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue/PR index'), body: z.string().describe('Body') }),
+    },
+    async ({ owner, repo, index, body }) =>
+      forgeResult(await callForgejo(config, 'create issue comment', { method: 'POST', path: `${repoPath(owner, repo)}/issues/${index}/comments`, body: { body } })),
+  );
+
+  server.registerTool(
+    'list_repo_pull_requests',
+    {
+      description: 'List repo pull requests',
+      inputSchema: z.object({
+        owner: OWNER,
+        repo: REPO,
+        state: z.string().default('open').describe('State (open|closed|all)'),
+        sort: z.string().optional().describe('Sort (oldest|recentupdate|leastupdate|mostcomment)'),
+        milestone: z.string().optional().describe('Milestone ID'),
+        labels: z.string().optional().describe('Labels (comma-separated)'),
+        page: PAGE.default(1),
+        limit: LIMIT.default(20),
+      }),
+    },
+    // milestone and labels are accepted and not sent, as by the real tool.
+    async ({ owner, repo, state, sort, page, limit }) =>
+      forgeResult(
+        await callForgejo(config, 'get pull request list', { method: 'GET', path: `${repoPath(owner, repo)}/pulls`, query: { state, sort, page, limit } }),
+      ),
+  );
+
+  server.registerTool(
+    'get_pull_request_by_index',
+    { description: 'Get pull request by index', inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Pull request index') }) },
+    async ({ owner, repo, index }) => forgeResult(await callForgejo(config, 'get pull request', { method: 'GET', path: `${repoPath(owner, repo)}/pulls/${index}` })),
+  );
+}
+
+/** The tools, resources and prompt only the broker's tests use. */
+function registerTestTools(server: McpServer, config: ChildConfig, versionJson: string): void {
+  const subscribedUris = new Set<string>();
+  let addedToolCount = 0;
 
   server.registerTool('token_fingerprint', { description: 'First 12 hex chars of sha256(token)' }, () =>
     text(createHash('sha256').update(config.token).digest('hex').slice(0, 12)),
@@ -330,9 +512,6 @@ function buildServer(config: ChildConfig, versionJson: string): McpServer {
     subscribedUris.delete(request.params.uri);
     return {};
   });
-
-  if (config.debug) logLine(`serving ${config.forgejoUrl} as pid ${process.pid}`);
-  return server;
 }
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 /**
- * Stand-in Forgejo for tests and the demo: its OAuth2 provider and the two API calls
- * the broker and forgejo-mcp make (`/api/v1/version`, `/api/v1/user`), on a real
- * `node:http` server on loopback.
+ * Stand-in Forgejo for tests and the demo: its OAuth2 provider, the API calls the
+ * broker makes (`/api/v1/version`, `/api/v1/user`) and the repository API forgejo-mcp's
+ * tools call (forgejo-repositories.ts), on a real `node:http` server on loopback.
  *
  * It follows Forgejo's own handlers (routers/web/auth/oauth.go), quirks included:
  * - Redirect URIs match exactly, case-insensitively, trailing slash ignored; for public
@@ -38,6 +38,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { escapeHtml, renderMessagePage, renderPage } from '../oauth/pages.js';
+import { createRepositoryApi, type StandinRepositorySeed } from './forgejo-repositories.js';
 
 export interface StandinUser {
   readonly id: number;
@@ -71,6 +73,8 @@ export interface ForgejoStandinOptions {
   readonly invalidateRefreshTokens?: boolean;
   /** A login that is signed in on every authorize request, so no form is shown. */
   readonly autoLogin?: string;
+  /** Repositories (with issues and pull requests) it starts with. */
+  readonly repositories?: readonly StandinRepositorySeed[];
 }
 
 /** Forgejo's token endpoint response. */
@@ -214,18 +218,19 @@ function effectiveScopes(scope: string): Set<string> {
   return new Set(granular.length === 0 ? ['all'] : granular);
 }
 
-function escapeHtml(value: string): string {
-  return value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json;charset=utf-8', 'cache-control': 'no-store', ...headers });
   res.end(JSON.stringify(body));
 }
 
-function sendHtml(res: ServerResponse, status: number, title: string, body: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'text/html;charset=utf-8', ...headers });
-  res.end(`<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)} - Forgejo stand-in</title></head><body>${body}</body></html>`);
+/**
+ * Pages in the broker's look, without its Content-Security-Policy: the login form's
+ * answer redirects through the broker to wherever its client listens, which a
+ * form-action list drawn up here could not name.
+ */
+function sendHtml(res: ServerResponse, status: number, html: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'text/html;charset=utf-8', 'cache-control': 'no-store', ...headers });
+  res.end(html);
 }
 
 function redirect(res: ServerResponse, location: string, headers: Record<string, string> = {}): void {
@@ -301,6 +306,7 @@ export async function startForgejoStandin(options: ForgejoStandinOptions): Promi
   let url = '';
 
   const now = (): number => Date.now() + clockOffsetMs;
+  const repositoryApi = createRepositoryApi({ users: options.users, seeds: options.repositories ?? [], baseUrl: () => url, now });
   const grantKey = (userId: number, clientId: string): string => `${userId}\u0000${clientId}`;
   const findApp = (clientId: string): StandinApplication | undefined => options.applications.find((app) => app.clientId === clientId);
   const findUser = (login: string): StandinUser | undefined =>
@@ -391,24 +397,19 @@ export async function startForgejoStandin(options: ForgejoStandinOptions): Promi
 
   function loginPage(res: ServerResponse, app: StandinApplication, params: AuthorizeParams, status: number, error?: string): void {
     const hidden = AUTHORIZE_PARAMS.map((name) => `<input type="hidden" name="${name}" value="${escapeHtml(params[name])}">`).join('');
-    sendHtml(
-      res,
-      status,
-      'Sign in',
-      `<h1>Sign in to Forgejo</h1>
-<p>to authorize <strong>${escapeHtml(app.clientId)}</strong> (scope: <code>${escapeHtml(params.scope || '(none)')}</code>)</p>
-${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
+    const body = `<p>to authorize <strong>${escapeHtml(app.clientId)}</strong> (scope: <code>${escapeHtml(params.scope || '(none)')}</code>)</p>
+${error === undefined ? '' : `<p class="warn" role="alert">${escapeHtml(error)}</p>`}
 <form method="post" action="/login/oauth/authorize">${hidden}
-<label for="user_name">Username or email address</label> <input id="user_name" name="user_name" autocomplete="username" required>
-<label for="password">Password</label> <input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
-</form>`,
-    );
+<label for="user_name">Username or email address</label><input id="user_name" name="user_name" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<div class="actions"><button type="submit" class="primary">Sign in</button></div>
+</form>`;
+    sendHtml(res, status, renderPage('Sign in to Forgejo', body));
   }
 
   function handleAuthorizeGet(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
     const check = checkAuthorize(query);
-    if (check.kind === 'page') return sendHtml(res, 400, 'Error', `<h1>Authorization failed</h1><p>${escapeHtml(check.message)}</p>`);
+    if (check.kind === 'page') return sendHtml(res, 400, renderMessagePage('Authorization failed', check.message));
     if (check.kind === 'redirect') return redirect(res, check.location);
     const sessionUser = sessions.get(cookieValue(req, SESSION_COOKIE) ?? '');
     const user = sessionUser ?? (autoLogin === undefined ? undefined : requireUser(autoLogin));
@@ -419,7 +420,7 @@ ${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
   async function handleAuthorizePost(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const form = await readFields(req);
     const check = checkAuthorize(form);
-    if (check.kind === 'page') return sendHtml(res, 400, 'Error', `<h1>Authorization failed</h1><p>${escapeHtml(check.message)}</p>`);
+    if (check.kind === 'page') return sendHtml(res, 400, renderMessagePage('Authorization failed', check.message));
     if (check.kind === 'redirect') return redirect(res, check.location);
     const user = findUser(form.get('user_name') ?? '');
     if (user === undefined || user.password !== form.get('password')) {
@@ -639,8 +640,17 @@ ${error === undefined ? '' : `<p role="alert">${escapeHtml(error)}</p>`}
       case 'GET /api/v1/user':
         return handleApiUser(req, res);
       default:
-        return sendJson(res, 404, { message: 'not found' });
+        return handleRepositoryApi(req, res, requestUrl);
     }
+  }
+
+  async function handleRepositoryApi(req: IncomingMessage, res: ServerResponse, requestUrl: URL): Promise<void> {
+    if (!requestUrl.pathname.startsWith('/api/v1/')) return sendJson(res, 404, { message: 'not found' });
+    const grant = accessGrant(bearerToken(req));
+    const user = grant === undefined ? undefined : options.users.find((candidate) => candidate.id === grant.userId);
+    if (grant === undefined || user === undefined) return sendJson(res, 401, { message: 'token is required', url: `${url}/api/swagger` });
+    const handled = await repositoryApi.handle(req, res, { user, scopes: effectiveScopes(grant.scope) }, requestUrl);
+    if (!handled) sendJson(res, 404, { message: 'not found' });
   }
 
   const server = createServer((req, res) => {

@@ -57,7 +57,7 @@ test('a session that ends while its replacement child is told the log level leav
     for (const child of spawned) if (child.pid !== undefined && isAlive(child.pid)) process.kill(child.pid, 'SIGKILL');
   });
   wiring.real = processSpawner({
-    command: [process.execPath, STANDIN_CHILD, '--transport', 'stdio'],
+    command: [process.execPath, STANDIN_CHILD, '--transport', 'stdio', '--test-tools'],
     forgejoUrl: broker.forge.url,
     envAllow: [],
     parentEnv: process.env,

@@ -145,7 +145,7 @@ test('with Forgejo unreachable /readyz is 503 naming the URL and the system erro
     FORGEJO_URL: forgejoUrl,
     BROKER_LISTEN: `127.0.0.1:${port}`,
     BROKER_DATA_DIR: dataDir(),
-    BROKER_CHILD_COMMAND: standinChildCommand(),
+    BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }),
   });
   let forgejo: Awaited<ReturnType<typeof startForgejoStandin>> | undefined;
   try {

@@ -71,7 +71,7 @@ async function serveWith(t: TestContext, dataDir: string, spawner: Spawner): Pro
       FORGEJO_CLIENT_SECRET: application.clientSecret,
       BROKER_LISTEN: `127.0.0.1:${port}`,
       BROKER_DATA_DIR: dataDir,
-      BROKER_CHILD_COMMAND: standinChildCommand(),
+      BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }),
       BROKER_LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],

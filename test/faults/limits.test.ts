@@ -36,7 +36,7 @@ interface ConfiguredBroker {
 /** The production broker from these variables (and nothing else but loopback and the stand-in child), with injected sign-in. */
 async function startConfigured(t: TestContext, env: Record<string, string> = {}): Promise<ConfiguredBroker> {
   const forge = await TestForge.start();
-  const config = loadConfig({ BROKER_LISTEN: '127.0.0.1:0', BROKER_CHILD_COMMAND: standinChildCommand(), ...env });
+  const config = loadConfig({ BROKER_LISTEN: '127.0.0.1:0', BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }), ...env });
   const authenticator = new TestAuthenticator('http://127.0.0.1/.well-known/oauth-protected-resource/mcp');
   const credentials = new TestCredentials();
   const broker = await startBroker(config, new URL(forge.url), { authenticator, credentials, routes: [] }, silentLogger());
@@ -160,7 +160,7 @@ test('rate limiting behind trusted proxies keys on the right-most untrusted X-Fo
   const behindProxy = await startSignedInTestBroker({
     name: 'faults-proxy',
     users: [],
-    childCommand: standinChildCommand(),
+    childCommand: standinChildCommand({ testTools: true }),
     env: { BROKER_RATE_LIMIT: '1', BROKER_TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8' },
   });
   t.after(() => behindProxy.close());
@@ -185,7 +185,7 @@ test('rate limiting behind trusted proxies keys on the right-most untrusted X-Fo
   assert.equal(await authorize(url, '[2001:db8:1:2::8]:41000'), 429, 'the same /64, written with a port');
   assert.notEqual(await authorize(url, '2001:db8:1:3::1'), 429, 'the next /64 has its own budget');
 
-  const direct = await startSignedInTestBroker({ name: 'faults-direct', users: [], childCommand: standinChildCommand(), env: { BROKER_RATE_LIMIT: '1' } });
+  const direct = await startSignedInTestBroker({ name: 'faults-direct', users: [], childCommand: standinChildCommand({ testTools: true }), env: { BROKER_RATE_LIMIT: '1' } });
   t.after(() => direct.close());
   await spend(direct.url, '203.0.113.5');
   assert.equal(await authorize(direct.url, '203.0.113.6'), 429, 'without BROKER_TRUSTED_PROXIES the header is ignored: one peer, one budget');

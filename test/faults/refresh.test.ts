@@ -167,7 +167,7 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
   const harness = await startSignedInTestBroker({
     name: 'faults-lost-refresh',
     users: E2E_USERS,
-    childCommand: standinChildCommand(),
+    childCommand: standinChildCommand({ testTools: true }),
     env: { FORGEJO_SCOPES: SCOPES, BROKER_FORGEJO_REFRESH_TIMEOUT: '200ms', BROKER_RATE_LIMIT: '1000' },
   });
   const pids = new Set<number>();
@@ -270,7 +270,7 @@ test('the broker is killed between sending a refresh and storing its answer: aft
     BROKER_LISTEN: `127.0.0.1:${port}`,
     BROKER_PUBLIC_URL: url,
     BROKER_DATA_DIR: dataDir,
-    BROKER_CHILD_COMMAND: standinChildCommand(),
+    BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }),
     // Every sweep finds the token due: the refresh happens as soon as the user has a session.
     BROKER_REFRESH_LEAD: '1h',
     BROKER_ROTATE_INTERVAL: '250ms',

@@ -25,7 +25,7 @@ describe('landing page in Chromium', { skip: skipIfMissing(existsSync(CHROMIUM) 
   let browser: Browser;
 
   before(async () => {
-    broker = await startSignedInTestBroker({ name: 'landing', users: [], childCommand: standinChildCommand(), env: { BROKER_PUBLIC_URL: PUBLIC_URL } });
+    broker = await startSignedInTestBroker({ name: 'landing', users: [], childCommand: standinChildCommand({ testTools: false }), env: { BROKER_PUBLIC_URL: PUBLIC_URL } });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],

@@ -19,6 +19,7 @@ import { realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Client } from '@modelcontextprotocol/client';
 
 import { DEMO_USERS } from '../../src/demo.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
@@ -34,6 +35,26 @@ const BUILT_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 /** The stand-in forgejo-mcp of the package under test, next to its cli.js (the installed bin is a symlink to it). */
 const PACKAGE_STANDIN_CHILD = join(dirname(realpathSync(INSTALLED_BIN ?? BUILT_CLI)), 'standin', 'forgejo-mcp.js');
 const SIGN_IN_LIMIT_MS = 30_000;
+/** The demo child's tools: the real forgejo-mcp's names, and get_me. */
+const DEMO_CATALOGUE = [
+  'create_issue',
+  'create_issue_comment',
+  'get_issue_by_index',
+  'get_me',
+  'get_my_user_info',
+  'get_pull_request_by_index',
+  'list_issue_comments',
+  'list_my_repos',
+  'list_repo_issues',
+  'list_repo_pull_requests',
+];
+
+/** A forge tool's answer, the real forgejo-mcp's `{"Result": …}` unwrapped. */
+function forgeResult<T>(result: Awaited<ReturnType<Client['callTool']>>): T {
+  const first = result.content[0];
+  assert.ok(result.isError !== true && first?.type === 'text', JSON.stringify(result.content));
+  return (JSON.parse(first.text) as { Result: T }).Result;
+}
 
 interface BrokerProcess {
   readonly proc: ChildProcess;
@@ -80,7 +101,7 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
     for (const close of closing) await close();
   });
 
-  it('demo --listen: the embedded stand-ins, one sign-in, get_me answers as the demo user', async () => {
+  it('demo --listen: the embedded stand-ins, a sign-in each, the real forgejo-mcp tool names, an issue filed by one user that the other does not see', async () => {
     const port = await freePort();
     const broker = startExecutable(['demo', '--listen', `127.0.0.1:${port}`], { BROKER_LOG_LEVEL: 'warn' });
     running.push(broker);
@@ -91,6 +112,24 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
     assert.ok(user);
     const connected = await signInWithSdk(new URL(`http://127.0.0.1:${port}/mcp`), new E2EOAuthProvider({ clientName: 'installed demo client' }), new TestBrowser(), user);
     assert.deepEqual(await getMe(connected.client), { login: user.login, id: user.id });
+    assert.deepEqual((await connected.client.listTools()).tools.map((tool) => tool.name).sort(), DEMO_CATALOGUE, 'no test tools in the demo');
+
+    const repository = { owner: user.login, repo: 'website' };
+    const filed = forgeResult<{ number: number }>(
+      await connected.client.callTool({ name: 'create_issue', arguments: { ...repository, title: 'Filed in the demo' } }),
+    );
+    const issues = forgeResult<{ number: number; title: string }[]>(await connected.client.callTool({ name: 'list_repo_issues', arguments: repository }));
+    assert.deepEqual(issues[0], { ...issues[0], number: filed.number, title: 'Filed in the demo' });
+    assert.ok(issues.length > 1, 'the seeded issues are there too');
+
+    const other = DEMO_USERS[1];
+    assert.ok(other);
+    const otherConnected = await signInWithSdk(new URL(`http://127.0.0.1:${port}/mcp`), new E2EOAuthProvider({ clientName: 'installed demo client 2' }), new TestBrowser(), other);
+    const ownIssues = forgeResult<{ title: string }[]>(await otherConnected.client.callTool({ name: 'list_repo_issues', arguments: { owner: other.login, repo: 'website' } }));
+    assert.ok(!ownIssues.some((issue) => issue.title === 'Filed in the demo'));
+    const notVisible = await otherConnected.client.callTool({ name: 'list_repo_issues', arguments: repository });
+    assert.equal(notVisible.isError, true, `${user.login}'s repository is private`);
+    await disconnect(otherConnected);
     await disconnect(connected);
     await stop(broker);
   });
@@ -109,7 +148,7 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
       BROKER_PUBLIC_URL: publicUrl,
       BROKER_LISTEN: `127.0.0.1:${port}`,
       BROKER_DATA_DIR: dataDir(),
-      BROKER_CHILD_COMMAND: `'${process.execPath}' '${PACKAGE_STANDIN_CHILD}' --transport stdio`,
+      BROKER_CHILD_COMMAND: `'${process.execPath}' '${PACKAGE_STANDIN_CHILD}' --transport stdio --test-tools`,
       BROKER_LOG_LEVEL: 'info',
     });
     running.push(broker);

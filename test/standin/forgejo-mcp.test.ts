@@ -11,15 +11,41 @@ import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotoc
 import { startForgejoStandin, type ForgejoStandin, type ForgejoStandinOptions } from '../../src/standin/forgejo.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
+/** How the broker's tests start the child; the demo starts it with `AS_IN_THE_DEMO`. */
+const WITH_TEST_TOOLS = ['--transport', 'stdio', '--test-tools'];
+const AS_IN_THE_DEMO = ['--transport', 'stdio'];
 
 const USERS: ForgejoStandinOptions['users'] = [
   { id: 1, login: 'alice', password: 'pw', fullName: 'Alice', email: 'alice@example.test' },
   { id: 2, login: 'bob', password: 'pw', fullName: 'Bob', email: 'bob@example.test' },
 ];
 
+/** A private repository each, as the demo seeds them: one issue, then one pull request. */
+const REPOSITORIES: ForgejoStandinOptions['repositories'] = USERS.map((user) => ({
+  owner: user.login,
+  name: 'website',
+  issues: [{ title: `${user.login}'s first issue`, body: 'seeded' }],
+  pullRequests: [{ title: `${user.login}'s first pull request`, head: 'feature' }],
+}));
+
+/** The tools of the real forgejo-mcp the stand-in has, and its own get_me: the demo's whole catalogue. */
+const FORGE_TOOLS = [
+  'create_issue',
+  'create_issue_comment',
+  'get_issue_by_index',
+  'get_me',
+  'get_my_user_info',
+  'get_pull_request_by_index',
+  'list_issue_comments',
+  'list_my_repos',
+  'list_repo_issues',
+  'list_repo_pull_requests',
+];
+
 async function startForge(t: { after(fn: () => Promise<void>): void }): Promise<ForgejoStandin> {
   const forgejo = await startForgejoStandin({
     users: USERS,
+    repositories: REPOSITORIES,
     applications: [{ clientId: 'broker', clientSecret: 'secret', redirectUris: ['http://127.0.0.1/cb'] }],
   });
   t.after(() => forgejo.close());
@@ -44,7 +70,7 @@ function baseEnv(extra: Record<string, string>): Record<string, string> {
 }
 
 /** Spawns the child directly (no SDK) to observe its raw stdio and exit. */
-function spawnRaw(env: Record<string, string>, args: string[] = ['--transport', 'stdio']): ChildProcess {
+function spawnRaw(env: Record<string, string>, args: string[] = WITH_TEST_TOOLS): ChildProcess {
   return spawn(process.execPath, [CHILD_SCRIPT, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
@@ -54,7 +80,7 @@ async function exitCode(child: ChildProcess): Promise<number | null> {
   return code;
 }
 
-async function connectClient(env: Record<string, string>, args: string[] = ['--transport', 'stdio']): Promise<Client> {
+async function connectClient(env: Record<string, string>, args: string[] = WITH_TEST_TOOLS): Promise<Client> {
   const client = new Client(
     { name: 'standin-test', version: '1.0.0' },
     { capabilities: { elicitation: { form: {} }, sampling: {}, roots: { listChanged: true } } },
@@ -73,6 +99,20 @@ function firstText(result: Awaited<ReturnType<Client['callTool']>>): string {
   const block = result.content[0];
   assert.ok(block !== undefined && block.type === 'text', 'expected a text content');
   return block.text;
+}
+
+/** A forge tool's answer: the real forgejo-mcp's `{"Result": …}`, unwrapped; fails on an error result. */
+async function forgeCall<T>(client: Client, name: string, args: Record<string, unknown>): Promise<T> {
+  const result = await client.callTool({ name, arguments: args });
+  assert.notEqual(result.isError, true, `${name}: ${firstText(result)}`);
+  return (JSON.parse(firstText(result)) as { Result: T }).Result;
+}
+
+interface ListedIssue {
+  readonly number: number;
+  readonly title: string;
+  readonly user: { readonly login: string };
+  readonly pull_request: unknown;
 }
 
 void test('exits 1 without FORGEJO_URL, with a non-http URL, or when the version check fails', async (t) => {
@@ -148,8 +188,7 @@ void test('get_me is an error result when Forgejo rejects the token (the token i
 void test('stdout carries only JSON-RPC, and the child exits 0 when stdin closes', async (t) => {
   const forge = await startForge(t);
   const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token }), [
-    '--transport',
-    'stdio',
+    ...WITH_TEST_TOOLS,
     '--debug',
   ]);
   t.after(() => {
@@ -266,4 +305,84 @@ void test('server-to-client requests, notifications, resources and prompts work'
 
   const pid = Number(firstText(await client.callTool({ name: 'pid' })));
   assert.ok(Number.isInteger(pid) && pid > 0);
+});
+
+void test('as in the demo (no --test-tools) the catalogue is the forge tools alone: no test tools, resources or prompts', async (t) => {
+  const forge = await startForge(t);
+  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token }, AS_IN_THE_DEMO);
+  t.after(() => client.close());
+  assert.deepEqual((await client.listTools()).tools.map((tool) => tool.name).sort(), FORGE_TOOLS);
+  assert.equal(client.getServerCapabilities()?.resources, undefined);
+  assert.equal(client.getServerCapabilities()?.prompts, undefined);
+  await assert.rejects(client.callTool({ name: 'crash' }), /Tool crash not found/);
+
+  const withTestTools = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('bob').access_token });
+  t.after(() => withTestTools.close());
+  const names = (await withTestTools.listTools()).tools.map((tool) => tool.name);
+  for (const name of [...FORGE_TOOLS, 'crash', 'hang', 'big', 'add_tool', 'garbage', 'spawn_grandchild', 'token_fingerprint', 'pid', 'roots', 'ask', 'sample', 'sleep']) {
+    assert.ok(names.includes(name), `--test-tools lacks ${name}`);
+  }
+  assert.ok(withTestTools.getServerCapabilities()?.resources);
+});
+
+void test('the forge tools act on the stand-in Forgejo as the token\'s user: an issue alice files is hers to see, not bob\'s', async (t) => {
+  const forge = await startForge(t);
+  const alice = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token }, AS_IN_THE_DEMO);
+  t.after(() => alice.close());
+  const bob = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('bob').access_token }, AS_IN_THE_DEMO);
+  t.after(() => bob.close());
+
+  assert.equal((await forgeCall<{ login: string; email: string }>(alice, 'get_my_user_info', {})).email, 'alice@example.test');
+  const repos = await forgeCall<{ full_name: string; private: boolean }[]>(alice, 'list_my_repos', { page: 1, limit: 10 });
+  assert.deepEqual(repos.map((repo) => [repo.full_name, repo.private]), [['alice/website', true]]);
+  const noPaging = await alice.callTool({ name: 'list_my_repos', arguments: {} });
+  assert.equal(noPaging.isError, true, 'page and limit are required, as in the real tool');
+
+  const created = await forgeCall<ListedIssue>(alice, 'create_issue', { owner: 'alice', repo: 'website', title: 'Filed through MCP', body: 'hello' });
+  assert.equal(created.number, 3, 'issues and pull requests share the index: issue 1, pull request 2, then this');
+  assert.equal(created.user.login, 'alice');
+
+  const listed = await forgeCall<ListedIssue[]>(alice, 'list_repo_issues', { owner: 'alice', repo: 'website' });
+  assert.deepEqual(
+    listed.map((issue) => [issue.number, issue.title, issue.pull_request !== null]),
+    [
+      [3, 'Filed through MCP', false],
+      [2, "alice's first pull request", true],
+      [1, "alice's first issue", false],
+    ],
+    'newest first, the pull request included as the real tool lists it',
+  );
+  assert.equal((await forgeCall<ListedIssue>(alice, 'get_issue_by_index', { owner: 'alice', repo: 'website', index: 3 })).title, 'Filed through MCP');
+
+  await forgeCall(alice, 'create_issue_comment', { owner: 'alice', repo: 'website', index: 3, body: 'a comment' });
+  const comments = await forgeCall<{ body: string; user: { login: string } }[]>(alice, 'list_issue_comments', { owner: 'alice', repo: 'website', index: 3 });
+  assert.deepEqual(comments.map((comment) => [comment.user.login, comment.body]), [['alice', 'a comment']]);
+
+  const pulls = await forgeCall<{ number: number; head: { ref: string } }[]>(alice, 'list_repo_pull_requests', { owner: 'alice', repo: 'website' });
+  assert.deepEqual(pulls.map((pull) => [pull.number, pull.head.ref]), [[2, 'feature']]);
+  assert.equal((await forgeCall<{ title: string }>(alice, 'get_pull_request_by_index', { owner: 'alice', repo: 'website', index: 2 })).title, "alice's first pull request");
+
+  // Bob sees his own repository without alice's issue, and hers not at all (private: 404).
+  const bobsIssues = await forgeCall<ListedIssue[]>(bob, 'list_repo_issues', { owner: 'bob', repo: 'website' });
+  assert.ok(!bobsIssues.some((issue) => issue.title === 'Filed through MCP'));
+  assert.deepEqual((await forgeCall<{ full_name: string }[]>(bob, 'list_my_repos', { page: 1, limit: 10 })).map((repo) => repo.full_name), ['bob/website']);
+  const refused = await bob.callTool({ name: 'list_repo_issues', arguments: { owner: 'alice', repo: 'website' } });
+  assert.equal(refused.isError, true);
+  assert.match(firstText(refused), /^get issues list err: 404 /);
+  const filed = await bob.callTool({ name: 'create_issue', arguments: { owner: 'alice', repo: 'website', title: 'from bob' } });
+  assert.equal(filed.isError, true);
+  assert.equal((await forgeCall<ListedIssue[]>(alice, 'list_repo_issues', { owner: 'alice', repo: 'website' })).length, 3);
+});
+
+void test('the forge tools meet Forgejo\'s granular scopes: a read-only token lists issues and cannot file one', async (t) => {
+  const forge = await startForge(t);
+  const token = forge.issueTokens('alice', { scope: 'read:user read:issue' }).access_token;
+  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: token }, AS_IN_THE_DEMO);
+  t.after(() => client.close());
+  assert.equal((await forgeCall<ListedIssue[]>(client, 'list_repo_issues', { owner: 'alice', repo: 'website' })).length, 2);
+  const refused = await client.callTool({ name: 'create_issue', arguments: { owner: 'alice', repo: 'website', title: 'not allowed' } });
+  assert.equal(refused.isError, true);
+  assert.match(firstText(refused), /403 .*write:issue/);
+  const pulls = await client.callTool({ name: 'list_repo_pull_requests', arguments: { owner: 'alice', repo: 'website' } });
+  assert.match(firstText(pulls), /403 .*read:repository/);
 });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as oauth from 'oauth4webapi';
+import { renderPage } from '../../src/oauth/pages.js';
 import { startForgejoStandin, type ForgejoStandin, type ForgejoStandinOptions } from '../../src/standin/forgejo.js';
 
 const BROKER_REDIRECT = 'https://broker.example.test/oauth/callback';
@@ -143,6 +144,9 @@ void test('login form: wrong password stays on the form, right password redirect
   const html = await page.text();
   assert.match(html, /name="user_name"/);
   assert.match(html, /name="password"/);
+  // Drawn in the broker's look: the consent page's shell and style.
+  assert.ok(html.startsWith(renderPage('Sign in to Forgejo', '').split('<h1>')[0] ?? ''), 'the broker page shell');
+  assert.match(html, /<h1>Sign in to Forgejo<\/h1>/);
 
   const form = new URLSearchParams(authorizeUrl(forgejo, request).searchParams);
   form.set('user_name', 'alice');

@@ -13,7 +13,7 @@ import { TestForge } from './forge.js';
 const forge = await TestForge.start();
 const config = loadConfig({
   BROKER_LISTEN: '127.0.0.1:0',
-  BROKER_CHILD_COMMAND: `'${process.execPath}' '${STANDIN_CHILD}' --transport stdio`,
+  BROKER_CHILD_COMMAND: `'${process.execPath}' '${STANDIN_CHILD}' --transport stdio --test-tools`,
   BROKER_SHUTDOWN_GRACE: '10s',
   BROKER_LOG_LEVEL: 'warn',
 });

@@ -114,7 +114,7 @@ export class TestBroker {
     const spawn =
       options.spawn ??
       processSpawner({
-        command: options.childCommand ?? [process.execPath, STANDIN_CHILD, '--transport', 'stdio'],
+        command: options.childCommand ?? [process.execPath, STANDIN_CHILD, '--transport', 'stdio', '--test-tools'],
         forgejoUrl: forge.url,
         envAllow: [],
         parentEnv: process.env,

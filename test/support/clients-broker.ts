@@ -40,7 +40,7 @@ export async function startClientsDemo(logLevel: LogLevel = 'warn'): Promise<Cli
   const port = await freePort();
   const config = loadConfig({
     BROKER_LISTEN: `127.0.0.1:${port}`,
-    BROKER_CHILD_COMMAND: standinChildCommand(),
+    BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }),
     BROKER_LOG_LEVEL: logLevel,
     BROKER_SHUTDOWN_GRACE: '5s',
   });
@@ -75,7 +75,7 @@ export async function startProductionBroker(options: ProductionBrokerOptions): P
   const harness = await startSignedInTestBroker({
     name: 'clients',
     users: options.users,
-    childCommand: standinChildCommand(),
+    childCommand: standinChildCommand({ testTools: true }),
     accessTokenLifetimeSeconds: options.accessTokenLifetimeSeconds,
     env: {
       BROKER_ENCRYPTION_KEY: encryptionKey.toString('hex'),

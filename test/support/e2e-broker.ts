@@ -65,7 +65,7 @@ export class E2EBroker {
     const harness = await startSignedInTestBroker({
       name: 'e2e',
       users: E2E_USERS,
-      childCommand: standinChildCommand(),
+      childCommand: standinChildCommand({ testTools: true }),
       forgejoFront: (forgejo) => ForgejoFront.start(forgejo),
       onBrokerStarted: (broker) => recorder.record(broker),
       env: {
