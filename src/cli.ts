@@ -4,10 +4,11 @@
  * configuration, then runs the broker (`serve`, when FORGEJO_URL is set) or
  * the self-contained `demo`.
  */
-import { startSignedInBroker, stopOnSignals } from './app.js';
+import { createBroker, stopOnSignals } from './app.js';
 import { ConfigError, loadConfig, mergeFlags } from './config/config.js';
 import { standinChildCommand, startDemo } from './demo.js';
 import { errorMessage } from './errors/errors.js';
+import { MCP_PATH } from './http/route.js';
 import { createLogger } from './log/logger.js';
 
 const USAGE = `Usage: forgejo-mcp-broker [serve|demo] [--name value ...]
@@ -32,7 +33,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const config = loadConfig(demoEnv);
   const log = createLogger(config.logLevel);
   if (command === 'serve') {
-    const broker = await startSignedInBroker(config, log);
+    const broker = await createBroker({ config, log });
     stopOnSignals(() => broker.stop(), log);
     return;
   }
@@ -42,7 +43,7 @@ async function main(argv: readonly string[]): Promise<void> {
     [
       '',
       'forgejo-mcp-broker demo is running.',
-      `  MCP server URL for your client: ${new URL('/mcp', config.publicUrl).href}`,
+      `  MCP server URL for your client: ${new URL(MCP_PATH, config.publicUrl).href}`,
       `  Forgejo stand-in:                ${demo.forgejo.url} (sign in as demo / demo, or alice / alice)`,
       '  Stop with Ctrl-C.',
       '',

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { eventually } from '../support/broker.js';
-import { freePort } from '../support/signed-in-broker.js';
+import { portForProcess } from '../support/processes.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 
@@ -39,7 +39,7 @@ test('a bad setting stops the start with exit 2 and a message naming the variabl
 });
 
 test('the demo serves health, readiness, the OAuth metadata and a 401 challenge on /mcp; SIGTERM exits 0', async () => {
-  const port = await freePort();
+  const port = await portForProcess();
   const base = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [CLI], { env: { PATH: process.env.PATH ?? '', BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
