@@ -8,17 +8,22 @@ import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
 import { ConfigError, requireForgejo, type Config } from './config/config.js';
 import { MAX_CHILD_MESSAGE_BYTES, RETRY_AFTER_SECONDS, STREAM_KEEP_ALIVE_MS, rateLimitFor } from './config/defaults.js';
 import { errorMessage } from './errors/errors.js';
+import { ForgejoProbe } from './forgejo/probe.js';
+import { landingPage } from './http/landing.js';
+import { listenFailure } from './http/listen.js';
 import { McpEndpoint } from './http/mcp-endpoint.js';
 import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
 import { LegacyFront } from './legacy/front.js';
 import type { Logger } from './log/logger.js';
+import { startMetricsListener } from './metrics/listener.js';
 import { BrokerMetrics } from './metrics/metrics.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
 import type { SpawnFunc } from './pool/child.js';
 import { ChannelPool } from './pool/pool.js';
 import { processSpawner } from './supervisor/child.js';
+import { requireChildProgram } from './supervisor/executable.js';
 import { BROKER_INFO } from './version.js';
 
 /** What authentication brings to the broker: sign-in through Forgejo in production, fakes in tests. */
@@ -26,9 +31,12 @@ export interface AuthParts {
   readonly authenticator: Authenticator;
   readonly credentials: ForgejoCredentials;
   readonly routes: readonly RouteHandler[];
-  readonly ready?: () => Promise<boolean>;
+  /** Why the parts are not ready (the store cannot write, Forgejo does not answer), or undefined. */
+  readonly notReadyBecause?: () => Promise<string | undefined>;
   /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted. */
   readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics) => void;
+  /** Called once the broker listens (the Forgejo probe's first look). */
+  readonly listening?: () => Promise<void>;
   /** Called after every session has ended, to close what the parts hold (the store). */
   readonly close?: () => Promise<void>;
 }
@@ -55,6 +63,8 @@ export interface RunningBroker {
   readonly endpoint: McpEndpoint;
   readonly server: BrokerServer;
   readonly metrics: BrokerMetrics;
+  /** Where /metrics is served when BROKER_METRICS_LISTEN is set. */
+  readonly metricsUrl: string | undefined;
   /** The middle step of `stop`: every session and channel ends, new ones are refused; HTTP still answers. */
   stopSessions(): Promise<void>;
   /** Graceful stop: no new requests, in-flight ones finish (bounded), every child stops, connections close, the parts close. */
@@ -130,7 +140,8 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     bodyTimeoutMs: config.bodyTimeoutMs,
     log,
     metrics,
-    ...(auth.ready === undefined ? {} : { ready: auth.ready }),
+    serveMetrics: config.metricsListen === undefined,
+    ...(auth.notReadyBecause === undefined ? {} : { notReadyBecause: auth.notReadyBecause }),
   });
   metrics.watch({
     get active() {
@@ -144,11 +155,25 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     },
   });
   auth.connect?.(pool, metrics);
-  const address = parts.listener === undefined ? await server.listen(config.listen.host, config.listen.port) : server.serveFrom(parts.listener);
+  const address =
+    parts.listener === undefined
+      ? await server.listen(config.listen.host, config.listen.port).catch((error: unknown) => {
+          throw listenFailure('BROKER_LISTEN', config.listen, error);
+        })
+      : server.serveFrom(parts.listener);
+  const metricsListener =
+    config.metricsListen === undefined
+      ? undefined
+      : await startMetricsListener(metrics, config.metricsListen).catch(async (error: unknown) => {
+          server.startDraining();
+          await server.closeConnections();
+          throw error;
+        });
   pool.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
+  await auth.listening?.();
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   const url = `http://${host}:${address.port}`;
-  log.info({ event: 'listening', url, publicUrl: config.publicUrl.href }, 'broker listening');
+  log.info({ event: 'listening', url, publicUrl: config.publicUrl.href, metricsUrl: metricsListener?.url }, 'broker listening');
   const stopSessions = async (): Promise<void> => {
     await Promise.all([legacy.stop(), modern.stop(), pool.stop()]);
   };
@@ -160,9 +185,10 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     while (pool.inflight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
     await stopSessions();
     await server.closeConnections();
+    await metricsListener?.close();
     await auth.close?.();
   };
-  return { url, pool, legacy, modern, endpoint, server, metrics, stopSessions, stop: () => (stopping ??= stop()) };
+  return { url, pool, legacy, modern, endpoint, server, metrics, metricsUrl: metricsListener?.url, stopSessions, stop: () => (stopping ??= stop()) };
 }
 
 /**
@@ -172,6 +198,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
  */
 async function openSignedInAuth(config: Config, log: Logger, clock: () => number): Promise<AuthParts> {
   const forgejo = requireForgejo(config);
+  await requireChildProgram(config.childCommand, process.env.PATH);
   const { signIn } = config;
   const auth = await openBrokerAuth({
     publicUrl: config.publicUrl,
@@ -194,17 +221,22 @@ async function openSignedInAuth(config: Config, log: Logger, clock: () => number
     trustedProxies: signIn.trustedProxies,
     now: clock,
   });
+  const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
   return {
     authenticator: auth.authenticator,
     credentials: auth.credentials,
-    routes: [auth.routes],
-    ready: () => auth.ready(),
+    routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
+    notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
+    listening: () => forgejoProbe.start(),
     connect: (pool, metrics) => {
       auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
       auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
       auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));
     },
-    close: () => auth.close(),
+    close: async () => {
+      forgejoProbe.close();
+      await auth.close();
+    },
   };
 }
 

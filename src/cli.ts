@@ -1,37 +1,33 @@
 #!/usr/bin/env node
 /**
  * forgejo-mcp-broker: the one entry point. Parses and validates the
- * configuration, then runs the broker (`serve`, when FORGEJO_URL is set) or
- * the self-contained `demo`.
+ * command line and the configuration, then runs the broker (`serve`, when
+ * FORGEJO_URL is set) or the self-contained `demo`.
  */
 import { createBroker, stopOnSignals } from './app.js';
-import { ConfigError, loadConfig, mergeFlags } from './config/config.js';
+import { parseCommandLine, usage } from './config/command-line.js';
+import { ConfigError, loadConfig } from './config/config.js';
 import { standinChildCommand, startDemo } from './demo.js';
 import { errorMessage } from './errors/errors.js';
 import { MCP_PATH } from './http/route.js';
 import { createLogger } from './log/logger.js';
-
-const USAGE = `Usage: forgejo-mcp-broker [serve|demo] [--name value ...]
-
-  serve   Run the broker in front of the Forgejo at FORGEJO_URL (the default when it is set).
-  demo    Run the broker with an embedded Forgejo stand-in and stand-in forgejo-mcp
-          (the default when FORGEJO_URL is not set).
-
-Every setting is an environment variable; a flag --some-name overrides
-BROKER_SOME_NAME (or FORGEJO_*). See the README for the full table.
-`;
+import { BROKER_INFO } from './version.js';
 
 async function main(argv: readonly string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(USAGE);
+  const commandLine = parseCommandLine(argv, process.env);
+  if (commandLine.action === 'help') {
+    process.stdout.write(usage());
     return;
   }
-  const { env, positional } = mergeFlags(argv, process.env);
-  const command = positional[0] ?? (env.FORGEJO_URL === undefined || env.FORGEJO_URL.trim() === '' ? 'demo' : 'serve');
-  if (command !== 'serve' && command !== 'demo') throw new ConfigError('command', `unknown command "${command}"\n\n${USAGE}`);
+  if (commandLine.action === 'version') {
+    process.stdout.write(`${BROKER_INFO.name} ${BROKER_INFO.version}\n`);
+    return;
+  }
+  const { command, env } = commandLine;
   const demoEnv = command === 'demo' && env.BROKER_CHILD_COMMAND === undefined ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand() } : env;
   const config = loadConfig(demoEnv);
   const log = createLogger(config.logLevel);
+  for (const warning of config.warnings) log.warn({ event: 'config_warning', variable: warning.variable }, `${warning.variable} ${warning.message}`);
   if (command === 'serve') {
     const broker = await createBroker({ config, log });
     stopOnSignals(() => broker.stop(), log);
@@ -44,6 +40,7 @@ async function main(argv: readonly string[]): Promise<void> {
       '',
       'forgejo-mcp-broker demo is running.',
       `  MCP server URL for your client: ${new URL(MCP_PATH, config.publicUrl).href}`,
+      `  Client setup:                    ${config.publicUrl.href}`,
       `  Forgejo stand-in:                ${demo.forgejo.url} (sign in as demo / demo, or alice / alice)`,
       '  Stop with Ctrl-C.',
       '',

@@ -2,7 +2,9 @@ import path from 'node:path';
 import { parse as parseShellWords } from 'shell-quote';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { parseAddressRange, type AddressRange } from '../oauth/client-address.js';
+import { parseEncryptionKey } from '../store/encryption-key.js';
 import { parseDuration } from './duration.js';
+import { optionOf, type Variable } from './options.js';
 
 /** The broker's whole configuration, parsed and validated once at start. */
 export interface Config {
@@ -10,7 +12,9 @@ export interface Config {
   readonly forgejoUrl: URL | undefined;
   /** Public base URL of the broker (no trailing slash); the OAuth issuer and `/mcp` resource derive from it. */
   readonly publicUrl: URL;
-  readonly listen: { readonly host: string; readonly port: number };
+  readonly listen: ListenAddress;
+  /** BROKER_METRICS_LISTEN: `/metrics` on a listener of its own, and then not on the public one. */
+  readonly metricsListen: ListenAddress | undefined;
   readonly dataDir: string;
   /** PostgreSQL store shared by replicas (`postgres://…`); undefined: SQLite in `dataDir`. */
   readonly databaseUrl: string | undefined;
@@ -40,6 +44,18 @@ export interface Config {
   readonly bodyTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly signIn: SignInConfig;
+  /** Settings that work but are probably not what the operator meant; logged at start. */
+  readonly warnings: readonly ConfigWarning[];
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ConfigWarning {
+  readonly variable: Variable;
+  readonly message: string;
 }
 
 /** The OAuth side: the broker's application at Forgejo and its own token policy. */
@@ -48,8 +64,8 @@ export interface SignInConfig {
   readonly forgejoClientSecret: string | undefined;
   /** Asked of Forgejo on every login, always the same (Forgejo refuses a grant with another scope). */
   readonly forgejoScopes: string;
-  /** 32 bytes, hex or base64; absent: generated into `<dataDir>/encryption.key`. */
-  readonly encryptionKey: string | undefined;
+  /** BROKER_ENCRYPTION_KEY (32 bytes, given as hex or base64); absent: generated into `<dataDir>/encryption.key`. */
+  readonly encryptionKey: Buffer | undefined;
   readonly accessTokenTtlMs: number;
   readonly refreshTokenTtlMs: number;
   /**
@@ -83,85 +99,60 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-/**
- * Turns `--public-url https://x` and `--public-url=https://x` into
- * `BROKER_PUBLIC_URL`; `--forgejo-url` into `FORGEJO_URL`. Flags win over
- * the environment. Returns the merged variables and the positional arguments.
- */
-export function mergeFlags(argv: readonly string[], env: Env): { env: Env; positional: string[] } {
-  const merged: Record<string, string | undefined> = { ...env };
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (!arg.startsWith('--')) {
-      positional.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq === -1 ? undefined : eq);
-    let value: string | undefined;
-    if (eq !== -1) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      i++;
-    }
-    if (value === undefined) throw new ConfigError(`--${name}`, 'needs a value');
-    const upper = name.toUpperCase().replaceAll('-', '_');
-    merged[upper.startsWith('FORGEJO_') ? upper : `BROKER_${upper}`] = value;
-  }
-  return { env: merged, positional };
-}
+export type Env = Readonly<Record<string, string | undefined>>;
 
 export function loadConfig(env: Env): Config {
-  const listen = parseListen(read(env, 'BROKER_LISTEN') ?? '127.0.0.1:8080');
-  const defaultPublic = `http://${listen.host.includes(':') ? `[${listen.host}]` : listen.host}:${listen.port}`;
+  const listen = parseListen('BROKER_LISTEN', setting(env, 'BROKER_LISTEN') as string);
+  const configuredPublicUrl = read(env, 'BROKER_PUBLIC_URL');
+  const publicUrl = originUrl('BROKER_PUBLIC_URL', configuredPublicUrl ?? `http://${hostForUrl(listen.host)}:${listen.port}`);
   const forgejo = read(env, 'FORGEJO_URL');
+  const metricsListen = read(env, 'BROKER_METRICS_LISTEN');
   return {
     forgejoUrl: forgejo === undefined ? undefined : httpUrl('FORGEJO_URL', forgejo),
-    publicUrl: originUrl('BROKER_PUBLIC_URL', read(env, 'BROKER_PUBLIC_URL') ?? defaultPublic),
+    publicUrl,
     listen,
-    dataDir: path.resolve(read(env, 'BROKER_DATA_DIR') ?? './data'),
+    metricsListen: metricsListen === undefined ? undefined : parseListen('BROKER_METRICS_LISTEN', metricsListen),
+    dataDir: path.resolve(setting(env, 'BROKER_DATA_DIR') as string),
     databaseUrl: databaseUrl(env),
     allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
-    childCommand: splitCommand(read(env, 'BROKER_CHILD_COMMAND') ?? 'forgejo-mcp --transport stdio'),
+    childCommand: splitCommand(setting(env, 'BROKER_CHILD_COMMAND') as string),
     childEnvAllow: list(env, 'BROKER_CHILD_ENV_ALLOW'),
-    maxSessions: count(env, 'BROKER_MAX_SESSIONS', 500),
-    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER', 16),
-    idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT', '15m'),
-    initTimeoutMs: duration(env, 'BROKER_INIT_TIMEOUT', '30s'),
-    reapIntervalMs: duration(env, 'BROKER_REAP_INTERVAL', '30s'),
-    rotateIntervalMs: duration(env, 'BROKER_ROTATE_INTERVAL', '1m'),
-    refreshLeadMs: duration(env, 'BROKER_REFRESH_LEAD', '5m'),
-    requestTimeoutMs: duration(env, 'BROKER_REQUEST_TIMEOUT', '5m'),
-    shutdownGraceMs: duration(env, 'BROKER_SHUTDOWN_GRACE', '10s'),
-    drainGraceMs: duration(env, 'BROKER_DRAIN_GRACE', '30s'),
-    childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE', '3s'),
-    maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 4 * 1024 * 1024, 1),
+    maxSessions: count(env, 'BROKER_MAX_SESSIONS'),
+    maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER'),
+    idleTimeoutMs: duration(env, 'BROKER_IDLE_TIMEOUT'),
+    initTimeoutMs: duration(env, 'BROKER_INIT_TIMEOUT'),
+    reapIntervalMs: duration(env, 'BROKER_REAP_INTERVAL'),
+    rotateIntervalMs: duration(env, 'BROKER_ROTATE_INTERVAL'),
+    refreshLeadMs: duration(env, 'BROKER_REFRESH_LEAD'),
+    requestTimeoutMs: duration(env, 'BROKER_REQUEST_TIMEOUT'),
+    shutdownGraceMs: duration(env, 'BROKER_SHUTDOWN_GRACE'),
+    drainGraceMs: duration(env, 'BROKER_DRAIN_GRACE'),
+    childStopGraceMs: duration(env, 'BROKER_CHILD_STOP_GRACE'),
+    maxBodyBytes: count(env, 'BROKER_MAX_BODY_BYTES', 1),
     ...requestTimeouts(env),
-    logLevel: logLevel(read(env, 'BROKER_LOG_LEVEL') ?? 'info'),
+    logLevel: logLevel(setting(env, 'BROKER_LOG_LEVEL') as string),
     signIn: signInConfig(env),
+    warnings: exposureWarnings(listen, publicUrl, configuredPublicUrl !== undefined),
   };
 }
 
 function signInConfig(env: Env): SignInConfig {
-  const refreshTokenTtlMs = duration(env, 'BROKER_REFRESH_TOKEN_TTL', '720h');
+  const refreshTokenTtlMs = duration(env, 'BROKER_REFRESH_TOKEN_TTL');
   return {
     forgejoClientId: read(env, 'FORGEJO_CLIENT_ID'),
     forgejoClientSecret: read(env, 'FORGEJO_CLIENT_SECRET'),
     forgejoScopes: env.FORGEJO_SCOPES?.trim() ?? '',
-    encryptionKey: read(env, 'BROKER_ENCRYPTION_KEY'),
-    accessTokenTtlMs: duration(env, 'BROKER_ACCESS_TOKEN_TTL', '1h'),
+    encryptionKey: encryptionKey(env),
+    accessTokenTtlMs: duration(env, 'BROKER_ACCESS_TOKEN_TTL'),
     refreshTokenTtlMs,
     // Unset: as long as a refresh token lives, so an unused successor is always handed to a sibling.
-    refreshGraceMs: read(env, 'BROKER_REFRESH_GRACE') === undefined ? refreshTokenTtlMs : duration(env, 'BROKER_REFRESH_GRACE', '0', true),
-    unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL', '24h'),
+    refreshGraceMs: read(env, 'BROKER_REFRESH_GRACE') === undefined ? refreshTokenTtlMs : duration(env, 'BROKER_REFRESH_GRACE', true),
+    unusedClientTtlMs: duration(env, 'BROKER_UNUSED_CLIENT_TTL'),
     cimdAllowPrivate: flag(env, 'BROKER_CIMD_ALLOW_PRIVATE'),
-    metadataDocuments: onOff(env, 'BROKER_CIMD', true),
-    maxUnusedClients: count(env, 'BROKER_MAX_UNUSED_CLIENTS', 10_000),
-    rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 60, 1),
-    forgejoRefreshTimeoutMs: duration(env, 'BROKER_FORGEJO_REFRESH_TIMEOUT', '30s'),
+    metadataDocuments: onOff(env, 'BROKER_CIMD'),
+    maxUnusedClients: count(env, 'BROKER_MAX_UNUSED_CLIENTS'),
+    rateLimitPerMinute: count(env, 'BROKER_RATE_LIMIT', 1),
+    forgejoRefreshTimeoutMs: duration(env, 'BROKER_FORGEJO_REFRESH_TIMEOUT'),
     trustedProxies: list(env, 'BROKER_TRUSTED_PROXIES').map((entry) => addressRange('BROKER_TRUSTED_PROXIES', entry)),
   };
 }
@@ -197,51 +188,99 @@ function databaseUrl(env: Env): string | undefined {
   return text;
 }
 
+function encryptionKey(env: Env): Buffer | undefined {
+  const text = read(env, 'BROKER_ENCRYPTION_KEY');
+  if (text === undefined) return undefined;
+  const key = parseEncryptionKey(text);
+  if (key === undefined) throw new ConfigError('BROKER_ENCRYPTION_KEY', 'must be 32 bytes, as 64 hex digits or base64 (make one with: openssl rand -hex 32)');
+  return key;
+}
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
+
+/**
+ * A wildcard listen address without a public URL makes the issuer
+ * `http://0.0.0.0:…`, which no client can reach; plain http beyond loopback
+ * carries sign-ins and tokens in the clear.
+ */
+function exposureWarnings(listen: ListenAddress, publicUrl: URL, publicUrlConfigured: boolean): ConfigWarning[] {
+  if (WILDCARD_HOSTS.has(listen.host) && !publicUrlConfigured) {
+    return [
+      {
+        variable: 'BROKER_PUBLIC_URL',
+        message: `is not set while BROKER_LISTEN is the wildcard address ${listen.host}: the OAuth issuer and MCP URL become ${publicUrl.origin}, which clients cannot reach; set BROKER_PUBLIC_URL to the URL clients use`,
+      },
+    ];
+  }
+  if (publicUrl.protocol === 'http:' && !isLoopbackHost(publicUrl.hostname)) {
+    return [
+      {
+        variable: 'BROKER_PUBLIC_URL',
+        message: `${publicUrl.origin} is plain http on a host other than loopback: sign-ins and tokens cross the network unencrypted; serve the broker over https (behind a TLS reverse proxy)`,
+      },
+    ];
+  }
+  return [];
+}
+
+/** localhost, *.localhost, 127.0.0.0/8 and ::1 (as URL.hostname spells them). */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === '[::1]';
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
 /** Node refuses a headers timeout longer than the whole request's: so does the broker, naming the variable. */
 function requestTimeouts(env: Env): { headersTimeoutMs: number; bodyTimeoutMs: number } {
-  const headersTimeoutMs = duration(env, 'BROKER_HEADERS_TIMEOUT', '10s');
-  const bodyTimeoutMs = duration(env, 'BROKER_BODY_TIMEOUT', '60s');
+  const headersTimeoutMs = duration(env, 'BROKER_HEADERS_TIMEOUT');
+  const bodyTimeoutMs = duration(env, 'BROKER_BODY_TIMEOUT');
   if (headersTimeoutMs > bodyTimeoutMs) {
     throw new ConfigError('BROKER_HEADERS_TIMEOUT', `must not be longer than BROKER_BODY_TIMEOUT (${bodyTimeoutMs} ms), which bounds the whole request`);
   }
   return { headersTimeoutMs, bodyTimeoutMs };
 }
 
-function addressRange(name: string, text: string): AddressRange {
+function addressRange(name: Variable, text: string): AddressRange {
   const range = parseAddressRange(text);
   if (range === undefined) throw new ConfigError(name, `"${text}" is not an IP address or CIDR network (for example 10.0.0.0/8 or fd00::/8)`);
   return range;
 }
 
-function flag(env: Env, name: string): boolean {
-  const text = read(env, name)?.toLowerCase();
+function flag(env: Env, name: Variable): boolean {
+  const text = setting(env, name)?.toLowerCase();
   if (text === undefined || text === 'false' || text === '0' || text === 'no') return false;
   if (text === 'true' || text === '1' || text === 'yes') return true;
   throw new ConfigError(name, `"${text}" is not true or false`);
 }
 
-function onOff(env: Env, name: string, fallback: boolean): boolean {
-  const text = read(env, name)?.toLowerCase();
-  if (text === undefined) return fallback;
+function onOff(env: Env, name: Variable): boolean {
+  const text = setting(env, name)?.toLowerCase();
   if (text === 'on') return true;
   if (text === 'off') return false;
   return flag(env, name);
 }
 
-function read(env: Env, name: string): string | undefined {
+function read(env: Env, name: Variable): string | undefined {
   const value = env[name];
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
-function list(env: Env, name: string): string[] {
+/** The configured value, else the table's default. */
+function setting(env: Env, name: Variable): string | undefined {
+  return read(env, name) ?? optionOf(name).default;
+}
+
+function list(env: Env, name: Variable): string[] {
   return (read(env, name) ?? '')
     .split(',')
     .map((item) => item.trim())
     .filter((item) => item !== '');
 }
 
-function duration(env: Env, name: string, fallback: string, zeroAllowed = false): number {
-  const text = read(env, name) ?? fallback;
+function duration(env: Env, name: Variable, zeroAllowed = false): number {
+  const text = setting(env, name) ?? '';
   if (zeroAllowed && text === '0') return 0;
   const ms = parseDuration(text);
   if (ms === undefined || (ms <= 0 && !(zeroAllowed && ms === 0))) {
@@ -250,9 +289,8 @@ function duration(env: Env, name: string, fallback: string, zeroAllowed = false)
   return ms;
 }
 
-function count(env: Env, name: string, fallback: number, min = 0): number {
-  const text = read(env, name);
-  if (text === undefined) return fallback;
+function count(env: Env, name: Variable, min = 0): number {
+  const text = setting(env, name) ?? '';
   if (!/^\d+$/.test(text) || Number(text) < min || !Number.isSafeInteger(Number(text))) {
     throw new ConfigError(name, `"${text}" is not a whole number${min > 0 ? ` of at least ${min}` : ''}`);
   }
@@ -289,11 +327,11 @@ function originUrl(name: string, text: string): URL {
   return url;
 }
 
-function parseListen(text: string): { host: string; port: number } {
+function parseListen(name: Variable, text: string): ListenAddress {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const port = Number(match?.[3]);
   if (match === null || port > 65535) {
-    throw new ConfigError('BROKER_LISTEN', `"${text}" is not host:port (for example 127.0.0.1:8080)`);
+    throw new ConfigError(name, `"${text}" is not host:port (for example 127.0.0.1:8080)`);
   }
   return { host: (match[1] ?? match[2]) as string, port };
 }

@@ -23,10 +23,12 @@ export interface BrokerServerOptions {
   /** BROKER_BODY_TIMEOUT: the whole request, body included, must arrive within this; responses are not bounded. */
   readonly bodyTimeoutMs: number;
   readonly log: Logger;
-  /** Prometheus metrics, served at /metrics. */
+  /** Prometheus metrics, counted here. */
   readonly metrics: BrokerMetrics;
-  /** Extra readiness checks (the store answers, …). */
-  readonly ready?: () => Promise<boolean>;
+  /** Whether /metrics is served here too; false when BROKER_METRICS_LISTEN gives it a listener of its own. */
+  readonly serveMetrics: boolean;
+  /** Extra readiness checks (the store writes, Forgejo answers, …): why not ready, or undefined. */
+  readonly notReadyBecause?: () => Promise<string | undefined>;
 }
 
 export interface ListenAddress {
@@ -116,7 +118,7 @@ export class BrokerServer {
       if (this.#draining) res.setHeader('connection', 'close');
       const { metrics } = this.#options;
       res.once('finish', () => metrics.httpResponse(routeGroup(url.pathname), res.statusCode));
-      if (url.pathname === '/metrics') {
+      if (url.pathname === '/metrics' && this.#options.serveMetrics) {
         const { contentType, body } = await metrics.render();
         res.writeHead(200, { 'content-type': contentType }).end(body);
         return;
@@ -126,8 +128,8 @@ export class BrokerServer {
         return;
       }
       if (url.pathname === '/readyz') {
-        const ready = !this.#draining && (await (this.#options.ready?.() ?? Promise.resolve(true)));
-        sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+        const reason = this.#draining ? 'shutting down' : await this.#options.notReadyBecause?.();
+        sendJson(res, reason === undefined ? 200 : 503, reason === undefined ? { status: 'ready' } : { status: 'not ready', reason });
         return;
       }
       if (url.pathname === MCP_PATH) {

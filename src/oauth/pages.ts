@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 
 /**
- * The broker's two server-rendered pages: consent and error. No script;
+ * The broker's server-rendered pages: consent, connections, errors and the
+ * landing page share this shell. No script;
  * every value is escaped; the page may not be framed.
  */
 const STYLE = `
@@ -15,6 +16,10 @@ dt{color:#56606b}dd{margin:0;word-break:break-all}
 .actions{display:flex;gap:1rem;margin-top:1.5rem}
 button{font:inherit;padding:.55rem 1.4rem;border-radius:6px;border:1px solid #56606b;background:#fff;cursor:pointer}
 button[value=approve]{background:#1f6f43;border-color:#1f6f43;color:#fff}
+h2{font-size:1.05rem;margin:1.6rem 0 .4rem}
+pre{background:#f6f7f9;border:1px solid #d8dde3;border-radius:6px;padding:.6rem .8rem;margin:.4rem 0;white-space:pre-wrap;overflow-wrap:anywhere;font:14px/1.45 ui-monospace,Menlo,Consolas,monospace}
+code{font-family:ui-monospace,Menlo,Consolas,monospace}
+a{color:#1f5f9f}
 `;
 
 const STYLE_HASH = createHash('sha256').update(STYLE).digest('base64');

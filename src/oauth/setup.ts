@@ -22,8 +22,8 @@ export interface BrokerAuthOptions extends Omit<OAuthServerOptions, 'store' | 'f
   readonly dataDir: string;
   /** BROKER_DATABASE_URL: the PostgreSQL store shared by replicas; absent: SQLite in `dataDir`. */
   readonly databaseUrl?: string;
-  /** BROKER_ENCRYPTION_KEY as configured (hex or base64); absent: `<dataDir>/encryption.key`. */
-  readonly encryptionKey?: string;
+  /** BROKER_ENCRYPTION_KEY, parsed; absent: `<dataDir>/encryption.key`. */
+  readonly encryptionKey?: Buffer;
   /** Per request to Forgejo. Default 10 s. */
   readonly forgejoTimeoutMs?: number;
   /** BROKER_FORGEJO_REFRESH_TIMEOUT: per refresh at Forgejo. Default 30 s. */

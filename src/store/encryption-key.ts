@@ -22,19 +22,13 @@ export function parseEncryptionKey(text: string): Buffer | undefined {
 }
 
 /**
- * The key that seals Forgejo credentials: the configured one when given,
- * otherwise `<dataDir>/encryption.key`, created on first start with mode 0600
- * (an existing one readable by others is narrowed to 0600).
- * Losing that file loses every stored credential (users sign in again).
+ * The key that seals Forgejo credentials: the configured one (BROKER_ENCRYPTION_KEY,
+ * parsed with the configuration) when given, otherwise `<dataDir>/encryption.key`,
+ * created on first start with mode 0600 (an existing one readable by others is
+ * narrowed to 0600). Losing that file loses every stored credential (users sign in again).
  */
-export async function loadEncryptionKey(dataDir: string, configured: string | undefined, logger: Logger): Promise<Buffer> {
-  if (configured !== undefined && configured.trim() !== '') {
-    const key = parseEncryptionKey(configured);
-    if (key === undefined) {
-      throw new BrokerError('bad_request', 'BROKER_ENCRYPTION_KEY must be 32 bytes, as 64 hex digits or base64');
-    }
-    return key;
-  }
+export async function loadEncryptionKey(dataDir: string, configured: Buffer | undefined, logger: Logger): Promise<Buffer> {
+  if (configured !== undefined) return configured;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const path = join(dataDir, ENCRYPTION_KEY_FILE);
   // Read first: a start with the key in place must not need a byte of free disk.

@@ -1,7 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, loadConfig, mergeFlags } from '../../src/config/config.js';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseCommandLine } from '../../src/config/command-line.js';
+import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { parseDuration } from '../../src/config/duration.js';
+import { OPTIONS, shownDefault } from '../../src/config/options.js';
 import { LineSplitter } from '../../src/supervisor/lines.js';
 
 test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s intervals, limits on', () => {
@@ -86,15 +91,18 @@ test('limits: 0 still means unlimited; trusted proxies are addresses and CIDR ne
 });
 
 test('flags override the environment', () => {
-  const { env, positional } = mergeFlags(['demo', '--listen', '127.0.0.1:9000', '--public-url=https://mcp.example', '--forgejo-url', 'https://forge.example'], {
+  const commandLine = parseCommandLine(['demo', '--listen', '127.0.0.1:9000', '--public-url=https://mcp.example', '--forgejo-url', 'https://forge.example', '--cimd-allow-private'], {
     BROKER_LISTEN: '0.0.0.0:1',
   });
-  assert.deepEqual(positional, ['demo']);
-  const config = loadConfig(env);
+  assert.equal(commandLine.action, 'run');
+  if (commandLine.action !== 'run') return;
+  assert.equal(commandLine.command, 'demo');
+  const config = loadConfig(commandLine.env);
   assert.deepEqual(config.listen, { host: '127.0.0.1', port: 9000 });
   assert.equal(config.publicUrl.href, 'https://mcp.example/');
   assert.equal(config.forgejoUrl?.href, 'https://forge.example/');
-  assert.throws(() => mergeFlags(['--listen'], {}), /--listen/);
+  assert.equal(config.signIn.cimdAllowPrivate, true);
+  assert.throws(() => parseCommandLine(['--listen'], {}), /--listen: needs a value/);
 });
 
 test('the line splitter joins a line split over many chunks and refuses an oversized one', () => {
@@ -131,4 +139,43 @@ test('client policy: CIMD on unless off, unused-client cap, sibling-refresh wind
   assert.equal(loadConfig({ BROKER_MAX_UNUSED_CLIENTS: '0' }).signIn.maxUnusedClients, 0);
   assert.throws(() => loadConfig({ BROKER_CIMD: 'sometimes' }), /BROKER_CIMD/);
   assert.throws(() => loadConfig({ BROKER_REFRESH_GRACE: 'soon' }), /BROKER_REFRESH_GRACE/);
+});
+
+test('a bad encryption key is a configuration error at load; a good one is parsed once, hex or base64', () => {
+  const key = randomBytes(32);
+  assert.deepEqual(loadConfig({ BROKER_ENCRYPTION_KEY: key.toString('hex') }).signIn.encryptionKey, key);
+  assert.deepEqual(loadConfig({ BROKER_ENCRYPTION_KEY: key.toString('base64') }).signIn.encryptionKey, key);
+  assert.equal(loadConfig({}).signIn.encryptionKey, undefined);
+  for (const bad of ['not-a-key', randomBytes(16).toString('hex')]) {
+    assert.throws(() => loadConfig({ BROKER_ENCRYPTION_KEY: bad }), (error: unknown) => error instanceof ConfigError && error.variable === 'BROKER_ENCRYPTION_KEY');
+  }
+});
+
+test('BROKER_METRICS_LISTEN is host:port, unset by default', () => {
+  assert.equal(loadConfig({}).metricsListen, undefined);
+  assert.deepEqual(loadConfig({ BROKER_METRICS_LISTEN: '[::1]:9464' }).metricsListen, { host: '::1', port: 9464 });
+  assert.throws(() => loadConfig({ BROKER_METRICS_LISTEN: '9464' }), /BROKER_METRICS_LISTEN/);
+});
+
+test('warnings: a wildcard listen address without a public URL, plain http beyond loopback; none for loopback or https', () => {
+  const variables = (env: Record<string, string>): string[] => loadConfig(env).warnings.map((warning) => `${warning.variable} ${warning.message}`);
+  assert.deepEqual(variables({}), []);
+  assert.deepEqual(variables({ BROKER_PUBLIC_URL: 'http://localhost:8080' }), []);
+  assert.deepEqual(variables({ BROKER_PUBLIC_URL: 'http://[::1]:8080' }), []);
+  assert.deepEqual(variables({ BROKER_LISTEN: '0.0.0.0:8080', BROKER_PUBLIC_URL: 'https://mcp.example.org' }), []);
+  for (const listen of ['0.0.0.0:8080', '[::]:8080']) {
+    const [warning, ...rest] = variables({ BROKER_LISTEN: listen });
+    assert.match(warning ?? '', /^BROKER_PUBLIC_URL is not set while BROKER_LISTEN is the wildcard address/);
+    assert.deepEqual(rest, []);
+  }
+  assert.match(variables({ BROKER_PUBLIC_URL: 'http://mcp.example.org' })[0] ?? '', /^BROKER_PUBLIC_URL http:\/\/mcp\.example\.org is plain http on a host other than loopback/);
+});
+
+test('the README configuration table has every option of the table, with the same default, and nothing else', () => {
+  const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+  const section = readme.slice(readme.indexOf('## Configuration'));
+  const rows = new Map<string, string>();
+  for (const match of section.matchAll(/^\| `([A-Z_]+)` \| ([^|]*) \|/gm)) rows.set(match[1] as string, (match[2] as string).replaceAll('`', '').trim());
+  assert.deepEqual([...rows.keys()].sort(), OPTIONS.map((option) => option.variable).sort());
+  for (const option of OPTIONS) assert.equal(rows.get(option.variable), shownDefault(option), option.variable);
 });

@@ -312,7 +312,7 @@ function describePostgres(databaseUrl: string): void {
 
     it('opens the PostgreSQL store, with the configured key, and reports readiness', async () => {
       const url = await freshUrl();
-      const encryptionKey = randomBytes(32).toString('hex');
+      const encryptionKey = randomBytes(32);
       const auth = await openBrokerAuth({
         publicUrl: new URL('http://127.0.0.1:8080'),
         forgejoUrl: new URL(forgejo.url),
@@ -327,7 +327,7 @@ function describePostgres(databaseUrl: string): void {
       try {
         assert.equal(await auth.ready(), true);
         await auth.store.credentials.replaceAfterLogin(user, tokens, T0);
-        const other = await openPostgresStore({ connectionString: url, encryptionKey: Buffer.from(encryptionKey, 'hex') });
+        const other = await openPostgresStore({ connectionString: url, encryptionKey });
         try {
           assert.equal((await other.credentials.find(user.userId))?.refreshToken, tokens.refreshToken);
         } finally {
