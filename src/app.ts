@@ -1,65 +1,108 @@
+/**
+ * The composition root: the one place the parts are wired, by production
+ * (cli.ts, demo.ts) and by every test, which pass fakes for the parts they
+ * replace. The stop order lives here too.
+ */
+import type { Server as NetServer } from 'node:net';
 import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
-import { requireForgejo, type Config } from './config/config.js';
+import { ConfigError, requireForgejo, type Config } from './config/config.js';
+import { MAX_CHILD_MESSAGE_BYTES, RETRY_AFTER_SECONDS, STREAM_KEEP_ALIVE_MS, rateLimitFor } from './config/defaults.js';
 import { errorMessage } from './errors/errors.js';
-import type { RouteHandler } from './http/route.js';
+import { ForgejoProbe } from './forgejo/probe.js';
 import { landingPage } from './http/landing.js';
 import { listenFailure } from './http/listen.js';
+import { McpEndpoint } from './http/mcp-endpoint.js';
+import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
+import { LegacyFront } from './legacy/front.js';
 import type { Logger } from './log/logger.js';
-import { ForgejoProbe } from './forgejo/probe.js';
 import { startMetricsListener } from './metrics/listener.js';
 import { BrokerMetrics } from './metrics/metrics.js';
-import { LegacyFront } from './legacy/front.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
+import type { SpawnFunc } from './pool/child.js';
 import { ChannelPool } from './pool/pool.js';
 import { processSpawner } from './supervisor/child.js';
 import { requireChildProgram } from './supervisor/executable.js';
 import { BROKER_INFO } from './version.js';
 
-/** What authentication brings to the broker: the OAuth server in production, injected parts in tests. */
+/** What authentication brings to the broker: sign-in through Forgejo in production, fakes in tests. */
 export interface AuthParts {
   readonly authenticator: Authenticator;
   readonly credentials: ForgejoCredentials;
   readonly routes: readonly RouteHandler[];
   /** Why the parts are not ready (the store cannot write, Forgejo does not answer), or undefined. */
   readonly notReadyBecause?: () => Promise<string | undefined>;
+  /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted. */
+  readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics) => void;
+  /** Called once the broker listens (the Forgejo probe's first look). */
+  readonly listening?: () => Promise<void>;
   /** Called after every session has ended, to close what the parts hold (the store). */
   readonly close?: () => Promise<void>;
 }
 
+export interface BrokerParts {
+  readonly config: Config;
+  readonly log: Logger;
+  /** Default: sign-in through the Forgejo the configuration names (store, OAuth server, credential manager). */
+  readonly auth?: AuthParts;
+  /** Given the process spawner production uses; returns the one to use (tests wrap it, or replace it with an in-memory child). */
+  readonly spawn?: (processes: SpawnFunc) => SpawnFunc;
+  /** The time tokens, credentials and idle channels are measured against. Default Date.now. */
+  readonly clock?: () => number;
+  /** A server already listening whose connections the broker takes (tests: port 0, kept across restarts). Default: listen on BROKER_LISTEN. */
+  readonly listener?: NetServer;
+}
+
 export interface RunningBroker {
+  /** Where it listens (http://host:port). */
   readonly url: string;
   readonly pool: ChannelPool;
   readonly legacy: LegacyFront;
   readonly modern: ModernFront;
+  readonly endpoint: McpEndpoint;
   readonly server: BrokerServer;
   readonly metrics: BrokerMetrics;
   /** Where /metrics is served when BROKER_METRICS_LISTEN is set. */
   readonly metricsUrl: string | undefined;
-  /** Graceful stop: in-flight requests finish (bounded), every child stops, the parts close. */
+  /** The middle step of `stop`: every session and channel ends, new ones are refused; HTTP still answers. */
+  stopSessions(): Promise<void>;
+  /** Graceful stop: no new requests, in-flight ones finish (bounded), every child stops, connections close, the parts close. */
   stop(): Promise<void>;
 }
 
-/** Seconds a client is told to wait when the broker is full. */
-const RETRY_AFTER_SECONDS = 30;
-const MAX_CHILD_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Wires the parts and listens. */
+export async function createBroker(parts: BrokerParts): Promise<RunningBroker> {
+  const { config, log } = parts;
+  const clock = parts.clock ?? Date.now;
+  const auth = parts.auth ?? (await openSignedInAuth(config, log, clock));
+  try {
+    return await wire(parts, auth, clock);
+  } catch (error) {
+    await auth.close?.();
+    throw error;
+  }
+}
 
-/** Wires the session layer, the children and the HTTP edge, and listens. */
-export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthParts, log: Logger): Promise<RunningBroker> {
+async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): Promise<RunningBroker> {
+  const { config, log } = parts;
   const metrics = new BrokerMetrics();
-  const pool = new ChannelPool({
-    events: metrics,
-    spawn: processSpawner({
+  const processes: SpawnFunc = (spec) => {
+    if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required to start children');
+    return processSpawner({
       command: config.childCommand,
-      forgejoUrl: forgejoUrl.href.replace(/\/$/, ''),
+      forgejoUrl: config.forgejoUrl.href.replace(/\/$/, ''),
       envAllow: config.childEnvAllow,
       parentEnv: process.env,
       stopGraceMs: config.childStopGraceMs,
       maxMessageBytes: MAX_CHILD_MESSAGE_BYTES,
       log,
       onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines),
-    }),
+    })(spec);
+  };
+  const pool = new ChannelPool({
+    events: metrics,
+    spawn: parts.spawn === undefined ? processes : parts.spawn(processes),
     credentials: auth.credentials,
     log,
     maxChannels: config.maxSessions,
@@ -68,56 +111,132 @@ export async function startBroker(config: Config, forgejoUrl: URL, auth: AuthPar
     refreshLeadMs: config.refreshLeadMs,
     requestTimeoutMs: config.requestTimeoutMs,
     drainGraceMs: config.drainGraceMs,
+    now: clock,
   });
   const legacy = new LegacyFront({ pool, log, initTimeoutMs: config.initTimeoutMs, events: metrics });
-  const modern = new ModernFront({ pool, log, events: metrics, inputTimeoutMs: config.requestTimeoutMs, serverInfo: BROKER_INFO, keepAliveMs: 15_000 });
-  const server = new BrokerServer({
+  const modern = new ModernFront({
+    pool,
+    log,
+    events: metrics,
+    inputTimeoutMs: config.requestTimeoutMs,
+    serverInfo: BROKER_INFO,
+    keepAliveMs: STREAM_KEEP_ALIVE_MS,
+  });
+  const endpoint: McpEndpoint = new McpEndpoint({
     publicUrl: config.publicUrl,
     allowedOrigins: config.allowedOrigins,
     authenticator: auth.authenticator,
-    pool,
     legacy,
     modern,
-    routes: auth.routes,
     maxBodyBytes: config.maxBodyBytes,
+    retryAfterSeconds: RETRY_AFTER_SECONDS,
+    draining: (): boolean => server.draining,
+  });
+  const server: BrokerServer = new BrokerServer({
+    publicUrl: config.publicUrl,
+    mcp: (req, res): Promise<void> => endpoint.serve(req, res),
+    routes: auth.routes,
     headersTimeoutMs: config.headersTimeoutMs,
     bodyTimeoutMs: config.bodyTimeoutMs,
-    retryAfterSeconds: RETRY_AFTER_SECONDS,
     log,
     metrics,
     serveMetrics: config.metricsListen === undefined,
     ...(auth.notReadyBecause === undefined ? {} : { notReadyBecause: auth.notReadyBecause }),
   });
-  metrics.watch({ get active() { return legacy.active; }, get activeUserChannels() { return modern.activeUserChannels; }, get inflight() { return pool.inflight; } });
-  const address = await server.listen(config.listen.host, config.listen.port).catch((error: unknown) => {
-    throw listenFailure('BROKER_LISTEN', config.listen, error);
+  metrics.watch({
+    get active() {
+      return legacy.active;
+    },
+    get activeUserChannels() {
+      return modern.activeUserChannels;
+    },
+    get inflight() {
+      return pool.inflight;
+    },
   });
+  auth.connect?.(pool, metrics);
+  const address =
+    parts.listener === undefined
+      ? await server.listen(config.listen.host, config.listen.port).catch((error: unknown) => {
+          throw listenFailure('BROKER_LISTEN', config.listen, error);
+        })
+      : server.serveFrom(parts.listener);
   const metricsListener =
     config.metricsListen === undefined
       ? undefined
       : await startMetricsListener(metrics, config.metricsListen).catch(async (error: unknown) => {
-          await server.shutdown(0);
+          server.startDraining();
+          await server.closeConnections();
           throw error;
         });
   pool.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
+  await auth.listening?.();
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   const url = `http://${host}:${address.port}`;
   log.info({ event: 'listening', url, publicUrl: config.publicUrl.href, metricsUrl: metricsListener?.url }, 'broker listening');
+  const stopSessions = async (): Promise<void> => {
+    await Promise.all([legacy.stop(), modern.stop(), pool.stop()]);
+  };
   let stopping: Promise<void> | undefined;
+  const stop = async (): Promise<void> => {
+    server.startDraining();
+    // Requests waiting on a child get the grace period to finish; then every session and child ends.
+    const deadline = Date.now() + config.shutdownGraceMs;
+    while (pool.inflight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    await stopSessions();
+    await server.closeConnections();
+    await metricsListener?.close();
+    await auth.close?.();
+  };
+  return { url, pool, legacy, modern, endpoint, server, metrics, metricsUrl: metricsListener?.url, stopSessions, stop: () => (stopping ??= stop()) };
+}
+
+/**
+ * Sign-in through Forgejo (store, OAuth server, credential manager), wired so
+ * a new login or a refresh moves the user's channels to the new token and a
+ * revoked credential ends them.
+ */
+async function openSignedInAuth(config: Config, log: Logger, clock: () => number): Promise<AuthParts> {
+  const forgejo = requireForgejo(config);
+  await requireChildProgram(config.childCommand, process.env.PATH);
+  const { signIn } = config;
+  const auth = await openBrokerAuth({
+    publicUrl: config.publicUrl,
+    forgejoUrl: forgejo.forgejoUrl,
+    forgejoClientId: forgejo.clientId,
+    forgejoClientSecret: forgejo.clientSecret,
+    forgejoScopes: signIn.forgejoScopes,
+    dataDir: config.dataDir,
+    ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }),
+    ...(signIn.encryptionKey === undefined ? {} : { encryptionKey: signIn.encryptionKey }),
+    logger: log,
+    lifetimes: { accessTokenMs: signIn.accessTokenTtlMs, refreshTokenMs: signIn.refreshTokenTtlMs },
+    refreshGraceMs: signIn.refreshGraceMs,
+    unusedClientTtlMs: signIn.unusedClientTtlMs,
+    cimd: { allowPrivateNetwork: signIn.cimdAllowPrivate },
+    metadataDocuments: signIn.metadataDocuments,
+    maxUnusedClients: signIn.maxUnusedClients,
+    rateLimit: rateLimitFor(signIn.rateLimitPerMinute),
+    forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
+    trustedProxies: signIn.trustedProxies,
+    now: clock,
+  });
+  const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
   return {
-    url,
-    pool,
-    legacy,
-    modern,
-    server,
-    metrics,
-    metricsUrl: metricsListener?.url,
-    stop: () =>
-      (stopping ??= (async () => {
-        await server.shutdown(config.shutdownGraceMs);
-        await metricsListener?.close();
-        await auth.close?.();
-      })()),
+    authenticator: auth.authenticator,
+    credentials: auth.credentials,
+    routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
+    notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
+    listening: () => forgejoProbe.start(),
+    connect: (pool, metrics) => {
+      auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
+      auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
+      auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));
+    },
+    close: async () => {
+      forgejoProbe.close();
+      await auth.close();
+    },
   };
 }
 
@@ -141,65 +260,4 @@ export function stopOnSignals(stop: () => Promise<void>, log: Logger): void {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-}
-
-/**
- * The production broker: sign-in through Forgejo (store, OAuth server,
- * credential manager) wired to the session layer, so a new login or a
- * refresh moves the user's sessions to the new token and a revoked
- * credential ends them.
- */
-export async function startSignedInBroker(config: Config, log: Logger): Promise<RunningBroker> {
-  const forgejo = requireForgejo(config);
-  await requireChildProgram(config.childCommand, process.env.PATH);
-  const { signIn } = config;
-  const auth = await openBrokerAuth({
-    publicUrl: config.publicUrl,
-    forgejoUrl: forgejo.forgejoUrl,
-    forgejoClientId: forgejo.clientId,
-    forgejoClientSecret: forgejo.clientSecret,
-    forgejoScopes: signIn.forgejoScopes,
-    dataDir: config.dataDir,
-    ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }),
-    ...(signIn.encryptionKey === undefined ? {} : { encryptionKey: signIn.encryptionKey }),
-    logger: log,
-    lifetimes: { accessTokenMs: signIn.accessTokenTtlMs, refreshTokenMs: signIn.refreshTokenTtlMs },
-    refreshGraceMs: signIn.refreshGraceMs,
-    unusedClientTtlMs: signIn.unusedClientTtlMs,
-    cimd: { allowPrivateNetwork: signIn.cimdAllowPrivate },
-    metadataDocuments: signIn.metadataDocuments,
-    maxUnusedClients: signIn.maxUnusedClients,
-    rateLimit: { burst: Math.max(10, Math.ceil(signIn.rateLimitPerMinute / 2)), perMinute: signIn.rateLimitPerMinute },
-    forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
-    trustedProxies: signIn.trustedProxies,
-  });
-  const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
-  const close = async (): Promise<void> => {
-    forgejoProbe.close();
-    await auth.close();
-  };
-  let broker: RunningBroker;
-  try {
-    broker = await startBroker(
-      config,
-      forgejo.forgejoUrl,
-      {
-        authenticator: auth.authenticator,
-        credentials: auth.credentials,
-        routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
-        notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
-        close,
-      },
-      log,
-    );
-  } catch (error) {
-    await close();
-    throw error;
-  }
-  await forgejoProbe.start();
-  const { pool } = broker;
-  auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
-  auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
-  auth.credentials.onRefreshOutcome((outcome) => broker.metrics.forgejoRefresh(outcome));
-  return broker;
 }

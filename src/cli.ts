@@ -4,11 +4,12 @@
  * command line and the configuration, then runs the broker (`serve`, when
  * FORGEJO_URL is set) or the self-contained `demo`.
  */
-import { startSignedInBroker, stopOnSignals } from './app.js';
+import { createBroker, stopOnSignals } from './app.js';
 import { parseCommandLine, usage } from './config/command-line.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { standinChildCommand, startDemo } from './demo.js';
 import { errorMessage } from './errors/errors.js';
+import { MCP_PATH } from './http/route.js';
 import { createLogger } from './log/logger.js';
 import { BROKER_INFO } from './version.js';
 
@@ -28,7 +29,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const log = createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn({ event: 'config_warning', variable: warning.variable }, `${warning.variable} ${warning.message}`);
   if (command === 'serve') {
-    const broker = await startSignedInBroker(config, log);
+    const broker = await createBroker({ config, log });
     stopOnSignals(() => broker.stop(), log);
     return;
   }
@@ -38,7 +39,7 @@ async function main(argv: readonly string[]): Promise<void> {
     [
       '',
       'forgejo-mcp-broker demo is running.',
-      `  MCP server URL for your client: ${new URL('/mcp', config.publicUrl).href}`,
+      `  MCP server URL for your client: ${new URL(MCP_PATH, config.publicUrl).href}`,
       `  Client setup:                    ${config.publicUrl.href}`,
       `  Forgejo stand-in:                ${demo.forgejo.url} (sign in as demo / demo, or alice / alice)`,
       '  Stop with Ctrl-C.',

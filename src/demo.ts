@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSignedInBroker, type RunningBroker } from './app.js';
+import type { Server as NetServer } from 'node:net';
+import { createBroker, type RunningBroker } from './app.js';
 import type { Config } from './config/config.js';
 import type { Logger } from './log/logger.js';
 import { OAUTH_PATHS } from './oauth/context.js';
@@ -53,7 +54,13 @@ export interface Demo {
  * broker signing users in through it. The data directory is temporary
  * unless the configuration names one.
  */
-export async function startDemo(config: Config, log: Logger, options: { keepDataDir: boolean }): Promise<Demo> {
+export interface DemoOptions {
+  readonly keepDataDir: boolean;
+  /** A server already listening on the public URL's port whose connections the broker takes (tests). */
+  readonly listener?: NetServer;
+}
+
+export async function startDemo(config: Config, log: Logger, options: DemoOptions): Promise<Demo> {
   const application = { clientId: 'forgejo-mcp-broker-demo', clientSecret: randomBytes(24).toString('hex') };
   const forgejo = await startForgejoStandin({
     users: DEMO_USERS,
@@ -66,15 +73,16 @@ export async function startDemo(config: Config, log: Logger, options: { keepData
   };
   let broker: RunningBroker;
   try {
-    broker = await startSignedInBroker(
-      {
+    broker = await createBroker({
+      config: {
         ...config,
         dataDir,
         forgejoUrl: new URL(forgejo.url),
         signIn: { ...config.signIn, forgejoClientId: application.clientId, forgejoClientSecret: application.clientSecret },
       },
       log,
-    );
+      ...(options.listener === undefined ? {} : { listener: options.listener }),
+    });
   } catch (error) {
     await forgejo.close();
     await removeDataDir();

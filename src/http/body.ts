@@ -3,10 +3,14 @@ import { BrokerError } from '../errors/errors.js';
 
 /**
  * Reads a request body of at most `maxBytes`; a declared or observed larger
- * body is refused as soon as that is known, without buffering the rest.
+ * body is refused (the error `tooLarge` makes, a BrokerError by default) as
+ * soon as that is known, without buffering the rest.
  */
-export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const tooLarge = (): BrokerError => new BrokerError('payload_too_large', `Payload Too Large: the body must not exceed ${maxBytes} bytes`);
+export async function readBody(
+  req: IncomingMessage,
+  maxBytes: number,
+  tooLarge: () => Error = () => new BrokerError('payload_too_large', `Payload Too Large: the body must not exceed ${maxBytes} bytes`),
+): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {
     req.resume();

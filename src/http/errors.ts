@@ -38,8 +38,8 @@ export interface ErrorRenderOptions {
  */
 export function sendBrokerError(res: ServerResponse, error: BrokerError, options: ErrorRenderOptions = {}): void {
   sendJsonRpcError(res, HTTP_STATUS[error.kind], JSONRPC_CODE[error.kind] ?? JsonRpcCode.requestRefused, error.message, {
-    ...(options.challenge === undefined ? {} : { 'WWW-Authenticate': options.challenge }),
-    ...(error.kind === 'capacity' || error.kind === 'unavailable' ? { 'Retry-After': String(options.retryAfterSeconds ?? 30) } : {}),
+    ...(options.challenge === undefined ? {} : { 'www-authenticate': options.challenge }),
+    ...(error.kind === 'capacity' || error.kind === 'unavailable' ? { 'retry-after': String(options.retryAfterSeconds ?? 30) } : {}),
   });
 }
 
@@ -57,12 +57,19 @@ export function sendJsonRpcError(
   }
   const error = extra.data === undefined ? { code, message } : { code, message, data: extra.data };
   const body = JSON.stringify({ jsonrpc: '2.0', id: extra.id ?? null, error });
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }
 
+/** Every JSON answer that is not a JSON-RPC message (health, OAuth, not found): never cached (RFC 6749 §5.1 asks it of OAuth). */
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    pragma: 'no-cache',
+    ...headers,
+  });
   res.end(body);
 }

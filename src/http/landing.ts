@@ -1,5 +1,5 @@
-import type { RouteHandler } from './route.js';
-import { OAUTH_PATHS, RESOURCE_PATH } from '../oauth/context.js';
+import { OAUTH_PATHS } from '../oauth/context.js';
+import { MCP_PATH, type RouteHandler } from './route.js';
 import { escapeHtml, renderPage, sendPage } from '../oauth/pages.js';
 
 /**
@@ -8,7 +8,7 @@ import { escapeHtml, renderPage, sendPage } from '../oauth/pages.js';
  * the README.
  */
 export function landingPage(publicUrl: URL, forgejoUrl: URL): RouteHandler {
-  const html = renderLandingPage(new URL(RESOURCE_PATH, publicUrl).href, forgejoUrl.host, new URL(OAUTH_PATHS.consents, publicUrl).href);
+  const html = renderLandingPage(new URL(MCP_PATH, publicUrl).href, forgejoUrl.host, new URL(OAUTH_PATHS.consents, publicUrl).href);
   return (req, res, url) => {
     if (url.pathname !== '/' || (req.method !== 'GET' && req.method !== 'HEAD')) return Promise.resolve(false);
     sendPage(res, 200, html);

@@ -16,9 +16,6 @@ export const OAUTH_PATHS = {
   protectedResourceMetadata: '/.well-known/oauth-protected-resource',
 } as const;
 
-/** The path of the protected resource the broker serves. */
-export const RESOURCE_PATH = '/mcp';
-
 /** What the authorization flow needs from Forgejo (ForgejoClient in production). */
 export interface ForgejoLogin {
   readonly baseUrl: URL;

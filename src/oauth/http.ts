@@ -1,23 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+import { readBody } from '../http/body.js';
+import { sendJson } from '../http/errors.js';
 import { OAuthError, toOAuthErrorResponse } from './errors.js';
 
 /** Bodies of OAuth requests are small; anything larger is refused unread. */
 const MAX_FORM_BYTES = 64 * 1024;
 
-/** Reads at most `maxBytes` of the request body. */
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > maxBytes) throw new OAuthError('invalid_request', 'request body too large', { status: 413 });
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req) {
-    const buffer = chunk as Buffer;
-    total += buffer.length;
-    if (total > maxBytes) throw new OAuthError('invalid_request', 'request body too large', { status: 413 });
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks);
+function readOAuthBody(req: IncomingMessage): Promise<Buffer> {
+  return readBody(req, MAX_FORM_BYTES, () => new OAuthError('invalid_request', 'request body too large', { status: 413 }));
 }
 
 function mediaType(req: IncomingMessage): string {
@@ -29,13 +20,13 @@ export async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   if (mediaType(req) !== 'application/x-www-form-urlencoded') {
     throw new OAuthError('invalid_request', 'body must be application/x-www-form-urlencoded');
   }
-  return new URLSearchParams((await readBody(req, MAX_FORM_BYTES)).toString('utf8'));
+  return new URLSearchParams((await readOAuthBody(req)).toString('utf8'));
 }
 
 export async function readJson(req: IncomingMessage): Promise<unknown> {
   if (mediaType(req) !== 'application/json') throw new OAuthError('invalid_request', 'body must be application/json');
   try {
-    return JSON.parse((await readBody(req, MAX_FORM_BYTES)).toString('utf8')) as unknown;
+    return JSON.parse((await readOAuthBody(req)).toString('utf8')) as unknown;
   } catch (error) {
     if (error instanceof OAuthError) throw error;
     throw new OAuthError('invalid_request', 'body is not valid JSON');
@@ -51,19 +42,6 @@ export function singleParam(params: URLSearchParams, name: string): string | und
   if (values.length > 1) throw new OAuthError('invalid_request', `parameter ${name} repeated`);
   const value = values[0];
   return value === undefined || value === '' ? undefined : value;
-}
-
-/** Every JSON answer of the OAuth endpoints: never cached (RFC 6749 §5.1). */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(payload),
-    'cache-control': 'no-store',
-    pragma: 'no-cache',
-    ...headers,
-  });
-  res.end(payload);
 }
 
 /** Renders any failure as an RFC 6749 error body. */

@@ -17,7 +17,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { errorMessage } from '../errors/errors.js';
-import type { RouteHandler } from '../http/route.js';
+import { MCP_PATH, type RouteHandler } from '../http/route.js';
 import type { Logger } from '../log/logger.js';
 import type { Store } from '../store/store.js';
 import { BROKER_INFO } from '../version.js';
@@ -29,7 +29,6 @@ import { ClientDirectory } from './clients.js';
 import { ConsentManagement } from './consents.js';
 import {
   OAUTH_PATHS,
-  RESOURCE_PATH,
   cookieNames,
   type ForgejoLogin,
   type LoginSink,
@@ -38,21 +37,13 @@ import {
 } from './context.js';
 import { OAuthError } from './errors.js';
 import { TrustedProxies, clientAddress, type AddressRange } from './client-address.js';
-import { CORS_HEADERS, readJson, sendJson, sendOAuthError } from './http.js';
+import { DEFAULT_LIFETIMES, DEFAULT_RATE_LIMIT } from '../config/defaults.js';
+import { sendJson } from '../http/errors.js';
+import { CORS_HEADERS, readJson, sendOAuthError } from './http.js';
 import { authorizationServerMetadata, protectedResourceMetadata, protectedResourceMetadataPath } from './metadata.js';
 import { renderMessagePage, sendPage } from './pages.js';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.js';
 import { TokenEndpoint } from './token-endpoint.js';
-
-export const DEFAULT_LIFETIMES: OAuthLifetimes = {
-  accessTokenMs: 3_600_000,
-  refreshTokenMs: 30 * 24 * 3_600_000,
-  authorizationCodeMs: 60_000,
-  pendingAuthorizationMs: 10 * 60_000,
-  signInMs: 30 * 24 * 3_600_000,
-};
-
-export const DEFAULT_RATE_LIMIT: RateLimitOptions = { burst: 30, perMinute: 60 };
 
 export interface OAuthServerOptions {
   /** BROKER_PUBLIC_URL: the issuer; the protected resource is `<publicUrl>/mcp`. */
@@ -107,7 +98,7 @@ const LEGACY_ROOT_ALIASES: ReadonlyMap<string, string> = new Map([
 export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const now = options.now ?? Date.now;
   const issuer = options.publicUrl.href.replace(/\/+$/, '');
-  const resource = `${issuer}${RESOURCE_PATH}`;
+  const resource = `${issuer}${MCP_PATH}`;
   const cimd: CimdOptions = { ...DEFAULT_CIMD_OPTIONS, userAgent: `${BROKER_INFO.name}/${BROKER_INFO.version} (+${issuer})`, ...options.cimd };
   const lifetimes = { ...DEFAULT_LIFETIMES, ...options.lifetimes };
   const sweepIntervalMs = options.sweepIntervalMs ?? 10 * 60_000;
@@ -117,7 +108,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const context: OAuthContext = {
     issuer,
     resource,
-    resourceMetadataUrl: `${new URL(issuer).origin}${protectedResourceMetadataPath(RESOURCE_PATH)}`,
+    resourceMetadataUrl: `${new URL(issuer).origin}${protectedResourceMetadataPath(MCP_PATH)}`,
     store: options.store,
     clients: new ClientDirectory(options.store.clients, documents, {
       metadataDocuments: options.metadataDocuments ?? true,
@@ -209,7 +200,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       case OAUTH_PATHS.authorizationServerMetadata:
         return onlyMethod(req, res, 'GET', () => sendJson(res, 200, authorizationServerMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }));
       case OAUTH_PATHS.protectedResourceMetadata:
-      case protectedResourceMetadataPath(RESOURCE_PATH):
+      case protectedResourceMetadataPath(MCP_PATH):
         return onlyMethod(req, res, 'GET', () => sendJson(res, 200, protectedResourceMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }));
       case OAUTH_PATHS.authorize:
         return onlyMethod(req, res, 'GET', async () => {

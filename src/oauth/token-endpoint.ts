@@ -9,7 +9,8 @@ import type { ClientAuthMethod } from './client-metadata.js';
 import type { ResolvedClient } from './clients.js';
 import type { OAuthContext } from './context.js';
 import { OAuthError } from './errors.js';
-import { readForm, sendJson, singleParam } from './http.js';
+import { sendJson } from '../http/errors.js';
+import { readForm, singleParam } from './http.js';
 import {
   equalHashes,
   isCodeVerifier,

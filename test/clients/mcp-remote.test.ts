@@ -19,8 +19,10 @@
  * browser at all, and reaches the broker's modern (2026-07-28) side.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -34,7 +36,6 @@ import { eventually, isAlive } from '../support/broker.js';
 import { DEMO_USERS, startClientsDemo, type ClientsBroker } from '../support/clients-broker.js';
 import { CHROMIUM, clientBinary, launchChromium, skipUnlessInstalled } from '../support/clients-tools.js';
 import { skipIfMissing } from '../support/requirements.js';
-import { freePort } from '../support/signed-in-broker.js';
 
 const MCP_REMOTE = 'mcp-remote';
 /** Bound on the whole sign-in: mcp-remote waiting for its callback, and the host waiting for `initialize`. */
@@ -83,7 +84,7 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
     // Quoted for sh: the path is ours (mkdtemp), the URL only ever "$1".
     await writeFile(script, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${urlFile}'\n`);
     await chmod(script, 0o755);
-    callbackPort = await freePort();
+    callbackPort = await callbackPortFor();
     browser = await launchChromium();
   });
 
@@ -213,3 +214,17 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
     }
   });
 });
+
+/**
+ * A port nothing listens on right now, for mcp-remote's OAuth callback: it
+ * binds the port itself, so the port must be named before it starts (a
+ * small race with other processes, unavoidable for a third-party client).
+ */
+async function callbackPortFor(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}

@@ -1,6 +1,6 @@
 /**
  * Token rotation in the middle of traffic, with the production wiring
- * (`startSignedInBroker`, SQLite in a temporary data directory, sign-in
+ * (`createBroker`, SQLite in a temporary data directory, sign-in
  * through the consent page and the Forgejo stand-in's login form).
  *
  * 20 MCP clients (the official SDK client: 10 in its default legacy mode,

@@ -32,7 +32,8 @@ import { parseArgs } from 'node:util';
 import { startConformanceBroker, CONFORMANCE_USER } from '../support/conformance-broker.js';
 import { discoverBroker, obtainToken, registerClient, UserAgent } from '../support/conformance-oauth.js';
 import { startConformanceProxy, type ConformanceProxy } from '../support/conformance-proxy.js';
-import { freePort, type SignedInTestBroker } from '../support/signed-in-broker.js';
+import type { SignedInTestBroker } from '../support/signed-in-broker.js';
+import { portForProcess } from '../support/processes.js';
 import { exitIfLoadedAsTestFile } from './not-a-test.js';
 
 exitIfLoadedAsTestFile();
@@ -341,7 +342,7 @@ async function startBrokerTarget(): Promise<RunningTarget> {
  */
 async function runAuthorization(broker: SignedInTestBroker, outputDir: string, logFile: string, only: string | undefined): Promise<number | null> {
   const metadata = await discoverBroker(`${broker.url}/mcp`);
-  const port = await freePort();
+  const port = await portForProcess();
   const callback = `http://127.0.0.1:${port}/callback`;
   const client = await registerClient(metadata, 'MCP conformance suite (authorization scenarios)', [callback]);
   const signIns: Promise<void>[] = [];

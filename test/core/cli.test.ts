@@ -15,7 +15,7 @@ import { standinChildCommand } from '../../src/demo.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { BROKER_INFO } from '../../src/version.js';
 import { eventually } from '../support/broker.js';
-import { freePort } from '../support/signed-in-broker.js';
+import { portForProcess } from '../support/processes.js';
 import { freshDataDirs } from '../support/temp-dirs.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
@@ -138,7 +138,7 @@ test('serve with a child program that is not on PATH exits 2 naming BROKER_CHILD
 });
 
 test('with Forgejo unreachable /readyz is 503 naming the URL and the system error, then 200 once Forgejo answers', async () => {
-  const [port, forgejoPort] = [await freePort(), await freePort()];
+  const [port, forgejoPort] = [await portForProcess(), await portForProcess()];
   const forgejoUrl = `http://127.0.0.1:${forgejoPort}`;
   const broker = startCli(['serve'], {
     ...SERVE_ENV,
@@ -168,7 +168,7 @@ test('with Forgejo unreachable /readyz is 503 naming the URL and the system erro
 });
 
 test('a wildcard listen address without BROKER_PUBLIC_URL is logged as a warning naming it', async () => {
-  const port = await freePort();
+  const port = await portForProcess();
   const broker = startCli([], { BROKER_LISTEN: `0.0.0.0:${port}`, BROKER_LOG_LEVEL: 'warn' });
   try {
     await eventually(() => broker.output().includes('demo is running'), 'demo started', 20_000);
@@ -181,7 +181,7 @@ test('a wildcard listen address without BROKER_PUBLIC_URL is logged as a warning
 });
 
 test('/metrics is on the public listener, or only on BROKER_METRICS_LISTEN when that is set', async () => {
-  const [port, metricsPort] = [await freePort(), await freePort()];
+  const [port, metricsPort] = [await portForProcess(), await portForProcess()];
   const separate = startCli([], { BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, BROKER_LOG_LEVEL: 'warn' });
   try {
     await eventually(() => separate.output().includes('demo is running'), 'demo started', 20_000);
@@ -207,7 +207,7 @@ test('/metrics is on the public listener, or only on BROKER_METRICS_LISTEN when 
 });
 
 test('the demo serves health, readiness, the OAuth metadata and a 401 challenge on /mcp; SIGTERM exits 0', async () => {
-  const port = await freePort();
+  const port = await portForProcess();
   const base = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [CLI], { env: { PATH: process.env.PATH ?? '', BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -2,7 +2,7 @@
  * Sign-in end to end, as issue 3's first "Done when" asks: a real OAuth
  * client, the MCP SDK's own client-side auth (`StreamableHTTPClientTransport`
  * with an `OAuthClientProvider`: the 401 → `auth()` → retry loop and
- * `finishAuth`), against the production broker (`startSignedInBroker`,
+ * `finishAuth`), against the production broker (`createBroker`,
  * SQLite in a temporary data directory, the stand-in forgejo-mcp as child),
  * through discovery, registration (DCR and CIMD), authorize, the consent
  * page, Forgejo's login form, the callback and the token endpoint, to a

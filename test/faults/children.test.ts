@@ -8,7 +8,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
-import { BrokerMetrics } from '../../src/metrics/metrics.js';
 import { CHILD_LOG_LINES_PER_WINDOW } from '../../src/supervisor/log-limiter.js';
 import { TestBroker, eventually } from '../support/broker.js';
 import { isRunning } from '../support/processes.js';
@@ -37,8 +36,8 @@ function counterValue(exposition: string, name: string): number {
 test('a child writing 5,000 garbage lines to stdout causes a few log lines; the rest are counted in a metric and summed up', async (t) => {
   const log = capturedLog();
   const logger = createLogger('info', log.stream);
-  const metrics = new BrokerMetrics();
-  const broker = await TestBroker.start({ log: logger, onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines) });
+  const broker = await TestBroker.start({ log: logger });
+  const { metrics } = broker;
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const injected = 5_000;

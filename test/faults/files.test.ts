@@ -21,7 +21,7 @@ import { ENCRYPTION_KEY_FILE, loadEncryptionKey } from '../../src/store/encrypti
 import { DATABASE_FILE, openSqliteStore } from '../../src/store/sqlite.js';
 import { eventually } from '../support/broker.js';
 import { skipIfMissing } from '../support/requirements.js';
-import { freePort } from '../support/signed-in-broker.js';
+import { portForProcess } from '../support/processes.js';
 import { smallFilesystem, smallFilesystemUnavailable, type SmallFilesystem } from '../support/small-filesystem.js';
 import { freshDataDirs } from '../support/temp-dirs.js';
 
@@ -59,7 +59,7 @@ function serve(t: TestContext, disk: SmallFilesystem): Promise<Served> {
 
 /** `forgejo-mcp-broker serve` with `dataDir` (as the process sees it), started by `spawner`, in front of a Forgejo stand-in; stopped after the test. */
 async function serveWith(t: TestContext, dataDir: string, spawner: Spawner): Promise<Served> {
-  const port = await freePort();
+  const port = await portForProcess();
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: 'faults-files', clientSecret: randomBytes(24).toString('hex') };
   const forgejo = await startForgejoStandin({ users: [], applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }] });

@@ -1,6 +1,6 @@
 /**
  * Faults of the broker's limits (issue 10, section 3), replayed against the
- * production wiring (`loadConfig` and `startBroker`, real stand-in children,
+ * production wiring (`loadConfig` and `createBroker`, real stand-in children,
  * real sockets): one user opening sessions until the cap, clients that
  * trickle headers or stall a body, and rate limiting behind a reverse proxy.
  */
@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 
-import { startBroker, type RunningBroker } from '../../src/app.js';
+import { createBroker, type RunningBroker } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { standinChildCommand } from '../../src/demo.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -36,10 +36,10 @@ interface ConfiguredBroker {
 /** The production broker from these variables (and nothing else but loopback and the stand-in child), with injected sign-in. */
 async function startConfigured(t: TestContext, env: Record<string, string> = {}): Promise<ConfiguredBroker> {
   const forge = await TestForge.start();
-  const config = loadConfig({ BROKER_LISTEN: '127.0.0.1:0', BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }), ...env });
+  const config = loadConfig({ BROKER_LISTEN: '127.0.0.1:0', FORGEJO_URL: forge.url, BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }), ...env });
   const authenticator = new TestAuthenticator('http://127.0.0.1/.well-known/oauth-protected-resource/mcp');
   const credentials = new TestCredentials();
-  const broker = await startBroker(config, new URL(forge.url), { authenticator, credentials, routes: [] }, silentLogger());
+  const broker = await createBroker({ config, log: silentLogger(), auth: { authenticator, credentials, routes: [] } });
   t.after(async () => {
     await broker.stop();
     await forge.close();

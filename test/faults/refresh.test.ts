@@ -41,7 +41,8 @@ import { eventually, isAlive } from '../support/broker.js';
 import { E2E_USERS, e2eUser } from '../support/e2e-broker.js';
 import { E2EOAuthProvider, approveAndSignIn, connect, forgejoTokenFingerprint, getMe, signInWithSdk, type Connected } from '../support/e2e-client.js';
 import { TestBrowser } from '../support/oauth-harness.js';
-import { freePort, startSignedInTestBroker } from '../support/signed-in-broker.js';
+import { startSignedInTestBroker } from '../support/signed-in-broker.js';
+import { portForProcess } from '../support/processes.js';
 import { freshDataDirs } from '../support/temp-dirs.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
@@ -255,7 +256,7 @@ class BrokerProcess {
 }
 
 test('the broker is killed between sending a refresh and storing its answer: after the restart sessions go on, grants stay; once Forgejo refuses the unexpired access token, the grants are revoked and signing in again is one click', async (t) => {
-  const port = await freePort();
+  const port = await portForProcess();
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: 'faults-killed-refresh', clientSecret: randomBytes(24).toString('hex') };
   const forgejo = await startForgejoStandin({ users: E2E_USERS, applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }] });

@@ -27,7 +27,7 @@ import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { eventually } from '../support/broker.js';
 import { E2EOAuthProvider, disconnect, getMe, signInWithSdk } from '../support/e2e-client.js';
 import { TestBrowser } from '../support/oauth-harness.js';
-import { freePort } from '../support/signed-in-broker.js';
+import { portForProcess } from '../support/processes.js';
 import { freshDataDirs } from '../support/temp-dirs.js';
 
 const INSTALLED_BIN = process.env.BROKER_INSTALLED_BIN;
@@ -102,7 +102,7 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
   });
 
   it('demo --listen: the embedded stand-ins, a sign-in each, the real forgejo-mcp tool names, an issue filed by one user that the other does not see', async () => {
-    const port = await freePort();
+    const port = await portForProcess();
     const broker = startExecutable(['demo', '--listen', `127.0.0.1:${port}`], { BROKER_LOG_LEVEL: 'warn' });
     running.push(broker);
     await printed(broker, 'demo is running');
@@ -135,7 +135,7 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
   });
 
   it('serve: FORGEJO_URL and the application from the environment, the package\'s stand-in forgejo-mcp as the child', async () => {
-    const port = await freePort();
+    const port = await portForProcess();
     const publicUrl = `http://127.0.0.1:${port}`;
     const application = { clientId: 'installed-broker', clientSecret: randomBytes(24).toString('hex') };
     const forgejo = await startForgejoStandin({ users: DEMO_USERS, applications: [{ ...application, redirectUris: [`${publicUrl}${OAUTH_PATHS.callback}`] }] });

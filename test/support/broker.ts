@@ -4,14 +4,14 @@ import { Client } from '@modelcontextprotocol/client';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { AuthFailure, Authenticator, ForgejoAccess, ForgejoCredentials, Principal } from '../../src/auth/principal.js';
 import { BrokerError } from '../../src/errors/errors.js';
-import { BrokerServer } from '../../src/http/server.js';
-import { LegacyFront } from '../../src/legacy/front.js';
-import { ModernFront } from '../../src/modern/front.js';
-import { BROKER_INFO } from '../../src/version.js';
+import { createBroker, type RunningBroker } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config/config.js';
+import type { LegacyFront } from '../../src/legacy/front.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
+import type { BrokerMetrics } from '../../src/metrics/metrics.js';
+import type { ModernFront } from '../../src/modern/front.js';
 import type { SpawnFunc } from '../../src/pool/child.js';
-import { ChannelPool } from '../../src/pool/pool.js';
-import { processSpawner } from '../../src/supervisor/child.js';
+import type { ChannelPool } from '../../src/pool/pool.js';
 import { TestForge } from './forge.js';
 
 export const STANDIN_CHILD = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
@@ -79,8 +79,6 @@ export interface TestBrokerOptions {
   readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
   readonly childCommand?: readonly string[];
   readonly log?: Logger;
-  /** Where the real spawner reports children's suppressed log lines. */
-  readonly onLogLinesSuppressed?: (lines: number) => void;
   readonly now?: () => number;
 }
 
@@ -92,69 +90,77 @@ export interface TestUser {
   readonly forgejoToken: string;
 }
 
-/** A broker on a real loopback port, with real stand-in children, a test forge and injected auth. */
+/** A broker on a real loopback port (createBroker, as production), with real stand-in children, a test forge and injected auth. */
 export class TestBroker {
   private nextUser = 1;
 
   private constructor(
     readonly forge: TestForge,
-    readonly server: BrokerServer,
-    readonly pool: ChannelPool,
-    readonly legacy: LegacyFront,
-    readonly modern: ModernFront,
+    readonly running: RunningBroker,
     readonly authenticator: TestAuthenticator,
     readonly credentials: TestCredentials,
-    readonly url: string,
   ) {}
 
   static async start(options: TestBrokerOptions = {}): Promise<TestBroker> {
     const forge = await TestForge.start();
-    const log = options.log ?? silentLogger();
     const credentials = new TestCredentials();
-    const spawn =
-      options.spawn ??
-      processSpawner({
-        command: options.childCommand ?? [process.execPath, STANDIN_CHILD, '--transport', 'stdio', '--test-tools'],
-        forgejoUrl: forge.url,
-        envAllow: [],
-        parentEnv: process.env,
-        stopGraceMs: 2000,
-        maxMessageBytes: 64 * 1024 * 1024,
-        log,
-        ...(options.onLogLinesSuppressed === undefined ? {} : { onLogLinesSuppressed: options.onLogLinesSuppressed }),
-      });
-    const pool = new ChannelPool({
-      spawn: options.wrapSpawn === undefined ? spawn : options.wrapSpawn(spawn),
-      credentials,
-      log,
-      maxChannels: options.maxSessions ?? 0,
-      maxChannelsPerUser: options.maxSessionsPerUser ?? 0,
+    const publicUrl = 'http://127.0.0.1';
+    const authenticator = new TestAuthenticator(`${publicUrl}/.well-known/oauth-protected-resource/mcp`);
+    const defaults = loadConfig({
+      BROKER_LISTEN: '127.0.0.1:0',
+      BROKER_PUBLIC_URL: publicUrl,
+      FORGEJO_URL: forge.url,
+      BROKER_CHILD_COMMAND: `'${process.execPath}' '${STANDIN_CHILD}' --transport stdio --test-tools`,
+    });
+    const config: Config = {
+      ...defaults,
+      ...(options.childCommand === undefined ? {} : { childCommand: options.childCommand }),
+      // No caps, long timeouts and no background maintenance unless a test asks: each test drives what it checks.
+      maxSessions: options.maxSessions ?? 0,
+      maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
       idleTimeoutMs: options.idleTimeoutMs ?? 15 * 60_000,
-      refreshLeadMs: options.refreshLeadMs ?? 5 * 60_000,
+      initTimeoutMs: options.initTimeoutMs ?? 30_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       drainGraceMs: options.drainGraceMs ?? 5_000,
-      ...(options.now === undefined ? {} : { now: options.now }),
-    });
-    const legacy = new LegacyFront({ pool, log, initTimeoutMs: options.initTimeoutMs ?? 30_000 });
-    const modern = new ModernFront({ pool, log, inputTimeoutMs: options.requestTimeoutMs ?? 30_000, serverInfo: BROKER_INFO, keepAliveMs: 15_000 });
-    const publicUrl = new URL('http://127.0.0.1');
-    const authenticator = new TestAuthenticator(`${publicUrl.origin}/.well-known/oauth-protected-resource/mcp`);
-    const server = new BrokerServer({
-      publicUrl,
-      allowedOrigins: [],
-      authenticator,
-      pool,
-      legacy,
-      modern,
-      routes: [],
+      refreshLeadMs: options.refreshLeadMs ?? 5 * 60_000,
       maxBodyBytes: options.maxBodyBytes ?? 4 * 1024 * 1024,
       headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
       bodyTimeoutMs: options.bodyTimeoutMs ?? 60_000,
-      retryAfterSeconds: 30,
-      log,
+      childStopGraceMs: 2000,
+      childEnvAllow: [],
+      reapIntervalMs: 24 * 3_600_000,
+      rotateIntervalMs: 24 * 3_600_000,
+      shutdownGraceMs: 1000,
+    };
+    const { spawn, wrapSpawn } = options;
+    const running = await createBroker({
+      config,
+      log: options.log ?? silentLogger(),
+      auth: { authenticator, credentials, routes: [] },
+      ...(spawn !== undefined ? { spawn: () => spawn } : wrapSpawn !== undefined ? { spawn: wrapSpawn } : {}),
+      ...(options.now === undefined ? {} : { clock: options.now }),
     });
-    const { port } = await server.listen('127.0.0.1', 0);
-    return new TestBroker(forge, server, pool, legacy, modern, authenticator, credentials, `http://127.0.0.1:${port}`);
+    return new TestBroker(forge, running, authenticator, credentials);
+  }
+
+  get url(): string {
+    return this.running.url;
+  }
+
+  get pool(): ChannelPool {
+    return this.running.pool;
+  }
+
+  get legacy(): LegacyFront {
+    return this.running.legacy;
+  }
+
+  get modern(): ModernFront {
+    return this.running.modern;
+  }
+
+  get metrics(): BrokerMetrics {
+    return this.running.metrics;
   }
 
   get mcpUrl(): URL {
@@ -203,13 +209,13 @@ export class TestBroker {
     return { client, transport };
   }
 
-  /** Ends every session and channel and refuses new ones, as the broker's shutdown does. */
-  async stopSessions(): Promise<void> {
-    await Promise.all([this.legacy.stop(), this.modern.stop(), this.pool.stop()]);
+  /** Ends every session and channel and refuses new ones: the broker's own step of its stop. */
+  stopSessions(): Promise<void> {
+    return this.running.stopSessions();
   }
 
   async close(): Promise<void> {
-    await this.server.shutdown(1000);
+    await this.running.stop();
     await this.forge.close();
   }
 }

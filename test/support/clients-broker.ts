@@ -13,6 +13,7 @@
  *   broker holds for a user.
  */
 import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 
 import type { RunningBroker } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -21,7 +22,7 @@ import { createLogger, type LogLevel } from '../../src/log/logger.js';
 import type { ForgejoStandin, StandinUser } from '../../src/standin/forgejo.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { ForgejoCredential } from '../../src/store/store.js';
-import { freePort, startSignedInTestBroker } from './signed-in-broker.js';
+import { listenOnAnyPort, startSignedInTestBroker } from './signed-in-broker.js';
 
 export { DEMO_USERS };
 
@@ -35,22 +36,26 @@ export interface ClientsBroker {
   close(): Promise<void>;
 }
 
-/** The demo (`startDemo`) on a free loopback port, quiet unless told otherwise. */
+/** The demo (`startDemo`) on a loopback port the system picked, quiet unless told otherwise. */
 export async function startClientsDemo(logLevel: LogLevel = 'warn'): Promise<ClientsBroker> {
-  const port = await freePort();
+  const listener = await listenOnAnyPort();
+  const { port } = listener.address() as AddressInfo;
   const config = loadConfig({
     BROKER_LISTEN: `127.0.0.1:${port}`,
     BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }),
     BROKER_LOG_LEVEL: logLevel,
     BROKER_SHUTDOWN_GRACE: '5s',
   });
-  const demo = await startDemo(config, createLogger(config.logLevel, process.stderr), { keepDataDir: false });
+  const demo = await startDemo(config, createLogger(config.logLevel, process.stderr), { keepDataDir: false, listener });
   return {
     url: demo.broker.url,
     mcpUrl: `${demo.broker.url}/mcp`,
     broker: demo.broker,
     forgejo: demo.forgejo,
-    close: () => demo.stop(),
+    close: async () => {
+      await demo.stop();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    },
   };
 }
 
@@ -69,7 +74,7 @@ export interface ProductionBroker extends ClientsBroker {
   storedCredential(userId: string): Promise<ForgejoCredential | undefined>;
 }
 
-/** `startSignedInBroker` as production wires it, in front of a Forgejo stand-in the test controls. */
+/** `createBroker` as production wires it, in front of a Forgejo stand-in the test controls. */
 export async function startProductionBroker(options: ProductionBrokerOptions): Promise<ProductionBroker> {
   const encryptionKey = randomBytes(32);
   const harness = await startSignedInTestBroker({

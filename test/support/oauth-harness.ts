@@ -9,11 +9,11 @@ import { join } from 'node:path';
 
 import * as oauth from 'oauth4webapi';
 
-import { isAuthFailure } from '../../src/auth/principal.js';
 import { ForgejoClient } from '../../src/forgejo/client.js';
 import { ForgejoCredentialManager } from '../../src/forgejo/credentials.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { sendBearerChallenge } from '../../src/oauth/challenge.js';
+import { authenticateBearer } from '../../src/http/mcp-endpoint.js';
+import { MCP_PATH } from '../../src/http/route.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { createOAuthServer, type OAuthServer, type OAuthServerOptions } from '../../src/oauth/server.js';
 import { startForgejoStandin, type ForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
@@ -35,8 +35,8 @@ export type HarnessOptions = Partial<
 
 /**
  * The broker's OAuth routes on a real loopback server, with the Forgejo
- * stand-in, a real SQLite file and a clock the test can move. `/mcp` answers
- * the authenticated principal, or the 401 challenge.
+ * stand-in, a real SQLite file and a clock the test can move. `/mcp`
+ * authenticates as the product's endpoint does, and answers the principal.
  */
 export class OAuthHarness {
   readonly http: Server;
@@ -68,13 +68,10 @@ export class OAuthHarness {
         const harness = ready.harness;
         if (harness === undefined) throw new Error('harness not ready');
         if (await harness.server.routes(req, res, url)) return;
-        if (url.pathname === '/mcp') {
-          const header = req.headers.authorization ?? '';
-          const bearer = /^Bearer (.+)$/i.exec(header)?.[1];
-          const { authenticator } = harness.server;
-          if (bearer === undefined) return sendBearerChallenge(res, authenticator.resourceMetadataUrl);
-          const result = await authenticator.authenticate(bearer);
-          if (isAuthFailure(result)) return sendBearerChallenge(res, authenticator.resourceMetadataUrl, result);
+        if (url.pathname === MCP_PATH) {
+          // The product's authentication and challenge; an authenticated request is answered with its principal.
+          const result = await authenticateBearer(req, res, harness.server.authenticator);
+          if (result === undefined) return;
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(JSON.stringify(result));
           return;

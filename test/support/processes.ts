@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 
 /**
  * Live processes whose parent is `parentPid` and whose command line mentions
@@ -31,4 +33,18 @@ export function isRunning(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A port nothing listens on right now, for a broker in a process of its own
+ * that must be told its port (and public URL) before it starts. In-process
+ * brokers never need it: they take a socket already listening (listenOnAnyPort).
+ */
+export async function portForProcess(): Promise<number> {
+  const probe = createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }

@@ -1,7 +1,7 @@
 /**
- * The production broker as the harness tests run it: `startSignedInBroker`,
- * configured by `loadConfig` from the variables an operator sets, on a free
- * loopback port, with a real SQLite data directory (and its generated key
+ * The production broker as the harness tests run it: `createBroker`,
+ * configured by `loadConfig` from the variables an operator sets, on a
+ * loopback port the system picked, with a real SQLite data directory (and its generated key
  * file) in a temporary directory, in front of the Forgejo stand-in with the
  * broker registered as its OAuth2 application. Nothing in it turns
  * authentication off: clients sign in through the broker's consent page and
@@ -15,24 +15,22 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { startSignedInBroker, type RunningBroker } from '../../src/app.js';
+import { createBroker, type RunningBroker } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin, type ForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
 
-/** A port nothing listens on right now (closed again before it is returned). */
-export async function freePort(): Promise<number> {
-  const probe = createServer();
-  probe.listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
+/** A loopback socket on a port the system picked, held for the harness's life: brokers (and restarts) take its connections. */
+export async function listenOnAnyPort(): Promise<Server> {
+  const listener = createServer();
+  listener.listen(0, '127.0.0.1');
+  await once(listener, 'listening');
+  return listener;
 }
 
 /** A server put between the broker and the Forgejo stand-in (`forgejoFront`): its URL is the broker's FORGEJO_URL, and it is closed with the rest. */
@@ -66,7 +64,7 @@ export interface SignedInTestBroker<Front = undefined> {
   readonly front: Front;
   /** The running broker; throws while none is (a restart that failed to start one). */
   readonly broker: RunningBroker;
-  /** Stops the broker (graceful) and starts a new one on the same port and data directory, as a process restart would. */
+  /** Stops the broker (graceful) and starts a new one on the same socket and data directory, as a process restart would. */
   restart(): Promise<void>;
   close(): Promise<void>;
 }
@@ -84,7 +82,8 @@ export function startSignedInTestBroker(options: SignedInTestBrokerOptions): Pro
 export async function startSignedInTestBroker(
   options: SignedInTestBrokerOptions & { readonly forgejoFront?: (forgejo: ForgejoStandin) => Promise<ForgejoFrontServer> },
 ): Promise<SignedInTestBroker<ForgejoFrontServer | undefined>> {
-  const port = await freePort();
+  const listener = await listenOnAnyPort();
+  const { port } = listener.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: `forgejo-mcp-broker-${options.name}`, clientSecret: randomBytes(24).toString('hex') };
   const forgejo = await startForgejoStandin({
@@ -96,7 +95,7 @@ export async function startSignedInTestBroker(
   let dataDir: string | undefined;
   let broker: RunningBroker | undefined;
   const startBroker = async (config: Config, log: Logger): Promise<void> => {
-    broker = await startSignedInBroker(config, log);
+    broker = await createBroker({ config, log, listener });
     options.onBrokerStarted?.(broker);
   };
   const stopBroker = async (): Promise<void> => {
@@ -111,6 +110,7 @@ export async function startSignedInTestBroker(
       await front?.close();
       await forgejo.close();
       if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
     }
   };
   try {

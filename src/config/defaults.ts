@@ -1,0 +1,28 @@
+/**
+ * Defaults that are not (yet) operator settings, in one place with the ones
+ * that are (config.ts): the parts take them as options and never invent their own.
+ */
+
+/** Seconds a client is told to wait when the broker is full or stopping. */
+export const RETRY_AFTER_SECONDS = 30;
+/** The largest line a child may write to stdout. */
+export const MAX_CHILD_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** How often the modern front's long-lived streams send a keep-alive. */
+export const STREAM_KEEP_ALIVE_MS = 15_000;
+
+/** OAuth lifetimes when no setting names them (BROKER_ACCESS_TOKEN_TTL, BROKER_REFRESH_TOKEN_TTL override the first two). */
+export const DEFAULT_LIFETIMES = {
+  accessTokenMs: 3_600_000,
+  refreshTokenMs: 30 * 24 * 3_600_000,
+  authorizationCodeMs: 60_000,
+  pendingAuthorizationMs: 10 * 60_000,
+  signInMs: 30 * 24 * 3_600_000,
+} as const;
+
+/** Per client address and endpoint group, when BROKER_RATE_LIMIT does not say. */
+export const DEFAULT_RATE_LIMIT = { burst: 30, perMinute: 60 } as const;
+
+/** The OAuth rate limit for BROKER_RATE_LIMIT requests a minute: bursts of half of it, at least 10. */
+export function rateLimitFor(perMinute: number): { burst: number; perMinute: number } {
+  return { burst: Math.max(10, Math.ceil(perMinute / 2)), perMinute };
+}

@@ -1,0 +1,167 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol/server';
+import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
+import { BrokerError, isBrokerError } from '../errors/errors.js';
+import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
+import type { LegacyFront } from '../legacy/front.js';
+import type { ModernFront } from '../modern/front.js';
+import { validateModernRequest } from '../modern/validate.js';
+import { parseJsonBody, readBody } from './body.js';
+import { sendBrokerError, sendJsonRpcError } from './errors.js';
+
+/** Request headers a browser client sends to /mcp, for CORS preflights. */
+const MCP_REQUEST_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID';
+
+export interface McpEndpointOptions {
+  readonly publicUrl: URL;
+  /** Origins besides the broker's own that may call `/mcp` from a browser. */
+  readonly allowedOrigins: readonly string[];
+  readonly authenticator: Authenticator;
+  readonly legacy: LegacyFront;
+  readonly modern: ModernFront;
+  readonly maxBodyBytes: number;
+  readonly retryAfterSeconds: number;
+  /** True once the broker is stopping: new requests are refused with 503. */
+  readonly draining: () => boolean;
+}
+
+/**
+ * The `WWW-Authenticate` value of every refused `/mcp` request (RFC 6750 §3,
+ * RFC 9728 §5.1): the bare challenge without an error, else with its reason.
+ */
+export function bearerChallenge(resourceMetadataUrl: string, error?: string, description?: string): string {
+  const parts = [`resource_metadata="${resourceMetadataUrl}"`];
+  if (error !== undefined) parts.push(`error="${error}"`);
+  if (description !== undefined) parts.push(`error_description="${description.replaceAll('"', "'")}"`);
+  return `Bearer ${parts.join(', ')}`;
+}
+
+/** Resolves the request's bearer token, or answers 401 with the RFC 9728 challenge and returns undefined. */
+export async function authenticateBearer(req: IncomingMessage, res: ServerResponse, authenticator: Authenticator): Promise<Principal | undefined> {
+  const header = req.headers.authorization;
+  const match = header === undefined ? null : /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
+  const { resourceMetadataUrl } = authenticator;
+  if (match === null) {
+    const challenge =
+      header === undefined ? bearerChallenge(resourceMetadataUrl) : bearerChallenge(resourceMetadataUrl, 'invalid_request', 'Use the Bearer scheme');
+    sendJsonRpcError(res, 401, JsonRpcCode.requestRefused, 'Unauthorized: a Bearer token is required', { 'www-authenticate': challenge });
+    return undefined;
+  }
+  const result = await authenticator.authenticate(match[1] as string);
+  if (isAuthFailure(result)) {
+    sendJsonRpcError(res, 401, JsonRpcCode.requestRefused, `Unauthorized: ${result.description}`, {
+      'www-authenticate': bearerChallenge(resourceMetadataUrl, result.error, result.description),
+    });
+    return undefined;
+  }
+  return result;
+}
+
+/**
+ * `/mcp`: origin check, bearer authentication, body reading, era
+ * classification, and every refusal rendered as a JSON-RPC error; accepted
+ * requests go to the legacy or the modern front.
+ */
+export class McpEndpoint {
+  readonly #options: McpEndpointOptions;
+  readonly #allowedOrigins: Set<string>;
+
+  constructor(options: McpEndpointOptions) {
+    this.#options = options;
+    this.#allowedOrigins = new Set([options.publicUrl.origin, ...options.allowedOrigins]);
+  }
+
+  async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.#allowedOrigins.has(origin)) {
+      sendJsonRpcError(res, 403, JsonRpcCode.requestRefused, `Forbidden: Origin ${origin} is not allowed`);
+      return;
+    }
+    if (origin !== undefined) {
+      // A browser client on an allowed origin (MCP Inspector's web UI, say) may read what it needs.
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('vary', 'Origin');
+      res.setHeader('access-control-expose-headers', 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate');
+    }
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+        'access-control-allow-headers': MCP_REQUEST_HEADERS,
+        'access-control-max-age': '600',
+      });
+      res.end();
+      return;
+    }
+    if (req.method !== 'POST' && req.method !== 'GET' && req.method !== 'DELETE') {
+      sendJsonRpcError(res, 405, JsonRpcCode.requestRefused, 'Method not allowed.', { allow: 'GET, POST, DELETE, OPTIONS' });
+      return;
+    }
+    try {
+      if (this.#options.draining()) throw new BrokerError('unavailable', 'The broker is shutting down');
+      const principal = await authenticateBearer(req, res, this.#options.authenticator);
+      if (principal === undefined) return;
+      const body = req.method === 'POST' ? parseJsonBody(await readBody(req, this.#options.maxBodyBytes)) : undefined;
+      await this.#dispatch(req, res, principal, body);
+    } catch (error) {
+      if (!isBrokerError(error)) throw error;
+      sendBrokerError(res, error, {
+        retryAfterSeconds: this.#options.retryAfterSeconds,
+        ...(error.kind === 'credential_revoked' ? { challenge: this.#challenge('invalid_token', 'The Forgejo sign-in has ended; sign in again') } : {}),
+      });
+    }
+  }
+
+  /**
+   * Routes by era, as the 2026-07-28 versioning page describes: a request
+   * carrying the per-request `_meta` envelope is served statelessly; anything
+   * else (initialize, session traffic, GET, DELETE) is the legacy session path.
+   */
+  async #dispatch(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
+    const outcome = classifyInboundRequest({
+      httpMethod: req.method ?? 'GET',
+      protocolVersionHeader: single(req.headers['mcp-protocol-version']),
+      mcpMethodHeader: single(req.headers['mcp-method']),
+      mcpNameHeader: single(req.headers['mcp-name']),
+      body,
+    });
+    if (outcome.kind === 'legacy') {
+      await this.#options.legacy.handle(req, res, principal, body);
+      return;
+    }
+    const id = requestIdOf(body);
+    if (outcome.kind === 'reject') {
+      sendJsonRpcError(res, outcome.httpStatus, outcome.code, outcome.message, {}, { id, data: outcome.data });
+      return;
+    }
+    if (!isJsonContentType(req.headers['content-type'] ?? null)) {
+      sendJsonRpcError(res, 415, JsonRpcCode.requestRefused, 'Unsupported Media Type: Content-Type must be application/json', {}, { id });
+      return;
+    }
+    if (outcome.messageKind === 'notification') {
+      // 2026-07-28 defines no client notifications over HTTP; accepted and ignored.
+      res.writeHead(202).end();
+      return;
+    }
+    const rejection = validateModernRequest(req, outcome.message, outcome.classification.revision ?? '');
+    if (rejection !== undefined) {
+      sendJsonRpcError(res, rejection.httpStatus, rejection.code, rejection.message, {}, { id, data: rejection.data });
+      return;
+    }
+    await this.#options.modern.handle(req, res, principal, outcome.message);
+  }
+
+  #challenge(error?: string, description?: string): string {
+    return bearerChallenge(this.#options.authenticator.resourceMetadataUrl, error, description);
+  }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The id of a single JSON-RPC request body, to echo on an error; undefined otherwise. */
+function requestIdOf(body: unknown): string | number | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const id = (body as { id?: unknown }).id;
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+}
