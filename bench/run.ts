@@ -22,25 +22,77 @@ import type { StandinUser } from '../src/standin/forgejo.js';
 import { measureAuthCost } from './lib/auth-cost.js';
 import { heapGrowth } from './lib/heap.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
-import { keepAliveAgent, RawLegacyClient, RawModernClient, RawStdioClient, SdkClient, type EchoClient, type HttpTarget } from './lib/mcp.js';
+import {
+  keepAliveAgent,
+  RawLegacyClient,
+  RawModernClient,
+  RawStdioClient,
+  SdkClient,
+  type EchoClient,
+  type HttpTarget,
+} from './lib/mcp.js';
 import { RESULTS_DIR, ROOT, START_TIMER, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
 import { descendants, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
 import { renderChart, renderMarkdown } from './lib/report.js';
 import { median, percentile, summarize } from './lib/stats.js';
-import type { BenchResults, BigFigure, LatencyFigure, MemoryFigure, MemoryLevel, SessionStartFigure, ThroughputFigure } from './lib/results.js';
-import { benchUsers, startBareBridge, startBareHttp, startBrokerTarget, startSdkTransport, startSupergateway, STANDIN_ARGV, type BrokerTarget } from './lib/targets.js';
+import type {
+  BenchResults,
+  BigFigure,
+  LatencyFigure,
+  MemoryFigure,
+  MemoryLevel,
+  SessionStartFigure,
+  ThroughputFigure,
+} from './lib/results.js';
+import {
+  benchUsers,
+  startBareBridge,
+  startBareHttp,
+  startBrokerTarget,
+  startSdkTransport,
+  startSupergateway,
+  STANDIN_ARGV,
+  type BrokerTarget,
+} from './lib/targets.js';
 
 const QUICK = process.argv.includes('--quick');
 const PROFILE = !process.argv.includes('--no-profile');
 /** --only=latency,sdk,start,throughput,spread,big,profile,auth,memory runs just those figures (for A/B runs of a change). */
-const ONLY = process.argv.find((arg) => arg.startsWith('--only='))?.slice(7).split(',');
+const ONLY = process.argv
+  .find((arg) => arg.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const run = (phase: string): boolean => ONLY === undefined || ONLY.includes(phase);
 
 /** How much of everything: the full run stays under ten minutes on the 2-core bench machine. */
 const PLAN = QUICK
-  ? { rounds: 2, latencyRequests: 150, latencyMs: 1_000, sdkRequests: 80, throughputTrials: 1, throughputMs: 800, sessions: 10, starts: 2, bigSamples: 2, memoryLevels: [0, 10, 40], memoryLatencyRequests: 100 }
-  : { rounds: 3, latencyRequests: 700, latencyMs: 2_500, sdkRequests: 300, throughputTrials: 3, throughputMs: 2_000, sessions: 100, starts: 12, bigSamples: 7, memoryLevels: [0, 100, 1000], memoryLatencyRequests: 500 };
+  ? {
+      rounds: 2,
+      latencyRequests: 150,
+      latencyMs: 1_000,
+      sdkRequests: 80,
+      throughputTrials: 1,
+      throughputMs: 800,
+      sessions: 10,
+      starts: 2,
+      bigSamples: 2,
+      memoryLevels: [0, 10, 40],
+      memoryLatencyRequests: 100,
+    }
+  : {
+      rounds: 3,
+      latencyRequests: 700,
+      latencyMs: 2_500,
+      sdkRequests: 300,
+      throughputTrials: 3,
+      throughputMs: 2_000,
+      sessions: 100,
+      starts: 12,
+      bigSamples: 7,
+      memoryLevels: [0, 100, 1000],
+      memoryLatencyRequests: 500,
+    };
 const BIG_BYTES = 10 * 1024 * 1024;
 /** Hard ceiling on the whole run: whatever happens, the harness stops everything by then. */
 const RUN_LIMIT_MS = 25 * 60_000;
@@ -95,16 +147,28 @@ function latencyFigure(client: 'raw' | 'sdk', name: string, runs: LoadResult[]):
     summary: summarize(all),
     roundP50s: runs.map((run) => summarize(run.latenciesUs).p50),
     errors: runs.reduce((sum, run) => sum + run.errors, 0),
-    ...(runs.find((run) => run.firstError !== undefined)?.firstError === undefined ? {} : { firstError: runs.find((run) => run.firstError !== undefined)?.firstError }),
+    ...(runs.find((run) => run.firstError !== undefined)?.firstError === undefined
+      ? {}
+      : { firstError: runs.find((run) => run.firstError !== undefined)?.firstError }),
   };
 }
 
 /** c=1, rounds interleaved across targets so the machine's noise falls on all of them alike. */
-async function latencyAtOne(client: 'raw' | 'sdk', targets: readonly Pick<LoadTarget, 'name' | 'client'>[], requests: number, maxMs: number): Promise<LatencyFigure[]> {
+async function latencyAtOne(
+  client: 'raw' | 'sdk',
+  targets: readonly Pick<LoadTarget, 'name' | 'client'>[],
+  requests: number,
+  maxMs: number,
+): Promise<LatencyFigure[]> {
   const runs = new Map<string, LoadResult[]>(targets.map((target) => [target.name, []]));
   for (let round = 0; round < PLAN.rounds; round++) {
     for (const target of targets) {
-      const result = await closedLoop(() => target.client.echo(), { concurrency: 1, maxRequests: requests, maxMs, warmup: Math.min(100, requests / 5) });
+      const result = await closedLoop(() => target.client.echo(), {
+        concurrency: 1,
+        maxRequests: requests,
+        maxMs,
+        warmup: Math.min(100, requests / 5),
+      });
       runs.get(target.name)?.push(result);
     }
   }
@@ -112,7 +176,11 @@ async function latencyAtOne(client: 'raw' | 'sdk', targets: readonly Pick<LoadTa
 }
 
 /** One bounded closed-loop trial, requests spread round-robin over the clients (sessions), CPU time accounted. */
-async function throughputRun(concurrency: number, clients: readonly EchoClient[], scope: CpuScope): Promise<LoadResult & { cpu: CpuSample }> {
+async function throughputRun(
+  concurrency: number,
+  clients: readonly EchoClient[],
+  scope: CpuScope,
+): Promise<LoadResult & { cpu: CpuSample }> {
   let cpu: CpuSample = { gateway: Number.NaN, children: Number.NaN, client: Number.NaN };
   const result = await closedLoop((i) => (clients[i % clients.length] as EchoClient).echo(), {
     concurrency,
@@ -134,7 +202,13 @@ async function throughputRun(concurrency: number, clients: readonly EchoClient[]
 }
 
 /** Trials of c=16 and c=64 alternating, for one target. */
-async function throughputTrials(target: string, sessions: number, concurrencies: readonly number[], clients: readonly EchoClient[], scope: CpuScope): Promise<ThroughputFigure[]> {
+async function throughputTrials(
+  target: string,
+  sessions: number,
+  concurrencies: readonly number[],
+  clients: readonly EchoClient[],
+  scope: CpuScope,
+): Promise<ThroughputFigure[]> {
   const runs = new Map<number, (LoadResult & { cpu: CpuSample })[]>(concurrencies.map((c) => [c, []]));
   for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
     for (const concurrency of concurrencies) runs.get(concurrency)?.push(await throughputRun(concurrency, clients, scope));
@@ -142,7 +216,12 @@ async function throughputTrials(target: string, sessions: number, concurrencies:
   return concurrencies.map((concurrency) => throughputFigure(target, sessions, concurrency, runs.get(concurrency) ?? []));
 }
 
-function throughputFigure(target: string, sessions: number, concurrency: number, runs: (LoadResult & { cpu: CpuSample })[]): ThroughputFigure {
+function throughputFigure(
+  target: string,
+  sessions: number,
+  concurrency: number,
+  runs: (LoadResult & { cpu: CpuSample })[],
+): ThroughputFigure {
   const all = runs.flatMap((run) => run.latenciesUs);
   const summary = summarize(all);
   const firstError = runs.find((run) => run.firstError !== undefined)?.firstError;
@@ -244,7 +323,12 @@ async function settledMemory(proc: Proc): Promise<{ rss: number; heapUsed: numbe
     reads.push(proc.memory().rss);
     await delay(100);
   }
-  return { rss: median(reads), heapUsed: Number(usage.heapUsed), external: Number(usage.external), arrayBuffers: Number(usage.arrayBuffers) };
+  return {
+    rss: median(reads),
+    heapUsed: Number(usage.heapUsed),
+    external: Number(usage.external),
+    arrayBuffers: Number(usage.arrayBuffers),
+  };
 }
 
 function childrenOf(proc: Proc): { count: number; rss: number } {
@@ -278,9 +362,23 @@ async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget, sna
     await delay(1_000);
     const memory = await settledMemory(proc);
     const children = childrenOf(proc);
-    const latency = await closedLoop(() => measuring.echo(), { concurrency: 1, maxRequests: PLAN.memoryLatencyRequests, maxMs: 8_000, warmup: 50 });
-    levels.push({ idleSessions: level, ...memory, childCount: children.count, childrenRss: children.rss, latency: summarize(latency.latenciesUs), openMs });
-    log(`  ${gateway}: ${level} idle sessions, RSS ${(memory.rss / 2 ** 20).toFixed(1)} MiB, heap ${(memory.heapUsed / 2 ** 20).toFixed(1)} MiB, ${children.count} child processes, p50 ${summarize(latency.latenciesUs).p50.toFixed(0)} µs`);
+    const latency = await closedLoop(() => measuring.echo(), {
+      concurrency: 1,
+      maxRequests: PLAN.memoryLatencyRequests,
+      maxMs: 8_000,
+      warmup: 50,
+    });
+    levels.push({
+      idleSessions: level,
+      ...memory,
+      childCount: children.count,
+      childrenRss: children.rss,
+      latency: summarize(latency.latenciesUs),
+      openMs,
+    });
+    log(
+      `  ${gateway}: ${level} idle sessions, RSS ${(memory.rss / 2 ** 20).toFixed(1)} MiB, heap ${(memory.heapUsed / 2 ** 20).toFixed(1)} MiB, ${children.count} child processes, p50 ${summarize(latency.latenciesUs).p50.toFixed(0)} µs`,
+    );
   }
   // Heap snapshots only after every RSS figure is taken: writing one grows the process's own memory.
   const held = idle.length;
@@ -316,7 +414,11 @@ async function memoryLadder(gateway: string, proc: Proc, target: HttpTarget, sna
 }
 
 /** A 10 MB tool result: time, and the gateway's peak RSS growth over its settled RSS before the call. */
-async function bigResult(name: string, client: EchoClient, gateway: Proc | undefined): Promise<{ timeMs: number; peakGrowth: number | undefined }> {
+async function bigResult(
+  name: string,
+  client: EchoClient,
+  gateway: Proc | undefined,
+): Promise<{ timeMs: number; peakGrowth: number | undefined }> {
   if (gateway !== undefined) {
     if (gateway.probed) await gateway.probe('memory');
     await delay(200);
@@ -417,14 +519,32 @@ async function main(): Promise<void> {
       signedIn.set(key, known);
       return known;
     };
-    const agents = { broker: keepAliveAgent(), modern: keepAliveAgent(), sg: keepAliveAgent(), bare: keepAliveAgent(), bridge: keepAliveAgent() };
+    const agents = {
+      broker: keepAliveAgent(),
+      modern: keepAliveAgent(),
+      sg: keepAliveAgent(),
+      bare: keepAliveAgent(),
+      bridge: keepAliveAgent(),
+    };
     const direct = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), env)).client;
     const raw: LoadTarget[] = [
       { name: 'direct (stdio)', client: direct, cpu: { gateway: undefined, children: () => [direct.child.pid as number] } },
       { name: 'bare HTTP', client: await RawLegacyClient.open({ url: bareHttp.mcpUrl }, agents.bare), cpu: gatewayScope(bareHttp.proc) },
-      { name: 'SDK transport alone', client: await RawLegacyClient.open({ url: sdkTransport.mcpUrl }, agents.bare), cpu: gatewayScope(sdkTransport.proc) },
-      { name: 'bare bridge', client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge), cpu: gatewayScope(bareBridge.proc) },
-      { name: 'supergateway', client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg), cpu: gatewayScope(supergateway.proc) },
+      {
+        name: 'SDK transport alone',
+        client: await RawLegacyClient.open({ url: sdkTransport.mcpUrl }, agents.bare),
+        cpu: gatewayScope(sdkTransport.proc),
+      },
+      {
+        name: 'bare bridge',
+        client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge),
+        cpu: gatewayScope(bareBridge.proc),
+      },
+      {
+        name: 'supergateway',
+        client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg),
+        cpu: gatewayScope(supergateway.proc),
+      },
       { name: 'broker legacy', client: await RawLegacyClient.open(brokerTarget, agents.broker), cpu: gatewayScope(broker.proc) },
       { name: 'broker modern', client: new RawModernClient(brokerTarget, agents.modern), cpu: gatewayScope(broker.proc) },
     ];
@@ -442,9 +562,9 @@ async function main(): Promise<void> {
       log('latency at concurrency 1: supergateway, 2026-07-28 request (a child spawned per request)');
       const sgModern = new RawModernClient({ url: supergateway.mcpUrl }, agents.sg);
       const sgModernRuns: LoadResult[] = [];
-      for (let round = 0; round < PLAN.rounds; round++) sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
+      for (let round = 0; round < PLAN.rounds; round++)
+        sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
       results.latency.push(latencyFigure('raw', 'supergateway modern', sgModernRuns));
-
     }
 
     if (run('sdk')) {
@@ -462,7 +582,13 @@ async function main(): Promise<void> {
     // ---- Session start ----------------------------------------------------------------------
     if (run('start')) {
       log('session start');
-      const starts = { child: [] as number[], childFirstCall: [] as number[], legacy: [] as number[], modern: [] as number[], sg: [] as number[] };
+      const starts = {
+        child: [] as number[],
+        childFirstCall: [] as number[],
+        legacy: [] as number[],
+        modern: [] as number[],
+        sg: [] as number[],
+      };
       const startTokens = await tokens(startUsers);
       const startTimer = await StartTimer.start(procs);
       for (let i = 0; i < PLAN.starts; i++) {
@@ -516,8 +642,14 @@ async function main(): Promise<void> {
         }
       }
       for (const target of oneSession) {
-        for (const concurrency of [16, 64]) results.throughput.push(throughputFigure(target.name, 1, concurrency, oneRuns.get(`${target.name}|${concurrency}`) ?? []));
-        log(`  ${target.name}: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+        for (const concurrency of [16, 64])
+          results.throughput.push(throughputFigure(target.name, 1, concurrency, oneRuns.get(`${target.name}|${concurrency}`) ?? []));
+        log(
+          `  ${target.name}: ${results.throughput
+            .slice(-2)
+            .map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`)
+            .join(', ')}`,
+        );
       }
     }
 
@@ -540,8 +672,15 @@ async function main(): Promise<void> {
       const modernClients = spreadTokens.map((bearer) => new RawModernClient({ url: broker.mcpUrl, bearer }, agents.modern));
       // The first request of each user starts that user's child; not part of the figure.
       await warmUp(modernClients);
-      results.throughput.push(...(await throughputTrials('broker modern', PLAN.sessions, [16, 64], modernClients, gatewayScope(broker.proc))));
-      log(`  broker modern: ${results.throughput.slice(-2).map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+      results.throughput.push(
+        ...(await throughputTrials('broker modern', PLAN.sessions, [16, 64], modernClients, gatewayScope(broker.proc))),
+      );
+      log(
+        `  broker modern: ${results.throughput
+          .slice(-2)
+          .map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`)
+          .join(', ')}`,
+      );
     }
 
     // ---- 10 MB result ---------------------------------------------------------------------------
@@ -597,7 +736,14 @@ async function main(): Promise<void> {
     // ---- Token validation -------------------------------------------------------------------------
     if (run('auth')) {
       log('token validation (BrokerAuthenticator.authenticate on the broker store)');
-      results.auth.push(...(await measureAuthCost(broker.dataDir, broker.url, [token, ...(await tokens(startUsers)), ...(await tokens(spreadUsers))], QUICK)));
+      results.auth.push(
+        ...(await measureAuthCost(
+          broker.dataDir,
+          broker.url,
+          [token, ...(await tokens(startUsers)), ...(await tokens(spreadUsers))],
+          QUICK,
+        )),
+      );
     }
 
     await direct.close();
@@ -617,7 +763,9 @@ async function main(): Promise<void> {
     const tinyUsers = benchUsers(0);
     const tinyBroker = await startBrokerTarget(procs, { name: 'broker-tiny', childArgv: tinyArgv, users: tinyUsers });
     const tinyToken = await tinyBroker.token(tinyUsers[0] as StandinUser);
-    results.memory.push(await memoryLadder('broker', tinyBroker.proc, { url: tinyBroker.mcpUrl, bearer: tinyToken, echoReply: 'ok' }, PROFILE));
+    results.memory.push(
+      await memoryLadder('broker', tinyBroker.proc, { url: tinyBroker.mcpUrl, bearer: tinyToken, echoReply: 'ok' }, PROFILE),
+    );
     await procs.stop(tinyBroker.proc, 20_000);
     await tinyBroker.forge.close();
     const tinySg = await startSupergateway(procs, 'supergateway-tiny', tinyArgv, 'http://127.0.0.1:9', 'unused');

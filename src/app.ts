@@ -188,7 +188,18 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     await metricsListener?.close();
     await auth.close?.();
   };
-  return { url, pool, legacy, modern, endpoint, server, metrics, metricsUrl: metricsListener?.url, stopSessions, stop: () => (stopping ??= stop()) };
+  return {
+    url,
+    pool,
+    legacy,
+    modern,
+    endpoint,
+    server,
+    metrics,
+    metricsUrl: metricsListener?.url,
+    stopSessions,
+    stop: () => (stopping ??= stop()),
+  };
 }
 
 /**

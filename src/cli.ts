@@ -24,10 +24,14 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const { command, env } = commandLine;
-  const demoEnv = command === 'demo' && env.BROKER_CHILD_COMMAND === undefined ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand({ testTools: false }) } : env;
+  const demoEnv =
+    command === 'demo' && env.BROKER_CHILD_COMMAND === undefined
+      ? { ...env, BROKER_CHILD_COMMAND: standinChildCommand({ testTools: false }) }
+      : env;
   const config = loadConfig(demoEnv);
   const log = createLogger(config.logLevel);
-  for (const warning of config.warnings) log.warn({ event: 'config_warning', variable: warning.variable }, `${warning.variable} ${warning.message}`);
+  for (const warning of config.warnings)
+    log.warn({ event: 'config_warning', variable: warning.variable }, `${warning.variable} ${warning.message}`);
   if (command === 'serve') {
     const broker = await createBroker({ config, log });
     stopOnSignals(() => broker.stop(), log);

@@ -51,7 +51,12 @@ async function batches(name: string, batchCount: number, batchSize: number, call
   return { name, perCallUs: median(perCall), calls: batchCount * batchSize };
 }
 
-export async function measureAuthCost(dataDir: string, publicUrl: string, tokens: readonly string[], quick: boolean): Promise<AuthFigure[]> {
+export async function measureAuthCost(
+  dataDir: string,
+  publicUrl: string,
+  tokens: readonly string[],
+  quick: boolean,
+): Promise<AuthFigure[]> {
   const batchCount = quick ? 3 : 7;
   const batchSize = quick ? 500 : 2_000;
   const figures: AuthFigure[] = [];
@@ -76,7 +81,11 @@ export async function measureAuthCost(dataDir: string, publicUrl: string, tokens
     };
     await batches('warm-up', 1, batchSize, () => check(token));
     figures.push(await batches('hot (one token, repeated)', batchCount, batchSize, () => check(token)));
-    figures.push(await batches(`rotating (${tokens.length} users' tokens in turn)`, batchCount, batchSize, (i) => check(tokens[i % tokens.length] as string)));
+    figures.push(
+      await batches(`rotating (${tokens.length} users' tokens in turn)`, batchCount, batchSize, (i) =>
+        check(tokens[i % tokens.length] as string),
+      ),
+    );
     const unknown = `fmb_at_${randomBytes(32).toString('base64url')}`;
     figures.push(
       await batches('unknown token (refused)', batchCount, batchSize, async () => {

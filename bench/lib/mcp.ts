@@ -34,7 +34,13 @@ export function keepAliveAgent(): http.Agent {
   return new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 1024 });
 }
 
-export function httpRequest(agent: http.Agent, url: URL, method: string, headers: Record<string, string>, body?: string): Promise<HttpReply> {
+export function httpRequest(
+  agent: http.Agent,
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -48,7 +54,13 @@ export function httpRequest(agent: http.Agent, url: URL, method: string, headers
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+          }),
+        );
         res.on('error', reject);
       },
     );
@@ -133,14 +145,26 @@ export class RawLegacyClient implements EchoClient {
       target.url,
       'POST',
       base,
-      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: LEGACY_VERSION, capabilities: {}, clientInfo: CLIENT_INFO } }),
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: LEGACY_VERSION, capabilities: {}, clientInfo: CLIENT_INFO },
+      }),
     );
     const sessionId = init.headers['mcp-session-id'];
-    if (init.status !== 200 || typeof sessionId !== 'string') throw new Error(`initialize at ${target.url.href}: HTTP ${init.status} ${init.body.toString().slice(0, 300)}`);
+    if (init.status !== 200 || typeof sessionId !== 'string')
+      throw new Error(`initialize at ${target.url.href}: HTTP ${init.status} ${init.body.toString().slice(0, 300)}`);
     const answer = messagesOf(init).find((message) => message.id === 1);
     const version = (answer?.result as { protocolVersion?: string } | undefined)?.protocolVersion ?? LEGACY_VERSION;
     const headers = { ...base, 'mcp-session-id': sessionId, 'mcp-protocol-version': version };
-    const initialized = await httpRequest(agent, target.url, 'POST', headers, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+    const initialized = await httpRequest(
+      agent,
+      target.url,
+      'POST',
+      headers,
+      JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    );
     if (initialized.status !== 202) throw new Error(`notifications/initialized: HTTP ${initialized.status}`);
     return new RawLegacyClient(target, agent, headers, sessionId);
   }
@@ -195,14 +219,26 @@ export class RawModernClient implements EchoClient {
 
   async echo(): Promise<void> {
     const id = this.nextId++;
-    const reply = await httpRequest(this.agent, this.target.url, 'POST', { ...this.headers, 'mcp-name': 'echo' }, this.body(id, 'echo', { text: ECHO_TEXT }));
+    const reply = await httpRequest(
+      this.agent,
+      this.target.url,
+      'POST',
+      { ...this.headers, 'mcp-name': 'echo' },
+      this.body(id, 'echo', { text: ECHO_TEXT }),
+    );
     const text = toolText(messagesOf(reply), id, this.target.url.href);
     if (text !== (this.target.echoReply ?? ECHO_TEXT)) throw new Error(`echo answered ${text}`);
   }
 
   async big(bytes: number): Promise<number> {
     const id = this.nextId++;
-    const reply = await httpRequest(this.agent, this.target.url, 'POST', { ...this.headers, 'mcp-name': 'big' }, this.body(id, 'big', { bytes }));
+    const reply = await httpRequest(
+      this.agent,
+      this.target.url,
+      'POST',
+      { ...this.headers, 'mcp-name': 'big' },
+      this.body(id, 'big', { bytes }),
+    );
     return toolText(messagesOf(reply), id, this.target.url.href).length;
   }
 
@@ -222,12 +258,21 @@ export class RawStdioClient implements EchoClient {
   }
 
   /** Spawns the child and initializes it; `onReady` gets the time from spawn to the initialize answer. */
-  static async start(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ client: RawStdioClient; startMs: number }> {
+  static async start(
+    command: string,
+    args: readonly string[],
+    env: NodeJS.ProcessEnv,
+  ): Promise<{ client: RawStdioClient; startMs: number }> {
     const started = performance.now();
     const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'ignore'] });
     const client = new RawStdioClient(child);
-    const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`child exited with ${code} before it answered`))));
-    await Promise.race([client.request('initialize', { protocolVersion: LEGACY_VERSION, capabilities: {}, clientInfo: CLIENT_INFO }), exited]);
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => reject(new Error(`child exited with ${code} before it answered`))),
+    );
+    await Promise.race([
+      client.request('initialize', { protocolVersion: LEGACY_VERSION, capabilities: {}, clientInfo: CLIENT_INFO }),
+      exited,
+    ]);
     const startMs = performance.now() - started;
     child.stdin?.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) + '\n');
     return { client, startMs };

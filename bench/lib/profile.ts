@@ -38,16 +38,26 @@ const STAGES: readonly [string, (url: string, name: string) => boolean][] = [
   ['garbage collector', (_url, name) => name === '(garbage collector)'],
   ['BrokerServer.serve (up to its first await)', (url, name) => url.endsWith('/dist/src/http/server.js') && name === 'serve'],
   ['BrokerServer.authenticate (bearer check)', (url, name) => url.endsWith('/dist/src/http/server.js') && name === 'authenticate'],
-  ['SDK Node adapter (@modelcontextprotocol/node, @hono/node-server)', (url) => url.includes('/@modelcontextprotocol/node/') || url.includes('/@hono/node-server/')],
+  [
+    'SDK Node adapter (@modelcontextprotocol/node, @hono/node-server)',
+    (url) => url.includes('/@modelcontextprotocol/node/') || url.includes('/@hono/node-server/'),
+  ],
   ['SDK web-standard transport (@modelcontextprotocol/server)', (url) => url.includes('/@modelcontextprotocol/server/')],
   [
     'SDK, all of it (Node adapter, transport or classifier, web streams, zod)',
-    (url) => url.includes('/@modelcontextprotocol/') || url.includes('/@hono/node-server/') || url.startsWith('node:internal/webstreams') || url.includes('/zod/'),
+    (url) =>
+      url.includes('/@modelcontextprotocol/') ||
+      url.includes('/@hono/node-server/') ||
+      url.startsWith('node:internal/webstreams') ||
+      url.includes('/zod/'),
   ],
   ['zod (message validation)', (url) => url.includes('/zod/')],
   ['Web streams (node:internal/webstreams)', (url) => url.startsWith('node:internal/webstreams')],
   ['LegacySession (src/legacy/session.ts)', (url) => url.endsWith('/dist/src/legacy/session.js')],
-  ['ChildChannel (src/pool/channel.ts, client-state.ts)', (url) => url.endsWith('/dist/src/pool/channel.js') || url.endsWith('/dist/src/pool/client-state.js')],
+  [
+    'ChildChannel (src/pool/channel.ts, client-state.ts)',
+    (url) => url.endsWith('/dist/src/pool/channel.js') || url.endsWith('/dist/src/pool/client-state.js'),
+  ],
   ['ModernFront + ResponseWriter (src/modern/)', (url) => url.includes('/dist/src/modern/')],
   ['child stdio (src/supervisor/)', (url) => url.includes('/dist/src/supervisor/')],
   ['pino (logging)', (url) => url.includes('/pino/') || url.includes('/sonic-boom/')],

@@ -23,7 +23,9 @@ function latency(results: BenchResults, client: 'raw' | 'sdk', target: string): 
 }
 
 function throughput(results: BenchResults, target: string, sessions: number, concurrency: number): ThroughputFigure | undefined {
-  return results.throughput.find((figure) => figure.target === target && figure.sessions === sessions && figure.concurrency === concurrency);
+  return results.throughput.find(
+    (figure) => figure.target === target && figure.sessions === sessions && figure.concurrency === concurrency,
+  );
 }
 
 export interface Verdict {
@@ -109,7 +111,12 @@ export function renderMarkdown(results: BenchResults): string {
   );
 
   parts.push('## Targets (issue 6)');
-  parts.push(table(['target', 'this run', 'verdict'], verdicts(results).map((v) => [v.target, v.figure, mark(v.met)])));
+  parts.push(
+    table(
+      ['target', 'this run', 'verdict'],
+      verdicts(results).map((v) => [v.target, v.figure, mark(v.met)]),
+    ),
+  );
 
   for (const client of ['raw', 'sdk'] as const) {
     const floorName = 'direct (stdio)';
@@ -129,29 +136,46 @@ export function renderMarkdown(results: BenchResults): string {
           fmt(s.p99),
           figure.target === floorName ? '—' : fmt(added50),
           figure.target === floorName ? '—' : fmt(added99),
-          figure.target === floorName || figure.target === 'supergateway' || sgAdded === undefined || added50 === undefined ? '—' : times(added50 / sgAdded),
+          figure.target === floorName || figure.target === 'supergateway' || sgAdded === undefined || added50 === undefined
+            ? '—'
+            : times(added50 / sgAdded),
           figure.roundP50s.map((v) => fmt(v)).join(' / '),
           figure.errors === 0 ? '0' : `${figure.errors} (${figure.firstError ?? ''})`,
         ];
       });
     parts.push(
       client === 'raw'
-        ? '## Latency of a small `tools/call` (`echo`) at concurrency 1, minimal client\n\nThe harness\'s own client (node:http keep-alive, or JSON lines on the child\'s stdin for *direct*) adds as little as possible, so the differences are the gateways\'. Microseconds; *added* is over *direct (stdio)*.'
-        : '## The same through the official SDK client\n\n`Client` + `StdioClientTransport` for *direct*, `StreamableHTTPClientTransport` with `versionNegotiation: { mode: \'legacy\' }` or `{ mode: \'auto\' }` (lands on 2026-07-28) for the others: what an application sees. Microseconds.',
+        ? "## Latency of a small `tools/call` (`echo`) at concurrency 1, minimal client\n\nThe harness's own client (node:http keep-alive, or JSON lines on the child's stdin for *direct*) adds as little as possible, so the differences are the gateways'. Microseconds; *added* is over *direct (stdio)*."
+        : "## The same through the official SDK client\n\n`Client` + `StdioClientTransport` for *direct*, `StreamableHTTPClientTransport` with `versionNegotiation: { mode: 'legacy' }` or `{ mode: 'auto' }` (lands on 2026-07-28) for the others: what an application sees. Microseconds.",
     );
-    parts.push(table(['target', 'n', 'p50', 'p99', 'added p50', 'added p99', 'added p50 ÷ supergateway\'s', 'p50 per round', 'errors'], rows));
+    parts.push(
+      table(['target', 'n', 'p50', 'p99', 'added p50', 'added p99', "added p50 ÷ supergateway's", 'p50 per round', 'errors'], rows),
+    );
   }
   parts.push(
-    '*bare HTTP* answers the same bytes with no child (HTTP\'s floor); *bare bridge* is the least a stdio↔HTTP bridge can do (node:http, one child, id renaming, no SDK transport, no sessions, no auth); ' +
+    "*bare HTTP* answers the same bytes with no child (HTTP's floor); *bare bridge* is the least a stdio↔HTTP bridge can do (node:http, one child, id renaming, no SDK transport, no sessions, no auth); " +
       '*supergateway* is supergateway 4.0.0 stateful (`--stateful`, a child per session, `--logLevel none`, no auth); *supergateway modern* is a 2026-07-28 request to it, for which it spawns a child per request. ' +
-      'The broker runs `forgejo-mcp-broker serve` with a real SQLite store and a real OAuth access token (obtained through registration, consent and the Forgejo stand-in\'s login), log level info.',
+      "The broker runs `forgejo-mcp-broker serve` with a real SQLite store and a real OAuth access token (obtained through registration, consent and the Forgejo stand-in's login), log level info.",
   );
 
   parts.push('## Throughput (closed loop, `echo`)');
   const sessionsMax = Math.max(...results.throughput.map((figure) => figure.sessions));
   parts.push(
     table(
-      ['target', 'sessions', 'concurrency', 'median req/s', 'trials req/s', 'p50 µs', 'p99 µs', '× supergateway', 'CPU µs/req: gateway', 'children', 'load generator', 'errors'],
+      [
+        'target',
+        'sessions',
+        'concurrency',
+        'median req/s',
+        'trials req/s',
+        'p50 µs',
+        'p99 µs',
+        '× supergateway',
+        'CPU µs/req: gateway',
+        'children',
+        'load generator',
+        'errors',
+      ],
       results.throughput.map((figure) => {
         const sg = throughput(results, 'supergateway', figure.sessions, figure.concurrency)?.medianRps;
         return [
@@ -191,16 +215,28 @@ export function renderMarkdown(results: BenchResults): string {
     ),
   );
   parts.push(
-    'The child\'s own start is spawn → `initialize` answered over its stdio (Node start, module loading, its `GET /api/v1/version`), measured from the harness the same way, interleaved with the others. ' +
-      'A modern first request is compared with the child\'s start *and* its first `echo` (a cold child\'s first call costs tens of ms of its own); the broker\'s extra is then its own `initialize` round trip, the sign-in lookup and the bookkeeping.',
+    "The child's own start is spawn → `initialize` answered over its stdio (Node start, module loading, its `GET /api/v1/version`), measured from the harness the same way, interleaved with the others. " +
+      "A modern first request is compared with the child's start *and* its first `echo` (a cold child's first call costs tens of ms of its own); the broker's extra is then its own `initialize` round trip, the sign-in lookup and the bookkeeping.",
   );
 
   parts.push('## Memory per idle session');
   for (const memory of results.memory) {
-    parts.push(`**${memory.gateway}**: ${fmt(memory.rssBytesPerSession / KiB, 1)} KiB of RSS per idle session, ${fmt(memory.heapBytesPerSession / KiB, 1)} KiB of JS heap + external (after a full GC).`);
+    parts.push(
+      `**${memory.gateway}**: ${fmt(memory.rssBytesPerSession / KiB, 1)} KiB of RSS per idle session, ${fmt(memory.heapBytesPerSession / KiB, 1)} KiB of JS heap + external (after a full GC).`,
+    );
     parts.push(
       table(
-        ['idle sessions', `${memory.gateway} RSS MiB`, 'heap used MiB', 'external MiB', 'child processes', 'children RSS MiB', 'p50 µs', 'p99 µs', 'time to open them, s'],
+        [
+          'idle sessions',
+          `${memory.gateway} RSS MiB`,
+          'heap used MiB',
+          'external MiB',
+          'child processes',
+          'children RSS MiB',
+          'p50 µs',
+          'p99 µs',
+          'time to open them, s',
+        ],
         memory.levels.map((level) => [
           String(level.idleSessions),
           fmt(level.rss / MiB, 1),
@@ -220,12 +256,19 @@ export function renderMarkdown(results: BenchResults): string {
         : `After every idle session ended again: heap used ${fmt(memory.afterClose.heapUsed / MiB, 1)} MiB (back near the first level: nothing kept per ended session; RSS is not comparable here, the heap snapshot just written holds its own memory).`,
     );
     if (memory.heapPerSession !== undefined) {
-      parts.push(`Heap snapshots (all idle sessions vs none, \`bench/results/profiles/\`): ${fmt(memory.heapPerSession.total, 0)} bytes of JS heap per session, by constructor:`);
-      parts.push(table(['constructor', 'bytes per session', 'objects per session'], memory.heapPerSession.rows.map((row) => [`\`${row.name}\``, fmt(row.size), fmt(row.count, 1)])));
+      parts.push(
+        `Heap snapshots (all idle sessions vs none, \`bench/results/profiles/\`): ${fmt(memory.heapPerSession.total, 0)} bytes of JS heap per session, by constructor:`,
+      );
+      parts.push(
+        table(
+          ['constructor', 'bytes per session', 'objects per session'],
+          memory.heapPerSession.rows.map((row) => [`\`${row.name}\``, fmt(row.size), fmt(row.count, 1)]),
+        ),
+      );
     }
   }
   parts.push(
-    'The gateway runs in its own process; RSS is the kernel\'s VmRSS of that process only (median of 5 reads after a forced full GC through the bench probe), children excluded. Sessions are opened with `initialize` + `notifications/initialized` and left idle; latency is c=1 `echo` on one more session, which exists at every level.',
+    "The gateway runs in its own process; RSS is the kernel's VmRSS of that process only (median of 5 reads after a forced full GC through the bench probe), children excluded. Sessions are opened with `initialize` + `notifications/initialized` and left idle; latency is c=1 `echo` on one more session, which exists at every level.",
   );
 
   parts.push('## A 10 MB tool result (`big`, 10 MiB of text)');
@@ -241,21 +284,43 @@ export function renderMarkdown(results: BenchResults): string {
       ]),
     ),
   );
-  parts.push('Peak growth: the kernel\'s peak-RSS mark (VmHWM, reset through /proc/PID/clear_refs just before the call) minus the settled RSS before it.');
+  parts.push(
+    "Peak growth: the kernel's peak-RSS mark (VmHWM, reset through /proc/PID/clear_refs just before the call) minus the settled RSS before it.",
+  );
 
   parts.push('## Token validation per request');
-  parts.push(table(['case', 'µs per call (median of batches)', 'calls'], results.auth.map((figure) => [figure.name, fmt(figure.perCallUs, 1), fmt(figure.calls)])));
   parts.push(
-    'Measured directly: `BrokerAuthenticator.authenticate` on the broker\'s own SQLite store (the one the running broker signed the bench users into). The broker has no token cache: every `/mcp` request pays the *hot* figure.',
+    table(
+      ['case', 'µs per call (median of batches)', 'calls'],
+      results.auth.map((figure) => [figure.name, fmt(figure.perCallUs, 1), fmt(figure.calls)]),
+    ),
+  );
+  parts.push(
+    "Measured directly: `BrokerAuthenticator.authenticate` on the broker's own SQLite store (the one the running broker signed the bench users into). The broker has no token cache: every `/mcp` request pays the *hot* figure.",
   );
 
   if (results.profiles.length > 0) {
-    parts.push('## Where the broker\'s CPU goes');
+    parts.push("## Where the broker's CPU goes");
     for (const profile of results.profiles) {
       parts.push(`**${profile.name}** (${fmt(profile.samples)} samples, \`bench/results/profiles/${profile.name}.cpuprofile\`)`);
-      parts.push(table(['stage (inclusive)', '% of samples'], profile.stages.map((line) => [line.name, fmt(line.selfPercent, 1)])));
-      parts.push(table(['component', 'self %'], profile.components.slice(0, 10).map((line) => [line.name, fmt(line.selfPercent, 1)])));
-      parts.push(table(['function', 'self %'], profile.functions.slice(0, 12).map((line) => [`\`${line.name}\``, fmt(line.selfPercent, 1)])));
+      parts.push(
+        table(
+          ['stage (inclusive)', '% of samples'],
+          profile.stages.map((line) => [line.name, fmt(line.selfPercent, 1)]),
+        ),
+      );
+      parts.push(
+        table(
+          ['component', 'self %'],
+          profile.components.slice(0, 10).map((line) => [line.name, fmt(line.selfPercent, 1)]),
+        ),
+      );
+      parts.push(
+        table(
+          ['function', 'self %'],
+          profile.functions.slice(0, 12).map((line) => [`\`${line.name}\``, fmt(line.selfPercent, 1)]),
+        ),
+      );
     }
   }
   parts.push('![latency and memory against load](chart.svg)');
@@ -324,7 +389,10 @@ function panel(p: Panel, x0: number, y0: number, width: number, height: number):
   }
   const ticks = niceTicks(min, max, p.log);
   if (!p.log) max = Math.max(max, ticks[ticks.length - 1] ?? max);
-  const y = (v: number): number => (p.log ? bottom - ((Math.log10(v) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (bottom - top) : bottom - ((v - min) / (max - min)) * (bottom - top));
+  const y = (v: number): number =>
+    p.log
+      ? bottom - ((Math.log10(v) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (bottom - top)
+      : bottom - ((v - min) / (max - min)) * (bottom - top);
   const x = (i: number): number => left + ((i + 0.5) / p.xLabels.length) * (right - left);
   const out: string[] = [];
   out.push(`<text x="${(left + right) / 2}" y="${y0 + 16}" text-anchor="middle" font-weight="bold">${escapeXml(p.title)}</text>`);
@@ -333,10 +401,16 @@ function panel(p: Panel, x0: number, y0: number, width: number, height: number):
     out.push(`<line x1="${left}" x2="${right}" y1="${y(tick).toFixed(1)}" y2="${y(tick).toFixed(1)}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${left - 6}" y="${(y(tick) + 4).toFixed(1)}" text-anchor="end" font-size="11">${fmt(tick)}</text>`);
   }
-  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${bottom}" stroke="#333"/><line x1="${left}" x2="${right}" y1="${bottom}" y2="${bottom}" stroke="#333"/>`);
-  p.xLabels.forEach((label, i) => out.push(`<text x="${x(i).toFixed(1)}" y="${bottom + 16}" text-anchor="middle" font-size="11">${escapeXml(label)}</text>`));
+  out.push(
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${bottom}" stroke="#333"/><line x1="${left}" x2="${right}" y1="${bottom}" y2="${bottom}" stroke="#333"/>`,
+  );
+  p.xLabels.forEach((label, i) =>
+    out.push(`<text x="${x(i).toFixed(1)}" y="${bottom + 16}" text-anchor="middle" font-size="11">${escapeXml(label)}</text>`),
+  );
   out.push(`<text x="${(left + right) / 2}" y="${bottom + 32}" text-anchor="middle" font-size="11">${escapeXml(p.xTitle)}</text>`);
-  out.push(`<text transform="translate(${x0 + 14} ${(top + bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="11">${escapeXml(p.yTitle)}</text>`);
+  out.push(
+    `<text transform="translate(${x0 + 14} ${(top + bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="11">${escapeXml(p.yTitle)}</text>`,
+  );
   p.series.forEach((s, index) => {
     const points = s.values.map((v, i) => (v === undefined || !Number.isFinite(v) ? undefined : `${x(i).toFixed(1)},${y(v).toFixed(1)}`));
     const defined = points.filter((point): point is string => point !== undefined);
@@ -347,7 +421,9 @@ function panel(p: Panel, x0: number, y0: number, width: number, height: number):
     }
     const lx = left + (index % 3) * ((right - left) / 3);
     const ly = bottom + 48 + Math.floor(index / 3) * 14;
-    out.push(`<rect x="${lx}" y="${ly - 8}" width="10" height="10" fill="${s.color}"/><text x="${lx + 14}" y="${ly + 1}" font-size="11">${escapeXml(s.name)}</text>`);
+    out.push(
+      `<rect x="${lx}" y="${ly - 8}" width="10" height="10" fill="${s.color}"/><text x="${lx + 14}" y="${ly + 1}" font-size="11">${escapeXml(s.name)}</text>`,
+    );
   });
   return out.join('\n');
 }
@@ -363,7 +439,11 @@ export function renderChart(results: BenchResults): string {
     series: targets.map((name) => ({
       name,
       color: COLORS[name] ?? '#000',
-      values: [latency(results, 'raw', name)?.summary.p50, throughput(results, name, 1, 16)?.p50us, throughput(results, name, 1, 64)?.p50us],
+      values: [
+        latency(results, 'raw', name)?.summary.p50,
+        throughput(results, name, 1, 16)?.p50us,
+        throughput(results, name, 1, 64)?.p50us,
+      ],
     })),
   };
   const levels = results.memory[0]?.levels.map((level) => String(level.idleSessions)) ?? [];
@@ -373,7 +453,11 @@ export function renderChart(results: BenchResults): string {
     yTitle: 'RSS, MiB',
     xLabels: levels,
     log: false,
-    series: results.memory.map((memory) => ({ name: memory.gateway, color: COLORS[memory.gateway] ?? '#000', values: memory.levels.map((level) => level.rss / MiB) })),
+    series: results.memory.map((memory) => ({
+      name: memory.gateway,
+      color: COLORS[memory.gateway] ?? '#000',
+      values: memory.levels.map((level) => level.rss / MiB),
+    })),
   };
   const flatPanel: Panel = {
     title: 'p50 latency of echo vs idle sessions',
@@ -381,7 +465,11 @@ export function renderChart(results: BenchResults): string {
     yTitle: 'p50 latency, µs',
     xLabels: levels,
     log: false,
-    series: results.memory.map((memory) => ({ name: memory.gateway, color: COLORS[memory.gateway] ?? '#000', values: memory.levels.map((level) => level.latency.p50) })),
+    series: results.memory.map((memory) => ({
+      name: memory.gateway,
+      color: COLORS[memory.gateway] ?? '#000',
+      values: memory.levels.map((level) => level.latency.p50),
+    })),
   };
   const width = 1260;
   const height = 380;

@@ -78,30 +78,38 @@ export async function startBrokerTarget(procs: ProcessSet, options: BrokerTarget
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const app = { clientId: `bench-${options.name}`, clientSecret: randomBytes(24).toString('hex') };
-  const forge = await startForgejoStandin({ users: options.users, applications: [{ ...app, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }] });
-  const dataDir = await mkdtemp(join(tmpdir(), `bench-${options.name}-`));
-  const proc = procs.start(options.name, process.execPath, ['--expose-gc', '--import', PROBE, ...(options.nodeFlags ?? []), BROKER_CLI, 'serve'], {
-    ipc: true,
-    probe: true,
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? '/tmp',
-      BROKER_LISTEN: `127.0.0.1:${port}`,
-      BROKER_PUBLIC_URL: url,
-      BROKER_DATA_DIR: dataDir,
-      FORGEJO_URL: forge.url,
-      FORGEJO_CLIENT_ID: app.clientId,
-      FORGEJO_CLIENT_SECRET: app.clientSecret,
-      BROKER_CHILD_COMMAND: commandLine(options.childArgv),
-      // Production defaults otherwise; the sign-in rate limit is raised because the bench signs in 100+ users from one address,
-      // and the session caps are lifted because one user holds 100 sessions (throughput) and 1,000 (memory).
-      BROKER_LOG_LEVEL: 'info',
-      BROKER_RATE_LIMIT: '1000000',
-      BROKER_MAX_SESSIONS: '0',
-      BROKER_MAX_SESSIONS_PER_USER: '0',
-      BROKER_SHUTDOWN_GRACE: '5s',
-    },
+  const forge = await startForgejoStandin({
+    users: options.users,
+    applications: [{ ...app, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }],
   });
+  const dataDir = await mkdtemp(join(tmpdir(), `bench-${options.name}-`));
+  const proc = procs.start(
+    options.name,
+    process.execPath,
+    ['--expose-gc', '--import', PROBE, ...(options.nodeFlags ?? []), BROKER_CLI, 'serve'],
+    {
+      ipc: true,
+      probe: true,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/tmp',
+        BROKER_LISTEN: `127.0.0.1:${port}`,
+        BROKER_PUBLIC_URL: url,
+        BROKER_DATA_DIR: dataDir,
+        FORGEJO_URL: forge.url,
+        FORGEJO_CLIENT_ID: app.clientId,
+        FORGEJO_CLIENT_SECRET: app.clientSecret,
+        BROKER_CHILD_COMMAND: commandLine(options.childArgv),
+        // Production defaults otherwise; the sign-in rate limit is raised because the bench signs in 100+ users from one address,
+        // and the session caps are lifted because one user holds 100 sessions (throughput) and 1,000 (memory).
+        BROKER_LOG_LEVEL: 'info',
+        BROKER_RATE_LIMIT: '1000000',
+        BROKER_MAX_SESSIONS: '0',
+        BROKER_MAX_SESSIONS_PER_USER: '0',
+        BROKER_SHUTDOWN_GRACE: '5s',
+      },
+    },
+  );
   await waitFor(async () => (await fetch(`${url}/healthz`)).ok, options.name, proc);
   const mcpUrl = new URL('/mcp', url);
   return {
@@ -111,7 +119,8 @@ export async function startBrokerTarget(procs: ProcessSet, options: BrokerTarget
     dataDir,
     forge,
     users: options.users,
-    token: async (user) => (await obtainToken(mcpUrl.href, { login: user.login, password: user.password }, `bench-client-${user.login}`)).accessToken,
+    token: async (user) =>
+      (await obtainToken(mcpUrl.href, { login: user.login, password: user.password }, `bench-client-${user.login}`)).accessToken,
   };
 }
 
@@ -121,7 +130,13 @@ export interface HttpServerTarget {
 }
 
 /** supergateway 4 (pinned in bench/supergateway), stdio -> Streamable HTTP, stateful (one child per session), no auth, its logging off. */
-export async function startSupergateway(procs: ProcessSet, name: string, childArgv: readonly string[], forgejoUrl: string, forgejoToken: string): Promise<HttpServerTarget> {
+export async function startSupergateway(
+  procs: ProcessSet,
+  name: string,
+  childArgv: readonly string[],
+  forgejoUrl: string,
+  forgejoToken: string,
+): Promise<HttpServerTarget> {
   const port = await freePort();
   const proc = procs.start(
     name,
@@ -143,13 +158,28 @@ export async function startSupergateway(procs: ProcessSet, name: string, childAr
       '--healthEndpoint',
       '/healthz',
     ],
-    { ipc: true, probe: true, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', FORGEJO_URL: forgejoUrl, FORGEJO_ACCESS_TOKEN: forgejoToken } },
+    {
+      ipc: true,
+      probe: true,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/tmp',
+        FORGEJO_URL: forgejoUrl,
+        FORGEJO_ACCESS_TOKEN: forgejoToken,
+      },
+    },
   );
   await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, name, proc);
   return { proc, mcpUrl: new URL(`http://127.0.0.1:${port}/mcp`) };
 }
 
-async function startIpcServer(procs: ProcessSet, name: string, script: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<HttpServerTarget> {
+async function startIpcServer(
+  procs: ProcessSet,
+  name: string,
+  script: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<HttpServerTarget> {
   const proc = procs.start(name, process.execPath, [script, ...args], { ipc: true, env });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name}: no port within 30 s`)), 30_000);
@@ -172,5 +202,9 @@ export function startSdkTransport(procs: ProcessSet): Promise<HttpServerTarget> 
 }
 
 export function startBareBridge(procs: ProcessSet, forgejoUrl: string, forgejoToken: string): Promise<HttpServerTarget> {
-  return startIpcServer(procs, 'bare-bridge', BARE_BRIDGE, ['--', ...STANDIN_ARGV], { PATH: process.env.PATH, FORGEJO_URL: forgejoUrl, FORGEJO_ACCESS_TOKEN: forgejoToken });
+  return startIpcServer(procs, 'bare-bridge', BARE_BRIDGE, ['--', ...STANDIN_ARGV], {
+    PATH: process.env.PATH,
+    FORGEJO_URL: forgejoUrl,
+    FORGEJO_ACCESS_TOKEN: forgejoToken,
+  });
 }

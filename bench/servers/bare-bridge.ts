@@ -43,7 +43,12 @@ child.stdout.on('data', (chunk: Buffer) => {
   if (start < chunk.length) pending.push(chunk.subarray(start));
 });
 child.stdin.write(
-  JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bare-bridge', version: '1.0.0' } } }) + '\n',
+  JSON.stringify({
+    jsonrpc: '2.0',
+    id: 0,
+    method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bare-bridge', version: '1.0.0' } },
+  }) + '\n',
 );
 
 const server = createServer((req, res) => {

@@ -2,7 +2,12 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 /** The framing the SDK's Streamable HTTP server transport uses for a POST's answer. */
 export function sendSse(res: ServerResponse, sessionId: string, message: unknown): void {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'mcp-session-id': sessionId });
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'mcp-session-id': sessionId,
+  });
   res.end(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
 }
 

@@ -17,8 +17,19 @@ function answer(transport: NodeStreamableHTTPServerTransport, message: JSONRPCMe
   const params = message.params as { protocolVersion?: string; arguments?: { text?: string; bytes?: number } } | undefined;
   const result =
     message.method === 'initialize'
-      ? { protocolVersion: params?.protocolVersion ?? '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'sdk-transport', version: '1.0.0' } }
-      : { content: [{ type: 'text', text: typeof params?.arguments?.bytes === 'number' ? 'x'.repeat(params.arguments.bytes) : (params?.arguments?.text ?? '') }] };
+      ? {
+          protocolVersion: params?.protocolVersion ?? '2025-11-25',
+          capabilities: { tools: {} },
+          serverInfo: { name: 'sdk-transport', version: '1.0.0' },
+        }
+      : {
+          content: [
+            {
+              type: 'text',
+              text: typeof params?.arguments?.bytes === 'number' ? 'x'.repeat(params.arguments.bytes) : (params?.arguments?.text ?? ''),
+            },
+          ],
+        };
   void transport.send({ jsonrpc: '2.0', id: message.id, result }, { relatedRequestId: message.id });
 }
 

@@ -16,10 +16,13 @@ if (first === undefined) {
 }
 let rows: HeapRow[];
 if (second === undefined) {
-  rows = [...heapBySize(first).entries()].map(([name, v]) => ({ name, size: v.size / per, count: v.count / per })).sort((x, y) => y.size - x.size);
+  rows = [...heapBySize(first).entries()]
+    .map(([name, v]) => ({ name, size: v.size / per, count: v.count / per }))
+    .sort((x, y) => y.size - x.size);
 } else {
   rows = heapGrowth(first, second, per).rows;
 }
 const total = rows.reduce((sum, row) => sum + row.size, 0);
 process.stdout.write(`total ${second === undefined ? '' : 'growth '}${total.toFixed(0)} bytes${per === 1 ? '' : ` per unit (÷${per})`}\n`);
-for (const row of rows.slice(0, 40)) process.stdout.write(`${row.size.toFixed(0).padStart(10)} B  ${row.count.toFixed(2).padStart(8)} objs  ${row.name}\n`);
+for (const row of rows.slice(0, 40))
+  process.stdout.write(`${row.size.toFixed(0).padStart(10)} B  ${row.count.toFixed(2).padStart(8)} objs  ${row.name}\n`);

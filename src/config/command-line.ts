@@ -61,11 +61,17 @@ export function parseCommandLine(argv: readonly string[], env: Env): CommandLine
   }
   swallowedByNpm(env);
   if (positional.length > 1) {
-    throw new ConfigError('command line', `unexpected argument "${positional[1] as string}" after the command "${positional[0] as string}"; flags are written --name value`);
+    throw new ConfigError(
+      'command line',
+      `unexpected argument "${positional[1] as string}" after the command "${positional[0] as string}"; flags are written --name value`,
+    );
   }
   const command = positional[0] ?? (merged.FORGEJO_URL === undefined || merged.FORGEJO_URL.trim() === '' ? 'demo' : 'serve');
   if (command !== 'serve' && command !== 'demo') {
-    throw new ConfigError('command line', `unknown command "${command}": the commands are serve and demo (forgejo-mcp-broker --help lists every option)`);
+    throw new ConfigError(
+      'command line',
+      `unknown command "${command}": the commands are serve and demo (forgejo-mcp-broker --help lists every option)`,
+    );
   }
   return { action: 'run', command, env: merged };
 }
@@ -120,7 +126,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }

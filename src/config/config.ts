@@ -160,8 +160,10 @@ function signInConfig(env: Env): SignInConfig {
 /** Whether the configuration can sign users in at a real Forgejo (else only `demo` runs). */
 export function requireForgejo(config: Config): { forgejoUrl: URL; clientId: string; clientSecret: string } {
   if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required (or run `forgejo-mcp-broker demo`)');
-  if (config.signIn.forgejoClientId === undefined) throw new ConfigError('FORGEJO_CLIENT_ID', "is required: the client id of the broker's OAuth2 application at Forgejo");
-  if (config.signIn.forgejoClientSecret === undefined) throw new ConfigError('FORGEJO_CLIENT_SECRET', "is required: the client secret of the broker's OAuth2 application at Forgejo");
+  if (config.signIn.forgejoClientId === undefined)
+    throw new ConfigError('FORGEJO_CLIENT_ID', "is required: the client id of the broker's OAuth2 application at Forgejo");
+  if (config.signIn.forgejoClientSecret === undefined)
+    throw new ConfigError('FORGEJO_CLIENT_SECRET', "is required: the client secret of the broker's OAuth2 application at Forgejo");
   return { forgejoUrl: config.forgejoUrl, clientId: config.signIn.forgejoClientId, clientSecret: config.signIn.forgejoClientSecret };
 }
 
@@ -183,7 +185,10 @@ function databaseUrl(env: Env): string | undefined {
     throw new ConfigError('BROKER_DATABASE_URL', `must be a postgres:// or postgresql:// URL, not ${url.protocol}//`);
   }
   if (read(env, 'BROKER_ENCRYPTION_KEY') === undefined) {
-    throw new ConfigError('BROKER_ENCRYPTION_KEY', 'is required with BROKER_DATABASE_URL: every replica must seal Forgejo tokens with the same key');
+    throw new ConfigError(
+      'BROKER_ENCRYPTION_KEY',
+      'is required with BROKER_DATABASE_URL: every replica must seal Forgejo tokens with the same key',
+    );
   }
   return text;
 }
@@ -192,7 +197,8 @@ function encryptionKey(env: Env): Buffer | undefined {
   const text = read(env, 'BROKER_ENCRYPTION_KEY');
   if (text === undefined) return undefined;
   const key = parseEncryptionKey(text);
-  if (key === undefined) throw new ConfigError('BROKER_ENCRYPTION_KEY', 'must be 32 bytes, as 64 hex digits or base64 (make one with: openssl rand -hex 32)');
+  if (key === undefined)
+    throw new ConfigError('BROKER_ENCRYPTION_KEY', 'must be 32 bytes, as 64 hex digits or base64 (make one with: openssl rand -hex 32)');
   return key;
 }
 
@@ -237,14 +243,18 @@ function requestTimeouts(env: Env): { headersTimeoutMs: number; bodyTimeoutMs: n
   const headersTimeoutMs = duration(env, 'BROKER_HEADERS_TIMEOUT');
   const bodyTimeoutMs = duration(env, 'BROKER_BODY_TIMEOUT');
   if (headersTimeoutMs > bodyTimeoutMs) {
-    throw new ConfigError('BROKER_HEADERS_TIMEOUT', `must not be longer than BROKER_BODY_TIMEOUT (${bodyTimeoutMs} ms), which bounds the whole request`);
+    throw new ConfigError(
+      'BROKER_HEADERS_TIMEOUT',
+      `must not be longer than BROKER_BODY_TIMEOUT (${bodyTimeoutMs} ms), which bounds the whole request`,
+    );
   }
   return { headersTimeoutMs, bodyTimeoutMs };
 }
 
 function addressRange(name: Variable, text: string): AddressRange {
   const range = parseAddressRange(text);
-  if (range === undefined) throw new ConfigError(name, `"${text}" is not an IP address or CIDR network (for example 10.0.0.0/8 or fd00::/8)`);
+  if (range === undefined)
+    throw new ConfigError(name, `"${text}" is not an IP address or CIDR network (for example 10.0.0.0/8 or fd00::/8)`);
   return range;
 }
 
@@ -322,7 +332,10 @@ function httpUrl(name: string, text: string): URL {
 function originUrl(name: string, text: string): URL {
   const url = httpUrl(name, text);
   if (url.pathname !== '' && url.pathname !== '/') {
-    throw new ConfigError(name, `"${text}" must be an origin without a path (the broker serves at the root, for example https://mcp.example.org)`);
+    throw new ConfigError(
+      name,
+      `"${text}" must be an origin without a path (the broker serves at the root, for example https://mcp.example.org)`,
+    );
   }
   return url;
 }

@@ -181,7 +181,8 @@ export class ForgejoClient {
       status = response.status;
     } catch (error) {
       // A 401 carrying a WWW-Authenticate challenge arrives as an error of oauth4webapi.
-      const challenged = error instanceof BrokerError && error.cause instanceof oauth.WWWAuthenticateChallengeError ? error.cause : undefined;
+      const challenged =
+        error instanceof BrokerError && error.cause instanceof oauth.WWWAuthenticateChallengeError ? error.cause : undefined;
       if (challenged === undefined) return 'unknown';
       await challenged.response.body?.cancel();
       status = challenged.status;
@@ -219,7 +220,10 @@ export class ForgejoClient {
     return this.#metadata;
   }
 
-  #requestOptions(timeoutMs = this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS): { signal: AbortSignal; [oauth.allowInsecureRequests]: boolean } {
+  #requestOptions(timeoutMs = this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS): {
+    signal: AbortSignal;
+    [oauth.allowInsecureRequests]: boolean;
+  } {
     return {
       signal: AbortSignal.timeout(timeoutMs),
       // Plain http only when the operator configured an http Forgejo (loopback development, tests).
@@ -243,11 +247,7 @@ function isForgejoUserBody(value: unknown): value is { id: number; login: string
 }
 
 /** Maps an oauth4webapi failure to a BrokerError; `classify` decides for OAuth error bodies. */
-function toBrokerError(
-  error: unknown,
-  operation: string,
-  classify: (code: string, status: number) => BrokerError['kind'],
-): BrokerError {
+function toBrokerError(error: unknown, operation: string, classify: (code: string, status: number) => BrokerError['kind']): BrokerError {
   if (error instanceof BrokerError) return error;
   if (error instanceof oauth.ResponseBodyError) {
     return new BrokerError(classify(error.error, error.status), `Forgejo ${operation} refused: ${error.error}`, {

@@ -170,9 +170,11 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     const state = this.#state(userId);
     clearTimeout(state.retryTimer);
     state.retryTimer = undefined;
-    const inflight = this.#credentials.withRefreshLock(userId, () => this.#refreshOnce(userId, state, generation)).finally(() => {
-      state.inflight = undefined;
-    });
+    const inflight = this.#credentials
+      .withRefreshLock(userId, () => this.#refreshOnce(userId, state, generation))
+      .finally(() => {
+        state.inflight = undefined;
+      });
     state.inflight = inflight;
     return inflight;
   }
@@ -215,7 +217,12 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     return toAccess(stored);
   }
 
-  async #afterRefusal(credential: ForgejoCredential, state: UserRefreshState, cause: BrokerError, afterLostAnswer: boolean): Promise<ForgejoAccess> {
+  async #afterRefusal(
+    credential: ForgejoCredential,
+    state: UserRefreshState,
+    cause: BrokerError,
+    afterLostAnswer: boolean,
+  ): Promise<ForgejoAccess> {
     const at = this.#now();
     if (!(await this.#credentials.markRefreshRefused(credential.userId, credential.generation, at))) {
       // A login superseded the refresh token we used while we refreshed: its credential is the live one.

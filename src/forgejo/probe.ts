@@ -69,13 +69,19 @@ export class ForgejoProbe {
     const before = this.#failure;
     this.#failure = failure;
     if (failure !== undefined && failure !== before) {
-      this.#options.log.warn({ event: 'forgejo_unreachable', forgejoUrl: this.#issuer.href, reason: failure }, `Forgejo is not usable: ${failure}`);
+      this.#options.log.warn(
+        { event: 'forgejo_unreachable', forgejoUrl: this.#issuer.href, reason: failure },
+        `Forgejo is not usable: ${failure}`,
+      );
     } else if (failure === undefined && before !== undefined) {
       this.#options.log.info({ event: 'forgejo_reachable', forgejoUrl: this.#issuer.href }, 'Forgejo answers');
     }
     if (this.#closed) return;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.check(), failure === undefined ? (this.#options.intervalMs ?? 60_000) : (this.#options.retryMs ?? 5_000));
+    this.#timer = setTimeout(
+      () => void this.check(),
+      failure === undefined ? (this.#options.intervalMs ?? 60_000) : (this.#options.retryMs ?? 5_000),
+    );
     this.#timer.unref();
   }
 
@@ -100,7 +106,10 @@ export class ForgejoProbe {
   }
 
   #requestOptions(): { signal: AbortSignal; [oauth.allowInsecureRequests]: boolean } {
-    return { signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5_000), [oauth.allowInsecureRequests]: this.#issuer.protocol === 'http:' };
+    return {
+      signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5_000),
+      [oauth.allowInsecureRequests]: this.#issuer.protocol === 'http:',
+    };
   }
 }
 

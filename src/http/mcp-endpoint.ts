@@ -10,7 +10,8 @@ import { parseJsonBody, readBody } from './body.js';
 import { sendBrokerError, sendJsonRpcError } from './errors.js';
 
 /** Request headers a browser client sends to /mcp, for CORS preflights. */
-const MCP_REQUEST_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID';
+const MCP_REQUEST_HEADERS =
+  'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID';
 
 export interface McpEndpointOptions {
   readonly publicUrl: URL;
@@ -37,13 +38,19 @@ export function bearerChallenge(resourceMetadataUrl: string, error?: string, des
 }
 
 /** Resolves the request's bearer token, or answers 401 with the RFC 9728 challenge and returns undefined. */
-export async function authenticateBearer(req: IncomingMessage, res: ServerResponse, authenticator: Authenticator): Promise<Principal | undefined> {
+export async function authenticateBearer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  authenticator: Authenticator,
+): Promise<Principal | undefined> {
   const header = req.headers.authorization;
   const match = header === undefined ? null : /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
   const { resourceMetadataUrl } = authenticator;
   if (match === null) {
     const challenge =
-      header === undefined ? bearerChallenge(resourceMetadataUrl) : bearerChallenge(resourceMetadataUrl, 'invalid_request', 'Use the Bearer scheme');
+      header === undefined
+        ? bearerChallenge(resourceMetadataUrl)
+        : bearerChallenge(resourceMetadataUrl, 'invalid_request', 'Use the Bearer scheme');
     sendJsonRpcError(res, 401, JsonRpcCode.requestRefused, 'Unauthorized: a Bearer token is required', { 'www-authenticate': challenge });
     return undefined;
   }
@@ -106,7 +113,9 @@ export class McpEndpoint {
       if (!isBrokerError(error)) throw error;
       sendBrokerError(res, error, {
         retryAfterSeconds: this.#options.retryAfterSeconds,
-        ...(error.kind === 'credential_revoked' ? { challenge: this.#challenge('invalid_token', 'The Forgejo sign-in has ended; sign in again') } : {}),
+        ...(error.kind === 'credential_revoked'
+          ? { challenge: this.#challenge('invalid_token', 'The Forgejo sign-in has ended; sign in again') }
+          : {}),
       });
     }
   }

@@ -143,7 +143,10 @@ export class BrokerServer {
     } catch (error) {
       if (!req.complete && req.destroyed) {
         // Cut before it fully arrived (a deadline, a client gone): the client's doing, not a broker failure.
-        this.#options.log.debug({ event: 'request_cut', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request cut before it arrived');
+        this.#options.log.debug(
+          { event: 'request_cut', err: errorMessage(error), path: req.url?.split('?')[0] },
+          'request cut before it arrived',
+        );
         return;
       }
       this.#options.log.error({ event: 'http_error', err: errorMessage(error), path: req.url?.split('?')[0] }, 'request failed');

@@ -77,7 +77,10 @@ export class SessionEventStore implements EventStore {
     return Promise.resolve(parseEventId(eventId)?.streamId);
   }
 
-  async replayEventsAfter(lastEventId: EventId, { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> }): Promise<StreamId> {
+  async replayEventsAfter(
+    lastEventId: EventId,
+    { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> },
+  ): Promise<StreamId> {
     const last = parseEventId(lastEventId);
     if (last === undefined) throw new Error('unknown event id');
     for (const event of this.events) {

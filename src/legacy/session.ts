@@ -1,7 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
-import { WebStandardStreamableHTTPServerTransport, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
+import {
+  WebStandardStreamableHTTPServerTransport,
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+} from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
@@ -135,7 +140,10 @@ export class LegacySession {
       // Only the initialize gets here without a channel: its child did not start.
       this.options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.startFailure) }, 'could not start the MCP server');
       if (isJSONRPCRequest(message)) {
-        this.toClient({ jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.internalError, message: 'The MCP server could not be started' } }, undefined);
+        this.toClient(
+          { jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.internalError, message: 'The MCP server could not be started' } },
+          undefined,
+        );
       }
       void this.close('child_start_failed');
       return;

@@ -33,10 +33,30 @@ export class BrokerMetrics implements SessionEvents {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'forgejo_mcp_broker_' });
-    this.started = new Counter({ name: 'forgejo_mcp_broker_sessions_started_total', help: 'MCP sessions (legacy) and per-user channels (modern) started', labelNames: ['era'], registers });
-    this.ended = new Counter({ name: 'forgejo_mcp_broker_sessions_ended_total', help: 'Sessions and channels ended, by reason', labelNames: ['era', 'reason'], registers });
-    this.rotations = new Counter({ name: 'forgejo_mcp_broker_rotations_total', help: 'Moves of a session to a child with a new Forgejo token, by result', labelNames: ['result'], registers });
-    this.httpResponses = new Counter({ name: 'forgejo_mcp_broker_http_responses_total', help: 'HTTP responses, by route group and status', labelNames: ['route', 'status'], registers });
+    this.started = new Counter({
+      name: 'forgejo_mcp_broker_sessions_started_total',
+      help: 'MCP sessions (legacy) and per-user channels (modern) started',
+      labelNames: ['era'],
+      registers,
+    });
+    this.ended = new Counter({
+      name: 'forgejo_mcp_broker_sessions_ended_total',
+      help: 'Sessions and channels ended, by reason',
+      labelNames: ['era', 'reason'],
+      registers,
+    });
+    this.rotations = new Counter({
+      name: 'forgejo_mcp_broker_rotations_total',
+      help: 'Moves of a session to a child with a new Forgejo token, by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.httpResponses = new Counter({
+      name: 'forgejo_mcp_broker_http_responses_total',
+      help: 'HTTP responses, by route group and status',
+      labelNames: ['route', 'status'],
+      registers,
+    });
     this.forgejoRefreshes = new Counter({
       name: 'forgejo_mcp_broker_forgejo_refreshes_total',
       help: 'Refreshes of Forgejo tokens sent to Forgejo, by outcome: ok, refused (the refresh token), unknown (no usable answer)',
@@ -45,15 +65,40 @@ export class BrokerMetrics implements SessionEvents {
     });
     // Every outcome is exported from the start, so a rate over it is defined before the first refresh.
     for (const outcome of ['ok', 'refused', 'unknown'] satisfies RefreshOutcome[]) this.forgejoRefreshes.inc({ outcome }, 0);
-    this.childLogSuppressed = new Counter({ name: 'forgejo_mcp_broker_child_log_lines_suppressed_total', help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written", registers });
+    this.childLogSuppressed = new Counter({
+      name: 'forgejo_mcp_broker_child_log_lines_suppressed_total',
+      help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written",
+      registers,
+    });
   }
 
   /** Gauges computed at scrape time from the live registry. */
   watch(gauges: SessionGauges): void {
     const registers = [this.registry];
-    new Gauge({ name: 'forgejo_mcp_broker_sessions', help: 'Live legacy MCP sessions (one child each)', registers, collect() { this.set(gauges.active); } });
-    new Gauge({ name: 'forgejo_mcp_broker_user_channels', help: 'Live modern per-user channels (one child each)', registers, collect() { this.set(gauges.activeUserChannels); } });
-    new Gauge({ name: 'forgejo_mcp_broker_inflight_requests', help: 'Client requests waiting for a child', registers, collect() { this.set(gauges.inflight); } });
+    new Gauge({
+      name: 'forgejo_mcp_broker_sessions',
+      help: 'Live legacy MCP sessions (one child each)',
+      registers,
+      collect() {
+        this.set(gauges.active);
+      },
+    });
+    new Gauge({
+      name: 'forgejo_mcp_broker_user_channels',
+      help: 'Live modern per-user channels (one child each)',
+      registers,
+      collect() {
+        this.set(gauges.activeUserChannels);
+      },
+    });
+    new Gauge({
+      name: 'forgejo_mcp_broker_inflight_requests',
+      help: 'Client requests waiting for a child',
+      registers,
+      collect() {
+        this.set(gauges.inflight);
+      },
+    });
   }
 
   sessionStarted(era: 'legacy' | 'modern'): void {

@@ -78,7 +78,11 @@ export class ModernCall implements RequestSink {
   serverRequest(request: JSONRPCRequest): void {
     const brokerId = request.id as number;
     if (!INPUT_CAPABLE.has(this.request.method)) {
-      this.user.channel.refuseServerRequest(brokerId, JsonRpcCode.methodNotFound, `${this.request.method} cannot ask the client for input in protocol 2026-07-28`);
+      this.user.channel.refuseServerRequest(
+        brokerId,
+        JsonRpcCode.methodNotFound,
+        `${this.request.method} cannot ask the client for input in protocol 2026-07-28`,
+      );
       return;
     }
     const required = requiredCapability(request);
@@ -91,7 +95,11 @@ export class ModernCall implements RequestSink {
       const message = `The server needs the client capability ${JSON.stringify(required)} for ${request.method}`;
       this.user.channel.refuseServerRequest(brokerId, JsonRpcCode.missingRequiredClientCapability, message);
       this.abandon('the client lacks a capability the server needs');
-      this.respond({ jsonrpc: '2.0', id: this.request.id, error: { code: JsonRpcCode.missingRequiredClientCapability, message, data: { requiredCapabilities: required } } });
+      this.respond({
+        jsonrpc: '2.0',
+        id: this.request.id,
+        error: { code: JsonRpcCode.missingRequiredClientCapability, message, data: { requiredCapabilities: required } },
+      });
       return;
     }
     this.waiting.set(`input-${brokerId}`, request);
@@ -103,7 +111,8 @@ export class ModernCall implements RequestSink {
     if (this.gathering !== undefined || this.writer === undefined) return;
     this.gathering = setTimeout(() => {
       this.gathering = undefined;
-      if (this.writer !== undefined && this.round !== undefined && this.waiting.size > 0) this.host.park(this, this.round.clientId, this.detach());
+      if (this.writer !== undefined && this.round !== undefined && this.waiting.size > 0)
+        this.host.park(this, this.round.clientId, this.detach());
     }, INPUT_GATHER_MS);
   }
 
@@ -131,7 +140,9 @@ export class ModernCall implements RequestSink {
 
   /** The child's waiting requests as the modern client sees them, by input key. */
   inputRequests(): Record<string, { method: string; params: JSONRPCRequest['params'] }> {
-    return Object.fromEntries([...this.waiting].map(([key, request]) => [key, { method: request.method, params: withoutProgressToken(request.params) }]));
+    return Object.fromEntries(
+      [...this.waiting].map(([key, request]) => [key, { method: request.method, params: withoutProgressToken(request.params) }]),
+    );
   }
 
   private detach(): ResponseWriter {
@@ -171,7 +182,6 @@ function declares(declared: ClientCapabilities, required: ClientCapabilities): b
   });
 }
 
-
 /** A child's progress token on its own request means nothing to the client. */
 function withoutProgressToken(params: JSONRPCRequest['params']): JSONRPCRequest['params'] {
   const meta = params?._meta;
@@ -180,4 +190,3 @@ function withoutProgressToken(params: JSONRPCRequest['params']): JSONRPCRequest[
   delete rest.progressToken;
   return { ...params, _meta: rest };
 }
-

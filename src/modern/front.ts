@@ -42,7 +42,14 @@ export interface ModernFrontOptions {
 }
 
 /** The results a client may cache (`CacheableResult` in the 2026-07-28 schema). */
-const CACHEABLE = new Set(['server/discover', 'tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read']);
+const CACHEABLE = new Set([
+  'server/discover',
+  'tools/list',
+  'prompts/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+]);
 
 /**
  * Cache hints for results the child did not give any: immediately stale (a
@@ -64,7 +71,11 @@ export class ModernFront implements CallHost {
   private readonly users: UserChannels;
 
   constructor(private readonly options: ModernFrontOptions) {
-    this.users = new UserChannels({ pool: options.pool, log: options.log, ...(options.events === undefined ? {} : { events: options.events }) });
+    this.users = new UserChannels({
+      pool: options.pool,
+      log: options.log,
+      ...(options.events === undefined ? {} : { events: options.events }),
+    });
   }
 
   /** Number of users with a live channel. */
@@ -94,7 +105,12 @@ export class ModernFront implements CallHost {
     if (logLevel !== undefined && logLevel in LOG_SEVERITY) await user.ensureLogLevel(logLevel);
     const params = message.params;
     const requestState = params?.requestState;
-    const round: Round = { clientId: message.id, capabilities, logLevel, progressToken: (meta.progressToken as string | number | undefined) ?? undefined };
+    const round: Round = {
+      clientId: message.id,
+      capabilities,
+      logLevel,
+      progressToken: (meta.progressToken as string | number | undefined) ?? undefined,
+    };
     if (typeof requestState === 'string') {
       this.resume(res, principal, message, requestState, round);
       return;
@@ -102,7 +118,10 @@ export class ModernFront implements CallHost {
     if (message.method === 'tools/call') {
       const mismatch = await this.paramHeaderProblem(req, user, message);
       if (mismatch !== undefined) {
-        new ResponseWriter(res, () => undefined).final({ jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.headerMismatch, message: `Header mismatch: ${mismatch}` } }, 400);
+        new ResponseWriter(res, () => undefined).final(
+          { jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.headerMismatch, message: `Header mismatch: ${mismatch}` } },
+          400,
+        );
         return;
       }
     }
@@ -131,7 +150,10 @@ export class ModernFront implements CallHost {
       new ResponseWriter(res, () => undefined).final({
         jsonrpc: '2.0',
         id: message.id,
-        error: { code: JsonRpcCode.invalidParams, message: 'Invalid params: requestState is invalid, expired or belongs to another request' },
+        error: {
+          code: JsonRpcCode.invalidParams,
+          message: 'Invalid params: requestState is invalid, expired or belongs to another request',
+        },
       });
       return;
     }
@@ -163,7 +185,11 @@ export class ModernFront implements CallHost {
       request: requestKey(call.request),
       expiresAt,
     });
-    writer.final({ jsonrpc: '2.0', id: clientId, result: { resultType: 'input_required', inputRequests: call.inputRequests(), requestState } });
+    writer.final({
+      jsonrpc: '2.0',
+      id: clientId,
+      result: { resultType: 'input_required', inputRequests: call.inputRequests(), requestState },
+    });
     this.parked.set(parkedId, call);
     call.expiry = setTimeout(() => {
       // The client never came back: the child stops waiting too.
@@ -187,7 +213,7 @@ export class ModernFront implements CallHost {
     const stamped: Record<string, unknown> = {
       ...(CACHEABLE.has(method) ? DEFAULT_CACHE_HINTS : {}),
       ...result,
-      resultType: (result.resultType) ?? 'complete',
+      resultType: result.resultType ?? 'complete',
       _meta: { ...meta, [SERVER_INFO_META_KEY]: meta[SERVER_INFO_META_KEY] ?? this.options.serverInfo },
     };
     return { ...response, result: stamped };
@@ -217,7 +243,10 @@ export class ModernFront implements CallHost {
     if (requested.toolsListChanged === true && caps.tools?.listChanged === true) agreed.toolsListChanged = true;
     if (requested.promptsListChanged === true && caps.prompts?.listChanged === true) agreed.promptsListChanged = true;
     if (requested.resourcesListChanged === true && caps.resources?.listChanged === true) agreed.resourcesListChanged = true;
-    const uris = caps.resources?.subscribe === true && Array.isArray(requested.resourceSubscriptions) ? requested.resourceSubscriptions.filter((u) => typeof u === 'string') : [];
+    const uris =
+      caps.resources?.subscribe === true && Array.isArray(requested.resourceSubscriptions)
+        ? requested.resourceSubscriptions.filter((u) => typeof u === 'string')
+        : [];
     if (uris.length > 0) agreed.resourceSubscriptions = uris;
 
     const subscription = { [SUBSCRIPTION_ID_META_KEY]: message.id };
@@ -244,7 +273,11 @@ export class ModernFront implements CallHost {
       end: () => writer.final({ jsonrpc: '2.0', id: message.id, result: { resultType: 'complete', _meta: subscription } }),
     };
     writer.openStream(this.options.keepAliveMs);
-    writer.event({ jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { _meta: subscription, notifications: agreed } });
+    writer.event({
+      jsonrpc: '2.0',
+      method: 'notifications/subscriptions/acknowledged',
+      params: { _meta: subscription, notifications: agreed },
+    });
     user.addListener(listener);
     for (const uri of uris) await user.subscribeResource(uri);
   }

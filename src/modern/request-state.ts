@@ -24,7 +24,9 @@ export class RequestStateCodec {
   private readonly key = randomBytes(32);
 
   encode(claims: RequestStateClaims): string {
-    const payload = Buffer.from(JSON.stringify([claims.userId, claims.clientId, claims.grantId, claims.parkedId, claims.request, claims.expiresAt])).toString('base64url');
+    const payload = Buffer.from(
+      JSON.stringify([claims.userId, claims.clientId, claims.grantId, claims.parkedId, claims.request, claims.expiresAt]),
+    ).toString('base64url');
     return `${payload}.${this.sign(payload)}`;
   }
 

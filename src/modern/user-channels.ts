@@ -77,7 +77,8 @@ export class UserChannels {
         onUnrelated: (message) => {
           if (user !== undefined) user.unrelated(message);
           // Still initialising: no modern request can be waiting for input yet.
-          else if (isJSONRPCRequest(message)) channel.refuseServerRequest(message.id as number, JsonRpcCode.methodNotFound, 'No modern request is waiting for input');
+          else if (isJSONRPCRequest(message))
+            channel.refuseServerRequest(message.id as number, JsonRpcCode.methodNotFound, 'No modern request is waiting for input');
         },
       });
       const server = await initialize(channel, clientInfo);
@@ -100,7 +101,11 @@ export class UserChannels {
 
 /** The broker's own legacy handshake with a child it serves modern clients through. */
 async function initialize(channel: ChildChannel, clientInfo: Implementation): Promise<InitializeResult> {
-  const answer = await channel.call('initialize', { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: MODERN_CHILD_CAPABILITIES, clientInfo });
+  const answer = await channel.call('initialize', {
+    protocolVersion: LATEST_PROTOCOL_VERSION,
+    capabilities: MODERN_CHILD_CAPABILITIES,
+    clientInfo,
+  });
   if (isJSONRPCErrorResponse(answer)) {
     await channel.close('initialize_failed');
     throw new BrokerError('child_failed', `The MCP server refused to start: ${answer.error.message}`);

@@ -57,7 +57,7 @@ export function validateModernRequest(req: IncomingMessage, message: JSONRPCRequ
     if (raw === undefined) return mismatch('the Mcp-Name header is required');
     const name = decodeHeaderValue(raw);
     if (name === undefined) return mismatch('the Mcp-Name header value is malformed');
-    const bodyValue = (message.params)?.[source];
+    const bodyValue = message.params?.[source];
     if (name !== bodyValue) return mismatch(`Mcp-Name header value '${name}' does not match body value '${String(bodyValue)}'`);
   }
   if (!MODERN_METHODS.has(message.method)) {

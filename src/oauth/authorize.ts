@@ -93,14 +93,20 @@ export class AuthorizationFlow {
       const requestId = singleParam(form, 'request');
       const csrf = singleParam(form, 'csrf');
       decision = singleParam(form, 'decision');
-      const found = requestId === undefined ? undefined : await this.#context.store.pendingAuthorizations.find(requestId, this.#context.now());
-      if (found === undefined) throw new OAuthError('invalid_request', 'this sign-in request has expired or was completed; start again from your application');
+      const found =
+        requestId === undefined ? undefined : await this.#context.store.pendingAuthorizations.find(requestId, this.#context.now());
+      if (found === undefined)
+        throw new OAuthError('invalid_request', 'this sign-in request has expired or was completed; start again from your application');
       // The browser-binding cookie and the form's CSRF token must both belong to this request.
       if (!this.#sameBrowser(req, found) || csrf === undefined || !equalHashes(sha256Hex(csrf), found.csrfTokenHash)) {
         throw new OAuthError('access_denied', 'this form does not belong to this browser; start again from your application', FORBIDDEN);
       }
       if ((await this.#signedInUser(req)) !== (found.userId ?? undefined)) {
-        throw new OAuthError('access_denied', 'your sign-in changed while this page was open; start again from your application', FORBIDDEN);
+        throw new OAuthError(
+          'access_denied',
+          'your sign-in changed while this page was open; start again from your application',
+          FORBIDDEN,
+        );
       }
       pending = found;
       client = await this.#context.clients.resolve(pending.clientId);
@@ -129,7 +135,10 @@ export class AuthorizationFlow {
     const upstream = state === undefined ? undefined : await this.#context.store.upstreamStates.take(sha256Hex(state), now);
     const pending = upstream === undefined ? undefined : await this.#context.store.pendingAuthorizations.find(upstream.pendingId, now);
     if (state === undefined || upstream === undefined || pending === undefined) {
-      this.#errorPage(res, new OAuthError('invalid_request', 'this sign-in has expired or was already completed; start again from your application'));
+      this.#errorPage(
+        res,
+        new OAuthError('invalid_request', 'this sign-in has expired or was already completed; start again from your application'),
+      );
       return;
     }
     // Only the browser that approved may finish: a callback URL pushed into another browser is refused.
@@ -151,7 +160,10 @@ export class AuthorizationFlow {
       await this.#context.logins.storeLogin(user, tokens);
       res.setHeader('set-cookie', await this.#startSignIn(req, user.userId));
       await this.#context.store.pendingAuthorizations.update(pending.id, { userId: user.userId });
-      this.#context.logger.info({ userId: user.userId, forgejoLogin: user.forgejoLogin, clientId: client.clientId }, 'Forgejo sign-in completed');
+      this.#context.logger.info(
+        { userId: user.userId, forgejoLogin: user.forgejoLogin, clientId: client.clientId },
+        'Forgejo sign-in completed',
+      );
       await this.#proceed(res, { ...pending, userId: user.userId }, client, undefined);
     } catch (error) {
       if (isBrokerError(error, 'forbidden')) {
@@ -189,7 +201,12 @@ export class AuthorizationFlow {
     await this.#showConsent(res, pending, client, csrfToken);
   }
 
-  async #showConsent(res: ServerResponse, pending: PendingAuthorization, client: ResolvedClient, csrfToken: string | undefined): Promise<void> {
+  async #showConsent(
+    res: ServerResponse,
+    pending: PendingAuthorization,
+    client: ResolvedClient,
+    csrfToken: string | undefined,
+  ): Promise<void> {
     let token = csrfToken;
     if (token === undefined) {
       // Reached from the callback (a different user than expected): a fresh form token.
@@ -326,7 +343,11 @@ export class AuthorizationFlow {
   #sameOrigin(req: IncomingMessage): boolean {
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== 'null' && origin !== new URL(this.#context.issuer).origin) return false;
-    return req.headers['sec-fetch-site'] === undefined || req.headers['sec-fetch-site'] === 'same-origin' || req.headers['sec-fetch-site'] === 'none';
+    return (
+      req.headers['sec-fetch-site'] === undefined ||
+      req.headers['sec-fetch-site'] === 'same-origin' ||
+      req.headers['sec-fetch-site'] === 'none'
+    );
   }
 
   async #signedInUser(req: IncomingMessage): Promise<string | undefined> {

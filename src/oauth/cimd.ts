@@ -324,7 +324,10 @@ interface CacheControl {
 
 /** RFC 9111 §5.2.2, the directives that matter to a private cache of JSON documents. */
 export function parseCacheControl(header: string | undefined): CacheControl {
-  const directives = (header ?? '').toLowerCase().split(',').map((part) => part.trim());
+  const directives = (header ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((part) => part.trim());
   const maxAge = directives.find((directive) => directive.startsWith('max-age='));
   const seconds = maxAge === undefined ? undefined : Number(maxAge.slice('max-age='.length));
   return {
@@ -354,7 +357,8 @@ function validateDocument(clientId: string, body: unknown): ClientMetadataDocume
   const clientName = displayString(doc.client_name, METADATA_LIMITS.clientName);
   if (clientName === null) throw invalid('client_name is required');
   if ('client_secret' in doc || 'client_secret_expires_at' in doc) throw invalid('must not contain a client secret');
-  if (!isStringArray(doc.redirect_uris) || doc.redirect_uris.length === 0) throw invalid('redirect_uris must be a non-empty array of strings');
+  if (!isStringArray(doc.redirect_uris) || doc.redirect_uris.length === 0)
+    throw invalid('redirect_uris must be a non-empty array of strings');
   // Entries the broker could never redirect to are dropped; the document is refused only if none is left.
   const redirectUris = [...new Set(doc.redirect_uris)].filter((uri) => boundedRedirectUriProblem(uri) === undefined);
   if (redirectUris.length === 0) {
@@ -410,7 +414,9 @@ function documentAuthMethods(
   // A client that declares private_key_jwt and publishes keys must prove them (the draft's MUST), whatever else it offers.
   if (declared === 'private_key_jwt' && keys !== null) return ['private_key_jwt'];
   const offered = isStringArray(doc.token_endpoint_auth_methods_supported) ? doc.token_endpoint_auth_methods_supported : [declared];
-  const usable = offered.filter((method): method is DocumentAuthMethod => method === 'none' || (method === 'private_key_jwt' && keys !== null));
+  const usable = offered.filter(
+    (method): method is DocumentAuthMethod => method === 'none' || (method === 'private_key_jwt' && keys !== null),
+  );
   if (usable.length > 0) return [...new Set(usable)];
   if (offered.includes('private_key_jwt')) throw invalid('private_key_jwt needs jwks_uri or jwks');
   if (offered.some((method) => method.startsWith('client_secret'))) throw invalid('a metadata document cannot use a shared secret');

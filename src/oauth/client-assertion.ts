@@ -13,7 +13,19 @@ import { sha256Hex } from './tokens.js';
  */
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
-export const CLIENT_ASSERTION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+export const CLIENT_ASSERTION_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+];
 
 /** A key set is fetched again on an unknown `kid` (key rotation), but not more often than this. */
 const KEY_REFETCH_MIN_MS = 60_000;
@@ -84,7 +96,8 @@ export class ClientAssertionVerifier {
       throw new OAuthError('invalid_client', 'client authentication failed: client assertion lives longer than ten minutes');
     }
     const seen = this.#used.get(key);
-    if (seen !== undefined && seen > now) throw new OAuthError('invalid_client', 'client authentication failed: client assertion was already used');
+    if (seen !== undefined && seen > now)
+      throw new OAuthError('invalid_client', 'client authentication failed: client assertion was already used');
     if (this.#used.size >= MAX_REMEMBERED_ASSERTIONS) {
       for (const [entry, until] of this.#used) if (until <= now) this.#used.delete(entry);
     }

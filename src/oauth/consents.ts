@@ -55,7 +55,8 @@ export class ConsentManagement {
       const form = await readForm(req);
       const csrf = singleParam(form, 'csrf');
       const clientId = singleParam(form, 'client_id');
-      if (csrf === undefined || !equalHashes(csrf, signIn.csrf)) throw new OAuthError('access_denied', 'this form does not belong to this browser');
+      if (csrf === undefined || !equalHashes(csrf, signIn.csrf))
+        throw new OAuthError('access_denied', 'this form does not belong to this browser');
       if (clientId === undefined) throw new OAuthError('invalid_request', 'client_id is required');
       await this.#context.store.consents.revoke(signIn.userId, clientId, this.#context.now());
       this.#context.logger.info({ userId: signIn.userId, clientId }, 'approval revoked');

@@ -47,12 +47,7 @@ export interface ConsentView {
 }
 
 export function escapeHtml(value: string): string {
-  return value
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
+  return value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 export function renderConsentPage(view: ConsentView): string {
@@ -123,7 +118,13 @@ ${body}
  * Sends a page. `formTargets` are the origins (or schemes) the consent form's
  * answer may redirect to: CSP form-action also governs those redirects.
  */
-export function sendPage(res: ServerResponse, status: number, html: string, formTargets: readonly string[] = [], headers: Record<string, string | string[]> = {}): void {
+export function sendPage(
+  res: ServerResponse,
+  status: number,
+  html: string,
+  formTargets: readonly string[] = [],
+  headers: Record<string, string | string[]> = {},
+): void {
   const formAction = ["'self'", ...formTargets].join(' ');
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',

@@ -27,14 +27,7 @@ import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from 
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { ClientDirectory } from './clients.js';
 import { ConsentManagement } from './consents.js';
-import {
-  OAUTH_PATHS,
-  cookieNames,
-  type ForgejoLogin,
-  type LoginSink,
-  type OAuthContext,
-  type OAuthLifetimes,
-} from './context.js';
+import { OAUTH_PATHS, cookieNames, type ForgejoLogin, type LoginSink, type OAuthContext, type OAuthLifetimes } from './context.js';
 import { OAuthError } from './errors.js';
 import { TrustedProxies, clientAddress, type AddressRange } from './client-address.js';
 import { DEFAULT_LIFETIMES, DEFAULT_RATE_LIMIT } from '../config/defaults.js';
@@ -99,7 +92,11 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const now = options.now ?? Date.now;
   const issuer = options.publicUrl.href.replace(/\/+$/, '');
   const resource = `${issuer}${MCP_PATH}`;
-  const cimd: CimdOptions = { ...DEFAULT_CIMD_OPTIONS, userAgent: `${BROKER_INFO.name}/${BROKER_INFO.version} (+${issuer})`, ...options.cimd };
+  const cimd: CimdOptions = {
+    ...DEFAULT_CIMD_OPTIONS,
+    userAgent: `${BROKER_INFO.name}/${BROKER_INFO.version} (+${issuer})`,
+    ...options.cimd,
+  };
   const lifetimes = { ...DEFAULT_LIFETIMES, ...options.lifetimes };
   const sweepIntervalMs = options.sweepIntervalMs ?? 10 * 60_000;
   const documents = new ClientMetadataDocuments(cimd, now, (clientId, reason) =>
@@ -198,10 +195,14 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     }
     switch (path) {
       case OAUTH_PATHS.authorizationServerMetadata:
-        return onlyMethod(req, res, 'GET', () => sendJson(res, 200, authorizationServerMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }));
+        return onlyMethod(req, res, 'GET', () =>
+          sendJson(res, 200, authorizationServerMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }),
+        );
       case OAUTH_PATHS.protectedResourceMetadata:
       case protectedResourceMetadataPath(MCP_PATH):
-        return onlyMethod(req, res, 'GET', () => sendJson(res, 200, protectedResourceMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }));
+        return onlyMethod(req, res, 'GET', () =>
+          sendJson(res, 200, protectedResourceMetadata(context), { ...CORS_HEADERS, 'cache-control': 'max-age=300' }),
+        );
       case OAUTH_PATHS.authorize:
         return onlyMethod(req, res, 'GET', async () => {
           if (!limited(req, res, 'authorize')) await flow.authorize(req, res, url);
@@ -253,7 +254,12 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
 }
 
 /** Runs `handle` for the one allowed method; any other is 405 with Allow. */
-async function onlyMethod(req: IncomingMessage, res: ServerResponse, allowed: 'GET' | 'POST', handle: () => void | Promise<void>): Promise<boolean> {
+async function onlyMethod(
+  req: IncomingMessage,
+  res: ServerResponse,
+  allowed: 'GET' | 'POST',
+  handle: () => void | Promise<void>,
+): Promise<boolean> {
   if (req.method !== allowed && !(allowed === 'GET' && req.method === 'HEAD')) {
     res.writeHead(405, { allow: allowed, 'content-length': 0 });
     res.end();

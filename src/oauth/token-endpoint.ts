@@ -244,7 +244,13 @@ export class TokenEndpoint {
       throw new OAuthError('invalid_request', 'client_id differs from the authenticated client');
     }
     const method: ClientAuthMethod =
-      basic !== undefined ? 'client_secret_basic' : bodySecret !== undefined ? 'client_secret_post' : assertion !== undefined ? 'private_key_jwt' : 'none';
+      basic !== undefined
+        ? 'client_secret_basic'
+        : bodySecret !== undefined
+          ? 'client_secret_post'
+          : assertion !== undefined
+            ? 'private_key_jwt'
+            : 'none';
     if (claimedId === undefined) throw new OAuthError('invalid_client', 'client authentication failed: no client_id');
     let client: ResolvedClient;
     try {

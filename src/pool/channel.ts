@@ -1,4 +1,11 @@
-import type { JSONRPCErrorResponse, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResultResponse, RequestId } from '@modelcontextprotocol/server';
+import type {
+  JSONRPCErrorResponse,
+  JSONRPCMessage,
+  JSONRPCNotification,
+  JSONRPCRequest,
+  JSONRPCResultResponse,
+  RequestId,
+} from '@modelcontextprotocol/server';
 import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
@@ -138,7 +145,8 @@ export class ChildChannel {
     if (notification.method === 'notifications/cancelled') {
       const requestId = (notification.params as { requestId?: RequestId } | undefined)?.requestId;
       const found = requestId === undefined ? undefined : this.findByClientId(requestId);
-      if (found !== undefined) this.cancel(found, (notification.params as { reason?: string } | undefined)?.reason ?? 'cancelled by the client');
+      if (found !== undefined)
+        this.cancel(found, (notification.params as { reason?: string } | undefined)?.reason ?? 'cancelled by the client');
       return;
     }
     this.dispatch(notification);
@@ -212,7 +220,10 @@ export class ChildChannel {
     // Clients are not held up: new requests keep going to the current child until the new one is ready.
     const next = this.attach(child);
     try {
-      await this.state.replay({ request: (method, params) => this.callOn(next, method, params), notify: (notification) => next.child.send(notification) });
+      await this.state.replay({
+        request: (method, params) => this.callOn(next, method, params),
+        notify: (notification) => next.child.send(notification),
+      });
     } catch (error) {
       await child.stop();
       throw new BrokerError('child_failed', `replacement child could not be initialised: ${errorMessage(error)}`, { cause: error });
@@ -234,7 +245,10 @@ export class ChildChannel {
     return new Promise((resolve) => {
       // The child's own requests are never attributed to an internal request, so the sink needs only the answer.
       const sink: RequestSink = { notify: () => undefined, serverRequest: () => undefined, respond: resolve };
-      this.request({ jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) }, sink, { internal: true, ...(link === undefined ? {} : { link }) });
+      this.request({ jsonrpc: '2.0', id: `broker-${method}`, method, ...(params === undefined ? {} : { params }) }, sink, {
+        internal: true,
+        ...(link === undefined ? {} : { link }),
+      });
     });
   }
 
@@ -248,7 +262,8 @@ export class ChildChannel {
       clearTimeout(timer);
     }
     for (const [childId, pending] of this.pending) {
-      if (pending.link === link) this.fail(childId, pending, JsonRpcCode.internalError, 'The server was restarted with a new token before it answered');
+      if (pending.link === link)
+        this.fail(childId, pending, JsonRpcCode.internalError, 'The server was restarted with a new token before it answered');
     }
     for (const [brokerId, entry] of this.serverRequests) if (entry.link === link) this.serverRequests.delete(brokerId);
     await link.child.stop();
@@ -263,7 +278,8 @@ export class ChildChannel {
 
   private childExited(link: Link, code: number | null, signal: string | null): void {
     for (const [childId, pending] of this.pending) {
-      if (pending.link === link) this.fail(childId, pending, JsonRpcCode.internalError, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
+      if (pending.link === link)
+        this.fail(childId, pending, JsonRpcCode.internalError, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
     }
     // A retired child's exit is expected; only the current child's exit ends the channel.
     if (link === this.current && !link.retiring) void this.close('child_exit');
@@ -368,7 +384,11 @@ export class ChildChannel {
     pending.timer = setTimeout(() => {
       const link = pending.link;
       this.fail(childId, pending, JsonRpcCode.upstreamTimeout, `The MCP server did not answer within ${this.options.requestTimeoutMs} ms`);
-      link?.child.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: childId, reason: 'timed out at the broker' } });
+      link?.child.send({
+        jsonrpc: '2.0',
+        method: 'notifications/cancelled',
+        params: { requestId: childId, reason: 'timed out at the broker' },
+      });
     }, this.options.requestTimeoutMs);
     pending.timer.unref();
   }

@@ -12,7 +12,11 @@ interface Told {
 const MAX_STATE_SYNC_ROUNDS = 4;
 
 function sameState(a: Told, b: Told): boolean {
-  return JSON.stringify(a.logLevel) === JSON.stringify(b.logLevel) && a.subscriptions.size === b.subscriptions.size && [...a.subscriptions].every((uri) => b.subscriptions.has(uri));
+  return (
+    JSON.stringify(a.logLevel) === JSON.stringify(b.logLevel) &&
+    a.subscriptions.size === b.subscriptions.size &&
+    [...a.subscriptions].every((uri) => b.subscriptions.has(uri))
+  );
 }
 
 /** How the replay reaches the new child: a request of the broker's own, and a notification. */

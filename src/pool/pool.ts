@@ -151,7 +151,14 @@ export class ChannelPool {
       commit: (options = {}) => {
         release();
         if (opened === undefined || opened.ended || entry !== undefined) return;
-        entry = { name, channel: opened, owner, lastActive: this.now(), tokenFingerprint: fingerprint(token), busy: options.busy ?? (() => false) };
+        entry = {
+          name,
+          channel: opened,
+          owner,
+          lastActive: this.now(),
+          tokenFingerprint: fingerprint(token),
+          busy: options.busy ?? (() => false),
+        };
         this.add(entry);
         // A rotation that collected the user's channels while this one was starting missed it.
         if ((this.rotationsCollected.get(owner.userId) ?? 0) !== rotationsBefore) void this.rotateUser(owner.userId);
@@ -200,10 +207,12 @@ export class ChannelPool {
       return queued.done;
     }
     const next = { minValidityMs, done: Promise.resolve() };
-    next.done = running.catch(() => undefined).then(() => {
-      this.queuedRotations.delete(userId);
-      return this.rotateUser(userId, next.minValidityMs);
-    });
+    next.done = running
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedRotations.delete(userId);
+        return this.rotateUser(userId, next.minValidityMs);
+      });
     this.queuedRotations.set(userId, next);
     return next.done;
   }
@@ -251,7 +260,12 @@ export class ChannelPool {
     await Promise.all(
       stale.map(async (entry) => {
         try {
-          const child = await this.options.spawn({ sessionId: entry.name, userId, forgejoLogin: entry.owner.forgejoLogin, forgejoToken: token });
+          const child = await this.options.spawn({
+            sessionId: entry.name,
+            userId,
+            forgejoLogin: entry.owner.forgejoLogin,
+            forgejoToken: token,
+          });
           await entry.channel.swapChild(child);
           entry.tokenFingerprint = target;
           this.options.events?.rotation('moved');

@@ -1,4 +1,10 @@
-import type { JSONRPCErrorResponse, JSONRPCNotification, JSONRPCRequest, JSONRPCResultResponse, RequestId } from '@modelcontextprotocol/server';
+import type {
+  JSONRPCErrorResponse,
+  JSONRPCNotification,
+  JSONRPCRequest,
+  JSONRPCResultResponse,
+  RequestId,
+} from '@modelcontextprotocol/server';
 
 /** A final answer to a client request: a JSON-RPC result or error, carrying the client's own id. */
 export type ClientResponse = JSONRPCResultResponse | (JSONRPCErrorResponse & { id: RequestId });

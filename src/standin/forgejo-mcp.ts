@@ -147,10 +147,7 @@ function toolError(message: string): CallToolResult {
 }
 
 function buildServer(config: ChildConfig, versionJson: string): McpServer {
-  const server = new McpServer(
-    { name: 'forgejo-mcp-standin', version: '0.1.0' },
-    { capabilities: { logging: {} } },
-  );
+  const server = new McpServer({ name: 'forgejo-mcp-standin', version: '0.1.0' }, { capabilities: { logging: {} } });
   registerForgeTools(server, config);
   if (config.testTools) registerTestTools(server, config, versionJson);
   if (config.debug) logLine(`serving ${config.forgejoUrl} as pid ${process.pid}${config.testTools ? ' with the test tools' : ''}`);
@@ -227,7 +224,8 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
     'list_my_repos',
     // Both required, as in the real tool, whose defaults are only advertised.
     { description: 'List my repos', inputSchema: z.object({ page: PAGE.meta({ default: 1 }), limit: LIMIT.meta({ default: 100 }) }) },
-    async ({ page, limit }) => forgeResult(await callForgejo(config, 'list my repositories', { method: 'GET', path: '/user/repos', query: { page, limit } })),
+    async ({ page, limit }) =>
+      forgeResult(await callForgejo(config, 'list my repositories', { method: 'GET', path: '/user/repos', query: { page, limit } })),
   );
 
   server.registerTool(
@@ -248,44 +246,86 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
     // `type` is accepted and not sent, as by the real tool: pull requests are listed too.
     async ({ owner, repo, state, milestones, labels, page, limit }) =>
       forgeResult(
-        await callForgejo(config, 'get issues list', { method: 'GET', path: `${repoPath(owner, repo)}/issues`, query: { state, milestones, labels, page, limit } }),
+        await callForgejo(config, 'get issues list', {
+          method: 'GET',
+          path: `${repoPath(owner, repo)}/issues`,
+          query: { state, milestones, labels, page, limit },
+        }),
       ),
   );
 
   server.registerTool(
     'get_issue_by_index',
-    { description: 'Get issue by index', inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue index') }) },
-    async ({ owner, repo, index }) => forgeResult(await callForgejo(config, 'get issue', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}` })),
+    {
+      description: 'Get issue by index',
+      inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue index') }),
+    },
+    async ({ owner, repo, index }) =>
+      forgeResult(await callForgejo(config, 'get issue', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}` })),
   );
 
   server.registerTool(
     'create_issue',
     {
       description: 'Create issue',
-      inputSchema: z.object({ owner: OWNER, repo: REPO, title: z.string().describe('Title'), body: z.string().optional().describe('Body') }),
+      inputSchema: z.object({
+        owner: OWNER,
+        repo: REPO,
+        title: z.string().describe('Title'),
+        body: z.string().optional().describe('Body'),
+      }),
     },
     async ({ owner, repo, title, body }) =>
-      forgeResult(await callForgejo(config, 'create issue', { method: 'POST', path: `${repoPath(owner, repo)}/issues`, body: { title, body: body ?? '' } })),
+      forgeResult(
+        await callForgejo(config, 'create issue', {
+          method: 'POST',
+          path: `${repoPath(owner, repo)}/issues`,
+          body: { title, body: body ?? '' },
+        }),
+      ),
   );
 
   server.registerTool(
     'list_issue_comments',
     {
       description: 'List issue/PR comments',
-      inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue/PR index'), page: PAGE.default(1), limit: LIMIT.default(20) }),
+      inputSchema: z.object({
+        owner: OWNER,
+        repo: REPO,
+        index: z.number().int().describe('Issue/PR index'),
+        page: PAGE.default(1),
+        limit: LIMIT.default(20),
+      }),
     },
     async ({ owner, repo, index, page, limit }) =>
-      forgeResult(await callForgejo(config, 'list issue comments', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}/comments`, query: { page, limit } })),
+      forgeResult(
+        await callForgejo(config, 'list issue comments', {
+          method: 'GET',
+          path: `${repoPath(owner, repo)}/issues/${index}/comments`,
+          query: { page, limit },
+        }),
+      ),
   );
 
   server.registerTool(
     'create_issue_comment',
     {
       description: 'Create issue comment',
-      inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue/PR index'), body: z.string().describe('Body') }),
+      inputSchema: z.object({
+        owner: OWNER,
+        repo: REPO,
+        index: z.number().int().describe('Issue/PR index'),
+        body: z.string().describe('Body'),
+      }),
     },
     async ({ owner, repo, index, body }) =>
-      forgeResult(await callForgejo(config, 'create issue comment', { method: 'POST', path: `${repoPath(owner, repo)}/issues/${index}/comments`, body: { body } })),
+      forgeResult(
+        await callForgejo(config, 'create issue comment', {
+          method: 'POST',
+          path: `${repoPath(owner, repo)}/issues/${index}/comments`,
+          body: { body },
+        }),
+      ),
   );
 
   server.registerTool(
@@ -306,14 +346,22 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
     // milestone and labels are accepted and not sent, as by the real tool.
     async ({ owner, repo, state, sort, page, limit }) =>
       forgeResult(
-        await callForgejo(config, 'get pull request list', { method: 'GET', path: `${repoPath(owner, repo)}/pulls`, query: { state, sort, page, limit } }),
+        await callForgejo(config, 'get pull request list', {
+          method: 'GET',
+          path: `${repoPath(owner, repo)}/pulls`,
+          query: { state, sort, page, limit },
+        }),
       ),
   );
 
   server.registerTool(
     'get_pull_request_by_index',
-    { description: 'Get pull request by index', inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Pull request index') }) },
-    async ({ owner, repo, index }) => forgeResult(await callForgejo(config, 'get pull request', { method: 'GET', path: `${repoPath(owner, repo)}/pulls/${index}` })),
+    {
+      description: 'Get pull request by index',
+      inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Pull request index') }),
+    },
+    async ({ owner, repo, index }) =>
+      forgeResult(await callForgejo(config, 'get pull request', { method: 'GET', path: `${repoPath(owner, repo)}/pulls/${index}` })),
   );
 }
 
@@ -326,10 +374,8 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
     text(createHash('sha256').update(config.token).digest('hex').slice(0, 12)),
   );
 
-  server.registerTool(
-    'echo',
-    { description: 'Returns its text', inputSchema: z.object({ text: z.string() }) },
-    ({ text: value }) => text(value),
+  server.registerTool('echo', { description: 'Returns its text', inputSchema: z.object({ text: z.string() }) }, ({ text: value }) =>
+    text(value),
   );
 
   server.registerTool(
@@ -360,7 +406,13 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
     'big',
     {
       description: 'One text content of exactly `bytes` bytes',
-      inputSchema: z.object({ bytes: z.number().int().min(0).max(64 * 1024 * 1024) }),
+      inputSchema: z.object({
+        bytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(64 * 1024 * 1024),
+      }),
     },
     ({ bytes }) => text('x'.repeat(bytes)),
   );
@@ -385,21 +437,17 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
     },
   );
 
-  server.registerTool(
-    'ask_both',
-    { description: 'Asks the client for an answer and a sample at the same time' },
-    async (ctx) => {
-      const [answer, sampled] = await Promise.all([
-        ctx.mcpReq.elicitInput({
-          mode: 'form',
-          message: 'What is your answer?',
-          requestedSchema: { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'] },
-        }),
-        ctx.mcpReq.requestSampling({ messages: [{ role: 'user', content: { type: 'text', text: 'Say hello.' } }], maxTokens: 50 }),
-      ]);
-      return text(JSON.stringify({ answer, sampled }));
-    },
-  );
+  server.registerTool('ask_both', { description: 'Asks the client for an answer and a sample at the same time' }, async (ctx) => {
+    const [answer, sampled] = await Promise.all([
+      ctx.mcpReq.elicitInput({
+        mode: 'form',
+        message: 'What is your answer?',
+        requestedSchema: { type: 'object', properties: { answer: { type: 'string' } }, required: ['answer'] },
+      }),
+      ctx.mcpReq.requestSampling({ messages: [{ role: 'user', content: { type: 'text', text: 'Say hello.' } }], maxTokens: 50 }),
+    ]);
+    return text(JSON.stringify({ answer, sampled }));
+  });
 
   server.registerTool(
     'in_region',
@@ -468,7 +516,10 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
 
   server.registerTool(
     'garbage',
-    { description: 'Fault injection: writes lines that are not JSON to stdout', inputSchema: z.object({ lines: z.number().int().min(1).max(100_000) }) },
+    {
+      description: 'Fault injection: writes lines that are not JSON to stdout',
+      inputSchema: z.object({ lines: z.number().int().min(1).max(100_000) }),
+    },
     ({ lines }) => {
       // Written before the answer on the same pipe, so the broker has read them all when the answer arrives.
       process.stdout.write('this is not JSON-RPC\n'.repeat(lines));
@@ -476,12 +527,16 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
     },
   );
 
-  server.registerTool('spawn_grandchild', { description: 'Fault injection: starts a process that runs until killed; returns its pid' }, () => {
-    // No stdio: it must not hold the child's pipes, and it ignores stdin closing.
-    const grandchild = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
-    grandchild.unref();
-    return text(String(grandchild.pid));
-  });
+  server.registerTool(
+    'spawn_grandchild',
+    { description: 'Fault injection: starts a process that runs until killed; returns its pid' },
+    () => {
+      // No stdio: it must not hold the child's pipes, and it ignores stdin closing.
+      const grandchild = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+      grandchild.unref();
+      return text(String(grandchild.pid));
+    },
+  );
 
   server.registerResource(
     'version',
@@ -497,11 +552,9 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
     (uri, variables) => ({ contents: [{ uri: uri.href, mimeType: 'text/plain', text: String(variables.text) }] }),
   );
 
-  server.registerPrompt(
-    'greet',
-    { description: 'A greeting for someone', argsSchema: z.object({ name: z.string() }) },
-    ({ name }) => ({ messages: [{ role: 'user', content: { type: 'text', text: `Hello, ${name}!` } }] }),
-  );
+  server.registerPrompt('greet', { description: 'A greeting for someone', argsSchema: z.object({ name: z.string() }) }, ({ name }) => ({
+    messages: [{ role: 'user', content: { type: 'text', text: `Hello, ${name}!` } }],
+  }));
 
   server.server.registerCapabilities({ resources: { subscribe: true } });
   server.server.setRequestHandler('resources/subscribe', (request) => {

@@ -16,7 +16,7 @@
  *   `X-Total-Count`; newest first.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { StandinUser } from './forgejo.js';
+import type { StandinUser } from './forgejo-user.js';
 
 export interface StandinIssueSeed {
   readonly title: string;
@@ -108,7 +108,10 @@ function hasScope(scopes: ReadonlySet<string>, access: Access, category: string)
 function requireScopes(caller: ApiCaller, access: Access, ...categories: string[]): void {
   const missing = categories.filter((category) => !hasScope(caller.scopes, access, category));
   if (missing.length > 0) {
-    throw new ApiError(403, `token does not have at least one of required scope(s): [${missing.map((category) => `${access}:${category}`).join(' ')}]`);
+    throw new ApiError(
+      403,
+      `token does not have at least one of required scope(s): [${missing.map((category) => `${access}:${category}`).join(' ')}]`,
+    );
   }
 }
 
@@ -131,7 +134,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 
 function requiredText(body: Record<string, unknown>, field: string): string {
   const value = body[field];
-  if (typeof value !== 'string' || value.trim() === '') throw new ApiError(422, `[${field[0]?.toUpperCase() ?? ''}${field.slice(1)}]: Required`);
+  if (typeof value !== 'string' || value.trim() === '')
+    throw new ApiError(422, `[${field[0]?.toUpperCase() ?? ''}${field.slice(1)}]: Required`);
   return value;
 }
 
@@ -164,11 +168,23 @@ export function createRepositoryApi(options: {
   const repositories: Repository[] = [];
   let nextId = 1;
   const timestamp = (): string => new Date(options.now()).toISOString();
-  const findUser = (login: string): StandinUser | undefined => options.users.find((user) => user.login.toLowerCase() === login.toLowerCase());
+  const findUser = (login: string): StandinUser | undefined =>
+    options.users.find((user) => user.login.toLowerCase() === login.toLowerCase());
 
   function openItem(repository: Repository, author: StandinUser, title: string, body: string, pull: Item['pull']): Item {
     const createdAt = timestamp();
-    const item: Item = { id: nextId++, number: repository.items.length + 1, author, title, body, state: 'open', createdAt, updatedAt: createdAt, comments: [], pull };
+    const item: Item = {
+      id: nextId++,
+      number: repository.items.length + 1,
+      author,
+      title,
+      body,
+      state: 'open',
+      createdAt,
+      updatedAt: createdAt,
+      comments: [],
+      pull,
+    };
     repository.items.push(item);
     return item;
   }
@@ -187,7 +203,8 @@ export function createRepositoryApi(options: {
     };
     repositories.push(repository);
     for (const issue of seed.issues ?? []) openItem(repository, owner, issue.title, issue.body ?? '', undefined);
-    for (const pull of seed.pullRequests ?? []) openItem(repository, owner, pull.title, pull.body ?? '', { head: pull.head, base: pull.base ?? 'main' });
+    for (const pull of seed.pullRequests ?? [])
+      openItem(repository, owner, pull.title, pull.body ?? '', { head: pull.head, base: pull.base ?? 'main' });
   }
 
   const userJson = (user: StandinUser): Record<string, unknown> => ({
@@ -222,7 +239,8 @@ export function createRepositoryApi(options: {
     updated_at: repository.items.at(-1)?.updatedAt ?? repository.createdAt,
   });
 
-  const itemUrl = (repository: Repository, item: Item): string => `${htmlUrl(repository)}/${item.pull === undefined ? 'issues' : 'pulls'}/${item.number}`;
+  const itemUrl = (repository: Repository, item: Item): string =>
+    `${htmlUrl(repository)}/${item.pull === undefined ? 'issues' : 'pulls'}/${item.number}`;
 
   const issueJson = (repository: Repository, item: Item): Record<string, unknown> => ({
     id: item.id,
@@ -338,7 +356,11 @@ export function createRepositoryApi(options: {
           .filter((item) => stateMatches(item, query))
           .filter((item) => (type === 'issues' ? item.pull === undefined : type === 'pulls' ? item.pull !== undefined : true))
           .reverse();
-        sendList(res, items.map((item) => issueJson(repository, item)), query);
+        sendList(
+          res,
+          items.map((item) => issueJson(repository, item)),
+          query,
+        );
         return true;
       }
       case 'POST issues': {

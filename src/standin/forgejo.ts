@@ -40,14 +40,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { escapeHtml, renderMessagePage, renderPage } from '../oauth/pages.js';
 import { createRepositoryApi, type StandinRepositorySeed } from './forgejo-repositories.js';
+import type { StandinUser } from './forgejo-user.js';
 
-export interface StandinUser {
-  readonly id: number;
-  readonly login: string;
-  readonly password: string;
-  readonly fullName: string;
-  readonly email: string;
-}
+export type { StandinUser } from './forgejo-user.js';
 
 export interface StandinApplication {
   readonly clientId: string;
@@ -157,7 +152,16 @@ interface IssuedToken {
 }
 
 /** The authorize parameters a login form carries through as hidden fields. */
-const AUTHORIZE_PARAMS = ['client_id', 'redirect_uri', 'response_type', 'state', 'scope', 'code_challenge', 'code_challenge_method', 'nonce'] as const;
+const AUTHORIZE_PARAMS = [
+  'client_id',
+  'redirect_uri',
+  'response_type',
+  'state',
+  'scope',
+  'code_challenge',
+  'code_challenge_method',
+  'nonce',
+] as const;
 
 type AuthorizeParams = Record<(typeof AUTHORIZE_PARAMS)[number], string>;
 
@@ -436,7 +440,8 @@ ${error === undefined ? '' : `<p class="warn" role="alert">${escapeHtml(error)}<
   /** Forgejo's handleAuthorizationCode. */
   function exchangeCode(app: StandinApplication, form: URLSearchParams): StandinTokenResponse {
     const redirectUri = form.get('redirect_uri') ?? '';
-    if (redirectUri !== '' && !containsRedirectUri(app, redirectUri)) throw new TokenError('unauthorized_client', 'unexpected redirect URI');
+    if (redirectUri !== '' && !containsRedirectUri(app, redirectUri))
+      throw new TokenError('unauthorized_client', 'unexpected redirect URI');
     const codeValue = form.get('code') ?? '';
     const code = codes.get(codeValue);
     if (code === undefined || code.expiresAt <= now()) throw new TokenError('unauthorized_client', 'client is not authorized');
@@ -532,7 +537,10 @@ ${error === undefined ? '' : `<p class="warn" role="alert">${escapeHtml(error)}<
     if (grant === undefined || user === undefined) return sendJson(res, 401, { message: 'token is required', url: `${url}/api/swagger` });
     const scopes = effectiveScopes(grant.scope);
     if (!scopes.has('all') && !scopes.has('read:user') && !scopes.has('write:user')) {
-      return sendJson(res, 403, { message: `token does not have at least one of required scope(s): [read:user]`, url: `${url}/api/swagger` });
+      return sendJson(res, 403, {
+        message: `token does not have at least one of required scope(s): [read:user]`,
+        url: `${url}/api/swagger`,
+      });
     }
     sendJson(res, 200, {
       id: user.id,
@@ -610,7 +618,23 @@ ${error === undefined ? '' : `<p class="warn" role="alert">${escapeHtml(error)}<
       id_token_signing_alg_values_supported: ['RS256'],
       subject_types_supported: ['public'],
       scopes_supported: ['openid', 'profile', 'email', 'groups'],
-      claims_supported: ['aud', 'exp', 'iat', 'iss', 'sub', 'name', 'preferred_username', 'profile', 'picture', 'website', 'locale', 'updated_at', 'email', 'email_verified', 'groups'],
+      claims_supported: [
+        'aud',
+        'exp',
+        'iat',
+        'iss',
+        'sub',
+        'name',
+        'preferred_username',
+        'profile',
+        'picture',
+        'website',
+        'locale',
+        'updated_at',
+        'email',
+        'email_verified',
+        'groups',
+      ],
       code_challenge_methods_supported: ['plain', 'S256'],
       grant_types_supported: ['authorization_code', 'refresh_token'],
     };

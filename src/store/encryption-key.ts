@@ -40,7 +40,10 @@ export async function loadEncryptionKey(dataDir: string, configured: Buffer | un
   }
   const key = parseEncryptionKey(text);
   if (key === undefined) {
-    const why = text.trim() === '' ? 'is empty (left by an interrupted first start of an older version; nothing was sealed with it, so it may be deleted)' : 'does not hold a 32-byte key';
+    const why =
+      text.trim() === ''
+        ? 'is empty (left by an interrupted first start of an older version; nothing was sealed with it, so it may be deleted)'
+        : 'does not hold a 32-byte key';
     throw new BrokerError('internal', `${path} ${why}`);
   }
   return key;

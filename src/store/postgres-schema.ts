@@ -175,9 +175,7 @@ const MIGRATION_LOCK: readonly [number, number] = [0x666d6362, 0x6d696772];
 export async function migratePostgres(pool: pg.Pool, now: number = Date.now()): Promise<void> {
   await withTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1, $2)', [...MIGRATION_LOCK]);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
-    );
+    await client.query(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`);
     const current = await appliedVersion(client);
     if (current > POSTGRES_SCHEMA_VERSION) {
       throw new Error(`database schema version ${current} is newer than this broker's ${POSTGRES_SCHEMA_VERSION}`);

@@ -129,10 +129,7 @@ class PostgresStore implements Store {
       return row === undefined ? undefined : clientFromRow(row, POSTGRES_COLUMNS);
     },
     markSignedIn: async (clientId: string, at: number): Promise<void> => {
-      await this.#pool.query('UPDATE clients SET first_sign_in_at = $1 WHERE client_id = $2 AND first_sign_in_at IS NULL', [
-        at,
-        clientId,
-      ]);
+      await this.#pool.query('UPDATE clients SET first_sign_in_at = $1 WHERE client_id = $2 AND first_sign_in_at IS NULL', [at, clientId]);
     },
     countUnused: async (): Promise<number> => {
       const row = await one<{ n: string }>(this.#pool, 'SELECT COUNT(*) AS n FROM clients WHERE first_sign_in_at IS NULL', []);
@@ -233,10 +230,11 @@ class PostgresStore implements Store {
     revoke: (userId: string, clientId: string, at: number): Promise<void> =>
       withTransaction(this.#pool, async (client) => {
         await client.query('DELETE FROM consents WHERE user_id = $1 AND client_id = $2', [userId, clientId]);
-        await client.query(
-          'UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL',
-          [at, userId, clientId],
-        );
+        await client.query('UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL', [
+          at,
+          userId,
+          clientId,
+        ]);
       }),
   };
 
@@ -249,11 +247,10 @@ class PostgresStore implements Store {
       );
     },
     find: async (id: string, now: number): Promise<PendingAuthorization | undefined> => {
-      const row = await one<PendingRow<boolean>>(
-        this.#pool,
-        'SELECT * FROM pending_authorizations WHERE id = $1 AND expires_at > $2',
-        [id, now],
-      );
+      const row = await one<PendingRow<boolean>>(this.#pool, 'SELECT * FROM pending_authorizations WHERE id = $1 AND expires_at > $2', [
+        id,
+        now,
+      ]);
       return row === undefined ? undefined : pendingFromRow(row, POSTGRES_COLUMNS);
     },
     update: async (id: string, change: PendingAuthorizationChange): Promise<void> => {
@@ -378,10 +375,7 @@ class PostgresStore implements Store {
       await this.#pool.query('UPDATE grants SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL', [at, grantId]);
     },
     revokeAccessToken: async (tokenHash: string, at: number): Promise<void> => {
-      await this.#pool.query('UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL', [
-        at,
-        tokenHash,
-      ]);
+      await this.#pool.query('UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL', [at, tokenHash]);
     },
   };
 
@@ -446,11 +440,14 @@ class PostgresStore implements Store {
       timer = setTimeout(() => resolve(false), this.#readyTimeoutMs);
     });
     const answer = this.#pool
-      .query('INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = EXCLUDED.checked_at', [Date.now()])
+      .query(
+        'INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET checked_at = EXCLUDED.checked_at',
+        [Date.now()],
+      )
       .then(
-      () => true,
-      () => false,
-    );
+        () => true,
+        () => false,
+      );
     try {
       return await Promise.race([answer, timeout]);
     } finally {
@@ -473,9 +470,7 @@ class PostgresStore implements Store {
    */
   #durably<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     return withTransaction(this.#pool, async (client) => {
-      await client.query(
-        `SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'`,
-      );
+      await client.query(`SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'`);
       return work(client);
     });
   }
@@ -485,7 +480,12 @@ class PostgresStore implements Store {
    * generation, durably: "refresh started" must survive a crash that follows
    * it before Forgejo's answer is stored.
    */
-  #markCredential(column: 'refresh_started_at' | 'refresh_refused_at', userId: string, expectedGeneration: number, at: number): Promise<boolean> {
+  #markCredential(
+    column: 'refresh_started_at' | 'refresh_refused_at',
+    userId: string,
+    expectedGeneration: number,
+    at: number,
+  ): Promise<boolean> {
     return this.#durably(async (client) => {
       const result = await client.query(
         `UPDATE forgejo_credentials SET ${column} = $1, updated_at = $1
@@ -507,9 +507,7 @@ class PostgresStore implements Store {
     try {
       return await work();
     } finally {
-      await this.#pool
-        .query('DELETE FROM refresh_leases WHERE user_id = $1 AND holder = $2', [userId, holder])
-        .catch(() => undefined); // It runs out by itself.
+      await this.#pool.query('DELETE FROM refresh_leases WHERE user_id = $1 AND holder = $2', [userId, holder]).catch(() => undefined); // It runs out by itself.
     }
   }
 

@@ -152,10 +152,7 @@ export function clientInsertValues(client: RegisteredClient): unknown[] {
 export const PENDING_INSERT_COLUMNS = `id, client_id, redirect_uri, state, code_challenge, resource, scope,
   browser_binding_hash, csrf_token_hash, user_id, approved, created_at, expires_at`;
 
-export function pendingInsertValues<Flag, List>(
-  pending: PendingAuthorization,
-  dialect: DialectColumns<Flag, List>,
-): unknown[] {
+export function pendingInsertValues<Flag, List>(pending: PendingAuthorization, dialect: DialectColumns<Flag, List>): unknown[] {
   return [
     pending.id,
     pending.clientId,
@@ -221,10 +218,7 @@ export function credentialFromRow(key: Buffer, row: CredentialRow): ForgejoCrede
   };
 }
 
-export function pendingFromRow<Flag, List>(
-  row: PendingRow<Flag>,
-  dialect: DialectColumns<Flag, List>,
-): PendingAuthorization {
+export function pendingFromRow<Flag, List>(row: PendingRow<Flag>, dialect: DialectColumns<Flag, List>): PendingAuthorization {
   return {
     id: row.id,
     clientId: row.client_id,

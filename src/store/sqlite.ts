@@ -127,8 +127,7 @@ class SqliteStore implements Store {
   readonly clients = {
     create: (client: RegisteredClient): Promise<void> =>
       this.#run(() => {
-        this.#stmt(`INSERT INTO clients (${CLIENT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-          .run(...clientInsertValues(client));
+        this.#stmt(`INSERT INTO clients (${CLIENT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...clientInsertValues(client));
       }),
     find: (clientId: string): Promise<RegisteredClient | undefined> =>
       this.#run(() => {
@@ -137,8 +136,7 @@ class SqliteStore implements Store {
       }),
     markSignedIn: (clientId: string, at: number): Promise<void> =>
       this.#run(() => {
-        this.#stmt('UPDATE clients SET first_sign_in_at = ? WHERE client_id = ? AND first_sign_in_at IS NULL')
-          .run(at, clientId);
+        this.#stmt('UPDATE clients SET first_sign_in_at = ? WHERE client_id = ? AND first_sign_in_at IS NULL').run(at, clientId);
       }),
     countUnused: (): Promise<number> =>
       this.#run(() => (this.#stmt('SELECT COUNT(*) AS n FROM clients WHERE first_sign_in_at IS NULL').get() as { n: number }).n),
@@ -155,9 +153,7 @@ class SqliteStore implements Store {
   readonly credentials = {
     find: (userId: string): Promise<ForgejoCredential | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('SELECT * FROM forgejo_credentials WHERE user_id = ?').get(userId) as
-          | CredentialRow
-          | undefined;
+        const row = this.#stmt('SELECT * FROM forgejo_credentials WHERE user_id = ?').get(userId) as CredentialRow | undefined;
         return row === undefined ? undefined : credentialFromRow(this.#key, row);
       }),
     replaceAfterLogin: (user: User, tokens: ForgejoTokens, at: number): Promise<ForgejoCredential> =>
@@ -167,8 +163,7 @@ class SqliteStore implements Store {
           this.#stmt(
             `INSERT INTO users (user_id, forgejo_login, created_at, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (user_id) DO UPDATE SET forgejo_login = excluded.forgejo_login, updated_at = excluded.updated_at`,
-          )
-          .run(user.userId, user.forgejoLogin, at, at);
+          ).run(user.userId, user.forgejoLogin, at, at);
           return this.#stmt(
             `INSERT INTO forgejo_credentials (user_id, sealed_tokens, generation, revoked_at, updated_at)
              VALUES (?, ?, 1, NULL, ?)
@@ -176,8 +171,7 @@ class SqliteStore implements Store {
                generation = forgejo_credentials.generation + 1, revoked_at = NULL, refresh_started_at = NULL,
                refresh_refused_at = NULL, updated_at = excluded.updated_at
              RETURNING *`,
-          )
-          .get(user.userId, sealed, at) as CredentialRow;
+          ).get(user.userId, sealed, at) as CredentialRow;
         })();
         return credentialFromRow(this.#key, row);
       }),
@@ -193,8 +187,7 @@ class SqliteStore implements Store {
              refresh_refused_at = NULL, updated_at = ?
            WHERE user_id = ? AND generation = ? AND revoked_at IS NULL
            RETURNING *`,
-        )
-        .get(this.#sealTokens(userId, tokens), at, userId, expectedGeneration) as CredentialRow | undefined;
+        ).get(this.#sealTokens(userId, tokens), at, userId, expectedGeneration) as CredentialRow | undefined;
         return row === undefined ? undefined : credentialFromRow(this.#key, row);
       }),
     markRefreshStarted: (userId: string, expectedGeneration: number, at: number): Promise<boolean> =>
@@ -218,8 +211,11 @@ class SqliteStore implements Store {
   readonly consents = {
     record: (userId: string, clientId: string, at: number): Promise<void> =>
       this.#run(() => {
-        this.#stmt('INSERT INTO consents (user_id, client_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
-          .run(userId, clientId, at);
+        this.#stmt('INSERT INTO consents (user_id, client_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(
+          userId,
+          clientId,
+          at,
+        );
       }),
     has: (userId: string, clientId: string): Promise<boolean> =>
       this.#run(() => {
@@ -228,16 +224,20 @@ class SqliteStore implements Store {
       }),
     listClientIds: (userId: string): Promise<string[]> =>
       this.#run(() => {
-        const rows = this.#stmt('SELECT client_id FROM consents WHERE user_id = ? ORDER BY created_at')
-          .all(userId) as { client_id: string }[];
+        const rows = this.#stmt('SELECT client_id FROM consents WHERE user_id = ? ORDER BY created_at').all(userId) as {
+          client_id: string;
+        }[];
         return rows.map((row) => row.client_id);
       }),
     revoke: (userId: string, clientId: string, at: number): Promise<void> =>
       this.#run(() => {
         this.#db.transaction(() => {
           this.#stmt('DELETE FROM consents WHERE user_id = ? AND client_id = ?').run(userId, clientId);
-          this.#stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL')
-            .run(at, userId, clientId);
+          this.#stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL').run(
+            at,
+            userId,
+            clientId,
+          );
         })();
       }),
   };
@@ -245,15 +245,14 @@ class SqliteStore implements Store {
   readonly pendingAuthorizations = {
     create: (pending: PendingAuthorization): Promise<void> =>
       this.#run(() => {
-        this.#stmt(
-          `INSERT INTO pending_authorizations (${PENDING_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(...pendingInsertValues(pending, SQLITE_COLUMNS));
+        this.#stmt(`INSERT INTO pending_authorizations (${PENDING_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+          ...pendingInsertValues(pending, SQLITE_COLUMNS),
+        );
       }),
     find: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('SELECT * FROM pending_authorizations WHERE id = ? AND expires_at > ?')
-          .get(id, now) as PendingRow<number> | undefined;
+        const row = this.#stmt('SELECT * FROM pending_authorizations WHERE id = ? AND expires_at > ?').get(id, now) as
+          PendingRow<number> | undefined;
         return row === undefined ? undefined : pendingFromRow(row, SQLITE_COLUMNS);
       }),
     update: (id: string, change: PendingAuthorizationChange): Promise<void> =>
@@ -262,14 +261,11 @@ class SqliteStore implements Store {
           `UPDATE pending_authorizations SET user_id = coalesce(?, user_id), approved = max(approved, ?),
              csrf_token_hash = coalesce(?, csrf_token_hash)
            WHERE id = ?`,
-        )
-        .run(change.userId ?? null, SQLITE_COLUMNS.writeFlag(change.approved === true), change.csrfTokenHash ?? null, id);
+        ).run(change.userId ?? null, SQLITE_COLUMNS.writeFlag(change.approved === true), change.csrfTokenHash ?? null, id);
       }),
     take: (id: string, now: number): Promise<PendingAuthorization | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('DELETE FROM pending_authorizations WHERE id = ? RETURNING *').get(id) as
-          | PendingRow<number>
-          | undefined;
+        const row = this.#stmt('DELETE FROM pending_authorizations WHERE id = ? RETURNING *').get(id) as PendingRow<number> | undefined;
         return row === undefined || row.expires_at <= now ? undefined : pendingFromRow(row, SQLITE_COLUMNS);
       }),
   };
@@ -277,16 +273,16 @@ class SqliteStore implements Store {
   readonly upstreamStates = {
     create: (state: UpstreamState): Promise<void> =>
       this.#run(() => {
-        this.#stmt(
-          'INSERT INTO upstream_states (state_hash, pending_id, sealed_code_verifier, expires_at) VALUES (?, ?, ?, ?)',
-        )
-        .run(state.stateHash, state.pendingId, sealCodeVerifier(this.#key, state.stateHash, state.codeVerifier), state.expiresAt);
+        this.#stmt('INSERT INTO upstream_states (state_hash, pending_id, sealed_code_verifier, expires_at) VALUES (?, ?, ?, ?)').run(
+          state.stateHash,
+          state.pendingId,
+          sealCodeVerifier(this.#key, state.stateHash, state.codeVerifier),
+          state.expiresAt,
+        );
       }),
     take: (stateHash: string, now: number): Promise<UpstreamState | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('DELETE FROM upstream_states WHERE state_hash = ? RETURNING *').get(stateHash) as
-          | UpstreamRow
-          | undefined;
+        const row = this.#stmt('DELETE FROM upstream_states WHERE state_hash = ? RETURNING *').get(stateHash) as UpstreamRow | undefined;
         return row === undefined || row.expires_at <= now ? undefined : upstreamStateFromRow(this.#key, row);
       }),
   };
@@ -294,19 +290,17 @@ class SqliteStore implements Store {
   readonly codes = {
     create: (code: AuthorizationCode): Promise<void> =>
       this.#run(() => {
-        this.#stmt(`INSERT INTO authorization_codes (${CODE_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-          .run(...codeInsertValues(code));
+        this.#stmt(`INSERT INTO authorization_codes (${CODE_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+          ...codeInsertValues(code),
+        );
       }),
     consume: (codeHash: string, now: number): Promise<CodeConsumption> =>
       this.#run(() => {
         const result = this.#db.transaction((): CodeConsumption => {
-          const row = this.#stmt('SELECT * FROM authorization_codes WHERE code_hash = ?').get(codeHash) as
-            | CodeRow
-            | undefined;
+          const row = this.#stmt('SELECT * FROM authorization_codes WHERE code_hash = ?').get(codeHash) as CodeRow | undefined;
           if (row === undefined) return { status: 'unknown' };
           if (row.used_at !== null) {
-            this.#stmt('UPDATE authorization_codes SET replayed_at = coalesce(replayed_at, ?) WHERE code_hash = ?')
-              .run(now, codeHash);
+            this.#stmt('UPDATE authorization_codes SET replayed_at = coalesce(replayed_at, ?) WHERE code_hash = ?').run(now, codeHash);
             return { status: 'replayed', grantId: row.grant_id };
           }
           if (row.expires_at <= now) return { status: 'unknown' };
@@ -324,14 +318,12 @@ class SqliteStore implements Store {
           const claimed = this.#stmt(
             `UPDATE authorization_codes SET grant_id = ?
              WHERE code_hash = ? AND used_at IS NOT NULL AND replayed_at IS NULL AND grant_id IS NULL`,
-          )
-          .run(grant.grantId, codeHash);
+          ).run(grant.grantId, codeHash);
           if (claimed.changes === 0) return false;
           this.#stmt(
             `INSERT INTO grants (grant_id, user_id, client_id, resource, scope, created_at, revoked_at)
              VALUES (?, ?, ?, ?, ?, ?, NULL)`,
-          )
-          .run(grant.grantId, grant.userId, grant.clientId, grant.resource, grant.scope, grant.createdAt);
+          ).run(grant.grantId, grant.userId, grant.clientId, grant.resource, grant.scope, grant.createdAt);
           this.#insertTokens(grant.grantId, tokens);
           return true;
         })();
@@ -346,8 +338,7 @@ class SqliteStore implements Store {
            LEFT JOIN users u ON u.user_id = g.user_id
            LEFT JOIN forgejo_credentials c ON c.user_id = g.user_id
            WHERE a.token_hash = ?`,
-        )
-        .get(tokenHash) as AccessRow | undefined;
+        ).get(tokenHash) as AccessRow | undefined;
         return row === undefined ? undefined : accessTokenFromRow(row);
       }),
     findRefreshToken: (tokenHash: string): Promise<RefreshTokenView | undefined> =>
@@ -359,8 +350,7 @@ class SqliteStore implements Store {
            LEFT JOIN refresh_tokens s ON s.token_hash = r.successor_hash
            LEFT JOIN forgejo_credentials c ON c.user_id = g.user_id
            WHERE r.token_hash = ?`,
-        )
-        .get(tokenHash) as RefreshRow | undefined;
+        ).get(tokenHash) as RefreshRow | undefined;
         return row === undefined ? undefined : refreshTokenFromRow(row);
       }),
     rotateRefreshToken: (
@@ -375,10 +365,8 @@ class SqliteStore implements Store {
             `UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, successor_sealed = ?, successor_sealed_until = ?
              WHERE token_hash = ? AND rotated_at IS NULL
              RETURNING grant_id`,
-          )
-          .get(at, tokens.refreshTokenHash ?? null, successor?.sealed ?? null, successor?.sealedUntil ?? null, oldHash) as
-            | { grant_id: string }
-            | undefined;
+          ).get(at, tokens.refreshTokenHash ?? null, successor?.sealed ?? null, successor?.sealedUntil ?? null, oldHash) as
+            { grant_id: string } | undefined;
           if (old === undefined) return 'already_rotated';
           this.#insertTokens(old.grant_id, tokens);
           return 'rotated';
@@ -391,21 +379,24 @@ class SqliteStore implements Store {
       }),
     revokeAccessToken: (tokenHash: string, at: number): Promise<void> =>
       this.#run(() => {
-        this.#stmt('UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL')
-          .run(at, tokenHash);
+        this.#stmt('UPDATE access_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL').run(at, tokenHash);
       }),
   };
 
   readonly signIns = {
     create: (signIn: { tokenHash: string; userId: string; createdAt: number; expiresAt: number }): Promise<void> =>
       this.#run(() => {
-        this.#stmt('INSERT INTO sign_ins (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
-          .run(signIn.tokenHash, signIn.userId, signIn.createdAt, signIn.expiresAt);
+        this.#stmt('INSERT INTO sign_ins (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)').run(
+          signIn.tokenHash,
+          signIn.userId,
+          signIn.createdAt,
+          signIn.expiresAt,
+        );
       }),
     findUserId: (tokenHash: string, now: number): Promise<string | undefined> =>
       this.#run(() => {
-        const row = this.#stmt('SELECT user_id FROM sign_ins WHERE token_hash = ? AND expires_at > ?')
-          .get(tokenHash, now) as { user_id: string } | undefined;
+        const row = this.#stmt('SELECT user_id FROM sign_ins WHERE token_hash = ? AND expires_at > ?').get(tokenHash, now) as
+          { user_id: string } | undefined;
         return row?.user_id;
       }),
     delete: (tokenHash: string): Promise<void> =>
@@ -415,31 +406,32 @@ class SqliteStore implements Store {
   };
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
-    return this.#run(() => this.#db.transaction((): PurgeResult => {
-      let rows = 0;
-      rows += this.#stmt('DELETE FROM pending_authorizations WHERE expires_at <= ?').run(now).changes;
-      rows += this.#stmt('DELETE FROM upstream_states WHERE expires_at <= ?').run(now).changes;
-      // Used codes stay until they expire, so that a replay is still recognised.
-      rows += this.#stmt('DELETE FROM authorization_codes WHERE expires_at <= ?').run(now).changes;
-      rows += this.#stmt('DELETE FROM access_tokens WHERE expires_at <= ?').run(now).changes;
-      rows += this.#stmt('DELETE FROM refresh_tokens WHERE expires_at <= ?').run(now).changes;
-      this.#stmt(
-        `UPDATE refresh_tokens SET successor_sealed = NULL, successor_sealed_until = NULL
+    return this.#run(() =>
+      this.#db.transaction((): PurgeResult => {
+        let rows = 0;
+        rows += this.#stmt('DELETE FROM pending_authorizations WHERE expires_at <= ?').run(now).changes;
+        rows += this.#stmt('DELETE FROM upstream_states WHERE expires_at <= ?').run(now).changes;
+        // Used codes stay until they expire, so that a replay is still recognised.
+        rows += this.#stmt('DELETE FROM authorization_codes WHERE expires_at <= ?').run(now).changes;
+        rows += this.#stmt('DELETE FROM access_tokens WHERE expires_at <= ?').run(now).changes;
+        rows += this.#stmt('DELETE FROM refresh_tokens WHERE expires_at <= ?').run(now).changes;
+        this.#stmt(
+          `UPDATE refresh_tokens SET successor_sealed = NULL, successor_sealed_until = NULL
          WHERE successor_sealed_until <= ?`,
-      )
-      .run(now);
-      rows += this.#stmt(
-        `DELETE FROM grants WHERE
+        ).run(now);
+        rows += this.#stmt(
+          `DELETE FROM grants WHERE
            NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.grant_id = grants.grant_id)
            AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.grant_id)
            AND NOT EXISTS (SELECT 1 FROM authorization_codes c WHERE c.grant_id = grants.grant_id)`,
-      )
-      .run().changes;
-      rows += this.#stmt('DELETE FROM sign_ins WHERE expires_at <= ?').run(now).changes;
-      const unusedClients = this.#stmt('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < ?')
-        .run(unusedClientsCreatedBefore).changes;
-      return { rows, unusedClients };
-    })());
+        ).run().changes;
+        rows += this.#stmt('DELETE FROM sign_ins WHERE expires_at <= ?').run(now).changes;
+        const unusedClients = this.#stmt('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < ?').run(
+          unusedClientsCreatedBefore,
+        ).changes;
+        return { rows, unusedClients };
+      })(),
+    );
   }
 
   /**
@@ -449,8 +441,9 @@ class SqliteStore implements Store {
   ready(): Promise<boolean> {
     try {
       if (!this.#db.open) return Promise.resolve(false);
-      this.#stmt('INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at')
-        .run(Date.now());
+      this.#stmt(
+        'INSERT INTO readiness_probe (id, checked_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at',
+      ).run(Date.now());
       return Promise.resolve(true);
     } catch {
       return Promise.resolve(false);
@@ -482,11 +475,17 @@ class SqliteStore implements Store {
   }
 
   #insertTokens(grantId: string, tokens: TokenHashes): void {
-    this.#stmt('INSERT INTO access_tokens (token_hash, grant_id, expires_at, revoked_at) VALUES (?, ?, ?, NULL)')
-      .run(tokens.accessTokenHash, grantId, tokens.accessExpiresAt);
+    this.#stmt('INSERT INTO access_tokens (token_hash, grant_id, expires_at, revoked_at) VALUES (?, ?, ?, NULL)').run(
+      tokens.accessTokenHash,
+      grantId,
+      tokens.accessExpiresAt,
+    );
     if (tokens.refreshTokenHash !== undefined && tokens.refreshExpiresAt !== undefined) {
-      this.#stmt('INSERT INTO refresh_tokens (token_hash, grant_id, expires_at) VALUES (?, ?, ?)')
-        .run(tokens.refreshTokenHash, grantId, tokens.refreshExpiresAt);
+      this.#stmt('INSERT INTO refresh_tokens (token_hash, grant_id, expires_at) VALUES (?, ?, ?)').run(
+        tokens.refreshTokenHash,
+        grantId,
+        tokens.refreshExpiresAt,
+      );
     }
   }
 
@@ -495,8 +494,7 @@ class SqliteStore implements Store {
     const result = this.#stmt(
       `UPDATE forgejo_credentials SET ${column} = ?, updated_at = ?
        WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
-    )
-    .run(at, at, userId, expectedGeneration);
+    ).run(at, at, userId, expectedGeneration);
     return result.changes === 1;
   }
 
@@ -505,8 +503,7 @@ class SqliteStore implements Store {
     const result = this.#stmt(
       `UPDATE forgejo_credentials SET revoked_at = ?, generation = generation + 1, updated_at = ?
        WHERE user_id = ? AND generation = ? AND revoked_at IS NULL`,
-    )
-    .run(at, at, userId, expectedGeneration);
+    ).run(at, at, userId, expectedGeneration);
     return result.changes === 1;
   }
 
@@ -514,4 +511,3 @@ class SqliteStore implements Store {
     return sealForgejoTokens(this.#key, userId, tokens);
   }
 }
-

@@ -54,7 +54,10 @@ class ProcessChild implements Child {
       options.maxMessageBytes,
       (line) => this.receive(line),
       () => {
-        this.log.error({ event: 'child_message_too_large', limit: options.maxMessageBytes }, 'child sent an oversized message; stopping it');
+        this.log.error(
+          { event: 'child_message_too_large', limit: options.maxMessageBytes },
+          'child sent an oversized message; stopping it',
+        );
         void this.stop();
       },
     );
@@ -156,7 +159,9 @@ class ProcessChild implements Child {
     try {
       message = JSON.parse(line);
     } catch {
-      this.logBudget.line(() => this.log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped'));
+      this.logBudget.line(() =>
+        this.log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped'),
+      );
       return;
     }
     if (!isJsonRpcMessage(message)) {

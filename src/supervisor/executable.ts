@@ -42,7 +42,9 @@ async function isExecutableFile(file: string): Promise<boolean> {
 export async function requireChildProgram(command: readonly string[], searchPath: string | undefined): Promise<void> {
   const program = command[0] as string;
   if ((await resolveExecutable(program, searchPath, process.cwd())) !== undefined) return;
-  const where = program.includes('/') ? `${program} is not an executable file` : `"${program}" is not an executable in any directory of PATH (${searchPath ?? DEFAULT_SEARCH_PATH})`;
+  const where = program.includes('/')
+    ? `${program} is not an executable file`
+    : `"${program}" is not an executable in any directory of PATH (${searchPath ?? DEFAULT_SEARCH_PATH})`;
   throw new ConfigError(
     'BROKER_CHILD_COMMAND',
     `${where}. Install forgejo-mcp (the Go program, from https://codeberg.org/goern/forgejo-mcp/releases; see docs/forgejo-mcp.md) on the broker's PATH, or set BROKER_CHILD_COMMAND to its full path, e.g. "/usr/local/bin/forgejo-mcp --transport stdio"`,

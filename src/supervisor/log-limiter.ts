@@ -48,6 +48,9 @@ export class ChildLogLimiter {
     const lines = this.suppressed;
     this.suppressed = 0;
     this.onSuppressed(lines);
-    this.log.warn({ event: 'child_log_suppressed', lines, limit: CHILD_LOG_LINES_PER_WINDOW, windowMs: WINDOW_MS }, 'log lines of this child suppressed');
+    this.log.warn(
+      { event: 'child_log_suppressed', lines, limit: CHILD_LOG_LINES_PER_WINDOW, windowMs: WINDOW_MS },
+      'log lines of this child suppressed',
+    );
   }
 }

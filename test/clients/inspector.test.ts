@@ -59,7 +59,9 @@ describe('MCP Inspector CLI through the broker', { skip: skipUnlessInstalled(INS
   /** `mcp-inspector-cli --cli <url> --transport http --header "Authorization: Bearer …" --method …`. */
   function inspector(bearer: string | undefined, ...method: string[]): Promise<Finished> {
     const header = bearer === undefined ? [] : ['--header', `Authorization: Bearer ${bearer}`];
-    return runToEnd(clientBinary(INSPECTOR), ['--cli', demo.mcpUrl, '--transport', 'http', ...header, ...method], RUN_LIMIT_MS, { cwd: INSPECTOR_CWD });
+    return runToEnd(clientBinary(INSPECTOR), ['--cli', demo.mcpUrl, '--transport', 'http', ...header, ...method], RUN_LIMIT_MS, {
+      cwd: INSPECTOR_CWD,
+    });
   }
 
   before(async () => {
@@ -83,7 +85,8 @@ describe('MCP Inspector CLI through the broker', { skip: skipUnlessInstalled(INS
   it('tools/list shows the forgejo-mcp tools', async () => {
     const listed = parseOutput<ToolList>(await inspector(bearer('demo'), '--method', 'tools/list'));
     const names = listed.tools.map((tool) => tool.name);
-    for (const name of ['get_me', 'token_fingerprint', 'echo', 'pid']) assert.ok(names.includes(name), `tools/list lacks ${name}: ${names.join(', ')}`);
+    for (const name of ['get_me', 'token_fingerprint', 'echo', 'pid'])
+      assert.ok(names.includes(name), `tools/list lacks ${name}: ${names.join(', ')}`);
   });
 
   it('tools/call get_me names the Forgejo user who signed in, for each of two users', async () => {
@@ -95,7 +98,9 @@ describe('MCP Inspector CLI through the broker', { skip: skipUnlessInstalled(INS
   });
 
   it('tools/call passes arguments through (--tool-arg)', async () => {
-    const result = parseOutput<ToolResult>(await inspector(bearer('alice'), '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'text=through the broker'));
+    const result = parseOutput<ToolResult>(
+      await inspector(bearer('alice'), '--method', 'tools/call', '--tool-name', 'echo', '--tool-arg', 'text=through the broker'),
+    );
     assert.equal(text(result), 'through the broker');
   });
 

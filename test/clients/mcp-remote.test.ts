@@ -42,7 +42,10 @@ const MCP_REMOTE = 'mcp-remote';
 const SIGN_IN_LIMIT_MS = 60_000;
 
 function skipReason(): string | false {
-  return skipUnlessInstalled(MCP_REMOTE) || skipIfMissing(existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed: apt-get install chromium`);
+  return (
+    skipUnlessInstalled(MCP_REMOTE) ||
+    skipIfMissing(existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed: apt-get install chromium`)
+  );
 }
 
 function text(result: unknown): string {
@@ -146,7 +149,11 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
     try {
       let authorizationUrl = '';
       await Promise.race([
-        eventually(async () => (authorizationUrl = (await openedUrls())[0] ?? '') !== '', 'mcp-remote opening the authorization URL', SIGN_IN_LIMIT_MS),
+        eventually(
+          async () => (authorizationUrl = (await openedUrls())[0] ?? '') !== '',
+          'mcp-remote opening the authorization URL',
+          SIGN_IN_LIMIT_MS,
+        ),
         connected.then(() => assert.fail('connected without signing in')),
       ]).catch((error: unknown) => {
         throw new Error(`${String(error)}\nmcp-remote stderr:\n${first.stderr()}`);
@@ -182,7 +189,10 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
       });
       const tools = await first.client.listTools();
       assert.ok(tools.tools.some((tool) => tool.name === 'get_me'));
-      assert.deepEqual(JSON.parse(text(await first.client.callTool({ name: 'get_me', arguments: {} }))), { login: user.login, id: user.id });
+      assert.deepEqual(JSON.parse(text(await first.client.callTool({ name: 'get_me', arguments: {} }))), {
+        login: user.login,
+        id: user.id,
+      });
       assert.equal(text(await first.client.callTool({ name: 'echo', arguments: { text: 'via mcp-remote' } })), 'via mcp-remote');
       // Legacy sessions of the Forgejo user who signed in: the host's, and mcp-remote's own
       // connection probe ("mcp-remote-fallback-test", which mcp-remote never ends: the idle reaper will).
@@ -204,7 +214,10 @@ describe('mcp-remote through its OAuth flow, the browser step in Chromium', { sk
       await connected.catch((error: unknown) => {
         throw new Error(`${String(error)}\nmcp-remote stderr:\n${second.stderr()}`);
       });
-      assert.deepEqual(JSON.parse(text(await second.client.callTool({ name: 'get_me', arguments: {} }))), { login: user.login, id: user.id });
+      assert.deepEqual(JSON.parse(text(await second.client.callTool({ name: 'get_me', arguments: {} }))), {
+        login: user.login,
+        id: user.id,
+      });
       assert.equal((await openedUrls()).length, before, 'mcp-remote asked for a browser again');
       // Served statelessly through the user's broker-initialised child: no new session.
       assert.equal(demo.broker.legacy.sessionIdsOf(String(user.id)).length, legacySessions);

@@ -329,17 +329,32 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
   for (const entry of clients) {
     const tokens = seenTokens.get(entry)?.size ?? 0;
     const answers = observations.filter((o) => o.client === entry && o.tool === 'token_fingerprint');
-    const span = answers.length === 0 ? 'none' : `${(answers[0] as Observation).sentAt - start} to ${(answers.at(-1) as Observation).sentAt - start} ms`;
+    const span =
+      answers.length === 0
+        ? 'none'
+        : `${(answers[0] as Observation).sentAt - start} to ${(answers.at(-1) as Observation).sentAt - start} ms`;
     const slowest = Math.max(...observations.filter((o) => o.client === entry).map((o) => o.latencyMs));
     // A modern client whose requests were slow may see one token only; its user channel's children
     // are checked by the other modern clients of the same user and by the end state below.
     if (entry.mode === 'modern' && tokens < 2) {
-      t.diagnostic(`modern client ${entry.index} saw ${tokens} token(s) in ${answers.length} token_fingerprint answers (slowest request ${slowest} ms)`);
-      const channelTokens = new Set(clients.filter((other) => other.mode === 'modern' && other.user === entry.user).flatMap((other) => [...(seenTokens.get(other) ?? [])]));
-      assert.ok(channelTokens.size >= 2, `the modern channel of ${entry.user.login} showed ${channelTokens.size} token(s): no rotation happened under its traffic`);
+      t.diagnostic(
+        `modern client ${entry.index} saw ${tokens} token(s) in ${answers.length} token_fingerprint answers (slowest request ${slowest} ms)`,
+      );
+      const channelTokens = new Set(
+        clients
+          .filter((other) => other.mode === 'modern' && other.user === entry.user)
+          .flatMap((other) => [...(seenTokens.get(other) ?? [])]),
+      );
+      assert.ok(
+        channelTokens.size >= 2,
+        `the modern channel of ${entry.user.login} showed ${channelTokens.size} token(s): no rotation happened under its traffic`,
+      );
       continue;
     }
-    assert.ok(tokens >= 2, `client ${entry.index} saw ${tokens} token(s) in ${answers.length} token_fingerprint answers (sent ${span} into the traffic, slowest request ${slowest} ms): no rotation happened under its traffic; stored generations of its user: ${JSON.stringify(history.get(entry.userId)?.map((g) => [g.generation, g.seenAt - start]))}`);
+    assert.ok(
+      tokens >= 2,
+      `client ${entry.index} saw ${tokens} token(s) in ${answers.length} token_fingerprint answers (sent ${span} into the traffic, slowest request ${slowest} ms): no rotation happened under its traffic; stored generations of its user: ${JSON.stringify(history.get(entry.userId)?.map((g) => [g.generation, g.seenAt - start]))}`,
+    );
   }
 
   // Rotations held still: every child holds exactly the newest stored token.
@@ -347,7 +362,11 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
   for (const entry of clients) {
     const stored = await broker.storedCredential(entry.userId);
     assert.ok(stored);
-    assert.equal(text(await entry.client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(stored.accessToken), `client ${entry.index}`);
+    assert.equal(
+      text(await entry.client.callTool({ name: 'token_fingerprint', arguments: {} })),
+      fingerprint(stored.accessToken),
+      `client ${entry.index}`,
+    );
     const pid = Number(text(await entry.client.callTool({ name: 'pid', arguments: {} })));
     currentPids.add(pid);
     if (entry.sessionId !== undefined) assert.equal(legacy.sessionOf(entry.sessionId)?.channel.child.pid, pid);
@@ -355,7 +374,9 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
   assert.equal(currentPids.size, LEGACY_CLIENTS + USERS.length, 'one child per legacy session and one per user for the modern clients');
 
   // No old child left running.
-  const seenPids = new Set(observations.filter((observation) => observation.tool === 'pid').map((observation) => Number(observation.value)));
+  const seenPids = new Set(
+    observations.filter((observation) => observation.tool === 'pid').map((observation) => Number(observation.value)),
+  );
   const oldPids = [...seenPids].filter((pid) => !currentPids.has(pid));
   assert.ok(oldPids.length >= LEGACY_CLIENTS, `only ${oldPids.length} retired children were seen`);
   const expectedChildren = [...currentPids].sort((a, b) => a - b).join(',');
@@ -363,11 +384,15 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
     childProcesses(process.pid, STANDIN_CHILD_SCRIPT)
       .sort((a, b) => a - b)
       .join(',');
-  await eventually(() => oldPids.every((pid) => !isAlive(pid)) && running() === expectedChildren, 'old children gone', CHILDREN_GONE_LIMIT_MS).catch(
-    (error: unknown) => {
-      throw new Error(`${String(error)}: still alive ${oldPids.filter((pid) => isAlive(pid)).join(',')}; running ${running()}; current ${expectedChildren}`);
-    },
-  );
+  await eventually(
+    () => oldPids.every((pid) => !isAlive(pid)) && running() === expectedChildren,
+    'old children gone',
+    CHILDREN_GONE_LIMIT_MS,
+  ).catch((error: unknown) => {
+    throw new Error(
+      `${String(error)}: still alive ${oldPids.filter((pid) => isAlive(pid)).join(',')}; running ${running()}; current ${expectedChildren}`,
+    );
+  });
 
   // For the record only (no assertion on timings): how the traffic fared.
   const latencies = observations.filter((observation) => observation.tool !== 'sleep').map((observation) => observation.latencyMs);
@@ -384,47 +409,61 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
   }
 });
 
-test('a sign-in while a rotation of the same user is under way ends with the sessions on the login\'s token', { timeout: 120_000 }, async (t) => {
-  const user: StandinUser = { id: 7201, login: 'relogin', password: 'relogin-password', fullName: 'Re Login', email: 'relogin@example.test' };
-  // No sweeps: only the rotations this test starts, and the one the login starts.
-  const broker = await startProductionBroker({ users: [user], env: { BROKER_ROTATE_INTERVAL: '1h' }, logLevel: 'error' });
-  const clients: Client[] = [];
-  t.after(async () => {
-    for (const client of clients) await client.close().catch(() => undefined);
-    await broker.close();
-  });
-  const userId = String(user.id);
-  const { pool } = broker.broker;
-  for (let index = 0; index < 3; index++) {
-    const { accessToken } = await obtainToken(broker.mcpUrl, user, `session ${index}`);
-    const client = new Client({ name: `relogin-${index}`, version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(broker.mcpUrl), { requestInit: { headers: { Authorization: `Bearer ${accessToken}` } } }));
-    clients.push(client);
-  }
-  // Let the moves the sign-ins started settle.
-  await pool.rotateUser(userId);
-  await pool.rotateUser(userId);
+test(
+  "a sign-in while a rotation of the same user is under way ends with the sessions on the login's token",
+  { timeout: 120_000 },
+  async (t) => {
+    const user: StandinUser = {
+      id: 7201,
+      login: 'relogin',
+      password: 'relogin-password',
+      fullName: 'Re Login',
+      email: 'relogin@example.test',
+    };
+    // No sweeps: only the rotations this test starts, and the one the login starts.
+    const broker = await startProductionBroker({ users: [user], env: { BROKER_ROTATE_INTERVAL: '1h' }, logLevel: 'error' });
+    const clients: Client[] = [];
+    t.after(async () => {
+      for (const client of clients) await client.close().catch(() => undefined);
+      await broker.close();
+    });
+    const userId = String(user.id);
+    const { pool } = broker.broker;
+    for (let index = 0; index < 3; index++) {
+      const { accessToken } = await obtainToken(broker.mcpUrl, user, `session ${index}`);
+      const client = new Client({ name: `relogin-${index}`, version: '1.0.0' });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(broker.mcpUrl), { requestInit: { headers: { Authorization: `Bearer ${accessToken}` } } }),
+      );
+      clients.push(client);
+    }
+    // Let the moves the sign-ins started settle.
+    await pool.rotateUser(userId);
+    await pool.rotateUser(userId);
 
-  // A rotation that refreshes (the lead is longer than the token's hour), and, as soon as
-  // Forgejo has answered the refresh (the rotation now starts the new children), a sign-in.
-  const refreshes = broker.forgejo.stats.refreshes;
-  const rotation = pool.rotateUser(userId, 2 * 3_600_000);
-  await eventually(() => broker.forgejo.stats.refreshes > refreshes, 'the rotation refreshed');
-  await obtainToken(broker.mcpUrl, user, 'second sign-in');
-  await rotation;
+    // A rotation that refreshes (the lead is longer than the token's hour), and, as soon as
+    // Forgejo has answered the refresh (the rotation now starts the new children), a sign-in.
+    const refreshes = broker.forgejo.stats.refreshes;
+    const rotation = pool.rotateUser(userId, 2 * 3_600_000);
+    await eventually(() => broker.forgejo.stats.refreshes > refreshes, 'the rotation refreshed');
+    await obtainToken(broker.mcpUrl, user, 'second sign-in');
+    await rotation;
 
-  // No further rotation is asked for here (one would mask the race): the move the sign-in
-  // asked for must happen by itself, soon.
-  const stored = await broker.storedCredential(userId);
-  assert.ok(stored);
-  const loginToken = fingerprint(stored.accessToken);
-  const held = async (): Promise<string[]> => {
-    const tokens: string[] = [];
-    for (const client of clients) tokens.push(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })));
-    return tokens;
-  };
-  await eventually(async () => (await held()).every((token) => token === loginToken), 'the sessions on the login token', 20_000).catch(async (error: unknown) => {
-    throw new Error(`${String(error)}: the sessions hold ${(await held()).join(', ')}, the login stored ${loginToken}`);
-  });
-  assert.equal((await broker.storedCredential(userId))?.generation, stored.generation, 'nothing stored after the login');
-});
+    // No further rotation is asked for here (one would mask the race): the move the sign-in
+    // asked for must happen by itself, soon.
+    const stored = await broker.storedCredential(userId);
+    assert.ok(stored);
+    const loginToken = fingerprint(stored.accessToken);
+    const held = async (): Promise<string[]> => {
+      const tokens: string[] = [];
+      for (const client of clients) tokens.push(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })));
+      return tokens;
+    };
+    await eventually(async () => (await held()).every((token) => token === loginToken), 'the sessions on the login token', 20_000).catch(
+      async (error: unknown) => {
+        throw new Error(`${String(error)}: the sessions hold ${(await held()).join(', ')}, the login stored ${loginToken}`);
+      },
+    );
+    assert.equal((await broker.storedCredential(userId))?.generation, stored.generation, 'nothing stored after the login');
+  },
+);

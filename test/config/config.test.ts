@@ -9,7 +9,7 @@ import { parseDuration } from '../../src/config/duration.js';
 import { OPTIONS, shownDefault } from '../../src/config/options.js';
 import { LineSplitter } from '../../src/supervisor/lines.js';
 
-test('defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed\'s intervals, limits on', () => {
+test("defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed's intervals, limits on", () => {
   const config = loadConfig({});
   assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 });
   assert.equal(config.publicUrl.href, 'http://127.0.0.1:8080/');
@@ -79,7 +79,11 @@ test('every bad value names its variable', () => {
 });
 
 test('limits: 0 still means unlimited; trusted proxies are addresses and CIDR networks of both families', () => {
-  const config = loadConfig({ BROKER_MAX_SESSIONS: '0', BROKER_MAX_SESSIONS_PER_USER: '0', BROKER_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.7 ,fd00::/8,::1' });
+  const config = loadConfig({
+    BROKER_MAX_SESSIONS: '0',
+    BROKER_MAX_SESSIONS_PER_USER: '0',
+    BROKER_TRUSTED_PROXIES: '10.0.0.0/8, 192.0.2.7 ,fd00::/8,::1',
+  });
   assert.equal(config.maxSessions, 0);
   assert.equal(config.maxSessionsPerUser, 0);
   assert.deepEqual(config.signIn.trustedProxies, [
@@ -91,9 +95,20 @@ test('limits: 0 still means unlimited; trusted proxies are addresses and CIDR ne
 });
 
 test('flags override the environment', () => {
-  const commandLine = parseCommandLine(['demo', '--listen', '127.0.0.1:9000', '--public-url=https://mcp.example', '--forgejo-url', 'https://forge.example', '--cimd-allow-private'], {
-    BROKER_LISTEN: '0.0.0.0:1',
-  });
+  const commandLine = parseCommandLine(
+    [
+      'demo',
+      '--listen',
+      '127.0.0.1:9000',
+      '--public-url=https://mcp.example',
+      '--forgejo-url',
+      'https://forge.example',
+      '--cimd-allow-private',
+    ],
+    {
+      BROKER_LISTEN: '0.0.0.0:1',
+    },
+  );
   assert.equal(commandLine.action, 'run');
   if (commandLine.action !== 'run') return;
   assert.equal(commandLine.command, 'demo');
@@ -108,7 +123,11 @@ test('flags override the environment', () => {
 test('the line splitter joins a line split over many chunks and refuses an oversized one', () => {
   const lines: string[] = [];
   let overflows = 0;
-  const splitter = new LineSplitter(16, (line) => lines.push(line), () => overflows++);
+  const splitter = new LineSplitter(
+    16,
+    (line) => lines.push(line),
+    () => overflows++,
+  );
   splitter.push(Buffer.from('{"a"'));
   splitter.push(Buffer.from(':1}\n{"b":2}\r\n{"c"'));
   splitter.push(Buffer.from(':3}\n'));
@@ -119,7 +138,11 @@ test('the line splitter joins a line split over many chunks and refuses an overs
 
 test('the line splitter keeps a UTF-8 character cut between two chunks whole', () => {
   const lines: string[] = [];
-  const splitter = new LineSplitter(64, (line) => lines.push(line), () => assert.fail('no overflow'));
+  const splitter = new LineSplitter(
+    64,
+    (line) => lines.push(line),
+    () => assert.fail('no overflow'),
+  );
   const bytes = Buffer.from('{"t":"é€😀"}\n{"u":"ü"}');
   for (let i = 0; i < bytes.length; i++) splitter.push(bytes.subarray(i, i + 1));
   splitter.flush();
@@ -147,7 +170,10 @@ test('a bad encryption key is a configuration error at load; a good one is parse
   assert.deepEqual(loadConfig({ BROKER_ENCRYPTION_KEY: key.toString('base64') }).signIn.encryptionKey, key);
   assert.equal(loadConfig({}).signIn.encryptionKey, undefined);
   for (const bad of ['not-a-key', randomBytes(16).toString('hex')]) {
-    assert.throws(() => loadConfig({ BROKER_ENCRYPTION_KEY: bad }), (error: unknown) => error instanceof ConfigError && error.variable === 'BROKER_ENCRYPTION_KEY');
+    assert.throws(
+      () => loadConfig({ BROKER_ENCRYPTION_KEY: bad }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'BROKER_ENCRYPTION_KEY',
+    );
   }
 });
 
@@ -158,7 +184,8 @@ test('BROKER_METRICS_LISTEN is host:port, unset by default', () => {
 });
 
 test('warnings: a wildcard listen address without a public URL, plain http beyond loopback; none for loopback or https', () => {
-  const variables = (env: Record<string, string>): string[] => loadConfig(env).warnings.map((warning) => `${warning.variable} ${warning.message}`);
+  const variables = (env: Record<string, string>): string[] =>
+    loadConfig(env).warnings.map((warning) => `${warning.variable} ${warning.message}`);
   assert.deepEqual(variables({}), []);
   assert.deepEqual(variables({ BROKER_PUBLIC_URL: 'http://localhost:8080' }), []);
   assert.deepEqual(variables({ BROKER_PUBLIC_URL: 'http://[::1]:8080' }), []);
@@ -168,14 +195,18 @@ test('warnings: a wildcard listen address without a public URL, plain http beyon
     assert.match(warning ?? '', /^BROKER_PUBLIC_URL is not set while BROKER_LISTEN is the wildcard address/);
     assert.deepEqual(rest, []);
   }
-  assert.match(variables({ BROKER_PUBLIC_URL: 'http://mcp.example.org' })[0] ?? '', /^BROKER_PUBLIC_URL http:\/\/mcp\.example\.org is plain http on a host other than loopback/);
+  assert.match(
+    variables({ BROKER_PUBLIC_URL: 'http://mcp.example.org' })[0] ?? '',
+    /^BROKER_PUBLIC_URL http:\/\/mcp\.example\.org is plain http on a host other than loopback/,
+  );
 });
 
 test('the README configuration table has every option of the table, with the same default, and nothing else', () => {
   const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
   const section = readme.slice(readme.indexOf('## Configuration'));
   const rows = new Map<string, string>();
-  for (const match of section.matchAll(/^\| `([A-Z_]+)` \| ([^|]*) \|/gm)) rows.set(match[1] as string, (match[2] as string).replaceAll('`', '').trim());
+  for (const match of section.matchAll(/^\| `([A-Z_]+)` \| ([^|]*) \|/gm))
+    rows.set(match[1] as string, (match[2] as string).replaceAll('`', '').trim());
   assert.deepEqual([...rows.keys()].sort(), OPTIONS.map((option) => option.variable).sort());
   for (const option of OPTIONS) assert.equal(rows.get(option.variable), shownDefault(option), option.variable);
 });

@@ -28,13 +28,7 @@ import {
   NodeStreamableHTTPServerTransport,
   toWebRequest,
 } from '@modelcontextprotocol/node';
-import {
-  createMcpHandler,
-  isLegacyRequest,
-  type EventStore,
-  type JSONRPCMessage,
-  type McpHttpHandler,
-} from '@modelcontextprotocol/server';
+import { createMcpHandler, isLegacyRequest, type EventStore, type JSONRPCMessage, type McpHttpHandler } from '@modelcontextprotocol/server';
 import { createFixtureServer, createFixtureState, type FixtureState } from './fixture-server.js';
 import { exitIfLoadedAsTestFile } from './not-a-test.js';
 

@@ -36,8 +36,7 @@ export const FIXTURE_NAME = 'forgejo-mcp-broker-conformance-fixture';
 export const FIXTURE_VERSION = '1.0.0';
 
 /** A 1x1 PNG. */
-const PNG_BASE64 =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==';
+const PNG_BASE64 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==';
 /** A minimal WAV header with two bytes of samples. */
 const WAV_BASE64 = 'UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=';
 
@@ -213,7 +212,10 @@ function registerContentTools(server: McpServer): void {
   );
   server.registerTool(
     'test_custom_header',
-    { description: 'Echoes a region that is also sent as the Mcp-Param-Region header', inputSchema: fromJsonSchema<{ region: string }>(CUSTOM_HEADER_SCHEMA) },
+    {
+      description: 'Echoes a region that is also sent as the Mcp-Param-Region header',
+      inputSchema: fromJsonSchema<{ region: string }>(CUSTOM_HEADER_SCHEMA),
+    },
     (args) => text(`region=${args.region}`),
   );
 }
@@ -452,26 +454,22 @@ function registerInputRequiredTools(server: McpServer, codec: StateCodec): void 
       requestState: await codec.mint({ step: 'step1' }),
     });
   });
-  server.registerTool(
-    'test_input_required_result_capabilities',
-    { description: 'Asks only for what the client declared' },
-    (ctx) => {
-      const responses = ctx.mcpReq.inputResponses;
-      if (responses !== undefined && Object.keys(responses).length > 0) return text(`received ${Object.keys(responses).join(', ')}`);
-      const declared = declaredCapabilities(server, ctx);
-      const inputRequests: InputRequests = {};
-      if (declared.sampling !== undefined) {
-        inputRequests.sample = inputRequired.createMessage({
-          messages: [{ role: 'user', content: { type: 'text', text: 'Say hello' } }],
-          maxTokens: 20,
-        });
-      }
-      if (declared.elicitation !== undefined) inputRequests.ask = elicitString('What is your name?', 'name');
-      if (declared.roots !== undefined) inputRequests.roots = inputRequired.listRoots();
-      if (Object.keys(inputRequests).length === 0) return text('no client capability to ask with');
-      return inputRequired({ inputRequests });
-    },
-  );
+  server.registerTool('test_input_required_result_capabilities', { description: 'Asks only for what the client declared' }, (ctx) => {
+    const responses = ctx.mcpReq.inputResponses;
+    if (responses !== undefined && Object.keys(responses).length > 0) return text(`received ${Object.keys(responses).join(', ')}`);
+    const declared = declaredCapabilities(server, ctx);
+    const inputRequests: InputRequests = {};
+    if (declared.sampling !== undefined) {
+      inputRequests.sample = inputRequired.createMessage({
+        messages: [{ role: 'user', content: { type: 'text', text: 'Say hello' } }],
+        maxTokens: 20,
+      });
+    }
+    if (declared.elicitation !== undefined) inputRequests.ask = elicitString('What is your name?', 'name');
+    if (declared.roots !== undefined) inputRequests.roots = inputRequired.listRoots();
+    if (Object.keys(inputRequests).length === 0) return text('no client capability to ask with');
+    return inputRequired({ inputRequests });
+  });
   server.registerTool('test_missing_capability', { description: 'Needs the sampling capability' }, (ctx) => {
     const answer = samplingText(ctx.mcpReq.inputResponses, 'needs_sampling');
     if (answer !== undefined) return text(`sampled: ${answer}`);
@@ -495,12 +493,7 @@ function registerInputRequiredTools(server: McpServer, codec: StateCodec): void 
   });
 }
 
-function registerListChangeTools(
-  server: McpServer,
-  state: FixtureState,
-  toolsChanged: () => void,
-  promptsChanged: () => void,
-): void {
+function registerListChangeTools(server: McpServer, state: FixtureState, toolsChanged: () => void, promptsChanged: () => void): void {
   const addTool = (index: number): void => {
     server.registerTool(`test_added_tool_${index}`, { description: `Tool added at runtime (#${index})` }, () =>
       text(`added tool ${index}`),
@@ -602,7 +595,10 @@ function registerPrompts(server: McpServer, _state: FixtureState): void {
       messages: [
         {
           role: 'user',
-          content: { type: 'resource', resource: { uri: resourceUri, mimeType: 'text/plain', text: 'Embedded resource content for testing.' } },
+          content: {
+            type: 'resource',
+            resource: { uri: resourceUri, mimeType: 'text/plain', text: 'Embedded resource content for testing.' },
+          },
         },
         { role: 'user', content: { type: 'text', text: 'Please process the embedded resource above.' } },
       ],

@@ -198,8 +198,12 @@ function judge(
     const seen = checkStatuses[check.id];
     if (seen === undefined || SEVERITY[check.status] > SEVERITY[seen]) checkStatuses[check.id] = check.status;
   }
-  const failures = (checks ?? []).filter((check) => check.status === 'FAILURE').map((check) => ({ id: check.id, message: check.errorMessage ?? '' }));
-  const warnings = (checks ?? []).filter((check) => check.status === 'WARNING').map((check) => ({ id: check.id, message: check.errorMessage ?? '' }));
+  const failures = (checks ?? [])
+    .filter((check) => check.status === 'FAILURE')
+    .map((check) => ({ id: check.id, message: check.errorMessage ?? '' }));
+  const warnings = (checks ?? [])
+    .filter((check) => check.status === 'WARNING')
+    .map((check) => ({ id: check.id, message: check.errorMessage ?? '' }));
   const verdict = checks === undefined || checks.length === 0 ? 'missing' : failures.length > 0 ? 'fail' : 'pass';
   const expectedReason = expected[scenario];
   const pendingReason = pending[scenario];
@@ -209,7 +213,16 @@ function judge(
   else if (expectedReason !== undefined) judgement = 'expected-failure';
   else if (pendingReason !== undefined) judgement = 'pending';
   else judgement = 'unexpected-failure';
-  return { scenario, verdict, judgement, ...(listed === undefined ? {} : { reason: listed }), checks: counts, checkStatuses, failures, warnings };
+  return {
+    scenario,
+    verdict,
+    judgement,
+    ...(listed === undefined ? {} : { reason: listed }),
+    checks: counts,
+    checkStatuses,
+    failures,
+    warnings,
+  };
 }
 
 function summarize(
@@ -258,7 +271,8 @@ async function degradedAgainstBaseline(set: SetName, results: readonly ScenarioR
       const now = result.checkStatuses[id];
       if (was !== 'SUCCESS' || now === 'SUCCESS') continue;
       const status = now ?? 'SKIPPED';
-      const message = [...result.failures, ...result.warnings].find((item) => item.id === id)?.message ?? (now === undefined ? 'check not reached' : '');
+      const message =
+        [...result.failures, ...result.warnings].find((item) => item.id === id)?.message ?? (now === undefined ? 'check not reached' : '');
       degraded.push({ scenario: result.scenario, id, baseline: was, status, message });
     }
   }
@@ -340,14 +354,33 @@ async function startBrokerTarget(): Promise<RunningTarget> {
  * authorization URL the user agent signs in (consent Approve, Forgejo login)
  * and delivers the redirect to the suite's callback server.
  */
-async function runAuthorization(broker: SignedInTestBroker, outputDir: string, logFile: string, only: string | undefined): Promise<number | null> {
+async function runAuthorization(
+  broker: SignedInTestBroker,
+  outputDir: string,
+  logFile: string,
+  only: string | undefined,
+): Promise<number | null> {
   const metadata = await discoverBroker(`${broker.url}/mcp`);
   const port = await portForProcess();
   const callback = `http://127.0.0.1:${port}/callback`;
   const client = await registerClient(metadata, 'MCP conformance suite (authorization scenarios)', [callback]);
   const signIns: Promise<void>[] = [];
   const failures: string[] = [];
-  const args = ['authorization', '--url', metadata.issuer, '--client-id', client.clientId, '--resource', metadata.resource, '--port', String(port), '--spec-version', SPEC_VERSION.authorization, '-o', outputDir];
+  const args = [
+    'authorization',
+    '--url',
+    metadata.issuer,
+    '--client-id',
+    client.clientId,
+    '--resource',
+    metadata.resource,
+    '--port',
+    String(port),
+    '--spec-version',
+    SPEC_VERSION.authorization,
+    '-o',
+    outputDir,
+  ];
   if (only !== undefined) args.push('--scenario', only);
   const code = await runSuite(args, logFile, (line) => {
     const url = line.trim();
@@ -399,7 +432,9 @@ function printRun(summary: RunSummary): void {
 }
 
 function printTable(summaries: readonly RunSummary[]): void {
-  process.stdout.write(`\n${pad('target', 10)} ${pad('set', 15)} ${pad('spec', 11)} ${pad('passed', 8)} ${pad('expected', 9)} ${pad('pending', 8)} ${pad('unexpected', 11)} ${pad('stale', 6)} degraded checks\n`);
+  process.stdout.write(
+    `\n${pad('target', 10)} ${pad('set', 15)} ${pad('spec', 11)} ${pad('passed', 8)} ${pad('expected', 9)} ${pad('pending', 8)} ${pad('unexpected', 11)} ${pad('stale', 6)} degraded checks\n`,
+  );
   for (const s of summaries) {
     const c = s.counts;
     process.stdout.write(
@@ -422,14 +457,20 @@ async function main(): Promise<number> {
   const targets = values.target === 'all' ? TARGETS : TARGETS.filter((target) => target === values.target);
   const sets = values.set === 'all' ? SETS : SETS.filter((set) => set === values.set);
   if (targets.length === 0 || sets.length === 0) {
-    process.stderr.write('usage: run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]... [--strict]\n');
+    process.stderr.write(
+      'usage: run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]... [--strict]\n',
+    );
     return 2;
   }
   if (!existsSync(SUITE_CLI) || !existsSync(SUITE_NODE)) {
     process.stderr.write(`the suite is not installed: run (cd conformance && npm ci)\n`);
     return 2;
   }
-  const suiteVersion = (JSON.parse(await readFile(join(SUITE_DIR, 'node_modules/@modelcontextprotocol/conformance/package.json'), 'utf8')) as { version: string }).version;
+  const suiteVersion = (
+    JSON.parse(await readFile(join(SUITE_DIR, 'node_modules/@modelcontextprotocol/conformance/package.json'), 'utf8')) as {
+      version: string;
+    }
+  ).version;
   const { expected, pending } = await loadExpectations();
   await mkdir(RESULTS_DIR, { recursive: true });
   const summaries: RunSummary[] = [];
@@ -457,7 +498,19 @@ async function main(): Promise<number> {
             if (running.broker === undefined) continue;
             exit = await runAuthorization(running.broker, outputDir, logFile, only);
           } else {
-            const args = ['server', '--url', running.mcpUrl, '--spec-version', SPEC_VERSION[set], '--suite', 'all', '--timeout', String(SCENARIO_TIMEOUT_MS), '-o', outputDir];
+            const args = [
+              'server',
+              '--url',
+              running.mcpUrl,
+              '--spec-version',
+              SPEC_VERSION[set],
+              '--suite',
+              'all',
+              '--timeout',
+              String(SCENARIO_TIMEOUT_MS),
+              '-o',
+              outputDir,
+            ];
             if (only !== undefined) args.push('--scenario', only);
             exit = await runSuite(args, logFile);
           }
@@ -468,7 +521,16 @@ async function main(): Promise<number> {
           judge(scenario, checks.get(scenario), expected[set] ?? {}, pending[target]?.[set] ?? {}),
         );
         const degraded = target === 'baseline' ? [] : await degradedAgainstBaseline(set, results);
-        const summary = summarize(target, set, set === 'authorization' ? (running.broker?.url ?? '') : running.mcpUrl, suiteVersion, startedAt, code, results, degraded);
+        const summary = summarize(
+          target,
+          set,
+          set === 'authorization' ? (running.broker?.url ?? '') : running.mcpUrl,
+          suiteVersion,
+          startedAt,
+          code,
+          results,
+          degraded,
+        );
         await writeFile(join(RESULTS_DIR, `${target}-${set}.json`), `${JSON.stringify(summary, null, 2)}\n`);
         summaries.push(summary);
         printRun(summary);
@@ -479,7 +541,13 @@ async function main(): Promise<number> {
   }
   printTable(summaries);
   const bad = summaries.reduce(
-    (sum, s) => sum + s.counts.unexpectedFailures + s.counts.stale + (values.strict ? s.degradedChecks.filter((d) => !s.scenarios.some((r) => r.scenario === d.scenario && r.judgement !== 'ok')).length : 0),
+    (sum, s) =>
+      sum +
+      s.counts.unexpectedFailures +
+      s.counts.stale +
+      (values.strict
+        ? s.degradedChecks.filter((d) => !s.scenarios.some((r) => r.scenario === d.scenario && r.judgement !== 'ok')).length
+        : 0),
     0,
   );
   process.stdout.write(bad === 0 ? '\nconformance: OK\n' : `\nconformance: ${bad} unexpected result(s); see conformance/results/\n`);

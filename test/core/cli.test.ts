@@ -22,9 +22,17 @@ const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const dataDir = freshDataDirs('broker-cli-');
 
-async function run(args: string[], env: Record<string, string>, command: readonly string[] = [process.execPath, CLI]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function run(
+  args: string[],
+  env: Record<string, string>,
+  command: readonly string[] = [process.execPath, CLI],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const [file, ...rest] = command as [string, ...string[]];
-  const proc = spawn(file, [...rest, ...args], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(file, [...rest, ...args], {
+    cwd: REPO,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -35,7 +43,10 @@ async function run(args: string[], env: Record<string, string>, command: readonl
 
 /** A broker process whose output the test watches while it runs. */
 function startCli(args: string[], env: Record<string, string>): { output: () => string; stop: () => Promise<number | null> } {
-  const proc = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   proc.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   proc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -70,7 +81,11 @@ test('a bad setting stops the start with exit 2 and a message naming the variabl
 
 test('command-line mistakes exit 2 with a message naming the flag and the nearest valid one', async () => {
   const cases: [string[], Record<string, string>, RegExp][] = [
-    [['--port', '9000'], {}, /^forgejo-mcp-broker: configuration error: --port: unknown option; did you mean --listen\? \(forgejo-mcp-broker --help lists every option\)$/m],
+    [
+      ['--port', '9000'],
+      {},
+      /^forgejo-mcp-broker: configuration error: --port: unknown option; did you mean --listen\? \(forgejo-mcp-broker --help lists every option\)$/m,
+    ],
     [['--lisen=127.0.0.1:9000'], {}, /configuration error: --lisen: unknown option; did you mean --listen\?/],
     [['--scopes', 'read:user'], {}, /configuration error: --scopes: unknown option; did you mean --forgejo-scopes\?/],
     [['--verison'], {}, /configuration error: --verison: unknown option; did you mean --version\?/],
@@ -79,8 +94,16 @@ test('command-line mistakes exit 2 with a message naming the flag and the neares
     [['demo', 'extra'], {}, /configuration error: command line: unexpected argument "extra" after the command "demo"/],
     [['127.0.0.1:9000'], {}, /configuration error: command line: unknown command "127\.0\.0\.1:9000"/],
     // What `npm start --listen 127.0.0.1:9000` hands the broker: npm keeps --listen as npm_config_listen.
-    [['127.0.0.1:9000'], { npm_lifecycle_event: 'start', npm_config_listen: 'true' }, /configuration error: --listen: npm took this flag for itself .*npm start -- --listen /],
-    [[], { npm_lifecycle_event: 'start', npm_config_public_url: 'https://mcp.example' }, /configuration error: --public-url: npm took this flag for itself/],
+    [
+      ['127.0.0.1:9000'],
+      { npm_lifecycle_event: 'start', npm_config_listen: 'true' },
+      /configuration error: --listen: npm took this flag for itself .*npm start -- --listen /,
+    ],
+    [
+      [],
+      { npm_lifecycle_event: 'start', npm_config_public_url: 'https://mcp.example' },
+      /configuration error: --public-url: npm took this flag for itself/,
+    ],
     [['--verbose', '--port', '1'], {}, /configuration error: --port: unknown option/],
     [[], { BROKER_ENCRYPTION_KEY: 'not-a-key' }, /^forgejo-mcp-broker: configuration error: BROKER_ENCRYPTION_KEY: must be 32 bytes/m],
     [[], { BROKER_METRICS_LISTEN: 'metrics' }, /configuration error: BROKER_METRICS_LISTEN: "metrics" is not host:port/],
@@ -95,7 +118,10 @@ test('command-line mistakes exit 2 with a message naming the flag and the neares
 test('`npm start --listen x` without `--` is refused with the command to use, through real npm', async () => {
   const { code, stderr } = await run(['start', '--silent', '--listen', '127.0.0.1:9'], {}, ['npm']);
   assert.equal(code, 2);
-  assert.match(stderr, /--listen: npm took this flag for itself and the broker never saw it; put -- before the broker's flags: npm start -- --listen/);
+  assert.match(
+    stderr,
+    /--listen: npm took this flag for itself and the broker never saw it; put -- before the broker's flags: npm start -- --listen/,
+  );
 });
 
 test('--version prints the version; --help lists every option of the table with its variable', async () => {
@@ -117,7 +143,10 @@ test('a listen address in use exits 2 naming BROKER_LISTEN', async () => {
   try {
     const { code, stderr } = await run([], { BROKER_LISTEN: `127.0.0.1:${port}` });
     assert.equal(code, 2);
-    assert.match(stderr, new RegExp(`configuration error: BROKER_LISTEN: 127\\.0\\.0\\.1:${port} is already in use by another process.*\\(EADDRINUSE\\)`));
+    assert.match(
+      stderr,
+      new RegExp(`configuration error: BROKER_LISTEN: 127\\.0\\.0\\.1:${port} is already in use by another process.*\\(EADDRINUSE\\)`),
+    );
   } finally {
     occupier.close();
   }
@@ -125,7 +154,10 @@ test('a listen address in use exits 2 naming BROKER_LISTEN', async () => {
 
 test('serve with a child program that is not on PATH exits 2 naming BROKER_CHILD_COMMAND and how to install forgejo-mcp', async () => {
   const cases = [
-    { BROKER_CHILD_COMMAND: 'forgejo-mcp-not-installed --transport stdio', message: /"forgejo-mcp-not-installed" is not an executable in any directory of PATH/ },
+    {
+      BROKER_CHILD_COMMAND: 'forgejo-mcp-not-installed --transport stdio',
+      message: /"forgejo-mcp-not-installed" is not an executable in any directory of PATH/,
+    },
     { BROKER_CHILD_COMMAND: '/nonexistent/forgejo-mcp --transport stdio', message: /\/nonexistent\/forgejo-mcp is not an executable file/ },
   ];
   for (const { message, ...env } of cases) {
@@ -150,16 +182,26 @@ test('with Forgejo unreachable /readyz is 503 naming the URL and the system erro
   let forgejo: Awaited<ReturnType<typeof startForgejoStandin>> | undefined;
   try {
     await eventually(() => broker.output().includes('"event":"forgejo_unreachable"'), 'the unreachable Forgejo logged', 20_000);
-    const logged = broker.output().split('\n').find((line) => line.includes('"event":"forgejo_unreachable"')) as string;
+    const logged = broker
+      .output()
+      .split('\n')
+      .find((line) => line.includes('"event":"forgejo_unreachable"')) as string;
     assert.match(logged, new RegExp(`${forgejoUrl}/\\.well-known/openid-configuration: connect ECONNREFUSED`));
     const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
     assert.equal(notReady.status, 503);
     const body = (await notReady.json()) as { status: string; reason: string };
     assert.equal(body.status, 'not ready');
-    assert.match(body.reason, new RegExp(`^${forgejoUrl}/\\.well-known/openid-configuration: connect ECONNREFUSED 127\\.0\\.0\\.1:${forgejoPort}$`));
+    assert.match(
+      body.reason,
+      new RegExp(`^${forgejoUrl}/\\.well-known/openid-configuration: connect ECONNREFUSED 127\\.0\\.0\\.1:${forgejoPort}$`),
+    );
 
     forgejo = await startForgejoStandin({ users: [], applications: [], port: forgejoPort });
-    await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, '/readyz 200 once Forgejo answers', 20_000);
+    await eventually(
+      async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200,
+      '/readyz 200 once Forgejo answers',
+      20_000,
+    );
     await eventually(() => broker.output().includes('"event":"forgejo_reachable"'), 'the recovery logged');
   } finally {
     assert.equal(await broker.stop(), 0);
@@ -172,9 +214,17 @@ test('a wildcard listen address without BROKER_PUBLIC_URL is logged as a warning
   const broker = startCli([], { BROKER_LISTEN: `0.0.0.0:${port}`, BROKER_LOG_LEVEL: 'warn' });
   try {
     await eventually(() => broker.output().includes('demo is running'), 'demo started', 20_000);
-    const warning = JSON.parse(broker.output().split('\n').find((line) => line.includes('"event":"config_warning"')) ?? '{}') as { variable?: string; msg?: string };
+    const warning = JSON.parse(
+      broker
+        .output()
+        .split('\n')
+        .find((line) => line.includes('"event":"config_warning"')) ?? '{}',
+    ) as { variable?: string; msg?: string };
     assert.equal(warning.variable, 'BROKER_PUBLIC_URL');
-    assert.match(warning.msg ?? '', new RegExp(`wildcard address 0\\.0\\.0\\.0: the OAuth issuer and MCP URL become http://0\\.0\\.0\\.0:${port}`));
+    assert.match(
+      warning.msg ?? '',
+      new RegExp(`wildcard address 0\\.0\\.0\\.0: the OAuth issuer and MCP URL become http://0\\.0\\.0\\.0:${port}`),
+    );
   } finally {
     assert.equal(await broker.stop(), 0);
   }
@@ -182,7 +232,11 @@ test('a wildcard listen address without BROKER_PUBLIC_URL is logged as a warning
 
 test('/metrics is on the public listener, or only on BROKER_METRICS_LISTEN when that is set', async () => {
   const [port, metricsPort] = [await portForProcess(), await portForProcess()];
-  const separate = startCli([], { BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, BROKER_LOG_LEVEL: 'warn' });
+  const separate = startCli([], {
+    BROKER_LISTEN: `127.0.0.1:${port}`,
+    BROKER_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
+    BROKER_LOG_LEVEL: 'warn',
+  });
   try {
     await eventually(() => separate.output().includes('demo is running'), 'demo started', 20_000);
     const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
@@ -209,7 +263,10 @@ test('/metrics is on the public listener, or only on BROKER_METRICS_LISTEN when 
 test('the demo serves health, readiness, the OAuth metadata and a 401 challenge on /mcp; SIGTERM exits 0', async () => {
   const port = await portForProcess();
   const base = `http://127.0.0.1:${port}`;
-  const proc = spawn(process.execPath, [CLI], { env: { PATH: process.env.PATH ?? '', BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI], {
+    env: { PATH: process.env.PATH ?? '', BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   try {
@@ -217,9 +274,15 @@ test('the demo serves health, readiness, the OAuth metadata and a 401 challenge 
     assert.match(stderr, new RegExp(`${base}/mcp`));
     assert.deepEqual(await (await fetch(`${base}/healthz`)).json(), { status: 'ok' });
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
-    const resource = (await (await fetch(`${base}/.well-known/oauth-protected-resource/mcp`)).json()) as { resource: string; authorization_servers: string[] };
+    const resource = (await (await fetch(`${base}/.well-known/oauth-protected-resource/mcp`)).json()) as {
+      resource: string;
+      authorization_servers: string[];
+    };
     assert.equal(resource.resource, `${base}/mcp`);
-    const metadata = (await (await fetch(`${base}/.well-known/oauth-authorization-server`)).json()) as { issuer: string; code_challenge_methods_supported: string[] };
+    const metadata = (await (await fetch(`${base}/.well-known/oauth-authorization-server`)).json()) as {
+      issuer: string;
+      code_challenge_methods_supported: string[];
+    };
     assert.equal(metadata.issuer, base);
     assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
     const challenge = await fetch(`${base}/mcp`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });

@@ -15,7 +15,10 @@ test('logs are JSON lines, and secrets in well-known places are redacted whereve
   log.info({ event: 'x', headers: { authorization: 'Bearer secret-1', cookie: 'fmb-signin=secret-2' } });
   log.info({ event: 'y', token: 'secret-3', credential: { accessToken: 'secret-4', refresh_token: 'secret-5' } });
   log.info({ event: 'z', env: { FORGEJO_ACCESS_TOKEN: 'secret-6', PATH: '/usr/bin' } });
-  const lines = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = out
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   assert.equal(lines.length, 3);
   assert.doesNotMatch(out, /secret-\d/);
   assert.match(out, /\[REDACTED\]/);

@@ -21,7 +21,9 @@ async function connect(broker: TestBroker, user: TestUser, mode: Mode): Promise<
     { name: `sdk-${mode}`, version: '1.0.0' },
     { capabilities: { elicitation: { form: {} }, sampling: {}, roots: { listChanged: true } }, versionNegotiation: { mode } },
   );
-  await client.connect(new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }),
+  );
   return client;
 }
 
@@ -30,7 +32,12 @@ function text(result: unknown): string {
 }
 
 /** A raw modern POST. */
-async function modernPost(broker: TestBroker, user: TestUser, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Response> {
+async function modernPost(
+  broker: TestBroker,
+  user: TestUser,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   const params = (body.params ?? {}) as Record<string, unknown>;
   return fetch(broker.mcpUrl, {
     method: 'POST',
@@ -81,7 +88,11 @@ for (const mode of ['auto', 'legacy'] as const) {
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: 'forty-two' } }));
-    client.setRequestHandler('sampling/createMessage', () => ({ model: 'm', role: 'assistant', content: { type: 'text', text: 'sampled' } }));
+    client.setRequestHandler('sampling/createMessage', () => ({
+      model: 'm',
+      role: 'assistant',
+      content: { type: 'text', text: 'sampled' },
+    }));
     assert.match(text(await client.callTool({ name: 'ask', arguments: {} })), /forty-two/);
     assert.match(text(await client.callTool({ name: 'sample', arguments: {} })), /sampled/);
     await client.close();
@@ -142,7 +153,12 @@ test('equal JSON-RPC ids from two clients never collide on the shared child', as
   t.after(() => broker.close());
   const user = broker.addUser();
   const call = (word: string, ms: number) =>
-    modernPost(broker, user, { id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: word } } }, { 'Mcp-Name': 'echo' }).then(async (res) => {
+    modernPost(
+      broker,
+      user,
+      { id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: word } } },
+      { 'Mcp-Name': 'echo' },
+    ).then(async (res) => {
       void ms;
       return (await res.json()) as { id: number; result: { content: { text: string }[] } };
     });
@@ -163,14 +179,21 @@ test('modern results carry resultType and the server identity; server/discover r
   t.after(() => broker.close());
   const user = broker.addUser();
   const discover = (await (await modernPost(broker, user, { id: 'd', method: 'server/discover' })).json()) as {
-    result: { resultType: string; supportedVersions: string[]; capabilities: Record<string, unknown>; _meta: Record<string, { name: string }> };
+    result: {
+      resultType: string;
+      supportedVersions: string[];
+      capabilities: Record<string, unknown>;
+      _meta: Record<string, { name: string }>;
+    };
   };
   assert.equal(discover.result.resultType, 'complete');
   assert.ok(discover.result.supportedVersions.includes('2026-07-28'));
   assert.ok(discover.result.supportedVersions.includes('2025-11-25'));
   assert.ok('tools' in discover.result.capabilities);
   assert.equal(discover.result._meta['io.modelcontextprotocol/serverInfo']?.name, 'forgejo-mcp-broker');
-  const list = (await (await modernPost(broker, user, { id: 2, method: 'tools/list' })).json()) as { result: { resultType: string; _meta: Record<string, unknown> } };
+  const list = (await (await modernPost(broker, user, { id: 2, method: 'tools/list' })).json()) as {
+    result: { resultType: string; _meta: Record<string, unknown> };
+  };
   assert.equal(list.result.resultType, 'complete');
   assert.ok(list.result._meta['io.modelcontextprotocol/serverInfo']);
 });
@@ -179,7 +202,11 @@ test('server validation: mismatch, unsupported version, unknown method, Mcp-Name
   const broker = await TestBroker.start();
   t.after(() => broker.close());
   const user = broker.addUser();
-  const expectError = async (res: Response, status: number, code: number): Promise<{ error: { code: number; data?: unknown }; id: unknown }> => {
+  const expectError = async (
+    res: Response,
+    status: number,
+    code: number,
+  ): Promise<{ error: { code: number; data?: unknown }; id: unknown }> => {
     assert.equal(res.status, status);
     const body = (await res.json()) as { error: { code: number; data?: unknown }; id: unknown };
     assert.equal(body.error.code, code);
@@ -188,7 +215,12 @@ test('server validation: mismatch, unsupported version, unknown method, Mcp-Name
   await expectError(await modernPost(broker, user, { id: 1, method: 'tools/list' }, { 'MCP-Protocol-Version': '2025-11-25' }), 400, -32020);
   await expectError(await modernPost(broker, user, { id: 1, method: 'tools/list' }, { 'Mcp-Method': 'prompts/list' }), 400, -32020);
   const unsupported = await expectError(
-    await modernPost(broker, user, { id: 7, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } }, { 'MCP-Protocol-Version': '2099-01-01' }),
+    await modernPost(
+      broker,
+      user,
+      { id: 7, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } },
+      { 'MCP-Protocol-Version': '2099-01-01' },
+    ),
     400,
     -32022,
   );
@@ -209,7 +241,12 @@ test('per-request log level: logs only for a request that asks, at its level or 
   t.after(() => broker.close());
   const user = broker.addUser();
   const log = (level: string, meta: Record<string, unknown>) =>
-    modernPost(broker, user, { id: 3, method: 'tools/call', params: { name: 'log', arguments: { level, message: `at ${level}` }, _meta: meta } }, { 'Mcp-Name': 'log' }).then((res) => res.text());
+    modernPost(
+      broker,
+      user,
+      { id: 3, method: 'tools/call', params: { name: 'log', arguments: { level, message: `at ${level}` }, _meta: meta } },
+      { 'Mcp-Name': 'log' },
+    ).then((res) => res.text());
   assert.doesNotMatch(await log('warning', {}), /notifications\/message/);
   assert.match(await log('warning', { 'io.modelcontextprotocol/logLevel': 'info' }), /notifications\/message/);
   assert.doesNotMatch(await log('debug', { 'io.modelcontextprotocol/logLevel': 'info' }), /notifications\/message/);
@@ -220,7 +257,12 @@ test('a child request the modern client did not declare the capability for fails
   t.after(() => broker.close());
   const user = broker.addUser();
   // No elicitation capability in this request's _meta: the request fails as a whole, and nothing is left waiting.
-  const res = await modernPost(broker, user, { id: 4, method: 'tools/call', params: { name: 'ask', arguments: {} } }, { 'Mcp-Name': 'ask' });
+  const res = await modernPost(
+    broker,
+    user,
+    { id: 4, method: 'tools/call', params: { name: 'ask', arguments: {} } },
+    { 'Mcp-Name': 'ask' },
+  );
   assert.equal(res.status, 400);
   const body = (await res.json()) as { id: number; error: { code: number; data: { requiredCapabilities: Record<string, unknown> } } };
   assert.equal(body.id, 4);
@@ -235,8 +277,22 @@ test('inputs the child asks for together come back in one input-required result'
   const user = broker.addUser();
   const caps = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} }, sampling: {} } };
   const call = (extra: Record<string, unknown>, id: number) =>
-    modernPost(broker, user, { id, method: 'tools/call', params: { name: 'ask_both', arguments: {}, ...extra, _meta: caps } }, { 'Mcp-Name': 'ask_both' }).then(
-      (res) => res.json() as Promise<{ id: number; result: { resultType: string; requestState: string; inputRequests: Record<string, { method: string }>; content?: { text: string }[] } }>,
+    modernPost(
+      broker,
+      user,
+      { id, method: 'tools/call', params: { name: 'ask_both', arguments: {}, ...extra, _meta: caps } },
+      { 'Mcp-Name': 'ask_both' },
+    ).then(
+      (res) =>
+        res.json() as Promise<{
+          id: number;
+          result: {
+            resultType: string;
+            requestState: string;
+            inputRequests: Record<string, { method: string }>;
+            content?: { text: string }[];
+          };
+        }>,
     );
   const first = await call({}, 1);
   assert.equal(first.result.resultType, 'input_required');
@@ -245,7 +301,9 @@ test('inputs the child asks for together come back in one input-required result'
   const inputResponses = Object.fromEntries(
     requests.map(([key, request]) => [
       key,
-      request.method === 'elicitation/create' ? { action: 'accept', content: { answer: 'both' } } : { model: 'm', role: 'assistant', content: { type: 'text', text: 'hi' } },
+      request.method === 'elicitation/create'
+        ? { action: 'accept', content: { answer: 'both' } }
+        : { model: 'm', role: 'assistant', content: { type: 'text', text: 'hi' } },
     ]),
   );
   const done = await call({ inputResponses, requestState: first.result.requestState }, 2);
@@ -259,7 +317,12 @@ test('Mcp-Param headers are checked against the arguments a tool mirrors (x-mcp-
   t.after(() => broker.close());
   const user = broker.addUser();
   const call = (headers: Record<string, string>) =>
-    modernPost(broker, user, { id: 9, method: 'tools/call', params: { name: 'in_region', arguments: { region: 'eu-north', query: 'q' } } }, { 'Mcp-Name': 'in_region', ...headers });
+    modernPost(
+      broker,
+      user,
+      { id: 9, method: 'tools/call', params: { name: 'in_region', arguments: { region: 'eu-north', query: 'q' } } },
+      { 'Mcp-Name': 'in_region', ...headers },
+    );
   const ok = await call({ 'Mcp-Param-Region': 'eu-north' });
   assert.equal(ok.status, 200);
   assert.match(await ok.text(), /q in eu-north/);
@@ -287,9 +350,24 @@ test('a forged or foreign requestState is refused', async (t) => {
     modernPost(
       broker,
       user,
-      { id: 5, method: 'tools/call', params: { name: 'ask', arguments: {}, ...extra, _meta: { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } } } },
+      {
+        id: 5,
+        method: 'tools/call',
+        params: {
+          name: 'ask',
+          arguments: {},
+          ...extra,
+          _meta: { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } },
+        },
+      },
       { 'Mcp-Name': 'ask' },
-    ).then((res) => res.json() as Promise<{ result?: { resultType: string; requestState: string; inputRequests: Record<string, unknown> }; error?: { code: number } }>);
+    ).then(
+      (res) =>
+        res.json() as Promise<{
+          result?: { resultType: string; requestState: string; inputRequests: Record<string, unknown> };
+          error?: { code: number };
+        }>,
+    );
   const first = await ask(alice, {});
   assert.equal(first.result?.resultType, 'input_required');
   const key = Object.keys(first.result?.inputRequests ?? {})[0] as string;

@@ -14,12 +14,19 @@ import { eventually, isAlive } from '../support/broker.js';
 
 const FIXTURE = fileURLToPath(new URL('../support/broker-process.js', import.meta.url));
 
-async function startBrokerProcess(): Promise<{ proc: ChildProcess; client: Client; transport: StreamableHTTPClientTransport; url: string }> {
+async function startBrokerProcess(): Promise<{
+  proc: ChildProcess;
+  client: Client;
+  transport: StreamableHTTPClientTransport;
+  url: string;
+}> {
   const proc = spawn(process.execPath, [FIXTURE], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(createInterface({ input: proc.stdout as NodeJS.ReadableStream }), 'line')) as [string];
   const { url, bearer } = JSON.parse(line) as { url: string; bearer: string };
   const client = new Client({ name: 'process-test', version: '1' });
-  const transport = new StreamableHTTPClientTransport(new URL('/mcp', url), { requestInit: { headers: { Authorization: `Bearer ${bearer}` } } });
+  const transport = new StreamableHTTPClientTransport(new URL('/mcp', url), {
+    requestInit: { headers: { Authorization: `Bearer ${bearer}` } },
+  });
   await client.connect(transport);
   return { proc, client, transport, url };
 }

@@ -84,7 +84,10 @@ test('a request in flight on the old child finishes there during a rotation', as
   broker.newForgejoToken(user);
   const rotation = broker.pool.rotateUser(user.userId);
   // While the old child drains, new requests already go to the new child.
-  await eventually(() => broker.legacy.sessionOf(broker.legacy.sessionIdsOf(user.userId)[0] as string)?.channel.child.pid !== oldPid, 'swapped');
+  await eventually(
+    () => broker.legacy.sessionOf(broker.legacy.sessionIdsOf(user.userId)[0] as string)?.channel.child.pid !== oldPid,
+    'swapped',
+  );
   const during = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   assert.notEqual(during, oldPid);
   assert.equal(isAlive(oldPid), true);
@@ -171,7 +174,8 @@ test('the rotator refreshes a token within the lead time and moves every session
   };
   await broker.pool.rotateDue();
   assert.equal(broker.credentials.refreshes, 1, 'one refresh for the user, not one per session');
-  for (const { client } of [a, b]) assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(fresh));
+  for (const { client } of [a, b])
+    assert.equal(text(await client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(fresh));
   assert.equal(text(await c.client.callTool({ name: 'token_fingerprint', arguments: {} })), fingerprint(other.forgejoToken));
   // A second sweep finds nothing to do.
   await broker.pool.rotateDue();
@@ -179,7 +183,7 @@ test('the rotator refreshes a token within the lead time and moves every session
   for (const { client } of [a, b, c]) await client.close();
 });
 
-test('a refresh Forgejo refuses ends the user\'s sessions; their next initialize is a 401', async (t) => {
+test("a refresh Forgejo refuses ends the user's sessions; their next initialize is a 401", async (t) => {
   const broker = await TestBroker.start();
   t.after(() => broker.close());
   const user = broker.addUser();
@@ -190,13 +194,26 @@ test('a refresh Forgejo refuses ends the user\'s sessions; their next initialize
   await broker.pool.rotateDue();
   assert.equal(broker.legacy.active, 0);
   await eventually(() => !isAlive(pid), 'child stopped');
-  const headers = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${user.bearer}` };
-  const gone = await fetch(broker.mcpUrl, { method: 'POST', headers: { ...headers, 'Mcp-Session-Id': sid }, body: '{"jsonrpc":"2.0","id":3,"method":"ping"}' });
+  const headers = {
+    'Content-Type': 'application/json',
+    Accept: 'application/json, text/event-stream',
+    Authorization: `Bearer ${user.bearer}`,
+  };
+  const gone = await fetch(broker.mcpUrl, {
+    method: 'POST',
+    headers: { ...headers, 'Mcp-Session-Id': sid },
+    body: '{"jsonrpc":"2.0","id":3,"method":"ping"}',
+  });
   assert.equal(gone.status, 404);
   const init = await fetch(broker.mcpUrl, {
     method: 'POST',
     headers,
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+    }),
   });
   assert.equal(init.status, 401);
   assert.match(init.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
@@ -229,7 +246,9 @@ test('state the client set is replayed to the new child: log level and resource 
   await client.subscribeResource({ uri: 'forgejo://version' });
   broker.newForgejoToken(user);
   await broker.pool.rotateUser(user.userId);
-  const updated = new Promise<string>((resolve) => client.setNotificationHandler('notifications/resources/updated', (n) => resolve(n.params.uri)));
+  const updated = new Promise<string>((resolve) =>
+    client.setNotificationHandler('notifications/resources/updated', (n) => resolve(n.params.uri)),
+  );
   await client.callTool({ name: 'touch', arguments: { uri: 'forgejo://version' } });
   assert.equal(await updated, 'forgejo://version');
   await client.close();
@@ -255,6 +274,9 @@ test('a session whose child was starting while a rotation ran is moved to the ne
   (release as () => void)();
   const { client } = await connecting;
   // The registry notices the rotation it missed and moves the new session too.
-  await eventually(async () => text(await client.callTool({ name: 'token_fingerprint', arguments: {} })) === fingerprint(token), 'session on the new token');
+  await eventually(
+    async () => text(await client.callTool({ name: 'token_fingerprint', arguments: {} })) === fingerprint(token),
+    'session on the new token',
+  );
   await client.close();
 });

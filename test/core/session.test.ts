@@ -15,7 +15,12 @@ const INIT = {
 };
 
 /** A raw POST to /mcp, for the cases an SDK client would never send. */
-async function post(broker: TestBroker, bearer: string | undefined, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+async function post(
+  broker: TestBroker,
+  bearer: string | undefined,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   return fetch(broker.mcpUrl, {
     method: 'POST',
     headers: {
@@ -35,7 +40,12 @@ async function rawSession(broker: TestBroker, user: TestUser): Promise<string> {
   await res.text();
   const sid = res.headers.get('mcp-session-id');
   assert.ok(sid);
-  const initialized = await post(broker, user.bearer, { jsonrpc: '2.0', method: 'notifications/initialized' }, { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-11-25' });
+  const initialized = await post(
+    broker,
+    user.bearer,
+    { jsonrpc: '2.0', method: 'notifications/initialized' },
+    { 'Mcp-Session-Id': sid, 'MCP-Protocol-Version': '2025-11-25' },
+  );
   assert.equal(initialized.status, 202);
   return sid;
 }
@@ -74,7 +84,12 @@ test('an unknown session id is 404 Not Found, as the transport spec requires', a
   const broker = await TestBroker.start();
   t.after(() => broker.close());
   const user = broker.addUser();
-  const res = await post(broker, user.bearer, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'Mcp-Session-Id': 'definitely-not-a-real-sid' });
+  const res = await post(
+    broker,
+    user.bearer,
+    { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+    { 'Mcp-Session-Id': 'definitely-not-a-real-sid' },
+  );
   assert.equal(res.status, 404);
   const body = (await res.json()) as { error: { code: number } };
   assert.equal(body.error.code, -32001);
@@ -116,7 +131,10 @@ test('without a bearer token /mcp is 401 with the RFC 9728 challenge; a bad toke
   t.after(() => broker.close());
   const missing = await post(broker, undefined, INIT);
   assert.equal(missing.status, 401);
-  assert.equal(missing.headers.get('www-authenticate'), 'Bearer resource_metadata="http://127.0.0.1/.well-known/oauth-protected-resource/mcp"');
+  assert.equal(
+    missing.headers.get('www-authenticate'),
+    'Bearer resource_metadata="http://127.0.0.1/.well-known/oauth-protected-resource/mcp"',
+  );
   const bad = await post(broker, 'not-a-token', INIT);
   assert.equal(bad.status, 401);
   assert.match(bad.headers.get('www-authenticate') ?? '', /^Bearer resource_metadata="[^"]+", error="invalid_token"/);

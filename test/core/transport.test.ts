@@ -17,7 +17,12 @@ const INIT = {
 async function post(broker: TestBroker, user: TestUser, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
   return fetch(broker.mcpUrl, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers },
+    headers: {
+      'Content-Type': 'application/json',
+      Accept: 'application/json, text/event-stream',
+      Authorization: `Bearer ${user.bearer}`,
+      ...headers,
+    },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 }
@@ -48,7 +53,11 @@ test('a server-to-client elicitation and sampling round trip during a tool call'
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: '42' } }));
-  client.setRequestHandler('sampling/createMessage', () => ({ model: 'm', role: 'assistant', content: { type: 'text', text: 'sampled!' } }));
+  client.setRequestHandler('sampling/createMessage', () => ({
+    model: 'm',
+    role: 'assistant',
+    content: { type: 'text', text: 'sampled!' },
+  }));
   client.setRequestHandler('roots/list', () => ({ roots: [{ uri: 'file:///work', name: 'work' }] }));
   assert.match(text(await client.callTool({ name: 'ask', arguments: {} })), /42/);
   assert.match(text(await client.callTool({ name: 'sample', arguments: {} })), /sampled!/);
@@ -103,7 +112,12 @@ test('an unsupported MCP-Protocol-Version header is 400', async (t) => {
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
-  const res = await post(broker, user, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, { ...headers, 'MCP-Protocol-Version': '1999-01-01' });
+  const res = await post(
+    broker,
+    user,
+    { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+    { ...headers, 'MCP-Protocol-Version': '1999-01-01' },
+  );
   assert.equal(res.status, 400);
   assert.match(await res.text(), /Unsupported protocol version/);
 });
@@ -125,7 +139,11 @@ test('CORS: an allowed browser origin gets a preflight answer and may read the s
   t.after(() => broker.close());
   const preflight = await fetch(broker.mcpUrl, {
     method: 'OPTIONS',
-    headers: { Origin: 'http://127.0.0.1', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, mcp-session-id' },
+    headers: {
+      Origin: 'http://127.0.0.1',
+      'Access-Control-Request-Method': 'POST',
+      'Access-Control-Request-Headers': 'authorization, mcp-session-id',
+    },
   });
   assert.equal(preflight.status, 204);
   assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://127.0.0.1');
@@ -183,11 +201,16 @@ test('a child that does not answer in time gets the client a JSON-RPC error, not
   assert.equal(answer?.id, 5);
   assert.equal(answer?.error?.code, -32003);
   // The session survives a timeout.
-  const after = await post(broker, user, { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } }, headers);
+  const after = await post(
+    broker,
+    user,
+    { jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } },
+    headers,
+  );
   assert.match(await after.text(), /still here/);
 });
 
-test('client ids are the client\'s own on the way back, whatever their type', async (t) => {
+test("client ids are the client's own on the way back, whatever their type", async (t) => {
   const broker = await TestBroker.start();
   t.after(() => broker.close());
   const user = broker.addUser();
@@ -222,8 +245,18 @@ test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t
   const res = await fetch(broker.mcpUrl, {
     method: 'POST',
     signal: controller.signal,
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 21, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 400 }, _meta: { progressToken: 'p' } } }),
+    headers: {
+      'Content-Type': 'application/json',
+      Accept: 'application/json, text/event-stream',
+      Authorization: `Bearer ${user.bearer}`,
+      ...headers,
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 21,
+      method: 'tools/call',
+      params: { name: 'sleep', arguments: { ms: 400 }, _meta: { progressToken: 'p' } },
+    }),
   });
   // Read until the first progress event, note its id, then drop the connection.
   const reader = (res.body as ReadableStream<Uint8Array>).getReader();
@@ -255,16 +288,18 @@ test('idle keep-alive connections stay open 65 s, past the usual 60 s of proxies
   const agent = new http.Agent({ keepAlive: true });
   t.after(() => agent.destroy());
   const headers = await new Promise<http.IncomingHttpHeaders>((resolve, reject) => {
-    http.get(new URL('/healthz', broker.mcpUrl), { agent }, (res) => {
-      res.resume();
-      resolve(res.headers);
-    }).on('error', reject);
+    http
+      .get(new URL('/healthz', broker.mcpUrl), { agent }, (res) => {
+        res.resume();
+        resolve(res.headers);
+      })
+      .on('error', reject);
   });
   assert.equal(headers.connection, 'keep-alive');
   assert.equal(headers['keep-alive'], 'timeout=65');
 });
 
-test('a large result is kept for resumption at its real size, so the store\'s byte budget applies to it', async (t) => {
+test("a large result is kept for resumption at its real size, so the store's byte budget applies to it", async (t) => {
   const broker = await TestBroker.start();
   t.after(() => broker.close());
   const { client, transport } = await broker.connect(broker.addUser());

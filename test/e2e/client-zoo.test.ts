@@ -60,7 +60,10 @@ class ZooRun {
     const response = await fetch(url, { ...init, headers });
     if (client.origin !== undefined) {
       const allowed = response.headers.get('access-control-allow-origin');
-      assert.ok(allowed === '*' || allowed === client.origin, `${init.method ?? 'GET'} ${url} answered ${response.status} without CORS for ${client.origin}`);
+      assert.ok(
+        allowed === '*' || allowed === client.origin,
+        `${init.method ?? 'GET'} ${url} answered ${response.status} without CORS for ${client.origin}`,
+      );
     }
     return response;
   }
@@ -71,12 +74,20 @@ class ZooRun {
     const challenge = await this.#fetch(client, mcpUrl.href, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: CLIENT_INFO } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: CLIENT_INFO },
+      }),
     });
     assert.equal(challenge.status, 401);
     const resourceMetadataUrl = /resource_metadata="([^"]+)"/.exec(challenge.headers.get('www-authenticate') ?? '')?.[1];
     assert.ok(resourceMetadataUrl, 'the challenge names the resource metadata');
-    const resourceMetadata = (await (await this.#fetch(client, resourceMetadataUrl)).json()) as { resource: string; authorization_servers: string[] };
+    const resourceMetadata = (await (await this.#fetch(client, resourceMetadataUrl)).json()) as {
+      resource: string;
+      authorization_servers: string[];
+    };
     assert.equal(resourceMetadata.resource, mcpUrl.href);
     const issuer = resourceMetadata.authorization_servers[0] as string;
     const metadata = (await (await this.#fetch(client, `${issuer}/.well-known/oauth-authorization-server`)).json()) as Discovered;
@@ -107,19 +118,31 @@ class ZooRun {
 
     // 4. The code for tokens; every client gets a refresh token.
     const resource = Array.from({ length: client.resourceCount }, () => resourceMetadata.resource);
-    const issued = await this.#token(client, metadata, credentials, {
-      grant_type: 'authorization_code',
-      code: callback.get('code') ?? '',
-      redirect_uri: redirectUri,
-      code_verifier: verifier,
-    }, resource);
+    const issued = await this.#token(
+      client,
+      metadata,
+      credentials,
+      {
+        grant_type: 'authorization_code',
+        code: callback.get('code') ?? '',
+        redirect_uri: redirectUri,
+        code_verifier: verifier,
+      },
+      resource,
+    );
     assert.ok(issued.refresh_token, 'a refresh token is issued');
 
     // 5. A tool call as the user who signed in.
     assert.equal((await this.#getMe(client, issued.access_token)).login, USER.login);
 
     // 6. Refresh, and the new access token works.
-    const refreshed = await this.#token(client, metadata, credentials, { grant_type: 'refresh_token', refresh_token: issued.refresh_token }, resource);
+    const refreshed = await this.#token(
+      client,
+      metadata,
+      credentials,
+      { grant_type: 'refresh_token', refresh_token: issued.refresh_token },
+      resource,
+    );
     assert.notEqual(refreshed.access_token, issued.access_token);
     assert.equal((await this.#getMe(client, refreshed.access_token)).login, USER.login);
 
@@ -131,13 +154,20 @@ class ZooRun {
     assert.equal(revoked.status, 200);
     const again = await this.#fetch(client, metadata.token_endpoint, {
       method: 'POST',
-      ...(await this.#authenticated(client, metadata, credentials, { grant_type: 'refresh_token', refresh_token: refreshed.refresh_token })),
+      ...(await this.#authenticated(client, metadata, credentials, {
+        grant_type: 'refresh_token',
+        refresh_token: refreshed.refresh_token,
+      })),
     });
     assert.equal(again.status, 400);
     assert.equal(((await again.json()) as { error: string }).error, 'invalid_grant');
     const refused = await this.#fetch(client, mcpUrl.href, {
       method: 'POST',
-      headers: { authorization: `Bearer ${refreshed.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      headers: {
+        authorization: `Bearer ${refreshed.access_token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
     });
     assert.equal(refused.status, 401);
@@ -251,7 +281,10 @@ describe('the client zoo: every client people use signs in, calls a tool, refres
   let key: SigningKey;
 
   before(async () => {
-    documents = await ClientMetadataServer.start((clientId) => ({ client_id: clientId, client_name: 'unused', redirect_uris: ['http://127.0.0.1/cb'] }), 'http');
+    documents = await ClientMetadataServer.start(
+      (clientId) => ({ client_id: clientId, client_name: 'unused', redirect_uris: ['http://127.0.0.1/cb'] }),
+      'http',
+    );
     key = await signingKey();
     // The documented way to let MCP Inspector's page call /mcp, without allowing every origin.
     broker = await E2EBroker.start({ BROKER_ALLOWED_ORIGINS: INSPECTOR_ORIGIN });
@@ -279,7 +312,11 @@ describe('the client zoo: every client people use signs in, calls a tool, refres
     const metadata = (await (await fetch(`${withoutCimd.url}/.well-known/oauth-authorization-server`)).json()) as Discovered;
     assert.equal(metadata.client_id_metadata_document_supported, false);
     assert.ok(!metadata.token_endpoint_auth_methods_supported.includes('private_key_jwt'));
-    const clientId = documents.publish('/off/client.json', (url) => ({ client_id: url, client_name: 'Off', redirect_uris: ['http://127.0.0.1/cb'] }));
+    const clientId = documents.publish('/off/client.json', (url) => ({
+      client_id: url,
+      client_name: 'Off',
+      redirect_uris: ['http://127.0.0.1/cb'],
+    }));
     const response = await fetch(`${withoutCimd.url}/oauth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },

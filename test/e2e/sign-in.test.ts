@@ -41,7 +41,11 @@ function assertInOrder(actual: readonly string[], expected: readonly RegExp[]): 
     const pattern = expected[next];
     if (pattern !== undefined && pattern.test(line)) next++;
   }
-  assert.equal(next, expected.length, `expected, in order:\n  ${expected.map(String).join('\n  ')}\nbut the broker answered:\n  ${actual.join('\n  ')}`);
+  assert.equal(
+    next,
+    expected.length,
+    `expected, in order:\n  ${expected.map(String).join('\n  ')}\nbut the broker answered:\n  ${actual.join('\n  ')}`,
+  );
 }
 
 function lines(entries: readonly WireEntry[]): string[] {
@@ -92,7 +96,8 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
   };
 
   /** The Forgejo login a child's token belongs to, by the tokens the stand-in issued. */
-  const ownerOfFingerprint = async (fingerprint: string): Promise<string | undefined> => (await e2e.front.ownersByFingerprint()).get(fingerprint);
+  const ownerOfFingerprint = async (fingerprint: string): Promise<string | undefined> =>
+    (await e2e.front.ownersByFingerprint()).get(fingerprint);
 
   it('DCR: 401 challenge, discovery, registration, consent, Forgejo login, token, then get_me answers as that user', async () => {
     const user = e2eUser('demo');
@@ -165,7 +170,13 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
   it('CIMD over plain http on loopback (development, BROKER_CIMD_ALLOW_PRIVATE): the broker fetches it; the SDK is given the client_id, since it refuses an http clientMetadataUrl', async () => {
     const user = e2eUser('erin');
     const plain = await ClientMetadataServer.start(
-      (clientId) => ({ client_id: clientId, client_name: 'E2E plain-http client', redirect_uris: [CLIENT_REDIRECT], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'] }),
+      (clientId) => ({
+        client_id: clientId,
+        client_name: 'E2E plain-http client',
+        redirect_uris: [CLIENT_REDIRECT],
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+      }),
       'http',
     );
     try {
@@ -208,7 +219,12 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     // Interleaved calls from both, many in flight at once.
     const rounds = await Promise.all(
       Array.from({ length: 8 }, async () => {
-        const [meA, meB, fpA, fpB] = await Promise.all([getMe(a.client), getMe(b.client), forgejoTokenFingerprint(a.client), forgejoTokenFingerprint(b.client)]);
+        const [meA, meB, fpA, fpB] = await Promise.all([
+          getMe(a.client),
+          getMe(b.client),
+          forgejoTokenFingerprint(a.client),
+          forgejoTokenFingerprint(b.client),
+        ]);
         return { meA, meB, fpA, fpB };
       }),
     );
@@ -217,8 +233,8 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
       assert.deepEqual(meA, { login: 'demo', id: demo.id });
       assert.deepEqual(meB, { login: 'alice', id: alice.id });
       assert.notEqual(fpA, fpB);
-      assert.equal(owners.get(fpA), 'demo', 'demo\'s child holds a token Forgejo issued to demo');
-      assert.equal(owners.get(fpB), 'alice', 'alice\'s child holds a token Forgejo issued to alice');
+      assert.equal(owners.get(fpA), 'demo', "demo's child holds a token Forgejo issued to demo");
+      assert.equal(owners.get(fpB), 'alice', "alice's child holds a token Forgejo issued to alice");
     }
     // Each child holds its user's newest Forgejo token.
     const newest = async (login: string): Promise<string | undefined> => {
@@ -360,7 +376,11 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     const answers = await Promise.all(Array.from({ length: 6 }, () => getMe(connected.client)));
     for (const answer of answers) assert.deepEqual(answer, { login: 'erin', id: user.id });
     assert.ok(e2e.count('POST', OAUTH_PATHS.token, 200) - refreshes >= 2, 'more than one refresh raced');
-    assert.equal(e2e.count('POST', OAUTH_PATHS.token) - refreshes, e2e.count('POST', OAUTH_PATHS.token, 200) - refreshes, 'no refresh refused');
+    assert.equal(
+      e2e.count('POST', OAUTH_PATHS.token) - refreshes,
+      e2e.count('POST', OAUTH_PATHS.token, 200) - refreshes,
+      'no refresh refused',
+    );
     const after = provider.tokens();
     assert.notEqual(after?.access_token, before?.access_token);
     // The grant was not taken for a stolen refresh token: the client goes on, and can refresh again.
@@ -382,7 +402,9 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     assert.equal(await forgejoTokenFingerprint(modern.client), before);
 
     // Alice signs in again elsewhere: Forgejo issues a new token and invalidates the old refresh token.
-    const second = track(await signInWithSdk(e2e.mcpUrl, new E2EOAuthProvider({ clientName: 'E2E second installation' }), new TestBrowser(), user));
+    const second = track(
+      await signInWithSdk(e2e.mcpUrl, new E2EOAuthProvider({ clientName: 'E2E second installation' }), new TestBrowser(), user),
+    );
     const newest = tokenFingerprint(e2e.front.issued.at(-1)?.accessToken ?? '');
     assert.equal(await ownerOfFingerprint(newest), 'alice');
     assert.notEqual(newest, before);

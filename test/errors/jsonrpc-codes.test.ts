@@ -7,7 +7,10 @@ import { JsonRpcCode } from '../../src/errors/jsonrpc-codes.js';
 test('no two meanings share a code', () => {
   const byCode = new Map<number, string[]>();
   for (const [name, code] of Object.entries(JsonRpcCode)) byCode.set(code, [...(byCode.get(code) ?? []), name]);
-  assert.deepEqual([...byCode.values()].filter((names) => names.length > 1), []);
+  assert.deepEqual(
+    [...byCode.values()].filter((names) => names.length > 1),
+    [],
+  );
 });
 
 test('the codes JSON-RPC and MCP define are the SDK’s', () => {

@@ -72,7 +72,17 @@ function badBody(f: Fuzzer, valid: string): { kind: string; body: string | Uint8
     case 5:
       return { kind: 'random bytes', body: Uint8Array.from({ length: 1 + f.int(512) }, () => f.int(256)) };
     case 6: {
-      const replacement = f.pick(['null', '[]', '{}', '42', '"text"', 'true', '{"jsonrpc":"2.0"}', '[{}]', '{"jsonrpc":"2.0","id":{},"method":7}']);
+      const replacement = f.pick([
+        'null',
+        '[]',
+        '{}',
+        '42',
+        '"text"',
+        'true',
+        '{"jsonrpc":"2.0"}',
+        '[{}]',
+        '{"jsonrpc":"2.0","id":{},"method":7}',
+      ]);
       return { kind: 'wrong shape', body: replacement };
     }
     case 7: {
@@ -101,7 +111,12 @@ function badBody(f: Fuzzer, valid: string): { kind: string; body: string | Uint8
   }
 }
 
-async function post(broker: TestBroker, user: TestUser, headers: Record<string, string>, body: string | Uint8Array<ArrayBuffer>): Promise<{ status: number; text: string }> {
+async function post(
+  broker: TestBroker,
+  user: TestUser,
+  headers: Record<string, string>,
+  body: string | Uint8Array<ArrayBuffer>,
+): Promise<{ status: number; text: string }> {
   const res = await fetch(broker.mcpUrl, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', Accept: ACCEPT, Authorization: `Bearer ${user.bearer}`, ...headers },
@@ -117,7 +132,12 @@ interface Figures {
   byStatus: Record<string, number>;
 }
 
-async function fuzz(broker: TestBroker, send: (body: string | Uint8Array<ArrayBuffer>) => Promise<{ status: number; text: string }>, valid: string, control: () => Promise<boolean>): Promise<Figures> {
+async function fuzz(
+  broker: TestBroker,
+  send: (body: string | Uint8Array<ArrayBuffer>) => Promise<{ status: number; text: string }>,
+  valid: string,
+  control: () => Promise<boolean>,
+): Promise<Figures> {
   const f = fuzzer(SEED);
   const figures: Figures = { injected: 0, fiveHundreds: [], lost: 0, byStatus: {} };
   const inflightBefore = broker.pool.inflight;
@@ -138,7 +158,8 @@ test('modern era: nested, huge and malformed bodies get 4xx, never 5xx, and leav
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = { 'MCP-Protocol-Version': MODERN_VERSION, 'Mcp-Method': 'tools/call', 'Mcp-Name': 'echo' };
-  const call = (text: string): string => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text }, _meta: META } });
+  const call = (text: string): string =>
+    JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text }, _meta: META } });
   const control = async (): Promise<boolean> => {
     const { status, text } = await post(broker, user, headers, call('control'));
     return status === 200 && text.includes('"text":"control"');
@@ -152,7 +173,9 @@ test('modern era: nested, huge and malformed bodies get 4xx, never 5xx, and leav
   assert.equal(broker.pool.inflight, 0);
 
   const figures = await fuzz(broker, (body) => post(broker, user, headers, body), call('fuzz-slot'), control);
-  t.diagnostic(`modern: faults injected ${figures.injected}, 5xx ${figures.fiveHundreds.length}, requests lost ${figures.lost}, statuses ${JSON.stringify(figures.byStatus)}`);
+  t.diagnostic(
+    `modern: faults injected ${figures.injected}, 5xx ${figures.fiveHundreds.length}, requests lost ${figures.lost}, statuses ${JSON.stringify(figures.byStatus)}`,
+  );
   assert.deepEqual(figures.fiveHundreds, []);
   assert.equal(figures.lost, 0);
   assert.equal(broker.pool.inflight, 0);
@@ -166,7 +189,8 @@ test('legacy era: nested, huge and malformed bodies on a session and as initiali
   const { client, transport } = await broker.connect(user);
   t.after(() => client.close());
   const session = { 'Mcp-Session-Id': transport.sessionId as string, 'MCP-Protocol-Version': LEGACY_VERSION };
-  const call = (text: string): string => JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { text } } });
+  const call = (text: string): string =>
+    JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { text } } });
   const control = async (): Promise<boolean> => {
     const { status, text } = await post(broker, user, session, call('control'));
     return status === 200 && text.includes('"text":"control"');
@@ -174,7 +198,9 @@ test('legacy era: nested, huge and malformed bodies on a session and as initiali
   assert.ok(await control());
 
   const onSession = await fuzz(broker, (body) => post(broker, user, session, body), call('fuzz-slot'), control);
-  t.diagnostic(`legacy session: faults injected ${onSession.injected}, 5xx ${onSession.fiveHundreds.length}, requests lost ${onSession.lost}, statuses ${JSON.stringify(onSession.byStatus)}`);
+  t.diagnostic(
+    `legacy session: faults injected ${onSession.injected}, 5xx ${onSession.fiveHundreds.length}, requests lost ${onSession.lost}, statuses ${JSON.stringify(onSession.byStatus)}`,
+  );
   assert.deepEqual(onSession.fiveHundreds, []);
   assert.equal(onSession.lost, 0);
 
@@ -185,7 +211,9 @@ test('legacy era: nested, huge and malformed bodies on a session and as initiali
     params: { protocolVersion: LEGACY_VERSION, capabilities: {}, clientInfo: { name: 'fuzz', version: 'fuzz-slot' } },
   });
   const onInitialize = await fuzz(broker, (body) => post(broker, user, {}, body), initialize, control);
-  t.diagnostic(`legacy initialize: faults injected ${onInitialize.injected}, 5xx ${onInitialize.fiveHundreds.length}, requests lost ${onInitialize.lost}, statuses ${JSON.stringify(onInitialize.byStatus)}`);
+  t.diagnostic(
+    `legacy initialize: faults injected ${onInitialize.injected}, 5xx ${onInitialize.fiveHundreds.length}, requests lost ${onInitialize.lost}, statuses ${JSON.stringify(onInitialize.byStatus)}`,
+  );
   assert.deepEqual(onInitialize.fiveHundreds, []);
   assert.equal(onInitialize.lost, 0);
   // The session in use was never ended, and is still served by its first child.

@@ -62,7 +62,10 @@ async function serveWith(t: TestContext, dataDir: string, spawner: Spawner): Pro
   const port = await portForProcess();
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: 'faults-files', clientSecret: randomBytes(24).toString('hex') };
-  const forgejo = await startForgejoStandin({ users: [], applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }] });
+  const forgejo = await startForgejoStandin({
+    users: [],
+    applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }],
+  });
   const proc = spawner(process.execPath, [CLI, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -92,10 +95,14 @@ async function serveWith(t: TestContext, dataDir: string, spawner: Spawner): Pro
 
 /** Waits until the broker listens, or fails with what it said if it exited instead. */
 async function listening(served: Served): Promise<void> {
-  await eventually(() => {
-    if (served.proc.exitCode !== null) throw new Error(`the broker exited with ${served.proc.exitCode}: ${served.output()}`);
-    return served.output().includes('"event":"listening"');
-  }, 'the broker listens', 20_000);
+  await eventually(
+    () => {
+      if (served.proc.exitCode !== null) throw new Error(`the broker exited with ${served.proc.exitCode}: ${served.output()}`);
+      return served.output().includes('"event":"listening"');
+    },
+    'the broker listens',
+    20_000,
+  );
 }
 
 test('the database, its -wal and -shm and the key are 0600 under umask 0 in a 0777 directory, and files left wider are narrowed', async (t) => {
@@ -122,26 +129,30 @@ test('the database, its -wal and -shm and the key are 0600 under umask 0 in a 07
   for (const file of files) assert.equal(await modeOf(join(dataDir, file)), 0o600, `${file} after reopening`);
 });
 
-test('a full disk on first start leaves no key behind: that start fails, the next one with room succeeds', { skip: noSmallFilesystem }, async (t) => {
-  const disk = await smallFilesystem(256 * 1024);
-  t.after(() => disk.close());
-  const dataDir = join(disk.dir, 'data');
-  await mkdir(dataDir);
-  t.diagnostic(`filler took ${await disk.fill()} bytes of 262144; the disk is full`);
+test(
+  'a full disk on first start leaves no key behind: that start fails, the next one with room succeeds',
+  { skip: noSmallFilesystem },
+  async (t) => {
+    const disk = await smallFilesystem(256 * 1024);
+    t.after(() => disk.close());
+    const dataDir = join(disk.dir, 'data');
+    await mkdir(dataDir);
+    t.diagnostic(`filler took ${await disk.fill()} bytes of 262144; the disk is full`);
 
-  const first = await serve(t, disk);
-  const [code] = await first.exited;
-  assert.equal(code, 1, first.output());
-  assert.match(first.output(), /ENOSPC/);
-  assert.deepEqual(await readdir(dataDir), [], 'nothing left behind, no empty key in particular');
+    const first = await serve(t, disk);
+    const [code] = await first.exited;
+    assert.equal(code, 1, first.output());
+    assert.match(first.output(), /ENOSPC/);
+    assert.deepEqual(await readdir(dataDir), [], 'nothing left behind, no empty key in particular');
 
-  await disk.free();
-  const second = await serve(t, disk);
-  await listening(second);
-  assert.equal(await readyz(second.url), 200);
-  assert.equal(await modeOf(join(dataDir, ENCRYPTION_KEY_FILE)), 0o600);
-  assert.equal((await loadEncryptionKey(dataDir, undefined, log)).length, 32);
-});
+    await disk.free();
+    const second = await serve(t, disk);
+    await listening(second);
+    assert.equal(await readyz(second.url), 200);
+    assert.equal(await modeOf(join(dataDir, ENCRYPTION_KEY_FILE)), 0o600);
+    assert.equal((await loadEncryptionKey(dataDir, undefined, log)).length, 32);
+  },
+);
 
 test('/readyz answers 503 while the disk is full and 200 again once there is room', { skip: noSmallFilesystem }, async (t) => {
   const disk = await smallFilesystem(8 * 1024 * 1024);
@@ -159,36 +170,52 @@ test('/readyz answers 503 while the disk is full and 200 again once there is roo
   assert.equal(await readyz(served.url), 200, 'ready again once there is room');
 });
 
-test('a key file mounted read-only and readable by others: the broker starts, and warns naming the file and its mode', { skip: noSmallFilesystem }, async (t) => {
-  const dataDir = dataDirs();
-  await mkdir(dataDir, { mode: 0o700 });
-  const secretDir = dataDirs();
-  await mkdir(secretDir, { mode: 0o700 });
-  const secret = join(secretDir, 'key');
-  await writeFile(secret, randomBytes(32).toString('base64') + '\n', { mode: 0o644 });
-  await chmod(secret, 0o644);
-  const keyPath = join(dataDir, ENCRYPTION_KEY_FILE);
-  await writeFile(keyPath, '', { mode: 0o600 });
-  // As a container secret is: the key bind-mounted read-only over the data directory's encryption.key.
-  const readOnlyMount: Spawner = (command, args, options) =>
-    spawn(
-      'unshare',
-      ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec "$@"', 'sh', secret, keyPath, command, ...args],
-      options,
-    );
+test(
+  'a key file mounted read-only and readable by others: the broker starts, and warns naming the file and its mode',
+  { skip: noSmallFilesystem },
+  async (t) => {
+    const dataDir = dataDirs();
+    await mkdir(dataDir, { mode: 0o700 });
+    const secretDir = dataDirs();
+    await mkdir(secretDir, { mode: 0o700 });
+    const secret = join(secretDir, 'key');
+    await writeFile(secret, randomBytes(32).toString('base64') + '\n', { mode: 0o644 });
+    await chmod(secret, 0o644);
+    const keyPath = join(dataDir, ENCRYPTION_KEY_FILE);
+    await writeFile(keyPath, '', { mode: 0o600 });
+    // As a container secret is: the key bind-mounted read-only over the data directory's encryption.key.
+    const readOnlyMount: Spawner = (command, args, options) =>
+      spawn(
+        'unshare',
+        [
+          '--user',
+          '--map-root-user',
+          '--mount',
+          'sh',
+          '-c',
+          'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec "$@"',
+          'sh',
+          secret,
+          keyPath,
+          command,
+          ...args,
+        ],
+        options,
+      );
 
-  const served = await serveWith(t, dataDir, readOnlyMount);
-  await listening(served);
-  assert.equal(await readyz(served.url), 200);
-  const warning = served
-    .output()
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>)
-    .find((entry) => entry.level === 'warn' && typeof entry.msg === 'string' && entry.msg.includes('encryption key'));
-  assert.ok(warning, served.output());
-  assert.equal(warning.path, keyPath);
-  assert.equal(warning.mode, '0644');
-  assert.equal(warning.reason, 'EROFS');
-  assert.equal(await modeOf(secret), 0o644, 'the operator\'s file is left as it was');
-});
+    const served = await serveWith(t, dataDir, readOnlyMount);
+    await listening(served);
+    assert.equal(await readyz(served.url), 200);
+    const warning = served
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((entry) => entry.level === 'warn' && typeof entry.msg === 'string' && entry.msg.includes('encryption key'));
+    assert.ok(warning, served.output());
+    assert.equal(warning.path, keyPath);
+    assert.equal(warning.mode, '0644');
+    assert.equal(warning.reason, 'EROFS');
+    assert.equal(await modeOf(secret), 0o644, "the operator's file is left as it was");
+  },
+);

@@ -39,7 +39,15 @@ import { loadEncryptionKey } from '../../src/store/encryption-key.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import { eventually, isAlive } from '../support/broker.js';
 import { E2E_USERS, e2eUser } from '../support/e2e-broker.js';
-import { E2EOAuthProvider, approveAndSignIn, connect, forgejoTokenFingerprint, getMe, signInWithSdk, type Connected } from '../support/e2e-client.js';
+import {
+  E2EOAuthProvider,
+  approveAndSignIn,
+  connect,
+  forgejoTokenFingerprint,
+  getMe,
+  signInWithSdk,
+  type Connected,
+} from '../support/e2e-client.js';
 import { TestBrowser } from '../support/oauth-harness.js';
 import { startSignedInTestBroker } from '../support/signed-in-broker.js';
 import { portForProcess } from '../support/processes.js';
@@ -147,7 +155,14 @@ async function refreshAtBroker(brokerUrl: string, provider: E2EOAuthProvider, re
  * same client (same client_id, no new registration) reconnects and is served
  * as the same user again.
  */
-async function signInAgain(t: TestContext, mcpUrl: URL, provider: E2EOAuthProvider, browser: TestBrowser, user: StandinUser, stale: Connected): Promise<Connected> {
+async function signInAgain(
+  t: TestContext,
+  mcpUrl: URL,
+  provider: E2EOAuthProvider,
+  browser: TestBrowser,
+  user: StandinUser,
+  stale: Connected,
+): Promise<Connected> {
   const clientId = provider.clientInformation()?.client_id;
   const asked = provider.authorizations.length;
   await assert.rejects(getMe(stale.client));
@@ -198,7 +213,10 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
     lost += await lostOf(during, user.login);
     // The broker retries in the background; Forgejo refuses the spent refresh token; the access token still serves.
     await eventually(async () => (await metrics()).refreshes.refused === 1, 'the retried refresh is refused');
-    lost += await lostOf(Array.from({ length: 8 }, () => getMe(connected.client)), user.login);
+    lost += await lostOf(
+      Array.from({ length: 8 }, () => getMe(connected.client)),
+      user.login,
+    );
     assert.equal(connected.transport.sessionId, sessionId, 'the same session');
     assert.equal(await forgejoTokenFingerprint(connected.client), fingerprint, 'the same Forgejo access token');
     pids.add(await childPid(connected.client));
@@ -222,7 +240,9 @@ test('Forgejo finishes a refresh after the broker gave up: sessions go on, grant
     await harness.close();
   }
   await eventually(() => [...pids].every((pid) => !isAlive(pid)), 'every child stopped');
-  t.diagnostic(`faults injected: 1 (refresh answered after the broker's timeout); requests lost: ${lost}; sessions wrongly ended: ${wronglyEnded}; children left over: 0 of ${pids.size} seen`);
+  t.diagnostic(
+    `faults injected: 1 (refresh answered after the broker's timeout); requests lost: ${lost}; sessions wrongly ended: ${wronglyEnded}; children left over: 0 of ${pids.size} seen`,
+  );
   assert.equal(lost, 0);
 });
 
@@ -259,7 +279,10 @@ test('the broker is killed between sending a refresh and storing its answer: aft
   const port = await portForProcess();
   const url = `http://127.0.0.1:${port}`;
   const application = { clientId: 'faults-killed-refresh', clientSecret: randomBytes(24).toString('hex') };
-  const forgejo = await startForgejoStandin({ users: E2E_USERS, applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }] });
+  const forgejo = await startForgejoStandin({
+    users: E2E_USERS,
+    applications: [{ ...application, redirectUris: [`${url}${OAUTH_PATHS.callback}`] }],
+  });
   t.after(() => forgejo.close());
   const dataDir = nextDataDir();
   const env = {
@@ -324,7 +347,10 @@ test('the broker is killed between sending a refresh and storing its answer: aft
     pids.add(await childPid(reconnected.client));
     // The restarted broker sends the refresh whose answer was lost again; Forgejo refuses the spent token.
     await eventually(async () => (await metrics()).refreshes.refused === 1, 'the refresh is retried and refused');
-    lost += await lostOf(Array.from({ length: 8 }, () => getMe(reconnected.client)), user.login);
+    lost += await lostOf(
+      Array.from({ length: 8 }, () => getMe(reconnected.client)),
+      user.login,
+    );
     assert.equal(transport.sessionId, sessionId, 'the same session');
     assert.equal(await forgejoTokenFingerprint(reconnected.client), fingerprint, 'the same Forgejo access token');
     const afterFault = await metrics();
@@ -346,6 +372,8 @@ test('the broker is killed between sending a refresh and storing its answer: aft
     await first.kill('SIGKILL');
   }
   await eventually(() => [...pids].every((pid) => !isAlive(pid)), 'every child stopped');
-  t.diagnostic(`faults injected: 1 (SIGKILL between sending a refresh and storing its answer); requests lost: ${lost}; sessions wrongly ended: ${wronglyEnded}; children left over: 0 of ${pids.size} seen`);
+  t.diagnostic(
+    `faults injected: 1 (SIGKILL between sending a refresh and storing its answer); requests lost: ${lost}; sessions wrongly ended: ${wronglyEnded}; children left over: 0 of ${pids.size} seen`,
+  );
   assert.equal(lost, 0);
 });

@@ -55,7 +55,10 @@ test('a requestState replayed through another grant or another client of the sam
   const first = await ask(alice.bearer, {});
   assert.equal(first.result?.resultType, 'input_required');
   const key = Object.keys(first.result?.inputRequests ?? {})[0] as string;
-  const retry = { requestState: first.result?.requestState, inputResponses: { [key]: { action: 'accept', content: { answer: 'stolen' } } } };
+  const retry = {
+    requestState: first.result?.requestState,
+    inputResponses: { [key]: { action: 'accept', content: { answer: 'stolen' } } },
+  };
 
   assert.equal((await ask(otherGrant, retry)).error?.code, -32602);
   assert.equal((await ask(otherClient, retry)).error?.code, -32602);

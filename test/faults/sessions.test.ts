@@ -29,7 +29,11 @@ const REJECTED: readonly RejectedInitialize[] = [
   { fault: 'no Accept', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(INIT) },
   { fault: 'Accept without SSE', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(INIT) },
   { fault: 'wrong content type', headers: { 'Content-Type': 'text/plain', Accept: ACCEPT }, body: JSON.stringify(INIT) },
-  { fault: 'not JSON-RPC 2.0', headers: { 'Content-Type': 'application/json', Accept: ACCEPT }, body: JSON.stringify({ ...INIT, jsonrpc: '1.0' }) },
+  {
+    fault: 'not JSON-RPC 2.0',
+    headers: { 'Content-Type': 'application/json', Accept: ACCEPT },
+    body: JSON.stringify({ ...INIT, jsonrpc: '1.0' }),
+  },
   {
     fault: 'initialize in a batch',
     headers: { 'Content-Type': 'application/json', Accept: ACCEPT },
@@ -60,7 +64,12 @@ async function initialize(broker: TestBroker, user: TestUser): Promise<Record<st
 }
 
 async function confirm(broker: TestBroker, user: TestUser, session: Record<string, string>): Promise<void> {
-  const res = await post(broker, user, { 'Content-Type': 'application/json', Accept: ACCEPT, ...session }, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  const res = await post(
+    broker,
+    user,
+    { 'Content-Type': 'application/json', Accept: ACCEPT, ...session },
+    JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  );
   assert.equal(res.status, 202);
 }
 
@@ -88,7 +97,9 @@ test('50 rejected initializes leave live sessions and child processes unchanged,
   }
   assert.equal(broker.legacy.active, sessionsBefore);
   assert.equal(standinChildren(), childrenBefore);
-  t.diagnostic(`faults injected: ${injected}; sessions left over: ${broker.legacy.active - sessionsBefore}; children left over: ${standinChildren() - childrenBefore}`);
+  t.diagnostic(
+    `faults injected: ${injected}; sessions left over: ${broker.legacy.active - sessionsBefore}; children left over: ${standinChildren() - childrenBefore}`,
+  );
   t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries([...statuses].map(([fault, codes]) => [fault, [...codes]])))}`);
 
   // The cap of 2 still has room for exactly one more session.
@@ -112,9 +123,19 @@ test('a session that never follows its initialize with another request is ended 
   await eventually(() => broker.legacy.sessionOf(silentId) === undefined, 'the silent session ended', 30_000);
   await eventually(() => standinChildren() === 1, "the silent session's child stopped");
   assert.equal(broker.legacy.active, 1);
-  const res = await post(broker, user, { 'Content-Type': 'application/json', Accept: ACCEPT, ...silent }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
+  const res = await post(
+    broker,
+    user,
+    { 'Content-Type': 'application/json', Accept: ACCEPT, ...silent },
+    JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+  );
   assert.equal(res.status, 404);
-  const list = await post(broker, user, { 'Content-Type': 'application/json', Accept: ACCEPT, ...kept }, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
+  const list = await post(
+    broker,
+    user,
+    { 'Content-Type': 'application/json', Accept: ACCEPT, ...kept },
+    JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+  );
   assert.equal(list.status, 200);
   assert.match(await list.text(), /"tools"/);
 });

@@ -16,7 +16,13 @@ const APP = { clientId: 'broker-app', clientSecret: 'broker-secret', redirectUri
 const USERS = [{ id: 7, login: 'carol', password: 'pw', fullName: 'Carol C', email: 'carol@example.test' }];
 
 function options(forgejo: ForgejoStandin): ForgejoClientOptions {
-  return { forgejoUrl: new URL(forgejo.url), clientId: APP.clientId, clientSecret: APP.clientSecret, scopes: 'read:user', redirectUri: APP.redirectUris[0] as string };
+  return {
+    forgejoUrl: new URL(forgejo.url),
+    clientId: APP.clientId,
+    clientSecret: APP.clientSecret,
+    scopes: 'read:user',
+    redirectUri: APP.redirectUris[0] as string,
+  };
 }
 
 describe('Forgejo client against the stand-in', () => {
@@ -74,7 +80,13 @@ describe('Forgejo client against the stand-in', () => {
   });
 
   it('asks Forgejo about an access token, and says unknown when Forgejo cannot be reached', async () => {
-    const nowhere = new ForgejoClient({ forgejoUrl: new URL('http://127.0.0.1:9/'), clientId: 'x', clientSecret: 'y', scopes: '', redirectUri: 'http://127.0.0.1:1/cb' });
+    const nowhere = new ForgejoClient({
+      forgejoUrl: new URL('http://127.0.0.1:9/'),
+      clientId: 'x',
+      clientSecret: 'y',
+      scopes: '',
+      redirectUri: 'http://127.0.0.1:1/cb',
+    });
     assert.equal(await nowhere.accessTokenStatus('whatever'), 'unknown');
     assert.equal(await client.accessTokenStatus('not-a-token'), 'refused');
   });
@@ -87,7 +99,13 @@ describe('Forgejo client against the stand-in', () => {
   });
 
   it('reports an unreachable Forgejo as unavailable', async () => {
-    const nowhere = new ForgejoClient({ forgejoUrl: new URL('http://127.0.0.1:9/'), clientId: 'x', clientSecret: 'y', scopes: '', redirectUri: 'http://127.0.0.1:1/cb' });
+    const nowhere = new ForgejoClient({
+      forgejoUrl: new URL('http://127.0.0.1:9/'),
+      clientId: 'x',
+      clientSecret: 'y',
+      scopes: '',
+      redirectUri: 'http://127.0.0.1:1/cb',
+    });
     await assert.rejects(nowhere.refresh('r'), (error) => isBrokerError(error, 'unavailable'));
   });
 });

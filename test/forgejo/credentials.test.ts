@@ -59,8 +59,21 @@ async function seedGrant(store: Store, grantId: string, at: number): Promise<voi
     expiresAt: at + MINUTE,
   });
   assert.equal((await store.codes.consume(codeHash, at)).status, 'valid');
-  const grant = { grantId, userId: alice.userId, clientId: 'client-1', resource: 'http://127.0.0.1/mcp', scope: null, createdAt: at, revokedAt: null };
-  const tokens = { accessTokenHash: `at-${grantId}`, accessExpiresAt: at + HOUR, refreshTokenHash: `rt-${grantId}`, refreshExpiresAt: at + 24 * HOUR };
+  const grant = {
+    grantId,
+    userId: alice.userId,
+    clientId: 'client-1',
+    resource: 'http://127.0.0.1/mcp',
+    scope: null,
+    createdAt: at,
+    revokedAt: null,
+  };
+  const tokens = {
+    accessTokenHash: `at-${grantId}`,
+    accessExpiresAt: at + HOUR,
+    refreshTokenHash: `rt-${grantId}`,
+    refreshExpiresAt: at + 24 * HOUR,
+  };
   assert.equal(await store.grants.createFromCode(codeHash, grant, tokens), true);
 }
 

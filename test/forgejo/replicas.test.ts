@@ -65,7 +65,9 @@ describe('credential refresh across replicas', () => {
       Date.now(),
     );
     const forgejo = new OneShotForgejo();
-    const replicas = [first, second].map((store) => new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: silentLogger() }));
+    const replicas = [first, second].map(
+      (store) => new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: silentLogger() }),
+    );
     const revoked: string[] = [];
     for (const replica of replicas) replica.onCredentialRevoked((userId) => revoked.push(userId));
 

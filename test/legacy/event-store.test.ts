@@ -57,7 +57,11 @@ test('forgets events older than maxAgeMs', async () => {
 test('large results count at their size: the oldest go first, one larger than the whole budget is sent but not kept', async () => {
   const store = new SessionEventStore({ maxEvents: 100, maxAgeMs: 60_000, maxBytes: 10_000 });
   const first = await store.storeEvent('a', note(0));
-  for (const [id, size] of [[1, 4_000], [2, 4_000], [3, 4_000]] as const) {
+  for (const [id, size] of [
+    [1, 4_000],
+    [2, 4_000],
+    [3, 4_000],
+  ] as const) {
     const message = result(id);
     store.hintSize(message, size);
     await store.storeEvent('a', message);

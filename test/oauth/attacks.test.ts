@@ -97,7 +97,12 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
   it('missing code_verifier at the token endpoint: invalid_request', async () => {
     const { challenge } = await pkce();
     const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
-    const response = await harness.token({ grant_type: 'authorization_code', client_id: client.clientId, code: params.get('code') as string, redirect_uri: CLIENT_REDIRECT });
+    const response = await harness.token({
+      grant_type: 'authorization_code',
+      client_id: client.clientId,
+      code: params.get('code') as string,
+      redirect_uri: CLIENT_REDIRECT,
+    });
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
   });
@@ -123,7 +128,9 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
   it('redirect URI mismatch at /token: invalid_grant', async () => {
     const { challenge, verifier } = await pkce();
     const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
-    const response = await exchangeCode(harness, client.clientId, params.get('code') as string, verifier, { redirect_uri: 'http://127.0.0.1:10/callback' });
+    const response = await exchangeCode(harness, client.clientId, params.get('code') as string, verifier, {
+      redirect_uri: 'http://127.0.0.1:10/callback',
+    });
     assert.equal(response.body.error, 'invalid_grant');
     assert.equal(response.body.access_token, undefined);
   });
@@ -189,7 +196,11 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
   it('refresh token reuse after its successor was used revokes the grant, even within the grace period', async () => {
     const start = await signedInTokens(harness, client);
     const first = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: start.refreshToken });
-    const second = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: first.body.refresh_token as string });
+    const second = await harness.token({
+      grant_type: 'refresh_token',
+      client_id: client.clientId,
+      refresh_token: first.body.refresh_token as string,
+    });
     assert.equal(second.status, 200);
     const reused = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: start.refreshToken });
     assert.equal(reused.body.error, 'invalid_grant');
@@ -198,12 +209,17 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
 
   it('token for another resource: invalid_target at /authorize and /token; a token bound elsewhere is refused at /mcp', async () => {
     const { challenge, verifier } = await pkce();
-    const arrival = await new TestBrowser().follow(authorizeUrl(harness, client.clientId, challenge, { resource: 'https://other.example/mcp' }), CLIENT_REDIRECT);
+    const arrival = await new TestBrowser().follow(
+      authorizeUrl(harness, client.clientId, challenge, { resource: 'https://other.example/mcp' }),
+      CLIENT_REDIRECT,
+    );
     assert.equal(arrival.kind, 'redirect');
     if (arrival.kind === 'redirect') assert.equal(arrival.params.get('error'), 'invalid_target');
 
     const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
-    const response = await exchangeCode(harness, client.clientId, params.get('code') as string, verifier, { resource: 'https://other.example/mcp' });
+    const response = await exchangeCode(harness, client.clientId, params.get('code') as string, verifier, {
+      resource: 'https://other.example/mcp',
+    });
     assert.equal(response.body.error, 'invalid_target');
     assert.equal(response.body.access_token, undefined);
 
@@ -223,7 +239,15 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
     await harness.store.codes.consume('foreign-code', at);
     await harness.store.grants.createFromCode(
       'foreign-code',
-      { grantId: 'foreign', userId: '1001', clientId: client.clientId, resource: 'https://other.example/mcp', scope: null, createdAt: at, revokedAt: null },
+      {
+        grantId: 'foreign',
+        userId: '1001',
+        clientId: client.clientId,
+        resource: 'https://other.example/mcp',
+        scope: null,
+        createdAt: at,
+        revokedAt: null,
+      },
       { accessTokenHash: sha256Hex('foreign-token'), accessExpiresAt: at + 60_000 },
     );
     const mcp = await harness.mcp('foreign-token');
@@ -317,11 +341,15 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
     const before = issued(harness);
 
     // The attacker knows the form fields but not the victim's browser-binding cookie.
-    const attacker = await new TestBrowser().follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...fields, decision: 'approve' } });
+    const attacker = await new TestBrowser().follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...fields, decision: 'approve' },
+    });
     assert.equal(attacker.kind, 'page');
     if (attacker.kind === 'page') assert.equal(attacker.response.status, 403);
 
-    const wrongToken = await victim.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...fields, csrf: 'forged', decision: 'approve' } });
+    const wrongToken = await victim.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...fields, csrf: 'forged', decision: 'approve' },
+    });
     assert.equal(wrongToken.kind, 'page');
     if (wrongToken.kind === 'page') assert.equal(wrongToken.response.status, 403);
 
@@ -363,7 +391,10 @@ describe('OAuth attacks: each refused with the right error, nothing issued', () 
 
   it('unsupported response_type and grant_type are refused', async () => {
     const { challenge } = await pkce();
-    const arrival = await new TestBrowser().follow(authorizeUrl(harness, client.clientId, challenge, { response_type: 'token' }), CLIENT_REDIRECT);
+    const arrival = await new TestBrowser().follow(
+      authorizeUrl(harness, client.clientId, challenge, { response_type: 'token' }),
+      CLIENT_REDIRECT,
+    );
     assert.equal(arrival.kind, 'redirect');
     if (arrival.kind === 'redirect') assert.equal(arrival.params.get('error'), 'unsupported_response_type');
     const token = await harness.token({ grant_type: 'password', client_id: client.clientId });
@@ -392,7 +423,12 @@ describe('OAuth confidential clients', () => {
       const code = async (): Promise<Record<string, string>> => {
         const { challenge, verifier } = await pkce();
         const params = await signIn(harness, new TestBrowser(), client.clientId, 'alice', challenge);
-        return { grant_type: 'authorization_code', code: params.get('code') as string, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier };
+        return {
+          grant_type: 'authorization_code',
+          code: params.get('code') as string,
+          redirect_uri: CLIENT_REDIRECT,
+          code_verifier: verifier,
+        };
       };
       const first = await code();
 
@@ -467,7 +503,11 @@ describe('OAuth limits and housekeeping', () => {
       await harness.open();
 
       assert.equal((await harness.mcp(tokens.body.access_token as string)).status, 200);
-      const refreshed = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: tokens.body.refresh_token as string });
+      const refreshed = await harness.token({
+        grant_type: 'refresh_token',
+        client_id: client.clientId,
+        refresh_token: tokens.body.refresh_token as string,
+      });
       assert.equal(refreshed.status, 200);
       const again = await browser.follow(authorizeUrl(harness, client.clientId, challenge), CLIENT_REDIRECT);
       assert.equal(again.kind, 'redirect', 'remembered consent and sign-in survive');

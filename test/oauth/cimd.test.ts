@@ -7,7 +7,16 @@ import { after, before, describe, it } from 'node:test';
 import { ClientMetadataDocuments, DEFAULT_CIMD_OPTIONS, isPublicAddress } from '../../src/oauth/cimd.js';
 import { OAuthError } from '../../src/oauth/errors.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, authorizeUrl, consentFields, consentPage, exchangeCode, pkce } from '../support/oauth-harness.js';
+import {
+  CLIENT_REDIRECT,
+  OAuthHarness,
+  TestBrowser,
+  authorizeUrl,
+  consentFields,
+  consentPage,
+  exchangeCode,
+  pkce,
+} from '../support/oauth-harness.js';
 
 /** A client's web server publishing metadata documents, with a hit counter per path. */
 class MetadataHost {
@@ -47,7 +56,12 @@ class MetadataHost {
   }
 }
 
-const GOOD = { client_name: 'Metadata Client', redirect_uris: [CLIENT_REDIRECT], grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none' };
+const GOOD = {
+  client_name: 'Metadata Client',
+  redirect_uris: [CLIENT_REDIRECT],
+  grant_types: ['authorization_code', 'refresh_token'],
+  token_endpoint_auth_method: 'none',
+};
 
 describe('Client ID Metadata Documents', () => {
   let harness: OAuthHarness;
@@ -71,7 +85,9 @@ describe('Client ID Metadata Documents', () => {
     assert.match(html, /Metadata Client/);
     assert.match(html, new RegExp(`Published by</dt><dd>${new URL(host.origin).host.replace(/\./g, '\\.')}`));
     assert.doesNotMatch(html, /registered itself/);
-    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'approve' } });
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...consentFields(html), decision: 'approve' },
+    });
     assert.equal(done.kind, 'redirect');
     if (done.kind !== 'redirect') return;
     const tokens = await exchangeCode(harness, clientId, done.params.get('code') as string, verifier);
@@ -100,7 +116,9 @@ describe('Client ID Metadata Documents', () => {
   it('refuses a redirect URI the document does not list', async () => {
     const clientId = host.publish('/strict.json', GOOD);
     const { challenge } = await pkce();
-    const response = await new TestBrowser().request(authorizeUrl(harness, clientId, challenge, { redirect_uri: 'http://127.0.0.1:9/elsewhere' }));
+    const response = await new TestBrowser().request(
+      authorizeUrl(harness, clientId, challenge, { redirect_uri: 'http://127.0.0.1:9/elsewhere' }),
+    );
     assert.equal(response.status, 400);
     assert.equal(response.headers.get('location'), null);
   });
@@ -147,7 +165,9 @@ describe('metadata documents as hosted clients publish them', () => {
     const { challenge, verifier } = await pkce();
     harness.forgejo.setAutoLogin('alice');
     const html = await consentPage(harness, browser, clientId, challenge);
-    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'approve' } });
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...consentFields(html), decision: 'approve' },
+    });
     if (done.kind !== 'redirect') assert.fail('the sign-in did not come back to the client');
     const tokens = await exchangeCode(harness, clientId, done.params.get('code') as string, verifier);
     assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
@@ -211,7 +231,9 @@ describe('metadata document cache across failures', () => {
 
   it('keeps serving the last good copy while the host fails (a CDN answering 403), never a document that turned invalid', async () => {
     const stale: string[] = [];
-    const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true }, Date.now, (clientId) => stale.push(clientId));
+    const documents = new ClientMetadataDocuments({ ...DEFAULT_CIMD_OPTIONS, allowPrivateNetwork: true }, Date.now, (clientId) =>
+      stale.push(clientId),
+    );
     // no-cache: kept, but fetched again before every use.
     const clientId = host.publish('/cdn.json', GOOD, { 'cache-control': 'no-cache' });
     assert.equal((await documents.resolve(clientId)).clientName, 'Metadata Client');
@@ -285,8 +307,23 @@ describe('metadata document fetch limits', () => {
 
   it('knows public from non-public addresses', () => {
     for (const address of [
-      '127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.1.1', '100.64.0.1', '0.0.0.0', '192.88.99.1',
-      '::1', 'fe80::1', 'fec0::1', 'fd00::1', '::ffff:127.0.0.1', '::7f00:1', '::ffff:0:7f00:1', '2002:7f00:1::1', '64:ff9b:1::1',
+      '127.0.0.1',
+      '10.0.0.1',
+      '172.16.5.4',
+      '192.168.1.1',
+      '169.254.1.1',
+      '100.64.0.1',
+      '0.0.0.0',
+      '192.88.99.1',
+      '::1',
+      'fe80::1',
+      'fec0::1',
+      'fd00::1',
+      '::ffff:127.0.0.1',
+      '::7f00:1',
+      '::ffff:0:7f00:1',
+      '2002:7f00:1::1',
+      '64:ff9b:1::1',
     ]) {
       assert.equal(isPublicAddress(address), false, address);
     }

@@ -35,7 +35,10 @@ describe('private_key_jwt client authentication', () => {
   let rotateTo: (keys: JWK[]) => void;
 
   /** A signed assertion; `claims` override the good ones. */
-  const assertion = async (key: TestKey, claims: { iss?: string; sub?: string; aud?: string; exp?: string | number; jti?: string } = {}): Promise<string> =>
+  const assertion = async (
+    key: TestKey,
+    claims: { iss?: string; sub?: string; aud?: string; exp?: string | number; jti?: string } = {},
+  ): Promise<string> =>
     new SignJWT({})
       .setProtectedHeader({ alg: 'ES256', kid: key.jwk.kid })
       .setIssuer(claims.iss ?? clientId)
@@ -46,8 +49,10 @@ describe('private_key_jwt client authentication', () => {
       .setJti(claims.jti ?? randomUUID())
       .sign(key.privateKey);
 
-  const refreshWith = (params: Record<string, string>) => harness.token({ grant_type: 'refresh_token', refresh_token: refreshToken, ...params });
-  const refreshAsserted = async (signed: string) => refreshWith({ client_id: clientId, client_assertion_type: ASSERTION_TYPE, client_assertion: signed });
+  const refreshWith = (params: Record<string, string>) =>
+    harness.token({ grant_type: 'refresh_token', refresh_token: refreshToken, ...params });
+  const refreshAsserted = async (signed: string) =>
+    refreshWith({ client_id: clientId, client_assertion_type: ASSERTION_TYPE, client_assertion: signed });
 
   before(async () => {
     harness = await OAuthHarness.start();
@@ -74,7 +79,9 @@ describe('private_key_jwt client authentication', () => {
     harness.forgejo.setAutoLogin('alice');
     const consent = await browser.follow(authorizeUrl(harness, clientId, challenge), CLIENT_REDIRECT);
     if (consent.kind !== 'page') assert.fail('expected the consent page');
-    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(consent.html), decision: 'approve' } });
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...consentFields(consent.html), decision: 'approve' },
+    });
     if (done.kind !== 'redirect') assert.fail('expected the redirect to the client');
     const tokens = await harness.token({
       grant_type: 'authorization_code',
@@ -126,7 +133,13 @@ describe('private_key_jwt client authentication', () => {
   it('refuses unsigned and HMAC assertions whatever they claim', async () => {
     const header = (alg: string) => Buffer.from(JSON.stringify({ alg, kid: 'k1' })).toString('base64url');
     const payload = Buffer.from(
-      JSON.stringify({ iss: clientId, sub: clientId, aud: harness.url(OAUTH_PATHS.token), exp: Math.floor(Date.now() / 1000) + 60, jti: randomUUID() }),
+      JSON.stringify({
+        iss: clientId,
+        sub: clientId,
+        aud: harness.url(OAUTH_PATHS.token),
+        exp: Math.floor(Date.now() / 1000) + 60,
+        jti: randomUUID(),
+      }),
     ).toString('base64url');
     refused(await refreshAsserted(`${header('none')}.${payload}.`), /refused/);
     const hmac = await new SignJWT({})

@@ -115,7 +115,11 @@ describe('OAuth authorization server: discovery and the happy path', () => {
     assert.notEqual(access.accessToken, tokens.body.access_token, 'a broker token is never a Forgejo token');
 
     // Refresh rotates.
-    const refreshed = await harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: tokens.body.refresh_token as string });
+    const refreshed = await harness.token({
+      grant_type: 'refresh_token',
+      client_id: client.clientId,
+      refresh_token: tokens.body.refresh_token as string,
+    });
     assert.equal(refreshed.status, 200);
     assert.notEqual(refreshed.body.refresh_token, tokens.body.refresh_token);
     assert.equal((await harness.mcp(refreshed.body.access_token as string)).status, 200);
@@ -141,7 +145,9 @@ describe('OAuth authorization server: discovery and the happy path', () => {
     assert.match(html, /Second client/);
     assert.match(html, /Signed in as<\/dt><dd>bob/);
     // Approving needs no Forgejo trip: the user is known and their credential alive.
-    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'approve' } });
+    const done = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...consentFields(html), decision: 'approve' },
+    });
     assert.equal(done.kind, 'redirect');
     assert.equal(harness.forgejo.stats.codeExchanges, exchangesBefore);
   });
@@ -151,7 +157,9 @@ describe('OAuth authorization server: discovery and the happy path', () => {
     const browser = new TestBrowser();
     const { challenge } = await pkce();
     const html = await consentPage(harness, browser, client.clientId, challenge);
-    const denied = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(html), decision: 'deny' } });
+    const denied = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...consentFields(html), decision: 'deny' },
+    });
     assert.equal(denied.kind, 'redirect');
     if (denied.kind !== 'redirect') return;
     assert.equal(denied.params.get('error'), 'access_denied');
@@ -197,7 +205,9 @@ describe('OAuth authorization server: discovery and the happy path', () => {
       const { challenge } = await pkce();
       const html = await consentPage(harness, browser, client.clientId, challenge);
       // Stop where the broker sends the browser to Forgejo, and answer as Forgejo would.
-      const toForgejo = await browser.follow(harness.url(OAUTH_PATHS.consent), harness.forgejo.url, { form: { ...consentFields(html), decision: 'approve' } });
+      const toForgejo = await browser.follow(harness.url(OAUTH_PATHS.consent), harness.forgejo.url, {
+        form: { ...consentFields(html), decision: 'approve' },
+      });
       assert.equal(toForgejo.kind, 'redirect');
       if (toForgejo.kind !== 'redirect') return;
       assert.equal(toForgejo.params.get('code_challenge_method'), 'S256');

@@ -21,7 +21,8 @@ describe('sibling processes refreshing one refresh token', () => {
     await harness.close();
   });
 
-  const refresh = (refreshToken: string) => harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
+  const refresh = (refreshToken: string) =>
+    harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
 
   it('one refreshes, the other a minute later with the same token: both keep working, on one successor', async () => {
     const shared = await signedInTokens(harness, client);
@@ -106,7 +107,8 @@ describe('sibling tolerance switched off (BROKER_REFRESH_GRACE=0)', () => {
     try {
       const client = await harness.register();
       const shared = await signedInTokens(harness, client);
-      const refresh = (refreshToken: string) => harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
+      const refresh = (refreshToken: string) =>
+        harness.token({ grant_type: 'refresh_token', client_id: client.clientId, refresh_token: refreshToken });
       const first = await refresh(shared.refreshToken);
       assert.equal(first.status, 200);
       assert.equal((await refresh(shared.refreshToken)).body.error, 'invalid_grant');

@@ -9,8 +9,16 @@ import { after, before, describe, it } from 'node:test';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, pkce, signIn, signedInTokens } from '../support/oauth-harness.js';
 
-async function register(harness: OAuthHarness, body: unknown, path: string = OAUTH_PATHS.register): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
-  const response = await fetch(harness.url(path), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+async function register(
+  harness: OAuthHarness,
+  body: unknown,
+  path: string = OAUTH_PATHS.register,
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const response = await fetch(harness.url(path), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: response.status, body: (await response.json()) as Record<string, unknown>, headers: response.headers };
 }
 
@@ -43,7 +51,11 @@ describe('dynamic client registration', () => {
   });
 
   it('a client that listed only authorization_code is still given refresh tokens', async () => {
-    const answer = await register(harness, { redirect_uris: [CLIENT_REDIRECT], grant_types: ['authorization_code'], token_endpoint_auth_method: 'none' });
+    const answer = await register(harness, {
+      redirect_uris: [CLIENT_REDIRECT],
+      grant_types: ['authorization_code'],
+      token_endpoint_auth_method: 'none',
+    });
     assert.deepEqual(answer.body.grant_types, ['authorization_code', 'refresh_token']);
     const tokens = await signedInTokens(harness, { clientId: answer.body.client_id as string });
     assert.ok(tokens.refreshToken);
@@ -51,11 +63,31 @@ describe('dynamic client registration', () => {
 
   it('refuses what cannot sign in or would fill the store', async () => {
     const cases: [unknown, string, RegExp][] = [
-      [{ redirect_uris: [CLIENT_REDIRECT], grant_types: ['client_credentials'], token_endpoint_auth_method: 'none' }, 'invalid_client_metadata', /authorization_code/],
-      [{ redirect_uris: [CLIENT_REDIRECT], token_endpoint_auth_method: 'private_key_jwt' }, 'invalid_client_metadata', /token_endpoint_auth_method/],
-      [{ redirect_uris: [CLIENT_REDIRECT], response_types: ['token'], token_endpoint_auth_method: 'none' }, 'invalid_client_metadata', /response_types/],
-      [{ redirect_uris: Array.from({ length: 11 }, (_, i) => `http://127.0.0.1/cb${i}`), token_endpoint_auth_method: 'none' }, 'invalid_redirect_uri', /at most 10/],
-      [{ redirect_uris: [`https://client.example/${'x'.repeat(2001)}`], token_endpoint_auth_method: 'none' }, 'invalid_redirect_uri', /longer than 2000/],
+      [
+        { redirect_uris: [CLIENT_REDIRECT], grant_types: ['client_credentials'], token_endpoint_auth_method: 'none' },
+        'invalid_client_metadata',
+        /authorization_code/,
+      ],
+      [
+        { redirect_uris: [CLIENT_REDIRECT], token_endpoint_auth_method: 'private_key_jwt' },
+        'invalid_client_metadata',
+        /token_endpoint_auth_method/,
+      ],
+      [
+        { redirect_uris: [CLIENT_REDIRECT], response_types: ['token'], token_endpoint_auth_method: 'none' },
+        'invalid_client_metadata',
+        /response_types/,
+      ],
+      [
+        { redirect_uris: Array.from({ length: 11 }, (_, i) => `http://127.0.0.1/cb${i}`), token_endpoint_auth_method: 'none' },
+        'invalid_redirect_uri',
+        /at most 10/,
+      ],
+      [
+        { redirect_uris: [`https://client.example/${'x'.repeat(2001)}`], token_endpoint_auth_method: 'none' },
+        'invalid_redirect_uri',
+        /longer than 2000/,
+      ],
     ];
     for (const [body, error, reason] of cases) {
       const answer = await register(harness, body);
@@ -99,7 +131,11 @@ describe('endpoints at the root, for clients that ignore the metadata URLs', () 
       const token = await fetch(harness.url('/token'), {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'nope', client_id: answer.body.client_id as string }).toString(),
+        body: new URLSearchParams({
+          grant_type: 'refresh_token',
+          refresh_token: 'nope',
+          client_id: answer.body.client_id as string,
+        }).toString(),
       });
       assert.equal(token.status, 400);
       assert.equal(((await token.json()) as { error: string }).error, 'invalid_grant');

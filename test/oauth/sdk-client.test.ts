@@ -37,7 +37,9 @@ describe('MCP SDK client-side OAuth against the broker', () => {
     assert.equal(page.kind, 'page');
     if (page.kind !== 'page') return;
     assert.match(page.html, /MCP SDK test client/);
-    const back = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, { form: { ...consentFields(page.html), decision: 'approve' } });
+    const back = await browser.follow(harness.url(OAUTH_PATHS.consent), CLIENT_REDIRECT, {
+      form: { ...consentFields(page.html), decision: 'approve' },
+    });
     assert.equal(back.kind, 'redirect');
     if (back.kind !== 'redirect') return;
 

@@ -85,10 +85,14 @@ async function stop(broker: BrokerProcess): Promise<void> {
 
 /** Waits until the process printed `marker`; fails with what it printed if it exits first. */
 async function printed(broker: BrokerProcess, marker: string): Promise<void> {
-  await eventually(() => {
-    if (broker.proc.exitCode !== null) throw new Error(`exited with ${broker.proc.exitCode} before "${marker}":\n${broker.output()}`);
-    return broker.output().includes(marker);
-  }, marker, SIGN_IN_LIMIT_MS);
+  await eventually(
+    () => {
+      if (broker.proc.exitCode !== null) throw new Error(`exited with ${broker.proc.exitCode} before "${marker}":\n${broker.output()}`);
+      return broker.output().includes(marker);
+    },
+    marker,
+    SIGN_IN_LIMIT_MS,
+  );
 }
 
 describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/call through demo and serve`, () => {
@@ -110,22 +114,40 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
 
     const user = DEMO_USERS[0];
     assert.ok(user);
-    const connected = await signInWithSdk(new URL(`http://127.0.0.1:${port}/mcp`), new E2EOAuthProvider({ clientName: 'installed demo client' }), new TestBrowser(), user);
+    const connected = await signInWithSdk(
+      new URL(`http://127.0.0.1:${port}/mcp`),
+      new E2EOAuthProvider({ clientName: 'installed demo client' }),
+      new TestBrowser(),
+      user,
+    );
     assert.deepEqual(await getMe(connected.client), { login: user.login, id: user.id });
-    assert.deepEqual((await connected.client.listTools()).tools.map((tool) => tool.name).sort(), DEMO_CATALOGUE, 'no test tools in the demo');
+    assert.deepEqual(
+      (await connected.client.listTools()).tools.map((tool) => tool.name).sort(),
+      DEMO_CATALOGUE,
+      'no test tools in the demo',
+    );
 
     const repository = { owner: user.login, repo: 'website' };
     const filed = forgeResult<{ number: number }>(
       await connected.client.callTool({ name: 'create_issue', arguments: { ...repository, title: 'Filed in the demo' } }),
     );
-    const issues = forgeResult<{ number: number; title: string }[]>(await connected.client.callTool({ name: 'list_repo_issues', arguments: repository }));
+    const issues = forgeResult<{ number: number; title: string }[]>(
+      await connected.client.callTool({ name: 'list_repo_issues', arguments: repository }),
+    );
     assert.deepEqual(issues[0], { ...issues[0], number: filed.number, title: 'Filed in the demo' });
     assert.ok(issues.length > 1, 'the seeded issues are there too');
 
     const other = DEMO_USERS[1];
     assert.ok(other);
-    const otherConnected = await signInWithSdk(new URL(`http://127.0.0.1:${port}/mcp`), new E2EOAuthProvider({ clientName: 'installed demo client 2' }), new TestBrowser(), other);
-    const ownIssues = forgeResult<{ title: string }[]>(await otherConnected.client.callTool({ name: 'list_repo_issues', arguments: { owner: other.login, repo: 'website' } }));
+    const otherConnected = await signInWithSdk(
+      new URL(`http://127.0.0.1:${port}/mcp`),
+      new E2EOAuthProvider({ clientName: 'installed demo client 2' }),
+      new TestBrowser(),
+      other,
+    );
+    const ownIssues = forgeResult<{ title: string }[]>(
+      await otherConnected.client.callTool({ name: 'list_repo_issues', arguments: { owner: other.login, repo: 'website' } }),
+    );
     assert.ok(!ownIssues.some((issue) => issue.title === 'Filed in the demo'));
     const notVisible = await otherConnected.client.callTool({ name: 'list_repo_issues', arguments: repository });
     assert.equal(notVisible.isError, true, `${user.login}'s repository is private`);
@@ -134,11 +156,14 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
     await stop(broker);
   });
 
-  it('serve: FORGEJO_URL and the application from the environment, the package\'s stand-in forgejo-mcp as the child', async () => {
+  it("serve: FORGEJO_URL and the application from the environment, the package's stand-in forgejo-mcp as the child", async () => {
     const port = await portForProcess();
     const publicUrl = `http://127.0.0.1:${port}`;
     const application = { clientId: 'installed-broker', clientSecret: randomBytes(24).toString('hex') };
-    const forgejo = await startForgejoStandin({ users: DEMO_USERS, applications: [{ ...application, redirectUris: [`${publicUrl}${OAUTH_PATHS.callback}`] }] });
+    const forgejo = await startForgejoStandin({
+      users: DEMO_USERS,
+      applications: [{ ...application, redirectUris: [`${publicUrl}${OAUTH_PATHS.callback}`] }],
+    });
     closing.push(() => forgejo.close());
     const broker = startExecutable(['serve'], {
       FORGEJO_URL: forgejo.url,
@@ -156,7 +181,12 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
 
     const user = DEMO_USERS[1];
     assert.ok(user);
-    const connected = await signInWithSdk(new URL(`${publicUrl}/mcp`), new E2EOAuthProvider({ clientName: 'installed serve client' }), new TestBrowser(), user);
+    const connected = await signInWithSdk(
+      new URL(`${publicUrl}/mcp`),
+      new E2EOAuthProvider({ clientName: 'installed serve client' }),
+      new TestBrowser(),
+      user,
+    );
     assert.deepEqual(await getMe(connected.client), { login: user.login, id: user.id });
     await disconnect(connected);
     await stop(broker);

@@ -28,12 +28,22 @@ function channelOver(child: InMemoryChild, options: Partial<ChannelOptions> = {}
 }
 
 /** A client request's sink: the answer as a promise, and what came before it. */
-function client(): { sink: RequestSink; answer: Promise<ClientResponse>; notifications: JSONRPCNotification[]; serverRequests: JSONRPCRequest[] } {
+function client(): {
+  sink: RequestSink;
+  answer: Promise<ClientResponse>;
+  notifications: JSONRPCNotification[];
+  serverRequests: JSONRPCRequest[];
+} {
   const notifications: JSONRPCNotification[] = [];
   const serverRequests: JSONRPCRequest[] = [];
   let respond: (response: ClientResponse) => void = () => undefined;
   const answer = new Promise<ClientResponse>((resolve) => (respond = resolve));
-  return { sink: { notify: (n) => notifications.push(n), serverRequest: (r) => serverRequests.push(r), respond }, answer, notifications, serverRequests };
+  return {
+    sink: { notify: (n) => notifications.push(n), serverRequest: (r) => serverRequests.push(r), respond },
+    answer,
+    notifications,
+    serverRequests,
+  };
 }
 
 function request(id: string | number, method: string, params?: JSONRPCRequest['params']): JSONRPCRequest {
@@ -43,7 +53,10 @@ function request(id: string | number, method: string, params?: JSONRPCRequest['p
 /** Runs the legacy handshake through the channel, as a client would. */
 async function initialize(channel: ChildChannel): Promise<void> {
   const init = client();
-  channel.request(request(0, 'initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'c', version: '1' } }), init.sink);
+  channel.request(
+    request(0, 'initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'c', version: '1' } }),
+    init.sink,
+  );
   await init.answer;
   channel.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
 }
@@ -62,7 +75,10 @@ test('equal ids from different clients reach the child as distinct ids and come 
   // The progress token is renamed too, so the child's progress reaches the right client under its own token.
   assert.equal(first.params?._meta?.progressToken, first.id);
   child.say({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: second.id, progress: 1 } });
-  assert.deepEqual(asNumber.notifications.map((n) => n.params?.progressToken), ['p']);
+  assert.deepEqual(
+    asNumber.notifications.map((n) => n.params?.progressToken),
+    ['p'],
+  );
   assert.equal(asString.notifications.length, 0);
   child.say({ jsonrpc: '2.0', id: second.id, result: { content: [], which: 'b' } });
   child.say({ jsonrpc: '2.0', id: first.id, result: { content: [], which: 'a' } });
@@ -103,7 +119,11 @@ test('a swap during a request: new requests go to the new child only after the r
   channel.request(request(2, 'ping'), meanwhile.sink);
   assert.equal((await meanwhile.answer).id, 2);
   assert.equal(old.requests('ping').length, 1);
-  next.say({ jsonrpc: '2.0', id: (replayed as JSONRPCRequest).id, result: { protocolVersion: '2025-11-25', capabilities: {}, serverInfo: { name: 'n', version: '1' } } });
+  next.say({
+    jsonrpc: '2.0',
+    id: (replayed as JSONRPCRequest).id,
+    result: { protocolVersion: '2025-11-25', capabilities: {}, serverInfo: { name: 'n', version: '1' } },
+  });
 
   await next.nextMessage('notifications/initialized');
   const after = client();

@@ -50,7 +50,12 @@ function fixture(options: Partial<PoolOptions> = {}): Fixture {
 }
 
 /** Borrows a live channel, as a front does once its channel serves. */
-async function borrow(pool: ChannelPool, owner: typeof ALICE, name = `c-${owner.userId}`, busy?: () => boolean): Promise<{ lease: ChannelLease; channel: ChildChannel; ended: Promise<string> }> {
+async function borrow(
+  pool: ChannelPool,
+  owner: typeof ALICE,
+  name = `c-${owner.userId}`,
+  busy?: () => boolean,
+): Promise<{ lease: ChannelLease; channel: ChildChannel; ended: Promise<string> }> {
   const lease = await pool.reserve(owner, name);
   let onEnded: (reason: string) => void = () => undefined;
   const ended = new Promise<string>((resolve) => (onEnded = resolve));
@@ -99,7 +104,10 @@ test('the reaper ends channels idle past the timeout and spares used, busy and w
   const listening = await borrow(pool, BOB, 'listening', () => true);
   const working = await borrow(pool, BOB, 'working');
   spawner.children[3]?.holding.add('tools/call');
-  working.channel.request({ jsonrpc: '2.0', id: 1, method: 'tools/call' }, { notify: () => undefined, serverRequest: () => undefined, respond: () => undefined });
+  working.channel.request(
+    { jsonrpc: '2.0', id: 1, method: 'tools/call' },
+    { notify: () => undefined, serverRequest: () => undefined, respond: () => undefined },
+  );
   clock.now += 60_001;
   used.lease.touch();
   assert.equal(await pool.reapIdle(), 1);
@@ -109,7 +117,7 @@ test('the reaper ends channels idle past the timeout and spares used, busy and w
   assert.equal(pool.size, 3);
 });
 
-test("a rotation moves every channel of the user that holds an older token onto a child with the new one, keeping the channel", async () => {
+test('a rotation moves every channel of the user that holds an older token onto a child with the new one, keeping the channel', async () => {
   const { pool, spawner, credentials, rotations } = fixture();
   const first = await borrow(pool, ALICE, 'a1');
   const second = await borrow(pool, ALICE, 'a2');
@@ -117,9 +125,13 @@ test("a rotation moves every channel of the user that holds an older token onto 
   credentials.tokens.set(ALICE.userId, 'alice-2');
   await pool.rotateUser(ALICE.userId);
   const spawned = spawner.children.slice(3);
-  assert.deepEqual(spawned.map((child) => [child.spec.sessionId, child.spec.forgejoToken]).sort(), [['a1', 'alice-2'], ['a2', 'alice-2']]);
+  assert.deepEqual(spawned.map((child) => [child.spec.sessionId, child.spec.forgejoToken]).sort(), [
+    ['a1', 'alice-2'],
+    ['a2', 'alice-2'],
+  ]);
   assert.deepEqual(rotations, ['moved', 'moved']);
-  for (const { channel } of [first, second]) assert.equal(spawner.children.find((child) => child === channel.child)?.spec.forgejoToken, 'alice-2');
+  for (const { channel } of [first, second])
+    assert.equal(spawner.children.find((child) => child === channel.child)?.spec.forgejoToken, 'alice-2');
   assert.equal(bob.channel.child, spawner.children[2]);
   // Nothing to do when every child already holds the current token.
   await pool.rotateUser(ALICE.userId);

@@ -200,7 +200,12 @@ void test('stdout carries only JSON-RPC, and the child exits 0 when stdin closes
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
 
   const messages = [
-    { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } },
+    {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    },
     { jsonrpc: '2.0', method: 'notifications/initialized' },
     { jsonrpc: '2.0', id: 2, method: 'logging/setLevel', params: { level: 'debug' } },
     { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'get_me', arguments: {} } },
@@ -309,7 +314,10 @@ void test('server-to-client requests, notifications, resources and prompts work'
 
 void test('as in the demo (no --test-tools) the catalogue is the forge tools alone: no test tools, resources or prompts', async (t) => {
   const forge = await startForge(t);
-  const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token }, AS_IN_THE_DEMO);
+  const client = await connectClient(
+    { FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token },
+    AS_IN_THE_DEMO,
+  );
   t.after(() => client.close());
   assert.deepEqual((await client.listTools()).tools.map((tool) => tool.name).sort(), FORGE_TOOLS);
   assert.equal(client.getServerCapabilities()?.resources, undefined);
@@ -319,26 +327,51 @@ void test('as in the demo (no --test-tools) the catalogue is the forge tools alo
   const withTestTools = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('bob').access_token });
   t.after(() => withTestTools.close());
   const names = (await withTestTools.listTools()).tools.map((tool) => tool.name);
-  for (const name of [...FORGE_TOOLS, 'crash', 'hang', 'big', 'add_tool', 'garbage', 'spawn_grandchild', 'token_fingerprint', 'pid', 'roots', 'ask', 'sample', 'sleep']) {
+  for (const name of [
+    ...FORGE_TOOLS,
+    'crash',
+    'hang',
+    'big',
+    'add_tool',
+    'garbage',
+    'spawn_grandchild',
+    'token_fingerprint',
+    'pid',
+    'roots',
+    'ask',
+    'sample',
+    'sleep',
+  ]) {
     assert.ok(names.includes(name), `--test-tools lacks ${name}`);
   }
   assert.ok(withTestTools.getServerCapabilities()?.resources);
 });
 
-void test('the forge tools act on the stand-in Forgejo as the token\'s user: an issue alice files is hers to see, not bob\'s', async (t) => {
+void test("the forge tools act on the stand-in Forgejo as the token's user: an issue alice files is hers to see, not bob's", async (t) => {
   const forge = await startForge(t);
-  const alice = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token }, AS_IN_THE_DEMO);
+  const alice = await connectClient(
+    { FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('alice').access_token },
+    AS_IN_THE_DEMO,
+  );
   t.after(() => alice.close());
   const bob = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: forge.issueTokens('bob').access_token }, AS_IN_THE_DEMO);
   t.after(() => bob.close());
 
   assert.equal((await forgeCall<{ login: string; email: string }>(alice, 'get_my_user_info', {})).email, 'alice@example.test');
   const repos = await forgeCall<{ full_name: string; private: boolean }[]>(alice, 'list_my_repos', { page: 1, limit: 10 });
-  assert.deepEqual(repos.map((repo) => [repo.full_name, repo.private]), [['alice/website', true]]);
+  assert.deepEqual(
+    repos.map((repo) => [repo.full_name, repo.private]),
+    [['alice/website', true]],
+  );
   const noPaging = await alice.callTool({ name: 'list_my_repos', arguments: {} });
   assert.equal(noPaging.isError, true, 'page and limit are required, as in the real tool');
 
-  const created = await forgeCall<ListedIssue>(alice, 'create_issue', { owner: 'alice', repo: 'website', title: 'Filed through MCP', body: 'hello' });
+  const created = await forgeCall<ListedIssue>(alice, 'create_issue', {
+    owner: 'alice',
+    repo: 'website',
+    title: 'Filed through MCP',
+    body: 'hello',
+  });
   assert.equal(created.number, 3, 'issues and pull requests share the index: issue 1, pull request 2, then this');
   assert.equal(created.user.login, 'alice');
 
@@ -352,20 +385,42 @@ void test('the forge tools act on the stand-in Forgejo as the token\'s user: an 
     ],
     'newest first, the pull request included as the real tool lists it',
   );
-  assert.equal((await forgeCall<ListedIssue>(alice, 'get_issue_by_index', { owner: 'alice', repo: 'website', index: 3 })).title, 'Filed through MCP');
+  assert.equal(
+    (await forgeCall<ListedIssue>(alice, 'get_issue_by_index', { owner: 'alice', repo: 'website', index: 3 })).title,
+    'Filed through MCP',
+  );
 
   await forgeCall(alice, 'create_issue_comment', { owner: 'alice', repo: 'website', index: 3, body: 'a comment' });
-  const comments = await forgeCall<{ body: string; user: { login: string } }[]>(alice, 'list_issue_comments', { owner: 'alice', repo: 'website', index: 3 });
-  assert.deepEqual(comments.map((comment) => [comment.user.login, comment.body]), [['alice', 'a comment']]);
+  const comments = await forgeCall<{ body: string; user: { login: string } }[]>(alice, 'list_issue_comments', {
+    owner: 'alice',
+    repo: 'website',
+    index: 3,
+  });
+  assert.deepEqual(
+    comments.map((comment) => [comment.user.login, comment.body]),
+    [['alice', 'a comment']],
+  );
 
-  const pulls = await forgeCall<{ number: number; head: { ref: string } }[]>(alice, 'list_repo_pull_requests', { owner: 'alice', repo: 'website' });
-  assert.deepEqual(pulls.map((pull) => [pull.number, pull.head.ref]), [[2, 'feature']]);
-  assert.equal((await forgeCall<{ title: string }>(alice, 'get_pull_request_by_index', { owner: 'alice', repo: 'website', index: 2 })).title, "alice's first pull request");
+  const pulls = await forgeCall<{ number: number; head: { ref: string } }[]>(alice, 'list_repo_pull_requests', {
+    owner: 'alice',
+    repo: 'website',
+  });
+  assert.deepEqual(
+    pulls.map((pull) => [pull.number, pull.head.ref]),
+    [[2, 'feature']],
+  );
+  assert.equal(
+    (await forgeCall<{ title: string }>(alice, 'get_pull_request_by_index', { owner: 'alice', repo: 'website', index: 2 })).title,
+    "alice's first pull request",
+  );
 
   // Bob sees his own repository without alice's issue, and hers not at all (private: 404).
   const bobsIssues = await forgeCall<ListedIssue[]>(bob, 'list_repo_issues', { owner: 'bob', repo: 'website' });
   assert.ok(!bobsIssues.some((issue) => issue.title === 'Filed through MCP'));
-  assert.deepEqual((await forgeCall<{ full_name: string }[]>(bob, 'list_my_repos', { page: 1, limit: 10 })).map((repo) => repo.full_name), ['bob/website']);
+  assert.deepEqual(
+    (await forgeCall<{ full_name: string }[]>(bob, 'list_my_repos', { page: 1, limit: 10 })).map((repo) => repo.full_name),
+    ['bob/website'],
+  );
   const refused = await bob.callTool({ name: 'list_repo_issues', arguments: { owner: 'alice', repo: 'website' } });
   assert.equal(refused.isError, true);
   assert.match(firstText(refused), /^get issues list err: 404 /);
@@ -374,7 +429,7 @@ void test('the forge tools act on the stand-in Forgejo as the token\'s user: an 
   assert.equal((await forgeCall<ListedIssue[]>(alice, 'list_repo_issues', { owner: 'alice', repo: 'website' })).length, 3);
 });
 
-void test('the forge tools meet Forgejo\'s granular scopes: a read-only token lists issues and cannot file one', async (t) => {
+void test("the forge tools meet Forgejo's granular scopes: a read-only token lists issues and cannot file one", async (t) => {
   const forge = await startForge(t);
   const token = forge.issueTokens('alice', { scope: 'read:user read:issue' }).access_token;
   const client = await connectClient({ FORGEJO_URL: forge.url, FORGEJO_ACCESS_TOKEN: token }, AS_IN_THE_DEMO);

@@ -69,7 +69,11 @@ function location(response: Response): URL {
 }
 
 /** A signed-in user's code, PKCE S256: returns the callback parameters and the verifier. */
-async function codeFor(forgejo: ForgejoStandin, login: string, request: AuthorizeRequest = {}): Promise<{ callback: URL; verifier: string }> {
+async function codeFor(
+  forgejo: ForgejoStandin,
+  login: string,
+  request: AuthorizeRequest = {},
+): Promise<{ callback: URL; verifier: string }> {
   const verifier = oauth.generateRandomCodeVerifier();
   forgejo.setAutoLogin(login);
   const response = await authorize(forgejo, { challenge: await oauth.calculatePKCECodeChallenge(verifier), ...request });
@@ -191,7 +195,12 @@ void test('/api/v1/user and userinfo accept "token X" and "Bearer X" and reject 
   assert.equal((await fetch(`${forgejo.url}/api/v1/user`)).status, 401);
 
   const as = await discover(forgejo);
-  const info = await oauth.processUserInfoResponse(as, broker, oauth.skipSubjectCheck, await oauth.userInfoRequest(as, broker, token, insecure));
+  const info = await oauth.processUserInfoResponse(
+    as,
+    broker,
+    oauth.skipSubjectCheck,
+    await oauth.userInfoRequest(as, broker, token, insecure),
+  );
   assert.equal(info.sub, '1');
   assert.equal(info.preferred_username, 'alice');
   assert.equal((await fetch(`${forgejo.url}/login/oauth/userinfo`, { headers: { authorization: 'Bearer nope' } })).status, 401);
@@ -240,7 +249,14 @@ void test('codes are single use and bound to client, redirect URI and PKCE verif
 
   const otherClient = await codeFor(forgejo, 'alice');
   const stolen = await rejection(
-    exchange(forgejo, otherClient.callback, otherClient.verifier, { client_id: 'other' }, oauth.ClientSecretPost('gto_other_secret'), 'https://other.example.test/cb'),
+    exchange(
+      forgejo,
+      otherClient.callback,
+      otherClient.verifier,
+      { client_id: 'other' },
+      oauth.ClientSecretPost('gto_other_secret'),
+      'https://other.example.test/cb',
+    ),
   );
   assert.deepEqual(stolen, { error: 'invalid_grant', error_description: 'invalid grant', status: 400 });
 
@@ -277,10 +293,16 @@ void test('PKCE: plain works, confidential clients may skip it, public clients m
 
 void test('redirect URIs match exactly, case-insensitively, trailing slash ignored; bad ones are a page, not a redirect', async (t) => {
   const forgejo = await start(t, { autoLogin: 'alice' });
-  const variant = location(await authorize(forgejo, { redirectUri: 'HTTPS://BROKER.example.test/oauth/callback/', challenge: 'c'.repeat(43) }));
+  const variant = location(
+    await authorize(forgejo, { redirectUri: 'HTTPS://BROKER.example.test/oauth/callback/', challenge: 'c'.repeat(43) }),
+  );
   assert.ok(variant.searchParams.has('code'));
 
-  for (const request of [{ redirectUri: 'https://broker.example.test/oauth/callback/evil' }, { redirectUri: 'https://evil.example.test/oauth/callback' }, { clientId: 'ghost' }]) {
+  for (const request of [
+    { redirectUri: 'https://broker.example.test/oauth/callback/evil' },
+    { redirectUri: 'https://evil.example.test/oauth/callback' },
+    { clientId: 'ghost' },
+  ]) {
     const response = await authorize(forgejo, request);
     assert.equal(response.status, 400, JSON.stringify(request));
     assert.equal(response.headers.get('location'), null);
@@ -290,7 +312,9 @@ void test('redirect URIs match exactly, case-insensitively, trailing slash ignor
   assert.equal(wrongType.searchParams.get('state'), 'st4te');
 
   // Public clients: an http loopback redirect matches whatever its port (RFC 8252).
-  const loopback = location(await authorize(forgejo, { clientId: 'public-app', redirectUri: 'http://127.0.0.1:53123/callback', challenge: 'c'.repeat(43) }));
+  const loopback = location(
+    await authorize(forgejo, { clientId: 'public-app', redirectUri: 'http://127.0.0.1:53123/callback', challenge: 'c'.repeat(43) }),
+  );
   assert.equal(loopback.port, '53123');
   assert.ok(loopback.searchParams.has('code'));
   assert.equal((await authorize(forgejo, { redirectUri: 'https://broker.example.test:8443/oauth/callback' })).status, 400);
@@ -300,7 +324,9 @@ void test('one grant per user and application; a different scope string fails wh
   const forgejo = await start(t, { autoLogin: 'alice' });
   const challenge = 'c'.repeat(43);
   location(await authorize(forgejo, { clientId: 'public-app', redirectUri: PUBLIC_REDIRECT, challenge, scope: 'read:user' }));
-  const mismatch = location(await authorize(forgejo, { clientId: 'public-app', redirectUri: PUBLIC_REDIRECT, challenge, scope: 'read:user write:issue' }));
+  const mismatch = location(
+    await authorize(forgejo, { clientId: 'public-app', redirectUri: PUBLIC_REDIRECT, challenge, scope: 'read:user write:issue' }),
+  );
   assert.equal(mismatch.searchParams.get('error'), 'server_error');
   assert.equal(mismatch.searchParams.get('error_description'), 'a grant exists with different scope');
   assert.equal(mismatch.searchParams.get('state'), 'st4te');
@@ -312,7 +338,9 @@ void test('one grant per user and application; a different scope string fails wh
   assert.equal(forgejo.grant('alice')?.scope, 'read:user');
 
   assert.equal(forgejo.deleteGrant('alice', 'public-app'), true);
-  const fresh = location(await authorize(forgejo, { clientId: 'public-app', redirectUri: PUBLIC_REDIRECT, challenge, scope: 'read:user write:issue' }));
+  const fresh = location(
+    await authorize(forgejo, { clientId: 'public-app', redirectUri: PUBLIC_REDIRECT, challenge, scope: 'read:user write:issue' }),
+  );
   assert.ok(fresh.searchParams.has('code'));
   assert.equal(forgejo.grant('alice', 'public-app')?.scope, 'read:user write:issue');
 });
@@ -397,7 +425,12 @@ void test('granular scopes: /api/v1/user needs read:user when any granular scope
 void test('the token endpoint can be made to fail or stall, and counts requests', async (t) => {
   const forgejo = await start(t);
   const tokens = forgejo.issueTokens('alice');
-  const form = { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: 'broker', client_secret: 'gto_broker_secret' };
+  const form = {
+    grant_type: 'refresh_token',
+    refresh_token: tokens.refresh_token,
+    client_id: 'broker',
+    client_secret: 'gto_broker_secret',
+  };
 
   forgejo.failTokenRequests(2, 503);
   assert.equal((await postToken(forgejo, form)).status, 503);
@@ -418,7 +451,10 @@ void test('introspection needs client credentials and reports the grant scope', 
   const introspect = (authorization: string) =>
     fetch(`${forgejo.url}/login/oauth/introspect`, { method: 'POST', headers: { authorization }, body: new URLSearchParams({ token }) });
   assert.equal((await introspect('Basic ' + Buffer.from('broker:nope').toString('base64'))).status, 401);
-  const answer = (await (await introspect('Basic ' + Buffer.from('broker:gto_broker_secret').toString('base64'))).json()) as Record<string, unknown>;
+  const answer = (await (await introspect('Basic ' + Buffer.from('broker:gto_broker_secret').toString('base64'))).json()) as Record<
+    string,
+    unknown
+  >;
   assert.equal(answer.active, true);
   assert.equal(answer.scope, 'read:user');
   assert.equal(answer.username, 'alice');

@@ -145,7 +145,10 @@ function describePostgres(databaseUrl: string): void {
         const refreshed = await b.credentials.storeRefreshed(user.userId, login.generation, { ...tokens, refreshToken: 'r2' }, T0 + 1);
         assert.equal((await a.credentials.find(user.userId))?.refreshToken, 'r2');
         // Replica A still holds the older generation: its refresh result is refused.
-        assert.equal(await a.credentials.storeRefreshed(user.userId, login.generation, { ...tokens, refreshToken: 'r-stale' }, T0 + 2), undefined);
+        assert.equal(
+          await a.credentials.storeRefreshed(user.userId, login.generation, { ...tokens, refreshToken: 'r-stale' }, T0 + 2),
+          undefined,
+        );
         assert.equal((await b.credentials.find(user.userId))?.generation, refreshed?.generation);
 
         await a.codes.create(code('code-x'));
@@ -346,7 +349,12 @@ function describePostgres(databaseUrl: string): void {
  * off: rotate it, or, when it was already rotated, treat it as reused and
  * revoke the grant.
  */
-async function exchangeWithoutGrace(store: Store, oldHash: string, suffix: string, at: number): Promise<'rotated' | 'reuse_revoked' | 'refused'> {
+async function exchangeWithoutGrace(
+  store: Store,
+  oldHash: string,
+  suffix: string,
+  at: number,
+): Promise<'rotated' | 'reuse_revoked' | 'refused'> {
   for (let attempt = 0; attempt < 2; attempt++) {
     const view = await store.grants.findRefreshToken(oldHash);
     if (view === undefined || view.grant.revokedAt !== null) return 'refused';

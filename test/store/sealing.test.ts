@@ -20,8 +20,14 @@ describe('sealing', () => {
     const key = randomBytes(32);
     const sealed = seal(key, 'secret', 'ctx');
     assert.equal(open(key, sealed, 'ctx'), 'secret');
-    assert.throws(() => open(key, sealed, 'other'), (error) => isBrokerError(error, 'internal'));
-    assert.throws(() => open(randomBytes(32), sealed, 'ctx'), (error) => isBrokerError(error, 'internal'));
+    assert.throws(
+      () => open(key, sealed, 'other'),
+      (error) => isBrokerError(error, 'internal'),
+    );
+    assert.throws(
+      () => open(randomBytes(32), sealed, 'ctx'),
+      (error) => isBrokerError(error, 'internal'),
+    );
     assert.notEqual(seal(key, 'secret', 'ctx'), sealed, 'fresh nonce each time');
   });
 
@@ -30,10 +36,16 @@ describe('sealing', () => {
     const tokens = { accessToken: 'a', refreshToken: 'r', expiresAt: 1_800_000_000_000 };
     const sealed = sealForgejoTokens(key, '42', tokens);
     assert.deepEqual(openForgejoTokens(key, '42', sealed), tokens);
-    assert.throws(() => openForgejoTokens(key, '43', sealed), (error) => isBrokerError(error, 'internal'));
+    assert.throws(
+      () => openForgejoTokens(key, '43', sealed),
+      (error) => isBrokerError(error, 'internal'),
+    );
     const verifier = sealCodeVerifier(key, 'state-1', 'v');
     assert.equal(openCodeVerifier(key, 'state-1', verifier), 'v');
-    assert.throws(() => openCodeVerifier(key, 'state-2', verifier), (error) => isBrokerError(error, 'internal'));
+    assert.throws(
+      () => openCodeVerifier(key, 'state-2', verifier),
+      (error) => isBrokerError(error, 'internal'),
+    );
   });
 });
 

@@ -29,7 +29,11 @@ describe('BROKER_DATABASE_URL', () => {
 
   it('refuses anything else, naming the variable and never echoing the URL', () => {
     for (const url of ['mysql://broker:hunter2@db/broker', 'not a url hunter2', 'https://hunter2@db.example/']) {
-      assert.throws(() => loadConfig({ BROKER_DATABASE_URL: url, BROKER_ENCRYPTION_KEY: KEY }), configError('BROKER_DATABASE_URL', 'hunter2'), url);
+      assert.throws(
+        () => loadConfig({ BROKER_DATABASE_URL: url, BROKER_ENCRYPTION_KEY: KEY }),
+        configError('BROKER_DATABASE_URL', 'hunter2'),
+        url,
+      );
     }
   });
 

@@ -100,7 +100,12 @@ export function pending(id: string): PendingAuthorization {
 }
 
 export function pair(suffix: string): TokenHashes {
-  return { accessTokenHash: `at-${suffix}`, accessExpiresAt: T0 + HOUR, refreshTokenHash: `rt-${suffix}`, refreshExpiresAt: T0 + 24 * HOUR };
+  return {
+    accessTokenHash: `at-${suffix}`,
+    accessExpiresAt: T0 + HOUR,
+    refreshTokenHash: `rt-${suffix}`,
+    refreshExpiresAt: T0 + 24 * HOUR,
+  };
 }
 
 /** A signed-in user with one grant from a consumed code, holding the pair `suffix`. */
@@ -125,8 +130,7 @@ const CONCURRENCY = 8;
 export function describeStore(name: string, backend: StoreBackend): void {
   describe(`${name} store: the Store contract`, () => {
     const key = randomBytes(32);
-    const fresh = async (body: (store: Store) => Promise<void>): Promise<void> =>
-      withStore(backend, await backend.fresh(), key, body);
+    const fresh = async (body: (store: Store) => Promise<void>): Promise<void> => withStore(backend, await backend.fresh(), key, body);
 
     it('refuses a database written by a newer schema', async () => {
       const location = await backend.fresh();
@@ -529,9 +533,7 @@ export function describeStore(name: string, backend: StoreBackend): void {
             Array.from({ length: CONCURRENCY }, (_, i) => store.grants.rotateRefreshToken('rt-rot', pair(`rot-${i}`), null, T0 + 1)),
           );
           assert.equal(outcomes.filter((outcome) => outcome === 'rotated').length, 1);
-          const winners = await Promise.all(
-            Array.from({ length: CONCURRENCY }, (_, i) => store.grants.findAccessToken(`at-rot-${i}`)),
-          );
+          const winners = await Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => store.grants.findAccessToken(`at-rot-${i}`)));
           assert.equal(winners.filter((view) => view !== undefined).length, 1, 'only the winner stored a pair');
         });
       });
@@ -605,7 +607,10 @@ export function describeStore(name: string, backend: StoreBackend): void {
           assert.deepEqual(await Promise.all([first, second]), [1, 2]);
           assert.deepEqual(order, ['first:start', 'first:end', 'second']);
           // A failing holder releases the lock too.
-          await assert.rejects(store.credentials.withRefreshLock(user.userId, () => Promise.reject(new Error('boom'))), /boom/);
+          await assert.rejects(
+            store.credentials.withRefreshLock(user.userId, () => Promise.reject(new Error('boom'))),
+            /boom/,
+          );
           assert.equal(await store.credentials.withRefreshLock(user.userId, () => Promise.resolve('again')), 'again');
         });
       });

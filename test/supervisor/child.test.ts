@@ -39,7 +39,15 @@ function spawner(script: string, log = capturedLog().log, stopGraceMs = 300) {
     command: [process.execPath, '-e', script],
     forgejoUrl: 'http://forge.test',
     envAllow: ['BROKER_TEST_EXTRA'],
-    parentEnv: { PATH: '/usr/bin', HOME: '/home/x', LC_ALL: 'C', BROKER_ENCRYPTION_KEY: 'secret', FORGEJO_CLIENT_SECRET: 's', BROKER_TEST_EXTRA: 'yes', TZ: 'UTC' },
+    parentEnv: {
+      PATH: '/usr/bin',
+      HOME: '/home/x',
+      LC_ALL: 'C',
+      BROKER_ENCRYPTION_KEY: 'secret',
+      FORGEJO_CLIENT_SECRET: 's',
+      BROKER_TEST_EXTRA: 'yes',
+      TZ: 'UTC',
+    },
     stopGraceMs,
     maxMessageBytes: 1024 * 1024,
     log,
@@ -49,7 +57,9 @@ function spawner(script: string, log = capturedLog().log, stopGraceMs = 300) {
 test('a child gets an explicit environment: Forgejo URL and token plus the allowlist, nothing else', async () => {
   const script = `process.stdout.write(JSON.stringify({jsonrpc:'2.0',method:'env',params:process.env})+'\\n'); process.stdin.resume(); process.stdin.on('end',()=>process.exit(0));`;
   const child = await spawner(script)(SPEC);
-  const message = await new Promise<{ params?: Record<string, string> }>((resolve) => (child.onmessage = (m) => resolve(m as { params?: Record<string, string> })));
+  const message = await new Promise<{ params?: Record<string, string> }>(
+    (resolve) => (child.onmessage = (m) => resolve(m as { params?: Record<string, string> })),
+  );
   await child.stop();
   const env = message.params ?? {};
   assert.equal(env.FORGEJO_URL, 'http://forge.test');
@@ -58,7 +68,9 @@ test('a child gets an explicit environment: Forgejo URL and token plus the allow
   assert.equal(env.LC_ALL, 'C');
   assert.equal(env.BROKER_ENCRYPTION_KEY, undefined);
   assert.equal(env.FORGEJO_CLIENT_SECRET, undefined);
-  const unexpected = Object.keys(env).filter((name) => !['FORGEJO_URL', 'FORGEJO_ACCESS_TOKEN', 'BROKER_TEST_EXTRA', 'LC_ALL', 'PATH', 'HOME', 'TZ'].includes(name));
+  const unexpected = Object.keys(env).filter(
+    (name) => !['FORGEJO_URL', 'FORGEJO_ACCESS_TOKEN', 'BROKER_TEST_EXTRA', 'LC_ALL', 'PATH', 'HOME', 'TZ'].includes(name),
+  );
   // node itself may add nothing; anything else leaked from the broker.
   assert.deepEqual(unexpected, []);
 });
@@ -72,7 +84,10 @@ test('stderr goes to the log line by line, tagged with session and user, token r
   await eventually(() => lines().filter((l) => l.event === 'child_stderr').length === 2 && received.length === 1, 'output seen');
   await child.stop();
   const stderr = lines().filter((line) => line.event === 'child_stderr');
-  assert.deepEqual(stderr.map((line) => line.line), ['starting with [REDACTED]', 'second line']);
+  assert.deepEqual(
+    stderr.map((line) => line.line),
+    ['starting with [REDACTED]', 'second line'],
+  );
   for (const line of stderr) {
     assert.equal(line.sessionId, 'sess-1');
     assert.equal(line.user, 'alice');

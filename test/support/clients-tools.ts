@@ -103,7 +103,10 @@ export async function runToEnd(command: string, args: readonly string[], limitMs
   }, limitMs);
   try {
     const finished = await run.exited;
-    if (timedOut) throw new Error(`${command} ${args.join(' ')} did not finish within ${limitMs} ms\nstdout: ${finished.stdout}\nstderr: ${finished.stderr}`);
+    if (timedOut)
+      throw new Error(
+        `${command} ${args.join(' ')} did not finish within ${limitMs} ms\nstdout: ${finished.stdout}\nstderr: ${finished.stderr}`,
+      );
     return finished;
   } finally {
     clearTimeout(timer);
@@ -115,6 +118,14 @@ export async function runToEnd(command: string, args: readonly string[], limitMs
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 }

@@ -27,7 +27,15 @@ export interface ConformanceBrokerOptions {
 export function startConformanceBroker(options: ConformanceBrokerOptions = {}): Promise<SignedInTestBroker> {
   return startSignedInTestBroker({
     name: 'conformance',
-    users: [{ id: CONFORMANCE_USER.id, login: CONFORMANCE_USER.login, password: CONFORMANCE_USER.password, fullName: 'Conformance Suite', email: 'conformance@example.test' }],
+    users: [
+      {
+        id: CONFORMANCE_USER.id,
+        login: CONFORMANCE_USER.login,
+        password: CONFORMANCE_USER.password,
+        fullName: 'Conformance Suite',
+        email: 'conformance@example.test',
+      },
+    ],
     childCommand: options.childCommand ?? `'${process.execPath}' '${FIXTURE_CHILD}'`,
     // Every scenario (33 legacy ones) opens a session as the one conformance user, and one not
     // ended by a DELETE stays until the idle timeout: more than the default 16 per user in a run.

@@ -222,7 +222,8 @@ export class UserAgent {
       }
       const html = await response.text();
       const form = response.status < 400 ? parseForm(html, current) : undefined;
-      if (form === undefined) throw new Error(`sign-in stopped at ${current} (HTTP ${response.status}): ${html.replace(/\s+/g, ' ').slice(0, 400)}`);
+      if (form === undefined)
+        throw new Error(`sign-in stopped at ${current} (HTTP ${response.status}): ${html.replace(/\s+/g, ' ').slice(0, 400)}`);
       response = await this.request(form.action, this.fill(form, current));
       current = form.action;
     }
@@ -241,7 +242,13 @@ export function pkce(): Pkce {
 }
 
 /** The authorization request a client sends the user to. */
-export function authorizationUrl(metadata: BrokerMetadata, clientId: string, redirectUri: string, challenge: string, state: string): string {
+export function authorizationUrl(
+  metadata: BrokerMetadata,
+  clientId: string,
+  redirectUri: string,
+  challenge: string,
+  state: string,
+): string {
   const url = new URL(metadata.authorizationEndpoint);
   url.search = new URLSearchParams({
     response_type: 'code',

@@ -112,7 +112,8 @@ export class E2EBroker {
 
   /** Requests the broker answered for METHOD path (optionally only those with this status). */
   count(method: string, path: string, status?: number): number {
-    return this.wire.filter((entry) => entry.method === method && entry.path === path && (status === undefined || entry.status === status)).length;
+    return this.wire.filter((entry) => entry.method === method && entry.path === path && (status === undefined || entry.status === status))
+      .length;
   }
 
   /** Stops the broker (graceful, children stopped, store closed) and starts a new one on the same port and data directory. */

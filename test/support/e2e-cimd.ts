@@ -78,7 +78,11 @@ export class ClientMetadataServer {
     const server = protocol === 'https' ? createHttpsServer({ key: TEST_KEY, cert: TEST_CERT }, serve) : createHttpServer(serve);
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const metadata = new ClientMetadataServer(server, `${protocol}://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`, documents);
+    const metadata = new ClientMetadataServer(
+      server,
+      `${protocol}://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`,
+      documents,
+    );
     holder.metadata = metadata;
     return metadata;
   }

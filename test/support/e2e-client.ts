@@ -95,7 +95,12 @@ export function postForm(html: string, pageUrl: string): { action: string; hidde
  * broker's consent page, signs in with name and password on Forgejo's login
  * form, and is sent back to the client's redirect URI.
  */
-export async function approveAndSignIn(browser: TestBrowser, authorizationUrl: URL, user: StandinUser, redirectUri = CLIENT_REDIRECT): Promise<BrowserSignIn> {
+export async function approveAndSignIn(
+  browser: TestBrowser,
+  authorizationUrl: URL,
+  user: StandinUser,
+  redirectUri = CLIENT_REDIRECT,
+): Promise<BrowserSignIn> {
   const first = await browser.follow(authorizationUrl.href, redirectUri);
   if (first.kind === 'redirect') return { consentHtml: undefined, loginFormUrl: undefined, callback: first.params };
   assert.equal(first.response.status, 200, `authorization page:\n${first.html}`);
@@ -109,8 +114,11 @@ export async function approveAndSignIn(browser: TestBrowser, authorizationUrl: U
   assert.equal(afterConsent.response.status, 200, `after consent:\n${afterConsent.html}`);
   assert.match(afterConsent.html, /Sign in to Forgejo/);
   const login = postForm(afterConsent.html, afterConsent.url);
-  const back = await browser.follow(login.action, redirectUri, { form: { ...login.hidden, user_name: user.login, password: user.password } });
-  if (back.kind !== 'redirect') throw new Error(`sign-in did not come back to the client (HTTP ${back.response.status} at ${back.url}):\n${back.html}`);
+  const back = await browser.follow(login.action, redirectUri, {
+    form: { ...login.hidden, user_name: user.login, password: user.password },
+  });
+  if (back.kind !== 'redirect')
+    throw new Error(`sign-in did not come back to the client (HTTP ${back.response.status} at ${back.url}):\n${back.html}`);
   return { consentHtml, loginFormUrl: afterConsent.url, callback: back.params };
 }
 
@@ -144,7 +152,10 @@ export async function signInWithSdk(
   const client = new Client(CLIENT_INFO, { versionNegotiation: { mode } });
   const before = provider.authorizations.length;
   await assert.rejects(client.connect(transport), (error: unknown) => {
-    assert.ok(error instanceof UnauthorizedError || (error instanceof Error && error.cause instanceof UnauthorizedError), `expected UnauthorizedError, got ${String(error)}`);
+    assert.ok(
+      error instanceof UnauthorizedError || (error instanceof Error && error.cause instanceof UnauthorizedError),
+      `expected UnauthorizedError, got ${String(error)}`,
+    );
     return true;
   });
   await client.close();

@@ -114,7 +114,12 @@ export class ForgejoFront {
       for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
     }
     const body = method === 'GET' || method === 'HEAD' ? undefined : await readAll(req);
-    const upstream = await fetch(target, { method, headers, body: body === undefined ? undefined : new Uint8Array(body), redirect: 'manual' });
+    const upstream = await fetch(target, {
+      method,
+      headers,
+      body: body === undefined ? undefined : new Uint8Array(body),
+      redirect: 'manual',
+    });
     let payload = Buffer.from(await upstream.arrayBuffer());
     if (target.pathname === '/.well-known/openid-configuration' && upstream.ok) {
       payload = Buffer.from(payload.toString('utf8').replaceAll(this.#standin.url, this.#url));

@@ -41,7 +41,11 @@ export class TestForge {
       const token = /^(?:token|bearer) (.+)$/i.exec(authorization ?? '')?.[1];
       const user = token === undefined ? undefined : this.tokens.get(token);
       res.writeHead(user === undefined ? 401 : 200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(user === undefined ? { message: 'invalid token' } : { ...user, full_name: user.login, email: `${user.login}@example.test` }));
+      res.end(
+        JSON.stringify(
+          user === undefined ? { message: 'invalid token' } : { ...user, full_name: user.login, email: `${user.login}@example.test` },
+        ),
+      );
       return;
     }
     res.writeHead(404).end();

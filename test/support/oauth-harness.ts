@@ -30,7 +30,10 @@ export const USERS: readonly StandinUser[] = [
 export const CLIENT_REDIRECT = 'http://127.0.0.1:9/callback';
 
 export type HarnessOptions = Partial<
-  Pick<OAuthServerOptions, 'lifetimes' | 'refreshGraceMs' | 'rateLimit' | 'cimd' | 'unusedClientTtlMs' | 'maxUnusedClients' | 'metadataDocuments'>
+  Pick<
+    OAuthServerOptions,
+    'lifetimes' | 'refreshGraceMs' | 'rateLimit' | 'cimd' | 'unusedClientTtlMs' | 'maxUnusedClients' | 'metadataDocuments'
+  >
 >;
 
 /**
@@ -111,7 +114,12 @@ export class OAuthHarness {
       redirectUri: `${this.brokerUrl}${OAUTH_PATHS.callback}`,
       now: this.now,
     });
-    this.credentials = new ForgejoCredentialManager({ credentials: this.store.credentials, forgejo: client, logger: silentLogger(), now: this.now });
+    this.credentials = new ForgejoCredentialManager({
+      credentials: this.store.credentials,
+      forgejo: client,
+      logger: silentLogger(),
+      now: this.now,
+    });
     this.server = createOAuthServer({
       publicUrl: new URL(this.brokerUrl),
       store: this.store,
@@ -163,7 +171,10 @@ export class OAuthHarness {
   }
 
   /** POST to the token endpoint as a public client (or with the given extra headers). */
-  async token(params: Record<string, string>, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  async token(
+    params: Record<string, string>,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
     const response = await fetch(this.url(OAUTH_PATHS.token), {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
@@ -175,7 +186,11 @@ export class OAuthHarness {
   /** GET /mcp with a bearer token: the principal (200) or the challenge (401). */
   async mcp(accessToken: string): Promise<{ status: number; body: Record<string, unknown>; challenge: string | null }> {
     const response = await fetch(this.url('/mcp'), { headers: { authorization: `Bearer ${accessToken}` } });
-    return { status: response.status, body: (await response.json()) as Record<string, unknown>, challenge: response.headers.get('www-authenticate') };
+    return {
+      status: response.status,
+      body: (await response.json()) as Record<string, unknown>,
+      challenge: response.headers.get('www-authenticate'),
+    };
   }
 }
 
@@ -201,7 +216,10 @@ export async function pkce(): Promise<Pkce> {
 export class TestBrowser {
   readonly #cookies = new Map<string, Map<string, string>>();
 
-  async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Response> {
+  async request(
+    url: string,
+    init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
     const target = new URL(url);
     const jar = this.#cookies.get(target.hostname) ?? new Map<string, string>();
     const headers: Record<string, string> = { ...init.headers };
@@ -226,12 +244,17 @@ export class TestBrowser {
   }
 
   /** Follows redirects until a page is shown or the browser is sent to `stopAt`; returns that response and URL. */
-  async follow(url: string, stopAt: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}): Promise<Arrival> {
+  async follow(
+    url: string,
+    stopAt: string,
+    init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  ): Promise<Arrival> {
     let response = await this.request(url, init);
     let current = url;
     for (let hops = 0; hops < 10; hops++) {
       const location = response.headers.get('location');
-      if (response.status < 300 || response.status >= 400 || location === null) return { kind: 'page', url: current, response, html: await response.text() };
+      if (response.status < 300 || response.status >= 400 || location === null)
+        return { kind: 'page', url: current, response, html: await response.text() };
       const next = new URL(location, current).href;
       if (next.startsWith(stopAt)) return { kind: 'redirect', url: next, params: new URL(next).searchParams };
       current = next;
@@ -280,7 +303,14 @@ export async function consentPage(harness: OAuthHarness, browser: TestBrowser, c
  * login (the stand-in signs `login` in automatically), callback; returns the
  * client's authorization response parameters.
  */
-export async function signIn(harness: OAuthHarness, browser: TestBrowser, clientId: string, login: string, challenge: string, redirectUri = CLIENT_REDIRECT): Promise<URLSearchParams> {
+export async function signIn(
+  harness: OAuthHarness,
+  browser: TestBrowser,
+  clientId: string,
+  login: string,
+  challenge: string,
+  redirectUri = CLIENT_REDIRECT,
+): Promise<URLSearchParams> {
   harness.forgejo.setAutoLogin(login);
   const arrival = await browser.follow(authorizeUrl(harness, clientId, challenge, { redirect_uri: redirectUri }), redirectUri);
   if (arrival.kind === 'redirect') return arrival.params;
@@ -291,7 +321,13 @@ export async function signIn(harness: OAuthHarness, browser: TestBrowser, client
 }
 
 /** Exchanges an authorization code as a public client. */
-export async function exchangeCode(harness: OAuthHarness, clientId: string, code: string, verifier: string, extra: Record<string, string> = {}) {
+export async function exchangeCode(
+  harness: OAuthHarness,
+  clientId: string,
+  code: string,
+  verifier: string,
+  extra: Record<string, string> = {},
+) {
   return harness.token({
     grant_type: 'authorization_code',
     client_id: clientId,

@@ -34,7 +34,17 @@ export async function smallFilesystem(sizeBytes: number): Promise<SmallFilesyste
   const mountPoint = await mkdtemp(join(tmpdir(), 'small-fs-'));
   const holder = spawn(
     'unshare',
-    ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o size="$1" tmpfs "$2" && echo mounted && exec cat', 'sh', String(sizeBytes), mountPoint],
+    [
+      '--user',
+      '--map-root-user',
+      '--mount',
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size="$1" tmpfs "$2" && echo mounted && exec cat',
+      'sh',
+      String(sizeBytes),
+      mountPoint,
+    ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   try {
