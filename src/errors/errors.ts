@@ -12,7 +12,6 @@ export type BrokerErrorKind =
   | 'payload_too_large'
   | 'unavailable'
   | 'child_failed'
-  | 'timeout'
   | 'credential_revoked'
   | 'internal';
 

@@ -1,7 +1,8 @@
 import * as oauth from 'oauth4webapi';
 
-import { BrokerError, errorMessage } from '../errors/errors.js';
+import { errorMessage } from '../errors/errors.js';
 import type { ForgejoTokens } from '../store/store.js';
+import { ForgejoError, type ForgejoErrorReason } from './errors.js';
 
 /**
  * The broker as one confidential OAuth2 application of a Forgejo instance,
@@ -81,7 +82,7 @@ export class ForgejoClient {
   async authorizationUrl(state: string, codeChallenge: string): Promise<URL> {
     const metadata = await this.#discover();
     if (metadata.authorization_endpoint === undefined) {
-      throw new BrokerError('unavailable', 'Forgejo metadata has no authorization_endpoint');
+      throw new ForgejoError('bad_response', 'Forgejo metadata has no authorization_endpoint');
     }
     const url = new URL(metadata.authorization_endpoint);
     url.searchParams.set('client_id', this.#options.clientId);
@@ -96,9 +97,10 @@ export class ForgejoClient {
 
   /**
    * Validates Forgejo's redirect to the callback and exchanges its code.
-   * Rejects with `forbidden` when the user refused at Forgejo, `bad_request`
-   * for any other error answer, a malformed callback or a refused code, and
-   * `unavailable` when Forgejo could not be reached.
+   * Rejects with a ForgejoError: `access_denied` when the user refused at
+   * Forgejo, `bad_callback` for any other error answer or a malformed
+   * callback, `grant_refused` for a refused code, `unreachable` or
+   * `bad_response` when Forgejo could not be asked.
    */
   async exchangeCode(callback: URLSearchParams, expectedState: string, codeVerifier: string): Promise<ForgejoTokens> {
     const metadata = await this.#discover();
@@ -109,10 +111,10 @@ export class ForgejoClient {
       if (error instanceof oauth.AuthorizationResponseError) {
         // access_denied is the user's answer; anything else (such as Forgejo's "a grant exists with
         // different scope") is a failure of the forge or its configuration.
-        const kind = error.error === 'access_denied' ? 'forbidden' : 'bad_request';
-        throw new BrokerError(kind, `Forgejo answered the authorization with ${error.error}`, { cause: error });
+        const reason = error.error === 'access_denied' ? 'access_denied' : 'bad_callback';
+        throw new ForgejoError(reason, `Forgejo answered the authorization with ${error.error}`, { cause: error });
       }
-      throw new BrokerError('bad_request', `invalid callback from Forgejo: ${errorMessage(error)}`, { cause: error });
+      throw new ForgejoError('bad_callback', `invalid callback from Forgejo: ${errorMessage(error)}`, { cause: error });
     }
     const started = this.#now();
     try {
@@ -127,13 +129,13 @@ export class ForgejoClient {
       );
       return this.#tokens(await oauth.processAuthorizationCodeResponse(metadata, this.#client, response), started, undefined);
     } catch (error) {
-      throw toBrokerError(error, 'code exchange', (code) => (code === 'invalid_grant' ? 'bad_request' : 'unavailable'));
+      throw toForgejoError(error, 'code exchange', (code) => (code === 'invalid_grant' ? 'grant_refused' : 'bad_response'));
     }
   }
 
   /**
-   * Refreshes a user's tokens. Rejects with `forbidden` when Forgejo refused
-   * the refresh token for good, `unavailable` when the outcome is unknown or
+   * Refreshes a user's tokens. Rejects with ForgejoError `grant_refused` when Forgejo refused
+   * the refresh token for good, `unreachable` or `bad_response` when the outcome is unknown or
    * may pass (network, timeouts, 5xx, a misconfigured application): Forgejo
    * may then have spent the refresh token all the same.
    */
@@ -151,8 +153,8 @@ export class ForgejoClient {
       const result = await oauth.processRefreshTokenResponse(metadata, this.#client, response);
       return this.#tokens(result, started, refreshToken);
     } catch (error) {
-      throw toBrokerError(error, 'refresh', (code, status) =>
-        status < 500 && REFUSED_REFRESH_ERRORS.has(code) ? 'forbidden' : 'unavailable',
+      throw toForgejoError(error, 'refresh', (code, status) =>
+        status < 500 && REFUSED_REFRESH_ERRORS.has(code) ? 'grant_refused' : 'bad_response',
       );
     }
   }
@@ -162,10 +164,10 @@ export class ForgejoClient {
     const response = await this.#getUser(accessToken);
     if (!response.ok) {
       await response.body?.cancel();
-      throw new BrokerError('unavailable', `GET /api/v1/user answered ${response.status}`);
+      throw new ForgejoError('bad_response', `GET /api/v1/user answered ${response.status}`);
     }
     const body: unknown = await response.json().catch(() => undefined);
-    if (!isForgejoUserBody(body)) throw new BrokerError('unavailable', 'GET /api/v1/user answered an unexpected body');
+    if (!isForgejoUserBody(body)) throw new ForgejoError('bad_response', 'GET /api/v1/user answered an unexpected body');
     return { id: body.id, login: body.login, fullName: typeof body.full_name === 'string' ? body.full_name : '' };
   }
 
@@ -182,7 +184,7 @@ export class ForgejoClient {
     } catch (error) {
       // A 401 carrying a WWW-Authenticate challenge arrives as an error of oauth4webapi.
       const challenged =
-        error instanceof BrokerError && error.cause instanceof oauth.WWWAuthenticateChallengeError ? error.cause : undefined;
+        error instanceof ForgejoError && error.cause instanceof oauth.WWWAuthenticateChallengeError ? error.cause : undefined;
       if (challenged === undefined) return 'unknown';
       await challenged.response.body?.cancel();
       status = challenged.status;
@@ -202,7 +204,7 @@ export class ForgejoClient {
         this.#requestOptions(),
       );
     } catch (error) {
-      throw new BrokerError('unavailable', `GET /api/v1/user failed: ${errorMessage(error)}`, { cause: error });
+      throw new ForgejoError(failureReason(error), `GET /api/v1/user failed: ${errorMessage(error)}`, { cause: error });
     }
   }
 
@@ -214,7 +216,7 @@ export class ForgejoClient {
         return await oauth.processDiscoveryResponse(this.#issuer, response);
       } catch (error) {
         this.#metadata = undefined;
-        throw new BrokerError('unavailable', `Forgejo discovery failed: ${errorMessage(error)}`, { cause: error });
+        throw new ForgejoError(failureReason(error), `Forgejo discovery failed: ${errorMessage(error)}`, { cause: error });
       }
     })();
     return this.#metadata;
@@ -233,7 +235,7 @@ export class ForgejoClient {
 
   #tokens(response: oauth.TokenEndpointResponse, started: number, previousRefreshToken: string | undefined): ForgejoTokens {
     const refreshToken = response.refresh_token ?? previousRefreshToken;
-    if (refreshToken === undefined) throw new BrokerError('unavailable', 'Forgejo issued no refresh token');
+    if (refreshToken === undefined) throw new ForgejoError('bad_response', 'Forgejo issued no refresh token');
     // Counted from before the request, so the stored expiry is never later than Forgejo's.
     const expiresIn = response.expires_in ?? DEFAULT_EXPIRES_IN_SECONDS;
     return { accessToken: response.access_token, refreshToken, expiresAt: started + expiresIn * 1000 };
@@ -246,13 +248,20 @@ function isForgejoUserBody(value: unknown): value is { id: number; login: string
   return typeof record.id === 'number' && typeof record.login === 'string' && record.login !== '';
 }
 
-/** Maps an oauth4webapi failure to a BrokerError; `classify` decides for OAuth error bodies. */
-function toBrokerError(error: unknown, operation: string, classify: (code: string, status: number) => BrokerError['kind']): BrokerError {
-  if (error instanceof BrokerError) return error;
+/** Maps an oauth4webapi failure to a ForgejoError; `classify` decides for OAuth error bodies. */
+function toForgejoError(error: unknown, operation: string, classify: (code: string, status: number) => ForgejoErrorReason): ForgejoError {
+  if (error instanceof ForgejoError) return error;
   if (error instanceof oauth.ResponseBodyError) {
-    return new BrokerError(classify(error.error, error.status), `Forgejo ${operation} refused: ${error.error}`, {
+    return new ForgejoError(classify(error.error, error.status), `Forgejo ${operation} refused: ${error.error}`, {
       cause: error,
     });
   }
-  return new BrokerError('unavailable', `Forgejo ${operation} failed: ${errorMessage(error)}`, { cause: error });
+  return new ForgejoError(failureReason(error), `Forgejo ${operation} failed: ${errorMessage(error)}`, { cause: error });
+}
+
+/** An answer oauth4webapi could not use, or none at all (network, timeout). */
+function failureReason(error: unknown): ForgejoErrorReason {
+  return error instanceof oauth.OperationProcessingError || error instanceof oauth.WWWAuthenticateChallengeError
+    ? 'bad_response'
+    : 'unreachable';
 }

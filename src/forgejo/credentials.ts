@@ -1,13 +1,14 @@
 import type { ForgejoAccess, ForgejoCredentials } from '../auth/principal.js';
-import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
+import { BrokerError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { ForgejoCredential, ForgejoCredentialRepository, ForgejoTokens, User } from '../store/store.js';
 import type { AccessTokenStatus } from './client.js';
+import { type ForgejoError, isForgejoError } from './errors.js';
 
 /** What the credential manager needs from Forgejo. */
 export interface ForgejoRefresher {
   /**
-   * Rejects with BrokerError `forbidden` when Forgejo refused the refresh
+   * Rejects with ForgejoError `grant_refused` when Forgejo refused the refresh
    * token (dead; the access token may live on), any other rejection when the
    * outcome is unknown (Forgejo may have spent the refresh token all the same).
    */
@@ -198,7 +199,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     try {
       tokens = await this.#forgejo.refresh(credential.refreshToken);
     } catch (error) {
-      if (isBrokerError(error, 'forbidden')) {
+      if (isForgejoError(error, 'grant_refused')) {
         this.#emit(this.#outcomeListeners, 'refused');
         return this.#afterRefusal(credential, state, error, afterLostAnswer);
       }
@@ -220,7 +221,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
   async #afterRefusal(
     credential: ForgejoCredential,
     state: UserRefreshState,
-    cause: BrokerError,
+    cause: ForgejoError,
     afterLostAnswer: boolean,
   ): Promise<ForgejoAccess> {
     const at = this.#now();

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
-import type { BrokerError, BrokerErrorKind } from '../errors/errors.js';
+import { BrokerError, type BrokerErrorKind } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
+import { isForgejoError, type ForgejoErrorReason } from '../forgejo/errors.js';
 
 const HTTP_STATUS: Record<BrokerErrorKind, number> = {
   bad_request: 400,
@@ -14,7 +15,6 @@ const HTTP_STATUS: Record<BrokerErrorKind, number> = {
   child_failed: 502,
   capacity: 503,
   unavailable: 503,
-  timeout: 504,
 };
 
 /** JSON-RPC codes for errors the broker answers before a request reaches a child. */
@@ -24,6 +24,26 @@ const JSONRPC_CODE: Partial<Record<BrokerErrorKind, number>> = {
   not_found: JsonRpcCode.sessionNotFound,
   internal: JsonRpcCode.internalError,
 };
+
+/**
+ * What a Forgejo failure means on `/mcp`. None reaches it today (the credential
+ * manager answers `unavailable` or `credential_revoked` itself); the mapping
+ * is here so that one that does is rendered, not thrown.
+ */
+const FORGEJO_KIND: Record<ForgejoErrorReason, BrokerErrorKind> = {
+  unreachable: 'unavailable',
+  bad_response: 'unavailable',
+  grant_refused: 'credential_revoked',
+  access_denied: 'forbidden',
+  bad_callback: 'bad_request',
+};
+
+/** The one mapping of a failure to the broker error `/mcp` renders; undefined for anything else (a bug, rethrown). */
+export function toBrokerError(error: unknown): BrokerError | undefined {
+  if (error instanceof BrokerError) return error;
+  if (isForgejoError(error)) return new BrokerError(FORGEJO_KIND[error.reason], error.message, { cause: error });
+  return undefined;
+}
 
 export interface ErrorRenderOptions {
   /** The `WWW-Authenticate` value for a 401. */

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol/server';
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
-import { BrokerError, isBrokerError } from '../errors/errors.js';
+import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { LegacyFront } from '../legacy/front.js';
 import type { ModernFront } from '../modern/front.js';
 import { validateModernRequest } from '../modern/validate.js';
 import { parseJsonBody, readBody } from './body.js';
-import { sendBrokerError, sendJsonRpcError } from './errors.js';
+import { sendBrokerError, sendJsonRpcError, toBrokerError } from './errors.js';
 
 /** Request headers a browser client sends to /mcp, for CORS preflights. */
 const MCP_REQUEST_HEADERS =
@@ -109,8 +109,9 @@ export class McpEndpoint {
       if (principal === undefined) return;
       const body = req.method === 'POST' ? parseJsonBody(await readBody(req, this.#options.maxBodyBytes)) : undefined;
       await this.#dispatch(req, res, principal, body);
-    } catch (error) {
-      if (!isBrokerError(error)) throw error;
+    } catch (thrown) {
+      const error = toBrokerError(thrown);
+      if (error === undefined) throw thrown;
       sendBrokerError(res, error, {
         retryAfterSeconds: this.#options.retryAfterSeconds,
         ...(error.kind === 'credential_revoked'

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import * as oauth from 'oauth4webapi';
 
-import { errorMessage, isBrokerError } from '../errors/errors.js';
+import { errorMessage } from '../errors/errors.js';
 import type { PendingAuthorization } from '../store/store.js';
 import type { ResolvedClient } from './clients.js';
 import { OAUTH_PATHS, type OAuthContext } from './context.js';
@@ -166,14 +166,6 @@ export class AuthorizationFlow {
       );
       await this.#proceed(res, { ...pending, userId: user.userId }, client, undefined);
     } catch (error) {
-      if (isBrokerError(error, 'forbidden')) {
-        await this.#finishWithError(res, pending, new OAuthError('access_denied', 'access was refused at the forge'));
-        return;
-      }
-      if (isBrokerError(error, 'bad_request')) {
-        await this.#finishWithError(res, pending, new OAuthError('server_error', 'the forge sign-in failed', { cause: error }));
-        return;
-      }
       await this.#finishWithError(res, pending, error);
     }
   }

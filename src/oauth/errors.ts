@@ -1,4 +1,5 @@
 import { isBrokerError } from '../errors/errors.js';
+import { isForgejoError } from '../forgejo/errors.js';
 
 /** The error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 7591 §3.2.2, RFC 7009 §2.2.1 and RFC 8707 §2. */
 export type OAuthErrorCode =
@@ -58,8 +59,21 @@ export function toOAuthErrorResponse(error: unknown): OAuthErrorResponse {
   };
 }
 
+/** The one mapping of broker and Forgejo failures to OAuth errors. */
 export function toOAuthError(error: unknown): OAuthError {
   if (error instanceof OAuthError) return error;
+  if (isForgejoError(error)) {
+    switch (error.reason) {
+      case 'access_denied':
+        return new OAuthError('access_denied', 'access was refused at the forge', { cause: error });
+      case 'bad_callback':
+      case 'grant_refused':
+        return new OAuthError('server_error', 'the forge sign-in failed', { cause: error });
+      case 'unreachable':
+      case 'bad_response':
+        return new OAuthError('temporarily_unavailable', 'the forge is unavailable; try again shortly', { cause: error });
+    }
+  }
   if (isBrokerError(error, 'unavailable')) {
     return new OAuthError('temporarily_unavailable', 'the forge is unavailable; try again shortly', { cause: error });
   }

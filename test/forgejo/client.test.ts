@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { isBrokerError } from '../../src/errors/errors.js';
+import { isForgejoError } from '../../src/forgejo/errors.js';
 import { ForgejoClient, type ForgejoClientOptions } from '../../src/forgejo/client.js';
 import { ForgejoCredentialManager } from '../../src/forgejo/credentials.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -60,11 +60,11 @@ describe('Forgejo client against the stand-in', () => {
     const issued = forgejo.issueTokens('carol', { scope: 'read:user' });
     await client.refresh(issued.refresh_token);
     // Forgejo >= 9 refuses the older refresh token ("token was already used"); its access token lives on.
-    await assert.rejects(client.refresh(issued.refresh_token), (error) => isBrokerError(error, 'forbidden'));
+    await assert.rejects(client.refresh(issued.refresh_token), (error) => isForgejoError(error, 'grant_refused'));
     assert.equal(await client.accessTokenStatus(issued.access_token), 'live');
     const again = forgejo.issueTokens('carol', { scope: 'read:user' });
     forgejo.deleteGrant('carol');
-    await assert.rejects(client.refresh(again.refresh_token), (error) => isBrokerError(error, 'forbidden'));
+    await assert.rejects(client.refresh(again.refresh_token), (error) => isForgejoError(error, 'grant_refused'));
     assert.equal(await client.accessTokenStatus(again.access_token), 'refused', 'a deleted grant takes its access tokens with it');
   });
 
@@ -72,11 +72,11 @@ describe('Forgejo client against the stand-in', () => {
     const issued = forgejo.issueTokens('carol', { scope: 'read:user' });
     const slow = new ForgejoClient({ ...options(forgejo), refreshTimeoutMs: 50 });
     const held = forgejo.holdNextRefresh();
-    await assert.rejects(slow.refresh(issued.refresh_token), (error) => isBrokerError(error, 'unavailable'));
+    await assert.rejects(slow.refresh(issued.refresh_token), (error) => isForgejoError(error, 'unreachable'));
     await held.abandoned;
     await held.release();
     // Forgejo finished it all the same: the refresh token is spent.
-    await assert.rejects(client.refresh(issued.refresh_token), (error) => isBrokerError(error, 'forbidden'));
+    await assert.rejects(client.refresh(issued.refresh_token), (error) => isForgejoError(error, 'grant_refused'));
   });
 
   it('asks Forgejo about an access token, and says unknown when Forgejo cannot be reached', async () => {
@@ -94,7 +94,7 @@ describe('Forgejo client against the stand-in', () => {
   it('reports a 5xx as unavailable, not as a revocation', async () => {
     const issued = forgejo.issueTokens('carol', { scope: 'read:user' });
     forgejo.failTokenRequests(1, 502);
-    await assert.rejects(client.refresh(issued.refresh_token), (error) => isBrokerError(error, 'unavailable'));
+    await assert.rejects(client.refresh(issued.refresh_token), (error) => isForgejoError(error, 'bad_response'));
     assert.ok((await client.refresh(issued.refresh_token)).accessToken);
   });
 
@@ -106,7 +106,7 @@ describe('Forgejo client against the stand-in', () => {
       scopes: '',
       redirectUri: 'http://127.0.0.1:1/cb',
     });
-    await assert.rejects(nowhere.refresh('r'), (error) => isBrokerError(error, 'unavailable'));
+    await assert.rejects(nowhere.refresh('r'), (error) => isForgejoError(error, 'unreachable'));
   });
 });
 

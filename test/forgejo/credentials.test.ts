@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 
 import { BrokerError, isBrokerError } from '../../src/errors/errors.js';
+import { ForgejoError } from '../../src/forgejo/errors.js';
 import type { AccessTokenStatus } from '../../src/forgejo/client.js';
 import { ForgejoCredentialManager, type ForgejoRefresher, type RefreshOutcome } from '../../src/forgejo/credentials.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -185,7 +186,7 @@ describe('Forgejo credential manager', () => {
     const revoked: string[] = [];
     manager.onCredentialRevoked((userId) => revoked.push(userId));
     now += HOUR - 2 * MINUTE;
-    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    forgejo.answer(() => Promise.reject(new ForgejoError('grant_refused', 'Forgejo refresh refused: unauthorized_client')));
     assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
     assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
     assert.deepEqual(forgejo.calls, ['r1'], 'a refused refresh token is not sent again');
@@ -200,7 +201,7 @@ describe('Forgejo credential manager', () => {
     const credential = await store.credentials.find(alice.userId);
     assert.equal(await store.credentials.markRefreshStarted(alice.userId, credential?.generation ?? 0, now), true);
     now += HOUR - 2 * MINUTE;
-    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    forgejo.answer(() => Promise.reject(new ForgejoError('grant_refused', 'Forgejo refresh refused: unauthorized_client')));
     assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
     assert.deepEqual(forgejo.calls, ['r1']);
     assert.equal((await store.credentials.find(alice.userId))?.revokedAt, null);
@@ -213,7 +214,7 @@ describe('Forgejo credential manager', () => {
     const revoked: string[] = [];
     manager.onCredentialRevoked((userId) => revoked.push(userId));
     now += HOUR - 2 * MINUTE;
-    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: invalid_grant')));
+    forgejo.answer(() => Promise.reject(new ForgejoError('grant_refused', 'Forgejo refresh refused: invalid_grant')));
     forgejo.accessToken = 'refused';
     await assert.rejects(manager.access(alice.userId, 5 * MINUTE), (error) => isBrokerError(error, 'credential_revoked'));
     assert.deepEqual(revoked, [alice.userId]);
@@ -233,7 +234,7 @@ describe('Forgejo credential manager', () => {
     const revoked: string[] = [];
     manager.onCredentialRevoked((userId) => revoked.push(userId));
     now += HOUR - 2 * MINUTE;
-    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    forgejo.answer(() => Promise.reject(new ForgejoError('grant_refused', 'Forgejo refresh refused: unauthorized_client')));
     assert.equal((await manager.access(alice.userId, 5 * MINUTE)).accessToken, 'a1');
     now += 2 * MINUTE;
     await assert.rejects(manager.access(alice.userId, 0), (error) => isBrokerError(error, 'credential_revoked'));
@@ -246,7 +247,7 @@ describe('Forgejo credential manager', () => {
   it('takes a 401 that arrives once the access token expired for the expiry, keeping the user grants', async () => {
     await seedGrant(store, 'g1', now);
     now += HOUR - 2 * MINUTE;
-    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    forgejo.answer(() => Promise.reject(new ForgejoError('grant_refused', 'Forgejo refresh refused: unauthorized_client')));
     forgejo.accessToken = 'refused';
     forgejo.whileChecking = () => {
       now += 2 * MINUTE;
@@ -267,7 +268,7 @@ describe('Forgejo credential manager', () => {
     manager.close();
     manager = createManager(HOUR);
     manager.onRefreshOutcome((outcome) => outcomes.push(outcome));
-    forgejo.answer(() => Promise.reject(new BrokerError('forbidden', 'Forgejo refresh refused: unauthorized_client')));
+    forgejo.answer(() => Promise.reject(new ForgejoError('grant_refused', 'Forgejo refresh refused: unauthorized_client')));
     await manager.access(alice.userId, 5 * MINUTE);
     assert.deepEqual(outcomes, ['ok', 'unknown', 'refused']);
   });
@@ -326,7 +327,7 @@ describe('Forgejo credential manager', () => {
     forgejo.answer(
       () =>
         new Promise<ForgejoTokens>((_, reject) => {
-          refuse = () => reject(new BrokerError('forbidden', 'token was already used'));
+          refuse = () => reject(new ForgejoError('grant_refused', 'token was already used'));
         }),
     );
     const pending = manager.access(alice.userId, 5 * MINUTE);

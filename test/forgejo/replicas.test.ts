@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { BrokerError } from '../../src/errors/errors.js';
+import { ForgejoError } from '../../src/forgejo/errors.js';
 import type { AccessTokenStatus } from '../../src/forgejo/client.js';
 import { ForgejoCredentialManager, type ForgejoRefresher } from '../../src/forgejo/credentials.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -26,7 +26,7 @@ class OneShotForgejo implements ForgejoRefresher {
   async refresh(refreshToken: string): Promise<ForgejoTokens> {
     this.calls++;
     await new Promise((resolve) => setTimeout(resolve, 50));
-    if (this.used.has(refreshToken)) throw new BrokerError('forbidden', 'token was already used');
+    if (this.used.has(refreshToken)) throw new ForgejoError('grant_refused', 'token was already used');
     this.used.add(refreshToken);
     return { accessToken: `access-${this.calls}`, refreshToken: `refresh-${this.calls}`, expiresAt: Date.now() + 3_600_000 };
   }
