@@ -1,6 +1,7 @@
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 
-import { fetchJson, freshnessMs, parseCacheControl, type CimdOptions, type ClientKeySource } from './cimd.js';
+import { freshnessMs, parseCacheControl, type CimdOptions, type ClientKeySource } from './cimd.js';
+import { fetchJson } from './public-fetch.js';
 import { OAuthError } from './errors.js';
 import { sha256Hex } from './tokens.js';
 

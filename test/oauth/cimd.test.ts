@@ -4,7 +4,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
-import { ClientMetadataDocuments, DEFAULT_CIMD_OPTIONS, isPublicAddress } from '../../src/oauth/cimd.js';
+import { ClientMetadataDocuments, DEFAULT_CIMD_OPTIONS } from '../../src/oauth/cimd.js';
+import { isPublicAddress } from '../../src/oauth/public-fetch.js';
 import { OAuthError } from '../../src/oauth/errors.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import {
