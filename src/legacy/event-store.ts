@@ -28,47 +28,50 @@ const DEFAULT_LIMITS: EventStoreLimits = { maxEvents: 256, maxAgeMs: 5 * 60_000,
  * Event ids are `<stream>#<sequence>`, so the stream of any id is known.
  */
 export class SessionEventStore implements EventStore {
-  private seq = 0;
-  private readonly events: StoredEvent[] = [];
-  private bytes = 0;
+  #seq = 0;
+  readonly #events: StoredEvent[] = [];
+  #bytes = 0;
   /** Sizes the bridge knows (a child's line length), keyed by the message the transport will store. */
-  private readonly sizeHints = new WeakMap<JSONRPCMessage, number>();
+  readonly #sizeHints = new WeakMap<JSONRPCMessage, number>();
 
-  constructor(
-    private readonly limits: EventStoreLimits = DEFAULT_LIMITS,
-    private readonly now: () => number = Date.now,
-  ) {}
+  readonly #limits: EventStoreLimits;
+  readonly #now: () => number;
+
+  constructor(limits: EventStoreLimits = DEFAULT_LIMITS, now: () => number = Date.now) {
+    this.#limits = limits;
+    this.#now = now;
+  }
 
   /** Tells the store the size of a message about to be sent, so it is counted as what it is. */
   hintSize(message: JSONRPCMessage, size: number): void {
-    this.sizeHints.set(message, size);
+    this.#sizeHints.set(message, size);
   }
 
   get storedBytes(): number {
-    return this.bytes;
+    return this.#bytes;
   }
 
   storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
-    const seq = ++this.seq;
-    const at = this.now();
-    const size = this.sizeHints.get(message) ?? ASSUMED_EVENT_SIZE;
+    const seq = ++this.#seq;
+    const at = this.#now();
+    const size = this.#sizeHints.get(message) ?? ASSUMED_EVENT_SIZE;
     // Too large to keep: the id is still handed out (the event is sent), replay just skips it.
-    if (size <= this.limits.maxBytes) {
-      this.events.push({ streamId, seq, message, at, size });
-      this.bytes += size;
+    if (size <= this.#limits.maxBytes) {
+      this.#events.push({ streamId, seq, message, at, size });
+      this.#bytes += size;
     }
     let drop = 0;
     let dropped = 0;
-    while (drop < this.events.length) {
-      const oldest = this.events[drop] as StoredEvent;
-      const overLimit = this.events.length - drop > this.limits.maxEvents || this.bytes - dropped > this.limits.maxBytes;
-      if (!overLimit && oldest.at >= at - this.limits.maxAgeMs) break;
+    while (drop < this.#events.length) {
+      const oldest = this.#events[drop] as StoredEvent;
+      const overLimit = this.#events.length - drop > this.#limits.maxEvents || this.#bytes - dropped > this.#limits.maxBytes;
+      if (!overLimit && oldest.at >= at - this.#limits.maxAgeMs) break;
       dropped += oldest.size;
       drop++;
     }
     if (drop > 0) {
-      this.events.splice(0, drop);
-      this.bytes -= dropped;
+      this.#events.splice(0, drop);
+      this.#bytes -= dropped;
     }
     return Promise.resolve(`${streamId}#${seq}`);
   }
@@ -83,7 +86,7 @@ export class SessionEventStore implements EventStore {
   ): Promise<StreamId> {
     const last = parseEventId(lastEventId);
     if (last === undefined) throw new Error('unknown event id');
-    for (const event of this.events) {
+    for (const event of this.#events) {
       // The priming event carries no message; nothing to replay for it.
       if (event.streamId !== last.streamId || event.seq <= last.seq || !('jsonrpc' in event.message)) continue;
       await send(`${event.streamId}#${event.seq}`, event.message);

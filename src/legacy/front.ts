@@ -36,27 +36,31 @@ interface LiveSession {
  * on `initialize` and binds each to the OAuth grant that started it.
  */
 export class LegacyFront {
-  private readonly sessions = new Map<string, LiveSession>();
-  private readonly sessionsByUser = new Map<string, Set<string>>();
+  readonly #sessions = new Map<string, LiveSession>();
+  readonly #sessionsByUser = new Map<string, Set<string>>();
   /** Sessions whose initialize has not succeeded yet: not registered, but stopped with the broker. */
-  private readonly starting = new Set<LegacySession>();
-  private stopped = false;
+  readonly #starting = new Set<LegacySession>();
+  #stopped = false;
 
-  constructor(private readonly options: LegacyFrontOptions) {}
+  readonly #options: LegacyFrontOptions;
+
+  constructor(options: LegacyFrontOptions) {
+    this.#options = options;
+  }
 
   /** Number of live sessions. */
   get active(): number {
-    return this.sessions.size;
+    return this.#sessions.size;
   }
 
   /** Session ids of one user, for tests and metrics. */
   sessionIdsOf(userId: string): string[] {
-    return [...(this.sessionsByUser.get(userId) ?? [])];
+    return [...(this.#sessionsByUser.get(userId) ?? [])];
   }
 
   /** A live session, for tests. */
   sessionOf(sessionId: string): LegacySession | undefined {
-    return this.sessions.get(sessionId)?.session;
+    return this.#sessions.get(sessionId)?.session;
   }
 
   /**
@@ -64,17 +68,17 @@ export class LegacyFront {
    * Throws a BrokerError for every refusal; the HTTP layer renders it.
    */
   async handle(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
-    if (this.stopped) throw new BrokerError('unavailable', 'The broker is shutting down');
+    if (this.#stopped) throw new BrokerError('unavailable', 'The broker is shutting down');
     const header = req.headers[SESSION_ID_HEADER];
     const sessionId = Array.isArray(header) ? header[0] : header;
     if (sessionId === undefined || sessionId === '') {
       if (req.method === 'POST' && isInitializeRequest(body)) {
-        await this.startSession(req, res, principal, body);
+        await this.#startSession(req, res, principal, body);
         return;
       }
       throw new BrokerError('bad_request', 'Bad Request: Mcp-Session-Id header is required; start a session with initialize');
     }
-    const live = this.sessions.get(sessionId);
+    const live = this.#sessions.get(sessionId);
     if (live === undefined) throw new BrokerError('not_found', 'Session not found');
     if (live.grantId !== principal.grantId || live.userId !== principal.userId) {
       throw new BrokerError('forbidden', 'This session belongs to a different token');
@@ -88,15 +92,15 @@ export class LegacyFront {
 
   /** Ends a session, as DELETE would. */
   async end(sessionId: string, reason: string): Promise<void> {
-    await this.sessions.get(sessionId)?.session.close(reason);
+    await this.#sessions.get(sessionId)?.session.close(reason);
   }
 
   /** Ends every session and refuses new ones. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.#stopped = true;
     await Promise.all([
-      ...[...this.starting].map((session) => session.close('broker_stopping')),
-      ...[...this.sessions.keys()].map((sessionId) => this.end(sessionId, 'broker_stopping')),
+      ...[...this.#starting].map((session) => session.close('broker_stopping')),
+      ...[...this.#sessions.keys()].map((sessionId) => this.end(sessionId, 'broker_stopping')),
     ]);
   }
 
@@ -108,58 +112,58 @@ export class LegacyFront {
    * the pool. The Forgejo token is read first, so a credential Forgejo
    * refused is a 401 before the transport runs.
    */
-  private async startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
+  async #startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
     const sessionId = newSessionId();
-    const lease = await this.options.pool.reserve(principal, sessionId);
-    if (this.stopped) {
+    const lease = await this.#options.pool.reserve(principal, sessionId);
+    if (this.#stopped) {
       lease.release();
       throw new BrokerError('unavailable', 'The broker is shutting down');
     }
-    const log = this.options.log.child({ sessionId, user: principal.forgejoLogin });
+    const log = this.#options.log.child({ sessionId, user: principal.forgejoLogin });
     let registered = false;
     const session: LegacySession = new LegacySession({
       sessionId,
       log,
       openChannel: (handlers) => lease.open({ log, ...handlers }),
       onInitialized: () => {
-        this.starting.delete(session);
+        this.#starting.delete(session);
         lease.commit();
-        this.register({ session, lease, userId: principal.userId, grantId: principal.grantId, initTimer });
+        this.#register({ session, lease, userId: principal.userId, grantId: principal.grantId, initTimer });
         registered = true;
         log.info({ event: 'session_started', clientId: principal.clientId, pid: session.channel.child.pid }, 'session started');
-        this.options.events?.sessionStarted('legacy');
+        this.#options.events?.sessionStarted('legacy');
       },
       onClosed: (reason) => {
         clearTimeout(initTimer);
-        this.starting.delete(session);
+        this.#starting.delete(session);
         lease.release();
         if (!registered) return;
-        this.remove(sessionId, principal.userId);
-        this.options.events?.sessionEnded('legacy', reason);
+        this.#remove(sessionId, principal.userId);
+        this.#options.events?.sessionEnded('legacy', reason);
       },
     });
     // Covers the whole start: a child that never answers the initialize, a client that never comes back.
-    const initTimer = setTimeout(() => void session.close('init_timeout'), this.options.initTimeoutMs);
+    const initTimer = setTimeout(() => void session.close('init_timeout'), this.#options.initTimeoutMs);
     initTimer.unref();
-    this.starting.add(session);
+    this.#starting.add(session);
     await session.handle(req, res, body);
     // The transport answered the request itself (406, 415, 400, …): nothing was started.
     if (!session.accepted) await session.close('initialize_rejected');
   }
 
-  private register(live: LiveSession): void {
+  #register(live: LiveSession): void {
     const sessionId = live.session.sessionId;
-    this.sessions.set(sessionId, live);
-    let ofUser = this.sessionsByUser.get(live.userId);
-    if (ofUser === undefined) this.sessionsByUser.set(live.userId, (ofUser = new Set()));
+    this.#sessions.set(sessionId, live);
+    let ofUser = this.#sessionsByUser.get(live.userId);
+    if (ofUser === undefined) this.#sessionsByUser.set(live.userId, (ofUser = new Set()));
     ofUser.add(sessionId);
   }
 
-  private remove(sessionId: string, userId: string): void {
-    if (!this.sessions.delete(sessionId)) return;
-    const ofUser = this.sessionsByUser.get(userId);
+  #remove(sessionId: string, userId: string): void {
+    if (!this.#sessions.delete(sessionId)) return;
+    const ofUser = this.#sessionsByUser.get(userId);
     ofUser?.delete(sessionId);
-    if (ofUser?.size === 0) this.sessionsByUser.delete(userId);
+    if (ofUser?.size === 0) this.#sessionsByUser.delete(userId);
   }
 }
 

@@ -43,9 +43,9 @@ export interface LegacySessionOptions {
 export class LegacySession {
   readonly transport: WebStandardStreamableHTTPServerTransport;
   /** Set once the transport accepted the initialize and the child started. */
-  private started: ChildChannel | undefined;
+  #started: ChildChannel | undefined;
   /** Why the child could not be started; the initialize is answered with it. */
-  private startFailure: unknown;
+  #startFailure: unknown;
   /** The SSE events kept for resumption (exposed for inspection). */
   readonly events = new SessionEventStore();
   /**
@@ -54,7 +54,7 @@ export class LegacySession {
    * having the SSE priming event but not yet the answer, waits a timer (>= 1 ms) for a
    * second chunk to compute a Content-Length, on every POST.
    */
-  private readonly listener = getRequestListener(
+  readonly #listener = getRequestListener(
     async (request, env: { incoming: object }) => {
       const response = await this.transport.handleRequest(request, { parsedBody: parsedBodies.get(env.incoming) });
       if (response.body !== null && !response.headers.has('content-length')) response.headers.set('transfer-encoding', 'chunked');
@@ -62,14 +62,17 @@ export class LegacySession {
     },
     { overrideGlobalObjects: false },
   );
-  private outbound: Promise<void> = Promise.resolve();
-  private closing: Promise<void> | undefined;
+  #outbound: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | undefined;
 
-  constructor(private readonly options: LegacySessionOptions) {
+  readonly #options: LegacySessionOptions;
+
+  constructor(options: LegacySessionOptions) {
+    this.#options = options;
     this.transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => options.sessionId,
       // Awaited by the transport after its checks and before it passes the initialize on.
-      onsessioninitialized: () => this.startChannel(),
+      onsessioninitialized: () => this.#startChannel(),
       // Resumability: every SSE event gets an id, and Last-Event-ID replays what a lost stream missed.
       eventStore: this.events,
       retryInterval: SSE_RETRY_MS,
@@ -77,70 +80,70 @@ export class LegacySession {
         void this.close('client_delete');
       },
     });
-    this.transport.onmessage = (message) => this.fromClient(message);
+    this.transport.onmessage = (message) => this.#fromClient(message);
     this.transport.onerror = (error) => options.log.debug({ event: 'transport_error', err: errorMessage(error) });
   }
 
   get sessionId(): string {
-    return this.options.sessionId;
+    return this.#options.sessionId;
   }
 
   /** The session's channel to its child; a registered session always has one. */
   get channel(): ChildChannel {
-    if (this.started === undefined) throw new Error(`session ${this.options.sessionId} has no child yet`);
-    return this.started;
+    if (this.#started === undefined) throw new Error(`session ${this.#options.sessionId} has no child yet`);
+    return this.#started;
   }
 
   /** Whether the transport accepted the initialize (and a child was started for it). */
   get accepted(): boolean {
-    return this.started !== undefined || this.startFailure !== undefined;
+    return this.#started !== undefined || this.#startFailure !== undefined;
   }
 
   get closed(): boolean {
-    return this.closing !== undefined;
+    return this.#closing !== undefined;
   }
 
   /** Serves one HTTP request of this session. */
   async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
     if (parsedBody !== undefined) parsedBodies.set(req, parsedBody);
-    await this.listener(req, res);
+    await this.#listener(req, res);
   }
 
   /** Ends the session: waiting requests get an error, the child stops, the client's streams end. */
   close(reason: string): Promise<void> {
-    this.closing ??= Promise.resolve().then(async () => {
+    this.#closing ??= Promise.resolve().then(async () => {
       // A request the transport refused never was a session: not worth an info line each.
-      this.options.log[this.accepted ? 'info' : 'debug']({ event: 'session_closed', reason }, 'session closed');
-      this.options.onClosed(reason);
-      await this.started?.close(reason);
-      await this.outbound;
+      this.#options.log[this.accepted ? 'info' : 'debug']({ event: 'session_closed', reason }, 'session closed');
+      this.#options.onClosed(reason);
+      await this.#started?.close(reason);
+      await this.#outbound;
       await this.transport.close();
     });
-    return this.closing;
+    return this.#closing;
   }
 
-  private async startChannel(): Promise<void> {
+  async #startChannel(): Promise<void> {
     try {
-      this.started = await this.options.openChannel({
+      this.#started = await this.#options.openChannel({
         onEnded: (reason) => void this.close(reason),
         // Not tied to a request: the GET stream, if the client opened one.
-        onUnrelated: (message) => this.toClient(message, undefined),
+        onUnrelated: (message) => this.#toClient(message, undefined),
       });
     } catch (error) {
-      this.startFailure = error;
+      this.#startFailure = error;
       return;
     }
     // Ended while the child started (the broker stopping, the init timeout): the child goes too.
-    if (this.closed) await this.started.close('session_closed');
+    if (this.closed) await this.#started.close('session_closed');
   }
 
-  private fromClient(message: JSONRPCMessage): void {
-    const channel = this.started;
+  #fromClient(message: JSONRPCMessage): void {
+    const channel = this.#started;
     if (channel === undefined) {
       // Only the initialize gets here without a channel: its child did not start.
-      this.options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.startFailure) }, 'could not start the MCP server');
+      this.#options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.#startFailure) }, 'could not start the MCP server');
       if (isJSONRPCRequest(message)) {
-        this.toClient(
+        this.#toClient(
           { jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.internalError, message: 'The MCP server could not be started' } },
           undefined,
         );
@@ -152,13 +155,13 @@ export class LegacySession {
       const clientId = message.id;
       const initialize = message.method === 'initialize';
       channel.request(message, {
-        notify: (notification) => this.toClient(notification, clientId),
-        serverRequest: (request) => this.toClient(request, clientId),
+        notify: (notification) => this.#toClient(notification, clientId),
+        serverRequest: (request) => this.#toClient(request, clientId),
         respond: (response, lineLength) => {
           if (lineLength !== undefined) this.events.hintSize(response, lineLength);
           const initialized = initialize && isJSONRPCResultResponse(response);
-          if (initialized) this.options.onInitialized();
-          this.toClient(response, undefined);
+          if (initialized) this.#options.onInitialized();
+          this.#toClient(response, undefined);
           // A session exists only once its initialize succeeded; the client got the error and nothing stays.
           if (initialize && !initialized) void this.close('initialize_failed');
         },
@@ -175,17 +178,17 @@ export class LegacySession {
       return;
     }
     if (!channel.answer(message as ClientResponse)) {
-      this.options.log.debug({ event: 'client_response_unmatched' }, 'client answered an unknown server request; dropped');
+      this.#options.log.debug({ event: 'client_response_unmatched' }, 'client answered an unknown server request; dropped');
     }
   }
 
-  private toClient(message: JSONRPCMessage, relatedRequestId: RequestId | undefined): void {
+  #toClient(message: JSONRPCMessage, relatedRequestId: RequestId | undefined): void {
     // Chained so messages leave in the order the child sent them.
-    this.outbound = this.outbound.then(async () => {
+    this.#outbound = this.#outbound.then(async () => {
       try {
         await this.transport.send(message, relatedRequestId === undefined ? undefined : { relatedRequestId });
       } catch (error) {
-        this.options.log.debug({ event: 'client_send_failed', err: errorMessage(error) }, 'message for the client could not be delivered');
+        this.#options.log.debug({ event: 'client_send_failed', err: errorMessage(error) }, 'message for the client could not be delivered');
       }
     });
   }

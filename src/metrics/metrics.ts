@@ -23,49 +23,49 @@ export interface SessionGauges {
  */
 export class BrokerMetrics implements SessionEvents {
   readonly registry = new Registry();
-  private readonly started: Counter<'era'>;
-  private readonly ended: Counter<'era' | 'reason'>;
-  private readonly rotations: Counter<'result'>;
-  private readonly httpResponses: Counter<'route' | 'status'>;
-  private readonly forgejoRefreshes: Counter<'outcome'>;
-  private readonly childLogSuppressed: Counter;
+  readonly #started: Counter<'era'>;
+  readonly #ended: Counter<'era' | 'reason'>;
+  readonly #rotations: Counter<'result'>;
+  readonly #httpResponses: Counter<'route' | 'status'>;
+  readonly #forgejoRefreshes: Counter<'outcome'>;
+  readonly #childLogSuppressed: Counter;
 
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'forgejo_mcp_broker_' });
-    this.started = new Counter({
+    this.#started = new Counter({
       name: 'forgejo_mcp_broker_sessions_started_total',
       help: 'MCP sessions (legacy) and per-user channels (modern) started',
       labelNames: ['era'],
       registers,
     });
-    this.ended = new Counter({
+    this.#ended = new Counter({
       name: 'forgejo_mcp_broker_sessions_ended_total',
       help: 'Sessions and channels ended, by reason',
       labelNames: ['era', 'reason'],
       registers,
     });
-    this.rotations = new Counter({
+    this.#rotations = new Counter({
       name: 'forgejo_mcp_broker_rotations_total',
       help: 'Moves of a session to a child with a new Forgejo token, by result',
       labelNames: ['result'],
       registers,
     });
-    this.httpResponses = new Counter({
+    this.#httpResponses = new Counter({
       name: 'forgejo_mcp_broker_http_responses_total',
       help: 'HTTP responses, by route group and status',
       labelNames: ['route', 'status'],
       registers,
     });
-    this.forgejoRefreshes = new Counter({
+    this.#forgejoRefreshes = new Counter({
       name: 'forgejo_mcp_broker_forgejo_refreshes_total',
       help: 'Refreshes of Forgejo tokens sent to Forgejo, by outcome: ok, refused (the refresh token), unknown (no usable answer)',
       labelNames: ['outcome'],
       registers,
     });
     // Every outcome is exported from the start, so a rate over it is defined before the first refresh.
-    for (const outcome of ['ok', 'refused', 'unknown'] satisfies RefreshOutcome[]) this.forgejoRefreshes.inc({ outcome }, 0);
-    this.childLogSuppressed = new Counter({
+    for (const outcome of ['ok', 'refused', 'unknown'] satisfies RefreshOutcome[]) this.#forgejoRefreshes.inc({ outcome }, 0);
+    this.#childLogSuppressed = new Counter({
       name: 'forgejo_mcp_broker_child_log_lines_suppressed_total',
       help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written",
       registers,
@@ -102,27 +102,27 @@ export class BrokerMetrics implements SessionEvents {
   }
 
   sessionStarted(era: 'legacy' | 'modern'): void {
-    this.started.inc({ era });
+    this.#started.inc({ era });
   }
 
   sessionEnded(era: 'legacy' | 'modern', reason: string): void {
-    this.ended.inc({ era, reason });
+    this.#ended.inc({ era, reason });
   }
 
   rotation(result: 'moved' | 'failed' | 'revoked'): void {
-    this.rotations.inc({ result });
+    this.#rotations.inc({ result });
   }
 
   forgejoRefresh(outcome: RefreshOutcome): void {
-    this.forgejoRefreshes.inc({ outcome });
+    this.#forgejoRefreshes.inc({ outcome });
   }
 
   httpResponse(route: string, status: number): void {
-    this.httpResponses.inc({ route, status: String(status) });
+    this.#httpResponses.inc({ route, status: String(status) });
   }
 
   childLogLinesSuppressed(lines: number): void {
-    this.childLogSuppressed.inc(lines);
+    this.#childLogSuppressed.inc(lines);
   }
 
   /** The exposition, for GET /metrics. */

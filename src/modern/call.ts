@@ -39,30 +39,34 @@ export class ModernCall implements RequestSink {
   /** The child's requests the client has not answered yet, by input key. */
   readonly waiting = new Map<string, JSONRPCRequest>();
   expiry: NodeJS.Timeout | undefined;
-  private gathering: NodeJS.Timeout | undefined;
-  private writer: ResponseWriter | undefined;
-  private round: Round | undefined;
+  #gathering: NodeJS.Timeout | undefined;
+  #writer: ResponseWriter | undefined;
+  #round: Round | undefined;
   /** The child's answer, when it came while no round was attached. */
-  private final: ClientResponse | undefined;
+  #final: ClientResponse | undefined;
+
+  readonly #host: CallHost;
 
   constructor(
-    private readonly host: CallHost,
+    host: CallHost,
     readonly user: UserChannel,
     readonly request: JSONRPCRequest,
     /** Who asked: only the same user, through the same client and grant, may complete it. */
     readonly principal: Principal,
-  ) {}
+  ) {
+    this.#host = host;
+  }
 
   attach(writer: ResponseWriter, round: Round): void {
-    this.writer = writer;
-    this.round = round;
-    if (this.final !== undefined) this.respond(this.final);
-    else if (this.waiting.size > 0) this.host.park(this, round.clientId, this.detach());
+    this.#writer = writer;
+    this.#round = round;
+    if (this.#final !== undefined) this.respond(this.#final);
+    else if (this.waiting.size > 0) this.#host.park(this, round.clientId, this.#detach());
   }
 
   notify(notification: JSONRPCNotification): void {
-    const round = this.round;
-    if (this.writer === undefined || round === undefined) return;
+    const round = this.#round;
+    if (this.#writer === undefined || round === undefined) return;
     if (notification.method === 'notifications/message') {
       const level = (notification.params as { level?: LoggingLevel } | undefined)?.level;
       // Logs only for a request that asked for them, at its level or above.
@@ -72,7 +76,7 @@ export class ModernCall implements RequestSink {
       if (round.progressToken === undefined) return;
       notification = { ...notification, params: { ...notification.params, progressToken: round.progressToken } };
     }
-    this.writer.event(notification);
+    this.#writer.event(notification);
   }
 
   serverRequest(request: JSONRPCRequest): void {
@@ -90,7 +94,7 @@ export class ModernCall implements RequestSink {
       this.user.channel.refuseServerRequest(brokerId, JsonRpcCode.methodNotFound, `${request.method} has no modern-era equivalent`);
       return;
     }
-    if (!declares(this.round?.capabilities ?? {}, required)) {
+    if (!declares(this.#round?.capabilities ?? {}, required)) {
       // The request cannot be served for this client: it fails as a whole, and the child stops working on it.
       const message = `The server needs the client capability ${JSON.stringify(required)} for ${request.method}`;
       this.user.channel.refuseServerRequest(brokerId, JsonRpcCode.missingRequiredClientCapability, message);
@@ -103,34 +107,34 @@ export class ModernCall implements RequestSink {
       return;
     }
     this.waiting.set(`input-${brokerId}`, request);
-    this.gather();
+    this.#gather();
   }
 
   /** Parks after a short wait, so inputs the child asks for together go out together. */
-  private gather(): void {
-    if (this.gathering !== undefined || this.writer === undefined) return;
-    this.gathering = setTimeout(() => {
-      this.gathering = undefined;
-      if (this.writer !== undefined && this.round !== undefined && this.waiting.size > 0)
-        this.host.park(this, this.round.clientId, this.detach());
+  #gather(): void {
+    if (this.#gathering !== undefined || this.#writer === undefined) return;
+    this.#gathering = setTimeout(() => {
+      this.#gathering = undefined;
+      if (this.#writer !== undefined && this.#round !== undefined && this.waiting.size > 0)
+        this.#host.park(this, this.#round.clientId, this.#detach());
     }, INPUT_GATHER_MS);
   }
 
   respond(response: ClientResponse): void {
-    const writer = this.writer;
-    const round = this.round;
+    const writer = this.#writer;
+    const round = this.#round;
     if (writer === undefined || round === undefined) {
-      this.final = response;
+      this.#final = response;
       return;
     }
-    this.detach();
-    const answer = this.host.stamp({ ...response, id: round.clientId }, this.request.method);
+    this.#detach();
+    const answer = this.#host.stamp({ ...response, id: round.clientId }, this.request.method);
     writer.final(answer, 'error' in answer ? httpStatusOf(answer.error.code) : 200);
   }
 
   /** The client closed the response stream: that is the cancellation signal. */
   clientGone(): void {
-    this.writer = undefined;
+    this.#writer = undefined;
     this.abandon('the client closed the response stream');
   }
 
@@ -145,9 +149,9 @@ export class ModernCall implements RequestSink {
     );
   }
 
-  private detach(): ResponseWriter {
-    const writer = this.writer as ResponseWriter;
-    this.writer = undefined;
+  #detach(): ResponseWriter {
+    const writer = this.#writer as ResponseWriter;
+    this.#writer = undefined;
     return writer;
   }
 }

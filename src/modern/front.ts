@@ -66,12 +66,15 @@ const DEFAULT_CACHE_HINTS = { ttlMs: 0, cacheScope: 'private' };
  * child's change notifications.
  */
 export class ModernFront implements CallHost {
-  private readonly parked = new Map<string, ModernCall>();
-  private readonly states = new RequestStateCodec();
-  private readonly users: UserChannels;
+  readonly #parked = new Map<string, ModernCall>();
+  readonly #states = new RequestStateCodec();
+  readonly #users: UserChannels;
 
-  constructor(private readonly options: ModernFrontOptions) {
-    this.users = new UserChannels({
+  readonly #options: ModernFrontOptions;
+
+  constructor(options: ModernFrontOptions) {
+    this.#options = options;
+    this.#users = new UserChannels({
       pool: options.pool,
       log: options.log,
       ...(options.events === undefined ? {} : { events: options.events }),
@@ -80,24 +83,24 @@ export class ModernFront implements CallHost {
 
   /** Number of users with a live channel. */
   get activeUserChannels(): number {
-    return this.users.active;
+    return this.#users.active;
   }
 
   /** Ends every user's channel and refuses new requests. */
   stop(): Promise<void> {
-    return this.users.stop();
+    return this.#users.stop();
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, principal: Principal, message: JSONRPCRequest): Promise<void> {
     const meta = (message.params?._meta ?? {}) as Record<string, unknown>;
     const clientInfo = (meta[CLIENT_INFO_META_KEY] as Implementation | undefined) ?? { name: 'unknown-client', version: '0' };
-    const user = await this.users.of(principal, clientInfo);
+    const user = await this.#users.of(principal, clientInfo);
     switch (message.method) {
       case 'server/discover':
-        this.discover(res, user, message.id);
+        this.#discover(res, user, message.id);
         return;
       case 'subscriptions/listen':
-        await this.listen(res, user, message);
+        await this.#listen(res, user, message);
         return;
     }
     const capabilities = (meta[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined) ?? {};
@@ -112,11 +115,11 @@ export class ModernFront implements CallHost {
       progressToken: (meta.progressToken as string | number | undefined) ?? undefined,
     };
     if (typeof requestState === 'string') {
-      this.resume(res, principal, message, requestState, round);
+      this.#resume(res, principal, message, requestState, round);
       return;
     }
     if (message.method === 'tools/call') {
-      const mismatch = await this.paramHeaderProblem(req, user, message);
+      const mismatch = await this.#paramHeaderProblem(req, user, message);
       if (mismatch !== undefined) {
         new ResponseWriter(res, () => undefined).final(
           { jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.headerMismatch, message: `Header mismatch: ${mismatch}` } },
@@ -126,13 +129,13 @@ export class ModernFront implements CallHost {
       }
     }
     const call = new ModernCall(this, user, message, principal);
-    call.attach(this.writerFor(res, call), round);
+    call.attach(this.#writerFor(res, call), round);
     // The retry fields belong to the broker; the child only ever sees the original request.
     call.handle = user.channel.request(withoutRetryFields(message), call);
   }
 
   /** Checks `Mcp-Param-*` headers against the arguments, for tools whose schema declares `x-mcp-header`. */
-  private async paramHeaderProblem(req: IncomingMessage, user: UserChannel, message: JSONRPCRequest): Promise<string | undefined> {
+  async #paramHeaderProblem(req: IncomingMessage, user: UserChannel, message: JSONRPCRequest): Promise<string | undefined> {
     const params = message.params as { name?: unknown; arguments?: unknown } | undefined;
     const hasParamHeaders = Object.keys(req.headers).some((name) => name.startsWith('mcp-param-'));
     const tools = await user.toolsOf();
@@ -143,9 +146,9 @@ export class ModernFront implements CallHost {
   }
 
   /** A retry carrying input responses: hand them to the child, then wait on the same call. */
-  private resume(res: ServerResponse, principal: Principal, message: JSONRPCRequest, state: string, round: Round): void {
-    const claims = this.states.decode(state, Date.now());
-    const call = claims === undefined ? undefined : this.parked.get(claims.parkedId);
+  #resume(res: ServerResponse, principal: Principal, message: JSONRPCRequest, state: string, round: Round): void {
+    const claims = this.#states.decode(state, Date.now());
+    const call = claims === undefined ? undefined : this.#parked.get(claims.parkedId);
     if (claims === undefined || call === undefined || !sameCaller(claims, principal) || claims.request !== requestKey(message)) {
       new ResponseWriter(res, () => undefined).final({
         jsonrpc: '2.0',
@@ -157,7 +160,7 @@ export class ModernFront implements CallHost {
       });
       return;
     }
-    this.unpark(call);
+    this.#unpark(call);
     const responses = (message.params as { inputResponses?: Record<string, unknown> } | undefined)?.inputResponses ?? {};
     for (const [key, result] of Object.entries(responses)) {
       const waiting = call.waiting.get(key);
@@ -165,19 +168,19 @@ export class ModernFront implements CallHost {
       call.waiting.delete(key);
       call.user.channel.answer({ jsonrpc: '2.0', id: waiting.id, result: result as Record<string, unknown> });
     }
-    call.attach(this.writerFor(res, call), round);
+    call.attach(this.#writerFor(res, call), round);
   }
 
-  private writerFor(res: ServerResponse, call: ModernCall): ResponseWriter {
+  #writerFor(res: ServerResponse, call: ModernCall): ResponseWriter {
     return new ResponseWriter(res, () => call.clientGone());
   }
 
   /** Answers a round with an input-required result and parks the call until the retry. */
   park(call: ModernCall, clientId: RequestId, writer: ResponseWriter): void {
     const parkedId = call.parkedId;
-    const expiresAt = Date.now() + this.options.inputTimeoutMs;
+    const expiresAt = Date.now() + this.#options.inputTimeoutMs;
     const caller = call.principal;
-    const requestState = this.states.encode({
+    const requestState = this.#states.encode({
       userId: caller.userId,
       clientId: caller.clientId,
       grantId: caller.grantId,
@@ -190,17 +193,17 @@ export class ModernFront implements CallHost {
       id: clientId,
       result: { resultType: 'input_required', inputRequests: call.inputRequests(), requestState },
     });
-    this.parked.set(parkedId, call);
+    this.#parked.set(parkedId, call);
     call.expiry = setTimeout(() => {
       // The client never came back: the child stops waiting too.
-      this.parked.delete(parkedId);
+      this.#parked.delete(parkedId);
       call.abandon('the client did not provide the requested input in time');
-    }, this.options.inputTimeoutMs);
+    }, this.#options.inputTimeoutMs);
     call.expiry.unref();
   }
 
-  private unpark(call: ModernCall): void {
-    this.parked.delete(call.parkedId);
+  #unpark(call: ModernCall): void {
+    this.#parked.delete(call.parkedId);
     if (call.expiry !== undefined) clearTimeout(call.expiry);
     call.expiry = undefined;
   }
@@ -214,24 +217,24 @@ export class ModernFront implements CallHost {
       ...(CACHEABLE.has(method) ? DEFAULT_CACHE_HINTS : {}),
       ...result,
       resultType: result.resultType ?? 'complete',
-      _meta: { ...meta, [SERVER_INFO_META_KEY]: meta[SERVER_INFO_META_KEY] ?? this.options.serverInfo },
+      _meta: { ...meta, [SERVER_INFO_META_KEY]: meta[SERVER_INFO_META_KEY] ?? this.#options.serverInfo },
     };
     return { ...response, result: stamped };
   }
 
-  private discover(res: ServerResponse, user: UserChannel, id: RequestId): void {
+  #discover(res: ServerResponse, user: UserChannel, id: RequestId): void {
     const result: Record<string, unknown> = {
       resultType: 'complete',
       ...DEFAULT_CACHE_HINTS,
       supportedVersions: ALL_VERSIONS,
       capabilities: user.server.capabilities,
-      _meta: { [SERVER_INFO_META_KEY]: this.options.serverInfo },
+      _meta: { [SERVER_INFO_META_KEY]: this.#options.serverInfo },
     };
     if (user.server.instructions !== undefined) result.instructions = user.server.instructions;
     new ResponseWriter(res, () => undefined).final({ jsonrpc: '2.0', id, result });
   }
 
-  private async listen(res: ServerResponse, user: UserChannel, message: JSONRPCRequest): Promise<void> {
+  async #listen(res: ServerResponse, user: UserChannel, message: JSONRPCRequest): Promise<void> {
     const requested = ((message.params as { notifications?: Record<string, unknown> } | undefined)?.notifications ?? {}) as {
       toolsListChanged?: boolean;
       promptsListChanged?: boolean;
@@ -272,7 +275,7 @@ export class ModernFront implements CallHost {
       deliver: (notification) => writer.event(withMeta(notification, subscription)),
       end: () => writer.final({ jsonrpc: '2.0', id: message.id, result: { resultType: 'complete', _meta: subscription } }),
     };
-    writer.openStream(this.options.keepAliveMs);
+    writer.openStream(this.#options.keepAliveMs);
     writer.event({
       jsonrpc: '2.0',
       method: 'notifications/subscriptions/acknowledged',

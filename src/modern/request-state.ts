@@ -21,20 +21,20 @@ export interface RequestStateClaims {
  * only in this process (the parked calls it points to live there too).
  */
 export class RequestStateCodec {
-  private readonly key = randomBytes(32);
+  readonly #key = randomBytes(32);
 
   encode(claims: RequestStateClaims): string {
     const payload = Buffer.from(
       JSON.stringify([claims.userId, claims.clientId, claims.grantId, claims.parkedId, claims.request, claims.expiresAt]),
     ).toString('base64url');
-    return `${payload}.${this.sign(payload)}`;
+    return `${payload}.${this.#sign(payload)}`;
   }
 
   /** The claims, if the state is authentic and unexpired; undefined otherwise. */
   decode(state: string, now: number): RequestStateClaims | undefined {
     const [payload, signature, ...rest] = state.split('.');
     if (payload === undefined || signature === undefined || rest.length > 0) return undefined;
-    const expected = Buffer.from(this.sign(payload));
+    const expected = Buffer.from(this.#sign(payload));
     const given = Buffer.from(signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
     let fields: unknown;
@@ -51,7 +51,7 @@ export class RequestStateCodec {
     return { userId, clientId, grantId, parkedId, request, expiresAt };
   }
 
-  private sign(payload: string): string {
-    return createHmac('sha256', this.key).update(payload).digest('base64url');
+  #sign(payload: string): string {
+    return createHmac('sha256', this.#key).update(payload).digest('base64url');
   }
 }

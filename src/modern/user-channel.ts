@@ -32,37 +32,41 @@ export const LOG_SEVERITY: Record<LoggingLevel, number> = {
  * tools, its log level, resource subscriptions, change listeners).
  */
 export class UserChannel {
-  private readonly listeners = new Set<ChangeListener>();
+  readonly #listeners = new Set<ChangeListener>();
   /** Resource URIs subscribed at the child, with how many listeners want each. */
-  private readonly resourceRefs = new Map<string, number>();
+  readonly #resourceRefs = new Map<string, number>();
   /** The level set at the child, if any; requests asking for a lower one lower it. */
-  private logLevel: LoggingLevel | undefined;
+  #logLevel: LoggingLevel | undefined;
   /** The child's tools by name, fetched on first need and dropped when the child says they changed. */
-  private tools: Promise<Map<string, Tool>> | undefined;
+  #tools: Promise<Map<string, Tool>> | undefined;
+
+  readonly #lease: ChannelLease;
 
   constructor(
     readonly channel: ChildChannel,
     /** The child's answer to the broker's initialize. */
     readonly server: InitializeResult,
-    private readonly lease: ChannelLease,
-  ) {}
+    lease: ChannelLease,
+  ) {
+    this.#lease = lease;
+  }
 
   /** Whether a listen stream is open: the channel is in use though no request is in flight. */
   get listening(): boolean {
-    return this.listeners.size > 0;
+    return this.#listeners.size > 0;
   }
 
   /** A request of this user arrived (the idle reaper's clock). */
   touch(): void {
-    this.lease.touch();
+    this.#lease.touch();
   }
 
   addListener(listener: ChangeListener): void {
-    this.listeners.add(listener);
+    this.#listeners.add(listener);
   }
 
   removeListener(listener: ChangeListener): void {
-    this.listeners.delete(listener);
+    this.#listeners.delete(listener);
   }
 
   /** A message of the child that belongs to no modern request: a change notification for the listeners, or a request nobody can answer. */
@@ -71,18 +75,18 @@ export class UserChannel {
       this.channel.refuseServerRequest(message.id as number, JsonRpcCode.methodNotFound, 'No modern request is waiting for input');
       return;
     }
-    if (message.method === 'notifications/tools/list_changed') this.tools = undefined;
-    for (const listener of this.listeners) if (listener.wants(message)) listener.deliver(message);
+    if (message.method === 'notifications/tools/list_changed') this.#tools = undefined;
+    for (const listener of this.#listeners) if (listener.wants(message)) listener.deliver(message);
   }
 
   /** The channel ended: every listen stream ends with it. */
   ended(): void {
-    for (const listener of this.listeners) listener.end();
+    for (const listener of this.#listeners) listener.end();
   }
 
   /** The child's tools, listed once (all pages) and kept until the child announces a change. */
   toolsOf(): Promise<Map<string, Tool>> {
-    this.tools ??= (async () => {
+    this.#tools ??= (async () => {
       const tools = new Map<string, Tool>();
       let cursor: string | undefined;
       do {
@@ -94,32 +98,32 @@ export class UserChannel {
       } while (cursor !== undefined);
       return tools;
     })();
-    return this.tools;
+    return this.#tools;
   }
 
   /** Lowers the child's log level when a request asks for more detail than it sends now. */
   async ensureLogLevel(level: LoggingLevel): Promise<void> {
     if (this.server.capabilities.logging === undefined) return;
-    if (this.logLevel !== undefined && LOG_SEVERITY[this.logLevel] <= LOG_SEVERITY[level]) return;
-    this.logLevel = level;
+    if (this.#logLevel !== undefined && LOG_SEVERITY[this.#logLevel] <= LOG_SEVERITY[level]) return;
+    this.#logLevel = level;
     await this.channel.call('logging/setLevel', { level });
   }
 
   /** Counts one more listener for a resource, subscribing at the child on the first. */
   async subscribeResource(uri: string): Promise<void> {
-    const count = this.resourceRefs.get(uri) ?? 0;
-    this.resourceRefs.set(uri, count + 1);
+    const count = this.#resourceRefs.get(uri) ?? 0;
+    this.#resourceRefs.set(uri, count + 1);
     if (count === 0) await this.channel.call('resources/subscribe', { uri });
   }
 
   /** Counts one listener less, unsubscribing at the child after the last. */
   async unsubscribeResource(uri: string): Promise<void> {
-    const count = (this.resourceRefs.get(uri) ?? 1) - 1;
+    const count = (this.#resourceRefs.get(uri) ?? 1) - 1;
     if (count > 0) {
-      this.resourceRefs.set(uri, count);
+      this.#resourceRefs.set(uri, count);
       return;
     }
-    this.resourceRefs.delete(uri);
+    this.#resourceRefs.delete(uri);
     if (!this.channel.ended) await this.channel.call('resources/unsubscribe', { uri });
   }
 }

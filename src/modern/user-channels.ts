@@ -24,15 +24,19 @@ export interface UserChannelsOptions {
 
 /** The modern era's per-user channels: one per user, borrowed from the pool and initialised by the broker. */
 export class UserChannels {
-  private readonly channels = new Map<string, UserChannel>();
-  private readonly starting = new Map<string, Promise<UserChannel>>();
-  private stopped = false;
+  readonly #channels = new Map<string, UserChannel>();
+  readonly #starting = new Map<string, Promise<UserChannel>>();
+  #stopped = false;
 
-  constructor(private readonly options: UserChannelsOptions) {}
+  readonly #options: UserChannelsOptions;
+
+  constructor(options: UserChannelsOptions) {
+    this.#options = options;
+  }
 
   /** Number of users with a live channel. */
   get active(): number {
-    return this.channels.size;
+    return this.#channels.size;
   }
 
   /**
@@ -40,38 +44,38 @@ export class UserChannels {
    * client's identity (single flight per user).
    */
   of(principal: Principal, clientInfo: Implementation): Promise<UserChannel> {
-    if (this.stopped) return Promise.reject(new BrokerError('unavailable', 'The broker is shutting down'));
-    const existing = this.channels.get(principal.userId);
+    if (this.#stopped) return Promise.reject(new BrokerError('unavailable', 'The broker is shutting down'));
+    const existing = this.#channels.get(principal.userId);
     if (existing !== undefined && !existing.channel.ended) {
       existing.touch();
       return Promise.resolve(existing);
     }
-    let starting = this.starting.get(principal.userId);
+    let starting = this.#starting.get(principal.userId);
     if (starting === undefined) {
-      starting = this.start(principal, clientInfo).finally(() => this.starting.delete(principal.userId));
-      this.starting.set(principal.userId, starting);
+      starting = this.#start(principal, clientInfo).finally(() => this.#starting.delete(principal.userId));
+      this.#starting.set(principal.userId, starting);
     }
     return starting;
   }
 
   /** Ends every user's channel and refuses new ones. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all([...this.channels.values()].map((user) => user.channel.close('broker_stopping')));
+    this.#stopped = true;
+    await Promise.all([...this.#channels.values()].map((user) => user.channel.close('broker_stopping')));
   }
 
-  private async start(principal: Principal, clientInfo: Implementation): Promise<UserChannel> {
+  async #start(principal: Principal, clientInfo: Implementation): Promise<UserChannel> {
     const name = `modern:${principal.userId}`;
-    const lease = await this.options.pool.reserve(principal, name);
-    const log = this.options.log.child({ sessionId: name, user: principal.forgejoLogin });
+    const lease = await this.#options.pool.reserve(principal, name);
+    const log = this.#options.log.child({ sessionId: name, user: principal.forgejoLogin });
     let user: UserChannel | undefined;
     try {
       const channel = await lease.open({
         log,
         onEnded: (reason) => {
           log.info({ event: 'user_channel_closed', reason }, 'modern channel closed');
-          this.options.events?.sessionEnded('modern', reason);
-          if (this.channels.get(principal.userId)?.channel === channel) this.channels.delete(principal.userId);
+          this.#options.events?.sessionEnded('modern', reason);
+          if (this.#channels.get(principal.userId)?.channel === channel) this.#channels.delete(principal.userId);
           user?.ended();
         },
         onUnrelated: (message) => {
@@ -84,14 +88,14 @@ export class UserChannels {
       const server = await initialize(channel, clientInfo);
       const started = new UserChannel(channel, server, lease);
       user = started;
-      if (this.stopped || channel.ended) {
+      if (this.#stopped || channel.ended) {
         await channel.close('broker_stopping');
         throw new BrokerError('unavailable', 'The broker is shutting down');
       }
-      this.channels.set(principal.userId, started);
+      this.#channels.set(principal.userId, started);
       lease.commit({ busy: () => started.listening });
       log.info({ event: 'user_channel_started', pid: channel.child.pid, clientId: principal.clientId }, 'modern channel started');
-      this.options.events?.sessionStarted('modern');
+      this.#options.events?.sessionStarted('modern');
       return started;
     } finally {
       lease.release();

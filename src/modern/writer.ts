@@ -13,80 +13,80 @@ const SSE_HEADERS = {
  * is all there is, an SSE stream as soon as a notification precedes it.
  */
 export class ResponseWriter {
-  private streaming = false;
-  private done = false;
-  private keepAlive: NodeJS.Timeout | undefined;
+  #streaming = false;
+  #done = false;
+  #keepAlive: NodeJS.Timeout | undefined;
 
   /** `onClientGone` runs if the client closes the connection before the final message. */
-  constructor(
-    private readonly res: ServerResponse,
-    onClientGone: () => void,
-  ) {
+  readonly #res: ServerResponse;
+
+  constructor(res: ServerResponse, onClientGone: () => void) {
+    this.#res = res;
     res.once('close', () => {
-      this.stopKeepAlive();
-      if (!this.done) {
-        this.done = true;
+      this.#stopKeepAlive();
+      if (!this.#done) {
+        this.#done = true;
         onClientGone();
       }
     });
   }
 
   get finished(): boolean {
-    return this.done;
+    return this.#done;
   }
 
   /** Opens the SSE stream now (a listen stream is one from the start), with keep-alive comments. */
   openStream(keepAliveMs: number): void {
-    this.startStream();
+    this.#startStream();
     if (keepAliveMs > 0) {
-      this.keepAlive = setInterval(() => this.res.write(':\n\n'), keepAliveMs);
-      this.keepAlive.unref();
+      this.#keepAlive = setInterval(() => this.#res.write(':\n\n'), keepAliveMs);
+      this.#keepAlive.unref();
     }
   }
 
   /** A message before the final one: switches to SSE. */
   event(message: JSONRPCMessage): void {
-    if (this.done) return;
-    this.startStream();
-    this.writeEvent(message);
+    if (this.#done) return;
+    this.#startStream();
+    this.#writeEvent(message);
   }
 
   /** The final message; the response ends with it. */
   final(message: JSONRPCMessage, httpStatus = 200): void {
-    if (this.done) return;
-    this.done = true;
-    this.stopKeepAlive();
-    if (this.streaming) {
-      this.writeEvent(message);
-      this.res.end();
+    if (this.#done) return;
+    this.#done = true;
+    this.#stopKeepAlive();
+    if (this.#streaming) {
+      this.#writeEvent(message);
+      this.#res.end();
       return;
     }
     const body = JSON.stringify(message);
-    this.res.writeHead(httpStatus, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
-    this.res.end(body);
+    this.#res.writeHead(httpStatus, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+    this.#res.end(body);
   }
 
   /**
    * The JSON is its own write, not part of one template string that a large result
    * would be flattened into; corked, so the three writes leave as one.
    */
-  private writeEvent(message: JSONRPCMessage): void {
-    this.res.cork();
-    this.res.write('event: message\ndata: ');
-    this.res.write(JSON.stringify(message));
-    this.res.write('\n\n');
-    this.res.uncork();
+  #writeEvent(message: JSONRPCMessage): void {
+    this.#res.cork();
+    this.#res.write('event: message\ndata: ');
+    this.#res.write(JSON.stringify(message));
+    this.#res.write('\n\n');
+    this.#res.uncork();
   }
 
-  private startStream(): void {
-    if (this.streaming) return;
-    this.streaming = true;
-    this.res.writeHead(200, SSE_HEADERS);
-    this.res.flushHeaders();
+  #startStream(): void {
+    if (this.#streaming) return;
+    this.#streaming = true;
+    this.#res.writeHead(200, SSE_HEADERS);
+    this.#res.flushHeaders();
   }
 
-  private stopKeepAlive(): void {
-    if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
-    this.keepAlive = undefined;
+  #stopKeepAlive(): void {
+    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
   }
 }

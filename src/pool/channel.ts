@@ -62,43 +62,43 @@ interface ServerRequest {
  * goes back where its request came from.
  */
 export class ChildChannel {
-  private current: Link;
-  private generation = 0;
-  private nextChildId = 1;
-  private nextServerRequestId = 1;
-  private readonly pending = new Map<number, Pending>();
-  private readonly serverRequests = new Map<number, ServerRequest>();
-  private readonly state = new ClientState();
-  private ending: Promise<void> | undefined;
-  private swapping: Promise<void> = Promise.resolve();
-  private readonly log: Logger;
+  #current: Link;
+  #generation = 0;
+  #nextChildId = 1;
+  #nextServerRequestId = 1;
+  readonly #pending = new Map<number, Pending>();
+  readonly #serverRequests = new Map<number, ServerRequest>();
+  readonly #state = new ClientState();
+  #ending: Promise<void> | undefined;
+  #swapping: Promise<void> = Promise.resolve();
+  readonly #log: Logger;
 
-  constructor(
-    child: Child,
-    private readonly options: ChannelOptions,
-  ) {
-    this.log = options.log;
-    this.current = this.attach(child);
+  readonly #options: ChannelOptions;
+
+  constructor(child: Child, options: ChannelOptions) {
+    this.#options = options;
+    this.#log = options.log;
+    this.#current = this.#attach(child);
   }
 
   get ended(): boolean {
-    return this.ending !== undefined;
+    return this.#ending !== undefined;
   }
 
   /** The protocol version the child agreed to at initialize, once known. */
   get protocolVersion(): string | undefined {
-    return this.state.protocolVersion;
+    return this.#state.protocolVersion;
   }
 
   /** The child currently serving new requests. */
   get child(): Child {
-    return this.current.child;
+    return this.#current.child;
   }
 
   /** Client requests waiting for an answer, across all children of this channel. */
   get inflight(): number {
     let count = 0;
-    for (const pending of this.pending.values()) if (!pending.internal) count++;
+    for (const pending of this.#pending.values()) if (!pending.internal) count++;
     return count;
   }
 
@@ -109,8 +109,8 @@ export class ChildChannel {
    */
   request(request: JSONRPCRequest, sink: RequestSink, options: { internal?: boolean; link?: Link } = {}): InflightRequest {
     const internal = options.internal ?? false;
-    this.state.requested(request);
-    const childId = this.nextChildId++;
+    this.#state.requested(request);
+    const childId = this.#nextChildId++;
     const meta = request.params?._meta;
     const token = meta?.progressToken;
     const progressToken = typeof token === 'string' || typeof token === 'number' ? token : undefined;
@@ -124,48 +124,48 @@ export class ChildChannel {
       link: undefined,
       timer: undefined,
     };
-    this.pending.set(childId, pending);
-    this.armTimeout(childId, pending);
+    this.#pending.set(childId, pending);
+    this.#armTimeout(childId, pending);
     // The child sees the channel's id and progress token, never the client's.
     const params = progressToken === undefined ? request.params : { ...request.params, _meta: { ...meta, progressToken: childId } };
     const forwarded = { ...request, id: childId, ...(params === undefined ? {} : { params }) };
-    if (options.link === undefined) this.dispatch(forwarded);
-    else this.toChild(options.link, forwarded);
+    if (options.link === undefined) this.#dispatch(forwarded);
+    else this.#toChild(options.link, forwarded);
     return pending;
   }
 
   /** Sends a request of the broker's own to the current child; resolves with its answer, error or not. */
   call(method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
-    return this.callOn(undefined, method, params);
+    return this.#callOn(undefined, method, params);
   }
 
   /** Forwards a client notification (initialized, roots list_changed, …) to the current child. */
   notify(notification: JSONRPCNotification): void {
-    this.state.notified(notification);
+    this.#state.notified(notification);
     if (notification.method === 'notifications/cancelled') {
       const requestId = (notification.params as { requestId?: RequestId } | undefined)?.requestId;
-      const found = requestId === undefined ? undefined : this.findByClientId(requestId);
+      const found = requestId === undefined ? undefined : this.#findByClientId(requestId);
       if (found !== undefined)
         this.cancel(found, (notification.params as { reason?: string } | undefined)?.reason ?? 'cancelled by the client');
       return;
     }
-    this.dispatch(notification);
+    this.#dispatch(notification);
   }
 
   /** Passes the client's answer to a child's request back to that very child, under its own id. */
   answer(response: ClientResponse): boolean {
     const id = response.id;
-    const entry = typeof id === 'number' ? this.serverRequests.get(id) : undefined;
+    const entry = typeof id === 'number' ? this.#serverRequests.get(id) : undefined;
     if (typeof id !== 'number' || entry === undefined) return false;
-    this.serverRequests.delete(id);
+    this.#serverRequests.delete(id);
     return entry.link.child.send({ ...response, id: entry.originalId });
   }
 
   /** The client gave up: the child is told, and no answer is owed any more. */
   cancel(request: InflightRequest, reason: string): void {
-    for (const [childId, pending] of this.pending) {
+    for (const [childId, pending] of this.#pending) {
       if (pending !== request) continue;
-      this.forget(childId, pending);
+      this.#forget(childId, pending);
       pending.link?.child.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: childId, reason } });
       return;
     }
@@ -174,7 +174,7 @@ export class ChildChannel {
   /** Server requests of the child that are waiting for the client, for one request in flight. */
   waitingServerRequests(request: InflightRequest): number[] {
     const ids: number[] = [];
-    for (const [brokerId, entry] of this.serverRequests) if (entry.pending === request) ids.push(brokerId);
+    for (const [brokerId, entry] of this.#serverRequests) if (entry.pending === request) ids.push(brokerId);
     return ids;
   }
 
@@ -191,37 +191,37 @@ export class ChildChannel {
    * new child cannot be initialised, the old one stays and this throws.
    */
   swapChild(child: Child): Promise<void> {
-    const run = this.swapping.then(() => this.swap(child));
-    this.swapping = run.catch(() => undefined);
+    const run = this.#swapping.then(() => this.#swap(child));
+    this.#swapping = run.catch(() => undefined);
     return run;
   }
 
   /** Ends the channel: every waiting request is answered with an error, every child stops. */
   close(reason: string): Promise<void> {
     // Marked ended at once, run a tick later: the shutdown calls back into owners that may call close() again.
-    this.ending ??= Promise.resolve().then(() => this.shutdown(reason));
-    return this.ending;
+    this.#ending ??= Promise.resolve().then(() => this.#shutdown(reason));
+    return this.#ending;
   }
 
-  private async shutdown(reason: string): Promise<void> {
-    this.options.onEnded(reason);
-    for (const [childId, pending] of this.pending) {
-      this.fail(childId, pending, JsonRpcCode.internalError, 'The MCP session ended before the server answered');
+  async #shutdown(reason: string): Promise<void> {
+    this.#options.onEnded(reason);
+    for (const [childId, pending] of this.#pending) {
+      this.#fail(childId, pending, JsonRpcCode.internalError, 'The MCP session ended before the server answered');
     }
-    const links = new Set<Link>([this.current, ...[...this.serverRequests.values()].map((entry) => entry.link)]);
+    const links = new Set<Link>([this.#current, ...[...this.#serverRequests.values()].map((entry) => entry.link)]);
     await Promise.all([...links].map((link) => link.child.stop()));
   }
 
-  private async swap(child: Child): Promise<void> {
+  async #swap(child: Child): Promise<void> {
     if (this.ended) {
       await child.stop();
       throw new BrokerError('not_found', 'the channel ended before the swap');
     }
     // Clients are not held up: new requests keep going to the current child until the new one is ready.
-    const next = this.attach(child);
+    const next = this.#attach(child);
     try {
-      await this.state.replay({
-        request: (method, params) => this.callOn(next, method, params),
+      await this.#state.replay({
+        request: (method, params) => this.#callOn(next, method, params),
         notify: (notification) => next.child.send(notification),
       });
     } catch (error) {
@@ -234,14 +234,14 @@ export class ChildChannel {
       await child.stop();
       throw new BrokerError('not_found', 'the channel ended during the swap');
     }
-    const old = this.current;
-    this.current = next;
-    this.log.info({ event: 'child_swapped', from: old.generation, to: next.generation, inflight: old.inflight }, 'moved to a new child');
-    await this.retire(old);
+    const old = this.#current;
+    this.#current = next;
+    this.#log.info({ event: 'child_swapped', from: old.generation, to: next.generation, inflight: old.inflight }, 'moved to a new child');
+    await this.#retire(old);
   }
 
   /** The broker's own request, to one particular child (the replay) or the current one. */
-  private callOn(link: Link | undefined, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
+  #callOn(link: Link | undefined, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
     return new Promise((resolve) => {
       // The child's own requests are never attributed to an internal request, so the sink needs only the answer.
       const sink: RequestSink = { notify: () => undefined, serverRequest: () => undefined, respond: resolve };
@@ -252,117 +252,117 @@ export class ChildChannel {
     });
   }
 
-  private async retire(link: Link): Promise<void> {
+  async #retire(link: Link): Promise<void> {
     link.retiring = true;
     if (link.inflight > 0) {
       const drained = new Promise<void>((resolve) => (link.drained = resolve));
       let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.drainGraceMs)));
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.drainGraceMs)));
       await Promise.race([drained, grace]);
       clearTimeout(timer);
     }
-    for (const [childId, pending] of this.pending) {
+    for (const [childId, pending] of this.#pending) {
       if (pending.link === link)
-        this.fail(childId, pending, JsonRpcCode.internalError, 'The server was restarted with a new token before it answered');
+        this.#fail(childId, pending, JsonRpcCode.internalError, 'The server was restarted with a new token before it answered');
     }
-    for (const [brokerId, entry] of this.serverRequests) if (entry.link === link) this.serverRequests.delete(brokerId);
+    for (const [brokerId, entry] of this.#serverRequests) if (entry.link === link) this.#serverRequests.delete(brokerId);
     await link.child.stop();
   }
 
-  private attach(child: Child): Link {
-    const link: Link = { child, generation: this.generation++, inflight: 0, retiring: false, drained: undefined };
-    child.onmessage = (message, lineLength) => this.fromChild(link, message, lineLength);
-    void child.exited.then((exit) => this.childExited(link, exit.code, exit.signal));
+  #attach(child: Child): Link {
+    const link: Link = { child, generation: this.#generation++, inflight: 0, retiring: false, drained: undefined };
+    child.onmessage = (message, lineLength) => this.#fromChild(link, message, lineLength);
+    void child.exited.then((exit) => this.#childExited(link, exit.code, exit.signal));
     return link;
   }
 
-  private childExited(link: Link, code: number | null, signal: string | null): void {
-    for (const [childId, pending] of this.pending) {
+  #childExited(link: Link, code: number | null, signal: string | null): void {
+    for (const [childId, pending] of this.#pending) {
       if (pending.link === link)
-        this.fail(childId, pending, JsonRpcCode.internalError, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
+        this.#fail(childId, pending, JsonRpcCode.internalError, `The MCP server exited (${signal ?? `code ${code}`}) before it answered`);
     }
     // A retired child's exit is expected; only the current child's exit ends the channel.
-    if (link === this.current && !link.retiring) void this.close('child_exit');
+    if (link === this.#current && !link.retiring) void this.close('child_exit');
   }
 
-  private findByClientId(clientId: RequestId): Pending | undefined {
-    for (const pending of this.pending.values()) if (!pending.internal && pending.clientId === clientId) return pending;
+  #findByClientId(clientId: RequestId): Pending | undefined {
+    for (const pending of this.#pending.values()) if (!pending.internal && pending.clientId === clientId) return pending;
     return undefined;
   }
 
   /** Sends to the current child. */
-  private dispatch(message: JSONRPCMessage): void {
-    this.toChild(this.current, message);
+  #dispatch(message: JSONRPCMessage): void {
+    this.#toChild(this.#current, message);
   }
 
-  private toChild(link: Link, message: JSONRPCMessage): void {
-    const pending = isJSONRPCRequest(message) && typeof message.id === 'number' ? this.pending.get(message.id) : undefined;
+  #toChild(link: Link, message: JSONRPCMessage): void {
+    const pending = isJSONRPCRequest(message) && typeof message.id === 'number' ? this.#pending.get(message.id) : undefined;
     if (isJSONRPCRequest(message) && pending === undefined) return; // cancelled before it left
     if (pending !== undefined) {
       pending.link = link;
       link.inflight++;
     }
     if (!link.child.send(message) && pending !== undefined && isJSONRPCRequest(message)) {
-      this.fail(message.id as number, pending, JsonRpcCode.internalError, 'The MCP server is not running');
+      this.#fail(message.id as number, pending, JsonRpcCode.internalError, 'The MCP server is not running');
     }
   }
 
-  private fromChild(link: Link, message: JSONRPCMessage, lineLength: number): void {
+  #fromChild(link: Link, message: JSONRPCMessage, lineLength: number): void {
     if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
-      this.fromChildResponse(link, message, lineLength);
+      this.#fromChildResponse(link, message, lineLength);
       return;
     }
     if (isJSONRPCRequest(message)) {
-      const brokerId = this.nextServerRequestId++;
-      const related = this.relatedRequest(link);
-      this.serverRequests.set(brokerId, { link, originalId: message.id, pending: related });
+      const brokerId = this.#nextServerRequestId++;
+      const related = this.#relatedRequest(link);
+      this.#serverRequests.set(brokerId, { link, originalId: message.id, pending: related });
       const renamed = { ...message, id: brokerId };
-      if (related === undefined) this.options.onUnrelated(renamed);
+      if (related === undefined) this.#options.onUnrelated(renamed);
       else related.sink.serverRequest(renamed);
       return;
     }
-    if (isJSONRPCNotification(message)) this.fromChildNotification(link, message);
+    if (isJSONRPCNotification(message)) this.#fromChildNotification(link, message);
   }
 
-  private fromChildResponse(link: Link, message: JSONRPCResultResponse | JSONRPCErrorResponse, lineLength: number): void {
+  #fromChildResponse(link: Link, message: JSONRPCResultResponse | JSONRPCErrorResponse, lineLength: number): void {
     const childId = message.id;
-    const pending = typeof childId === 'number' ? this.pending.get(childId) : undefined;
+    const pending = typeof childId === 'number' ? this.#pending.get(childId) : undefined;
     if (typeof childId !== 'number' || pending === undefined || pending.link !== link) {
-      this.log.debug({ event: 'child_response_unmatched' }, 'child answered a request nobody waits for; dropped');
+      this.#log.debug({ event: 'child_response_unmatched' }, 'child answered a request nobody waits for; dropped');
       return;
     }
-    this.forget(childId, pending);
-    if (isJSONRPCResultResponse(message)) this.state.succeeded(pending.method, pending.params, message.result);
+    this.#forget(childId, pending);
+    if (isJSONRPCResultResponse(message)) this.#state.succeeded(pending.method, pending.params, message.result);
     pending.sink.respond({ ...message, id: pending.clientId }, lineLength);
   }
 
-  private fromChildNotification(link: Link, notification: JSONRPCNotification): void {
+  #fromChildNotification(link: Link, notification: JSONRPCNotification): void {
     const params = notification.params;
     if (notification.method === 'notifications/progress') {
       const token = params?.progressToken;
-      const pending = typeof token === 'number' ? this.pending.get(token) : undefined;
+      const pending = typeof token === 'number' ? this.#pending.get(token) : undefined;
       if (typeof token !== 'number' || pending === undefined || pending.progressToken === undefined) return;
       // Progress proves the child is working: the timeout starts again.
-      this.armTimeout(token, pending);
+      this.#armTimeout(token, pending);
       pending.sink.notify({ ...notification, params: { ...params, progressToken: pending.progressToken } });
       return;
     }
     if (notification.method === 'notifications/cancelled') {
       // The child withdrew one of its own requests: rename it to the id the client saw.
       const originalId = params?.requestId as RequestId | undefined;
-      for (const [brokerId, entry] of this.serverRequests) {
+      for (const [brokerId, entry] of this.#serverRequests) {
         if (entry.link !== link || entry.originalId !== originalId) continue;
-        this.serverRequests.delete(brokerId);
+        this.#serverRequests.delete(brokerId);
         const renamed = { ...notification, params: { ...params, requestId: brokerId } };
-        if (entry.pending === undefined) this.options.onUnrelated(renamed);
+        if (entry.pending === undefined) this.#options.onUnrelated(renamed);
         else entry.pending.sink.notify(renamed);
         return;
       }
       return;
     }
     const standalone = notification.method.endsWith('/list_changed') || notification.method === 'notifications/resources/updated';
-    const related = standalone ? undefined : this.relatedRequest(link);
-    if (related === undefined) this.options.onUnrelated(notification);
+    const related = standalone ? undefined : this.#relatedRequest(link);
+    if (related === undefined) this.#options.onUnrelated(notification);
     else related.sink.notify(notification);
   }
 
@@ -371,37 +371,42 @@ export class ChildChannel {
    * stdio carries no such relation, so: the newest client request in flight
    * on that child (exact whenever one request runs at a time).
    */
-  private relatedRequest(link: Link): Pending | undefined {
+  #relatedRequest(link: Link): Pending | undefined {
     let newest: Pending | undefined;
-    for (const pending of this.pending.values()) {
+    for (const pending of this.#pending.values()) {
       if (pending.link === link && !pending.internal) newest = pending;
     }
     return newest;
   }
 
-  private armTimeout(childId: number, pending: Pending): void {
+  #armTimeout(childId: number, pending: Pending): void {
     if (pending.timer !== undefined) clearTimeout(pending.timer);
     pending.timer = setTimeout(() => {
       const link = pending.link;
-      this.fail(childId, pending, JsonRpcCode.upstreamTimeout, `The MCP server did not answer within ${this.options.requestTimeoutMs} ms`);
+      this.#fail(
+        childId,
+        pending,
+        JsonRpcCode.upstreamTimeout,
+        `The MCP server did not answer within ${this.#options.requestTimeoutMs} ms`,
+      );
       link?.child.send({
         jsonrpc: '2.0',
         method: 'notifications/cancelled',
         params: { requestId: childId, reason: 'timed out at the broker' },
       });
-    }, this.options.requestTimeoutMs);
+    }, this.#options.requestTimeoutMs);
     pending.timer.unref();
   }
 
-  private fail(childId: number, pending: Pending, code: number, message: string): void {
-    this.forget(childId, pending);
+  #fail(childId: number, pending: Pending, code: number, message: string): void {
+    this.#forget(childId, pending);
     pending.sink.respond({ jsonrpc: '2.0', id: pending.clientId, error: { code, message } });
   }
 
-  private forget(childId: number, pending: Pending): void {
-    if (!this.pending.delete(childId)) return;
+  #forget(childId: number, pending: Pending): void {
+    if (!this.#pending.delete(childId)) return;
     if (pending.timer !== undefined) clearTimeout(pending.timer);
-    for (const [brokerId, entry] of this.serverRequests) if (entry.pending === pending) this.serverRequests.delete(brokerId);
+    for (const [brokerId, entry] of this.#serverRequests) if (entry.pending === pending) this.#serverRequests.delete(brokerId);
     const link = pending.link;
     if (link === undefined) return;
     link.inflight--;

@@ -31,40 +31,40 @@ export interface ReplayTarget {
  * level and the resource subscriptions.
  */
 export class ClientState {
-  private initialize: JSONRPCRequest | undefined;
-  private initialized = false;
-  private negotiatedVersion: string | undefined;
-  private logLevel: JSONRPCRequest['params'] | undefined;
-  private readonly subscriptions = new Set<string>();
+  #initialize: JSONRPCRequest | undefined;
+  #initialized = false;
+  #negotiatedVersion: string | undefined;
+  #logLevel: JSONRPCRequest['params'] | undefined;
+  readonly #subscriptions = new Set<string>();
 
   /** The protocol version the child agreed to at initialize, once known. */
   get protocolVersion(): string | undefined {
-    return this.negotiatedVersion;
+    return this.#negotiatedVersion;
   }
 
   /** A request on its way to the child: the initialize is kept as sent. */
   requested(request: JSONRPCRequest): void {
-    if (request.method === 'initialize') this.initialize = request;
+    if (request.method === 'initialize') this.#initialize = request;
   }
 
   notified(notification: JSONRPCNotification): void {
-    if (notification.method === 'notifications/initialized') this.initialized = true;
+    if (notification.method === 'notifications/initialized') this.#initialized = true;
   }
 
   /** The child answered a request with success: remember what it changed. */
   succeeded(method: string, params: JSONRPCRequest['params'], result: unknown): void {
     switch (method) {
       case 'initialize':
-        this.negotiatedVersion = (result as { protocolVersion?: string } | undefined)?.protocolVersion;
+        this.#negotiatedVersion = (result as { protocolVersion?: string } | undefined)?.protocolVersion;
         break;
       case 'logging/setLevel':
-        this.logLevel = params;
+        this.#logLevel = params;
         break;
       case 'resources/subscribe':
-        if (typeof params?.uri === 'string') this.subscriptions.add(params.uri);
+        if (typeof params?.uri === 'string') this.#subscriptions.add(params.uri);
         break;
       case 'resources/unsubscribe':
-        if (typeof params?.uri === 'string') this.subscriptions.delete(params.uri);
+        if (typeof params?.uri === 'string') this.#subscriptions.delete(params.uri);
         break;
     }
   }
@@ -75,14 +75,14 @@ export class ClientState {
    * it has caught up with changes clients made on the old child meanwhile.
    */
   async replay(target: ReplayTarget): Promise<void> {
-    const initialize = this.initialize;
+    const initialize = this.#initialize;
     if (initialize === undefined) return;
     const answer = await target.request(initialize.method, initialize.params);
     if (isJSONRPCErrorResponse(answer)) throw new Error(`initialize failed: ${answer.error.message}`);
-    if (this.initialized) target.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    if (this.#initialized) target.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
     let told: Told = { logLevel: undefined, subscriptions: new Set() };
-    for (let round = 0; round < MAX_STATE_SYNC_ROUNDS && !sameState(told, this.current()); round++) {
-      const wanted = this.current();
+    for (let round = 0; round < MAX_STATE_SYNC_ROUNDS && !sameState(told, this.#current()); round++) {
+      const wanted = this.#current();
       if (JSON.stringify(wanted.logLevel) !== JSON.stringify(told.logLevel) && wanted.logLevel !== undefined) {
         await target.request('logging/setLevel', wanted.logLevel);
       }
@@ -92,7 +92,7 @@ export class ClientState {
     }
   }
 
-  private current(): Told {
-    return { logLevel: this.logLevel, subscriptions: new Set(this.subscriptions) };
+  #current(): Told {
+    return { logLevel: this.#logLevel, subscriptions: new Set(this.#subscriptions) };
   }
 }

@@ -76,36 +76,39 @@ interface PooledChannel {
  * them all.
  */
 export class ChannelPool {
-  private readonly live = new Set<PooledChannel>();
-  private readonly liveByUser = new Map<string, Set<PooledChannel>>();
+  readonly #live = new Set<PooledChannel>();
+  readonly #liveByUser = new Map<string, Set<PooledChannel>>();
   /** Places reserved for channels not live yet, counted against the caps so a burst cannot overshoot them. */
-  private reserved = 0;
-  private readonly reservedByUser = new Map<string, number>();
+  #reserved = 0;
+  readonly #reservedByUser = new Map<string, number>();
   /**
    * Rotations that collected a user's channels to move, per user. A channel that
    * was starting meanwhile was not among them, and may hold the token they replaced.
    */
-  private readonly rotationsCollected = new Map<string, number>();
-  private readonly rotations = new Map<string, Promise<void>>();
+  readonly #rotationsCollected = new Map<string, number>();
+  readonly #rotations = new Map<string, Promise<void>>();
   /** The one rotation per user that runs after the current one, for calls that came during it. */
-  private readonly queuedRotations = new Map<string, { minValidityMs: number; done: Promise<void> }>();
-  private readonly now: () => number;
-  private stopped = false;
-  private readonly timers: NodeJS.Timeout[] = [];
+  readonly #queuedRotations = new Map<string, { minValidityMs: number; done: Promise<void> }>();
+  readonly #now: () => number;
+  #stopped = false;
+  readonly #timers: NodeJS.Timeout[] = [];
 
-  constructor(private readonly options: PoolOptions) {
-    this.now = options.now ?? Date.now;
+  readonly #options: PoolOptions;
+
+  constructor(options: PoolOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Live channels. */
   get size(): number {
-    return this.live.size;
+    return this.#live.size;
   }
 
   /** Client requests waiting for a child's answer, across all live channels. */
   get inflight(): number {
     let count = 0;
-    for (const entry of this.live) count += entry.channel.inflight;
+    for (const entry of this.#live) count += entry.channel.inflight;
     return count;
   }
 
@@ -115,33 +118,33 @@ export class ChannelPool {
    * starts.
    */
   async reserve(owner: ChannelOwner, name: string): Promise<ChannelLease> {
-    if (this.stopped) throw new BrokerError('unavailable', 'The broker is shutting down');
-    this.hold(owner.userId);
-    const rotationsBefore = this.rotationsCollected.get(owner.userId) ?? 0;
+    if (this.#stopped) throw new BrokerError('unavailable', 'The broker is shutting down');
+    this.#hold(owner.userId);
+    const rotationsBefore = this.#rotationsCollected.get(owner.userId) ?? 0;
     let token: string;
     try {
-      token = (await this.options.credentials.access(owner.userId, 0)).accessToken;
+      token = (await this.#options.credentials.access(owner.userId, 0)).accessToken;
     } catch (error) {
-      this.unhold(owner.userId);
+      this.#unhold(owner.userId);
       throw error;
     }
     let held = true;
     let entry: PooledChannel | undefined;
     let opened: ChildChannel | undefined;
     const release = (): void => {
-      if (held) this.unhold(owner.userId);
+      if (held) this.#unhold(owner.userId);
       held = false;
     };
     return {
       name,
       open: async (handlers) => {
-        const child = await this.spawn(name, owner, token);
+        const child = await this.#spawn(name, owner, token);
         opened = new ChildChannel(child, {
           log: handlers.log,
-          requestTimeoutMs: this.options.requestTimeoutMs,
-          drainGraceMs: this.options.drainGraceMs,
+          requestTimeoutMs: this.#options.requestTimeoutMs,
+          drainGraceMs: this.#options.drainGraceMs,
           onEnded: (reason) => {
-            if (entry !== undefined) this.remove(entry);
+            if (entry !== undefined) this.#remove(entry);
             handlers.onEnded(reason);
           },
           onUnrelated: handlers.onUnrelated,
@@ -155,16 +158,16 @@ export class ChannelPool {
           name,
           channel: opened,
           owner,
-          lastActive: this.now(),
+          lastActive: this.#now(),
           tokenFingerprint: fingerprint(token),
           busy: options.busy ?? (() => false),
         };
-        this.add(entry);
+        this.#add(entry);
         // A rotation that collected the user's channels while this one was starting missed it.
-        if ((this.rotationsCollected.get(owner.userId) ?? 0) !== rotationsBefore) void this.rotateUser(owner.userId);
+        if ((this.#rotationsCollected.get(owner.userId) ?? 0) !== rotationsBefore) void this.rotateUser(owner.userId);
       },
       touch: () => {
-        if (entry !== undefined) entry.lastActive = this.now();
+        if (entry !== undefined) entry.lastActive = this.#now();
       },
       release,
     };
@@ -172,15 +175,15 @@ export class ChannelPool {
 
   /** One sweep of the idle reaper: ends channels unused for longer than the idle timeout. Returns how many. */
   async reapIdle(): Promise<number> {
-    const cutoff = this.now() - this.options.idleTimeoutMs;
-    const idle = [...this.live].filter((entry) => entry.lastActive < cutoff && entry.channel.inflight === 0 && !entry.busy());
+    const cutoff = this.#now() - this.#options.idleTimeoutMs;
+    const idle = [...this.#live].filter((entry) => entry.lastActive < cutoff && entry.channel.inflight === 0 && !entry.busy());
     await Promise.all(idle.map((entry) => entry.channel.close('idle')));
     return idle.length;
   }
 
   /** One sweep of the rotator: every user with channels gets a fresh enough token on every child. */
   async rotateDue(): Promise<void> {
-    await Promise.all([...this.liveByUser.keys()].map((userId) => this.rotateUser(userId, this.options.refreshLeadMs)));
+    await Promise.all([...this.#liveByUser.keys()].map((userId) => this.rotateUser(userId, this.#options.refreshLeadMs)));
   }
 
   /**
@@ -195,13 +198,13 @@ export class ChannelPool {
    * however many calls came meanwhile, with the largest validity asked).
    */
   rotateUser(userId: string, minValidityMs = 0): Promise<void> {
-    const running = this.rotations.get(userId);
+    const running = this.#rotations.get(userId);
     if (running === undefined) {
-      const rotation = this.rotate(userId, minValidityMs).finally(() => this.rotations.delete(userId));
-      this.rotations.set(userId, rotation);
+      const rotation = this.#rotate(userId, minValidityMs).finally(() => this.#rotations.delete(userId));
+      this.#rotations.set(userId, rotation);
       return rotation;
     }
-    const queued = this.queuedRotations.get(userId);
+    const queued = this.#queuedRotations.get(userId);
     if (queued !== undefined) {
       queued.minValidityMs = Math.max(queued.minValidityMs, minValidityMs);
       return queued.done;
@@ -210,16 +213,16 @@ export class ChannelPool {
     next.done = running
       .catch(() => undefined)
       .then(() => {
-        this.queuedRotations.delete(userId);
+        this.#queuedRotations.delete(userId);
         return this.rotateUser(userId, next.minValidityMs);
       });
-    this.queuedRotations.set(userId, next);
+    this.#queuedRotations.set(userId, next);
     return next.done;
   }
 
   /** Ends every channel of a user. */
   async endUser(userId: string, reason: string): Promise<void> {
-    await Promise.all([...(this.liveByUser.get(userId) ?? [])].map((entry) => entry.channel.close(reason)));
+    await Promise.all([...(this.#liveByUser.get(userId) ?? [])].map((entry) => entry.channel.close(reason)));
   }
 
   /** Runs the idle reaper and the rotator on their intervals until stop(). */
@@ -228,39 +231,39 @@ export class ChannelPool {
     const rotate = setInterval(() => void this.rotateDue(), rotateIntervalMs);
     reap.unref();
     rotate.unref();
-    this.timers.push(reap, rotate);
+    this.#timers.push(reap, rotate);
   }
 
   /** Ends every live channel and refuses new ones; resolves when every child has exited. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const timer of this.timers) clearInterval(timer);
-    await Promise.all([...this.live].map((entry) => entry.channel.close('broker_stopping')));
+    this.#stopped = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    await Promise.all([...this.#live].map((entry) => entry.channel.close('broker_stopping')));
   }
 
-  private async rotate(userId: string, minValidityMs: number): Promise<void> {
-    if (this.stopped) return;
+  async #rotate(userId: string, minValidityMs: number): Promise<void> {
+    if (this.#stopped) return;
     let token: string;
     try {
-      token = (await this.options.credentials.access(userId, minValidityMs)).accessToken;
+      token = (await this.#options.credentials.access(userId, minValidityMs)).accessToken;
     } catch (error) {
       if (isBrokerError(error, 'credential_revoked')) {
-        this.options.log.warn({ event: 'credential_revoked', userId }, "Forgejo refused the user's credential; ending their sessions");
-        this.options.events?.rotation('revoked');
+        this.#options.log.warn({ event: 'credential_revoked', userId }, "Forgejo refused the user's credential; ending their sessions");
+        this.#options.events?.rotation('revoked');
         await this.endUser(userId, 'credential_revoked');
         return;
       }
-      this.options.log.warn({ event: 'credential_refresh_failed', userId, err: errorMessage(error) }, 'could not refresh; will retry');
+      this.#options.log.warn({ event: 'credential_refresh_failed', userId, err: errorMessage(error) }, 'could not refresh; will retry');
       return;
     }
     const target = fingerprint(token);
     // Counted where the channels to move are collected: one that goes live later missed this rotation.
-    this.rotationsCollected.set(userId, (this.rotationsCollected.get(userId) ?? 0) + 1);
-    const stale = [...(this.liveByUser.get(userId) ?? [])].filter((entry) => entry.tokenFingerprint !== target && !entry.channel.ended);
+    this.#rotationsCollected.set(userId, (this.#rotationsCollected.get(userId) ?? 0) + 1);
+    const stale = [...(this.#liveByUser.get(userId) ?? [])].filter((entry) => entry.tokenFingerprint !== target && !entry.channel.ended);
     await Promise.all(
       stale.map(async (entry) => {
         try {
-          const child = await this.options.spawn({
+          const child = await this.#options.spawn({
             sessionId: entry.name,
             userId,
             forgejoLogin: entry.owner.forgejoLogin,
@@ -268,56 +271,56 @@ export class ChannelPool {
           });
           await entry.channel.swapChild(child);
           entry.tokenFingerprint = target;
-          this.options.events?.rotation('moved');
+          this.#options.events?.rotation('moved');
         } catch (error) {
-          this.options.events?.rotation('failed');
-          this.options.log.error({ event: 'rotation_failed', sessionId: entry.name, err: errorMessage(error) }, 'kept the old child');
+          this.#options.events?.rotation('failed');
+          this.#options.log.error({ event: 'rotation_failed', sessionId: entry.name, err: errorMessage(error) }, 'kept the old child');
         }
       }),
     );
   }
 
-  private async spawn(name: string, owner: ChannelOwner, forgejoToken: string): Promise<Child> {
+  async #spawn(name: string, owner: ChannelOwner, forgejoToken: string): Promise<Child> {
     try {
-      return await this.options.spawn({ sessionId: name, userId: owner.userId, forgejoLogin: owner.forgejoLogin, forgejoToken });
+      return await this.#options.spawn({ sessionId: name, userId: owner.userId, forgejoLogin: owner.forgejoLogin, forgejoToken });
     } catch (error) {
-      this.options.log.error({ event: 'child_spawn_failed', sessionId: name, err: errorMessage(error) }, 'could not start the MCP server');
+      this.#options.log.error({ event: 'child_spawn_failed', sessionId: name, err: errorMessage(error) }, 'could not start the MCP server');
       throw new BrokerError('child_failed', 'The MCP server could not be started', { cause: error });
     }
   }
 
-  private hold(userId: string): void {
-    const { maxChannels, maxChannelsPerUser } = this.options;
-    if (maxChannels > 0 && this.live.size + this.reserved >= maxChannels) {
+  #hold(userId: string): void {
+    const { maxChannels, maxChannelsPerUser } = this.#options;
+    if (maxChannels > 0 && this.#live.size + this.#reserved >= maxChannels) {
       throw new BrokerError('capacity', 'The broker holds its maximum number of sessions; try again later');
     }
-    const ofUser = (this.liveByUser.get(userId)?.size ?? 0) + (this.reservedByUser.get(userId) ?? 0);
+    const ofUser = (this.#liveByUser.get(userId)?.size ?? 0) + (this.#reservedByUser.get(userId) ?? 0);
     if (maxChannelsPerUser > 0 && ofUser >= maxChannelsPerUser) {
       throw new BrokerError('capacity', 'You have the maximum number of sessions; end one or try again later');
     }
-    this.reserved++;
-    this.reservedByUser.set(userId, (this.reservedByUser.get(userId) ?? 0) + 1);
+    this.#reserved++;
+    this.#reservedByUser.set(userId, (this.#reservedByUser.get(userId) ?? 0) + 1);
   }
 
-  private unhold(userId: string): void {
-    this.reserved--;
-    const left = (this.reservedByUser.get(userId) ?? 1) - 1;
-    if (left === 0) this.reservedByUser.delete(userId);
-    else this.reservedByUser.set(userId, left);
+  #unhold(userId: string): void {
+    this.#reserved--;
+    const left = (this.#reservedByUser.get(userId) ?? 1) - 1;
+    if (left === 0) this.#reservedByUser.delete(userId);
+    else this.#reservedByUser.set(userId, left);
   }
 
-  private add(entry: PooledChannel): void {
-    this.live.add(entry);
-    let ofUser = this.liveByUser.get(entry.owner.userId);
-    if (ofUser === undefined) this.liveByUser.set(entry.owner.userId, (ofUser = new Set()));
+  #add(entry: PooledChannel): void {
+    this.#live.add(entry);
+    let ofUser = this.#liveByUser.get(entry.owner.userId);
+    if (ofUser === undefined) this.#liveByUser.set(entry.owner.userId, (ofUser = new Set()));
     ofUser.add(entry);
   }
 
-  private remove(entry: PooledChannel): void {
-    this.live.delete(entry);
-    const ofUser = this.liveByUser.get(entry.owner.userId);
+  #remove(entry: PooledChannel): void {
+    this.#live.delete(entry);
+    const ofUser = this.#liveByUser.get(entry.owner.userId);
     ofUser?.delete(entry);
-    if (ofUser?.size === 0) this.liveByUser.delete(entry.owner.userId);
+    if (ofUser?.size === 0) this.#liveByUser.delete(entry.owner.userId);
   }
 }
 

@@ -28,33 +28,35 @@ export function processSpawner(options: ProcessSpawnOptions): SpawnFunc {
 class ProcessChild implements Child {
   onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
   readonly exited: Promise<ChildExit>;
-  private exitInfo: ChildExit | undefined;
-  private stopping: Promise<ChildExit> | undefined;
+  #exitInfo: ChildExit | undefined;
+  #stopping: Promise<ChildExit> | undefined;
   /** Every log line the child's output causes goes through it: stderr chatter, stdout garbage. */
-  private readonly logBudget: ChildLogLimiter;
+  readonly #logBudget: ChildLogLimiter;
 
-  private constructor(
-    private readonly proc: ChildProcess,
-    private readonly options: ProcessSpawnOptions,
-    private readonly log: Logger,
-    token: string,
-  ) {
-    this.logBudget = new ChildLogLimiter(log, (lines) => options.onLogLinesSuppressed?.(lines));
+  readonly #proc: ChildProcess;
+  readonly #options: ProcessSpawnOptions;
+  readonly #log: Logger;
+
+  private constructor(proc: ChildProcess, options: ProcessSpawnOptions, log: Logger, token: string) {
+    this.#proc = proc;
+    this.#options = options;
+    this.#log = log;
+    this.#logBudget = new ChildLogLimiter(log, (lines) => options.onLogLinesSuppressed?.(lines));
     this.exited = new Promise((resolve) => {
       proc.once('exit', (code, signal) => {
-        this.exitInfo = { code, signal };
+        this.#exitInfo = { code, signal };
         // What the child started in its process group goes with it, so nothing outlives the session.
-        this.signalGroup('SIGKILL');
-        this.logBudget.flush();
-        this.log.info({ event: 'child_exit', pid: proc.pid, code, signal }, 'child exited');
-        resolve(this.exitInfo);
+        this.#signalGroup('SIGKILL');
+        this.#logBudget.flush();
+        this.#log.info({ event: 'child_exit', pid: proc.pid, code, signal }, 'child exited');
+        resolve(this.#exitInfo);
       });
     });
     const stdout = new LineSplitter(
       options.maxMessageBytes,
-      (line) => this.receive(line),
+      (line) => this.#receive(line),
       () => {
-        this.log.error(
+        this.#log.error(
           { event: 'child_message_too_large', limit: options.maxMessageBytes },
           'child sent an oversized message; stopping it',
         );
@@ -67,14 +69,14 @@ class ProcessChild implements Child {
     const stderr = new LineSplitter(
       64 * 1024,
       (line) => {
-        if (line !== '') this.logBudget.line(() => this.log.info({ event: 'child_stderr', line: redact(line) }));
+        if (line !== '') this.#logBudget.line(() => this.#log.info({ event: 'child_stderr', line: redact(line) }));
       },
-      () => this.logBudget.line(() => this.log.warn({ event: 'child_stderr_truncated' })),
+      () => this.#logBudget.line(() => this.#log.warn({ event: 'child_stderr_truncated' })),
     );
     proc.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     proc.stderr?.on('end', () => stderr.flush());
     // EPIPE after the child died is expected; the exit handler does the rest.
-    proc.stdin?.on('error', (error) => this.log.debug({ event: 'child_stdin_error', err: errorMessage(error) }));
+    proc.stdin?.on('error', (error) => this.#log.debug({ event: 'child_stdin_error', err: errorMessage(error) }));
   }
 
   static start(options: ProcessSpawnOptions, spec: ChildSpec): Promise<Child> {
@@ -99,41 +101,41 @@ class ProcessChild implements Child {
   }
 
   get pid(): number | undefined {
-    return this.proc.pid;
+    return this.#proc.pid;
   }
 
   send(message: JSONRPCMessage): boolean {
-    const stdin = this.proc.stdin;
-    if (this.exitInfo !== undefined || this.stopping !== undefined || stdin === null || !stdin.writable) return false;
+    const stdin = this.#proc.stdin;
+    if (this.#exitInfo !== undefined || this.#stopping !== undefined || stdin === null || !stdin.writable) return false;
     stdin.write(JSON.stringify(message) + '\n');
     return true;
   }
 
   stop(): Promise<ChildExit> {
-    this.stopping ??= this.terminate();
-    return this.stopping;
+    this.#stopping ??= this.#terminate();
+    return this.#stopping;
   }
 
-  private async terminate(): Promise<ChildExit> {
-    if (this.exitInfo !== undefined) return this.exitInfo;
+  async #terminate(): Promise<ChildExit> {
+    if (this.#exitInfo !== undefined) return this.#exitInfo;
     // A well-behaved stdio server exits when its input ends.
-    this.proc.stdin?.end();
-    if (await this.exitsWithin(this.options.stopGraceMs)) return this.exited;
-    this.signal('SIGTERM');
-    if (await this.exitsWithin(this.options.stopGraceMs)) return this.exited;
-    this.log.warn({ event: 'child_kill', pid: this.proc.pid }, 'child ignored SIGTERM; killing it');
-    this.signal('SIGKILL');
+    this.#proc.stdin?.end();
+    if (await this.#exitsWithin(this.#options.stopGraceMs)) return this.exited;
+    this.#signal('SIGTERM');
+    if (await this.#exitsWithin(this.#options.stopGraceMs)) return this.exited;
+    this.#log.warn({ event: 'child_kill', pid: this.#proc.pid }, 'child ignored SIGTERM; killing it');
+    this.#signal('SIGKILL');
     return this.exited;
   }
 
-  private signal(signal: NodeJS.Signals): void {
-    if (this.exitInfo !== undefined) return;
-    if (!this.signalGroup(signal)) this.proc.kill(signal);
+  #signal(signal: NodeJS.Signals): void {
+    if (this.#exitInfo !== undefined) return;
+    if (!this.#signalGroup(signal)) this.#proc.kill(signal);
   }
 
   /** Signals the child's process group; false when there is none (any more). */
-  private signalGroup(signal: NodeJS.Signals): boolean {
-    const pid = this.proc.pid;
+  #signalGroup(signal: NodeJS.Signals): boolean {
+    const pid = this.#proc.pid;
     if (pid === undefined) return false;
     try {
       process.kill(-pid, signal);
@@ -143,7 +145,7 @@ class ProcessChild implements Child {
     }
   }
 
-  private exitsWithin(ms: number): Promise<boolean> {
+  #exitsWithin(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), ms);
       void this.exited.then(() => {
@@ -153,19 +155,21 @@ class ProcessChild implements Child {
     });
   }
 
-  private receive(line: string): void {
+  #receive(line: string): void {
     if (line.trim() === '') return;
     let message: unknown;
     try {
       message = JSON.parse(line);
     } catch {
-      this.logBudget.line(() =>
-        this.log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped'),
+      this.#logBudget.line(() =>
+        this.#log.warn({ event: 'child_stdout_not_json', bytes: line.length }, 'child wrote a line that is not JSON to stdout; dropped'),
       );
       return;
     }
     if (!isJsonRpcMessage(message)) {
-      this.logBudget.line(() => this.log.warn({ event: 'child_stdout_not_jsonrpc' }, 'child wrote JSON that is not JSON-RPC 2.0; dropped'));
+      this.#logBudget.line(() =>
+        this.#log.warn({ event: 'child_stdout_not_jsonrpc' }, 'child wrote JSON that is not JSON-RPC 2.0; dropped'),
+      );
       return;
     }
     this.onmessage?.(message, line.length);

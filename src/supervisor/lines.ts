@@ -4,57 +4,61 @@
  * not one per chunk.
  */
 export class LineSplitter {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
 
-  constructor(
-    private readonly maxLineBytes: number,
-    private readonly onLine: (line: string) => void,
-    private readonly onOverflow: () => void,
-  ) {}
+  readonly #maxLineBytes: number;
+  readonly #onLine: (line: string) => void;
+  readonly #onOverflow: () => void;
+
+  constructor(maxLineBytes: number, onLine: (line: string) => void, onOverflow: () => void) {
+    this.#maxLineBytes = maxLineBytes;
+    this.#onLine = onLine;
+    this.#onOverflow = onOverflow;
+  }
 
   push(chunk: Buffer): void {
     let start = 0;
     for (let nl = chunk.indexOf(0x0a, start); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
       const piece = chunk.subarray(start, nl);
       start = nl + 1;
-      if (this.pendingBytes + piece.length > this.maxLineBytes) {
-        this.overflow();
+      if (this.#pendingBytes + piece.length > this.#maxLineBytes) {
+        this.#overflow();
         continue;
       }
       let line: Buffer = piece;
-      if (this.pending.length > 0) {
-        this.pending.push(piece);
-        line = Buffer.concat(this.pending, this.pendingBytes + piece.length);
-        this.pending = [];
-        this.pendingBytes = 0;
+      if (this.#pending.length > 0) {
+        this.#pending.push(piece);
+        line = Buffer.concat(this.#pending, this.#pendingBytes + piece.length);
+        this.#pending = [];
+        this.#pendingBytes = 0;
       }
       const text = line.toString('utf8');
-      this.onLine(text.endsWith('\r') ? text.slice(0, -1) : text);
+      this.#onLine(text.endsWith('\r') ? text.slice(0, -1) : text);
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
-      if (this.pendingBytes + rest.length > this.maxLineBytes) {
-        this.overflow();
+      if (this.#pendingBytes + rest.length > this.#maxLineBytes) {
+        this.#overflow();
         return;
       }
-      this.pending.push(rest);
-      this.pendingBytes += rest.length;
+      this.#pending.push(rest);
+      this.#pendingBytes += rest.length;
     }
   }
 
   /** The unterminated rest, if any, at end of stream. */
   flush(): void {
-    if (this.pendingBytes === 0) return;
-    const text = Buffer.concat(this.pending, this.pendingBytes).toString('utf8');
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.onLine(text);
+    if (this.#pendingBytes === 0) return;
+    const text = Buffer.concat(this.#pending, this.#pendingBytes).toString('utf8');
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#onLine(text);
   }
 
-  private overflow(): void {
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.onOverflow();
+  #overflow(): void {
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#onOverflow();
   }
 }

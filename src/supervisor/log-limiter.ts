@@ -10,45 +10,48 @@ const WINDOW_MS = 1000;
  * summed up in one line when their window ends or the child exits.
  */
 export class ChildLogLimiter {
-  private windowStart = Number.NEGATIVE_INFINITY;
-  private used = 0;
-  private suppressed = 0;
-  private summary: NodeJS.Timeout | undefined;
+  #windowStart = Number.NEGATIVE_INFINITY;
+  #used = 0;
+  #suppressed = 0;
+  #summary: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly log: Logger,
-    private readonly onSuppressed: (lines: number) => void,
-  ) {}
+  readonly #log: Logger;
+  readonly #onSuppressed: (lines: number) => void;
+
+  constructor(log: Logger, onSuppressed: (lines: number) => void) {
+    this.#log = log;
+    this.#onSuppressed = onSuppressed;
+  }
 
   /** Runs `write` if this window's budget allows, else counts the line. */
   line(write: () => void): void {
     const now = Date.now();
-    if (now - this.windowStart >= WINDOW_MS) {
+    if (now - this.#windowStart >= WINDOW_MS) {
       this.flush();
-      this.windowStart = now;
-      this.used = 0;
+      this.#windowStart = now;
+      this.#used = 0;
     }
-    if (this.used < CHILD_LOG_LINES_PER_WINDOW) {
-      this.used++;
+    if (this.#used < CHILD_LOG_LINES_PER_WINDOW) {
+      this.#used++;
       write();
       return;
     }
-    this.suppressed++;
-    if (this.summary === undefined) {
-      this.summary = setTimeout(() => this.flush(), this.windowStart + WINDOW_MS - now);
-      this.summary.unref();
+    this.#suppressed++;
+    if (this.#summary === undefined) {
+      this.#summary = setTimeout(() => this.flush(), this.#windowStart + WINDOW_MS - now);
+      this.#summary.unref();
     }
   }
 
   /** Writes the summary of the lines suppressed so far, if any. */
   flush(): void {
-    clearTimeout(this.summary);
-    this.summary = undefined;
-    if (this.suppressed === 0) return;
-    const lines = this.suppressed;
-    this.suppressed = 0;
-    this.onSuppressed(lines);
-    this.log.warn(
+    clearTimeout(this.#summary);
+    this.#summary = undefined;
+    if (this.#suppressed === 0) return;
+    const lines = this.#suppressed;
+    this.#suppressed = 0;
+    this.#onSuppressed(lines);
+    this.#log.warn(
       { event: 'child_log_suppressed', lines, limit: CHILD_LOG_LINES_PER_WINDOW, windowMs: WINDOW_MS },
       'log lines of this child suppressed',
     );
