@@ -19,11 +19,11 @@ export async function startMetricsListener(metrics: BrokerMetrics, address: List
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics') {
-      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('Only /metrics is served here.\n');
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Only /metrics is served here.\n');
       return;
     }
     metrics.render().then(
-      ({ contentType, body }) => res.writeHead(200, { 'Content-Type': contentType }).end(body),
+      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(body),
       () => res.writeHead(500).end(),
     );
   });
