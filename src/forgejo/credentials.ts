@@ -213,7 +213,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       // A login replaced the credential while we refreshed; it is newer than ours.
       return toAccess(await this.#live(userId));
     }
-    this.#logger.info({ userId }, 'Forgejo credential refreshed');
+    this.#logger.info({ event: 'forgejo_credential_refreshed', userId }, 'Forgejo credential refreshed');
     this.#emit(this.#changedListeners, userId);
     return toAccess(stored);
   }
@@ -231,7 +231,13 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     }
     state.failures = 0;
     this.#logger.warn(
-      { userId: credential.userId, reason: cause.message, afterLostAnswer, remainingMs: credential.expiresAt - at },
+      {
+        event: 'forgejo_refresh_refused',
+        userId: credential.userId,
+        err: cause.message,
+        afterLostAnswer,
+        remainingMs: credential.expiresAt - at,
+      },
       'Forgejo refused the refresh token; the access token serves until Forgejo refuses it or it expires',
     );
     return this.#withoutRefresh({ ...credential, refreshRefusedAt: at });
@@ -257,7 +263,10 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       return toAccess(await this.#live(userId));
     }
     const reason = how === 'refused' ? 'Forgejo refused the access token' : 'the Forgejo access token expired and cannot be refreshed';
-    this.#logger.warn({ userId, reason, grantsRevoked: how === 'refused' }, 'Forgejo credential ended; the user must sign in again');
+    this.#logger.warn(
+      { event: 'forgejo_credential_ended', userId, how, grantsRevoked: how === 'refused' },
+      'Forgejo credential ended; the user must sign in again',
+    );
     this.#users.delete(userId);
     this.#emit(this.#revokedListeners, userId);
     throw new BrokerError('credential_revoked', `${reason}: sign in again`);
@@ -267,7 +276,13 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     state.failures += 1;
     const remaining = credential.expiresAt - this.#now();
     this.#logger.warn(
-      { userId: credential.userId, failures: state.failures, remainingMs: remaining, reason: errorMessage(error) },
+      {
+        event: 'forgejo_refresh_outcome_unknown',
+        userId: credential.userId,
+        failures: state.failures,
+        remainingMs: remaining,
+        err: errorMessage(error),
+      },
       'Forgejo refresh outcome unknown; the current access token serves; will retry',
     );
     if (remaining <= 0) {
@@ -280,7 +295,10 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       state.retryTimer = setTimeout(() => {
         state.retryTimer = undefined;
         this.#refresh(credential.userId, credential.generation).catch((retryError: unknown) => {
-          this.#logger.debug({ userId: credential.userId, reason: errorMessage(retryError) }, 'background refresh did not succeed');
+          this.#logger.debug(
+            { event: 'forgejo_background_refresh_failed', userId: credential.userId, err: errorMessage(retryError) },
+            'background refresh did not succeed',
+          );
         });
       }, delay);
       state.retryTimer.unref();
@@ -293,7 +311,7 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       try {
         listener(value);
       } catch (error) {
-        this.#logger.error({ value, reason: errorMessage(error) }, 'credential listener failed');
+        this.#logger.error({ event: 'credential_listener_failed', value, err: errorMessage(error) }, 'credential listener failed');
       }
     }
   }

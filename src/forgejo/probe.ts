@@ -70,7 +70,7 @@ export class ForgejoProbe {
     this.#failure = failure;
     if (failure !== undefined && failure !== before) {
       this.#options.log.warn(
-        { event: 'forgejo_unreachable', forgejoUrl: this.#issuer.href, reason: failure },
+        { event: 'forgejo_unreachable', forgejoUrl: this.#issuer.href, err: failure },
         `Forgejo is not usable: ${failure}`,
       );
     } else if (failure === undefined && before !== undefined) {

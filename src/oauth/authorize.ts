@@ -161,7 +161,7 @@ export class AuthorizationFlow {
       res.setHeader('set-cookie', await this.#startSignIn(req, user.userId));
       await this.#context.store.pendingAuthorizations.update(pending.id, { userId: user.userId });
       this.#context.logger.info(
-        { userId: user.userId, forgejoLogin: user.forgejoLogin, clientId: client.clientId },
+        { event: 'forgejo_sign_in', userId: user.userId, forgejoLogin: user.forgejoLogin, clientId: client.clientId },
         'Forgejo sign-in completed',
       );
       await this.#proceed(res, { ...pending, userId: user.userId }, client, undefined);
@@ -297,7 +297,10 @@ export class AuthorizationFlow {
 
   #logIfInternal(error: OAuthError): void {
     if (error.code === 'server_error' || error.code === 'temporarily_unavailable') {
-      this.#context.logger.error({ code: error.code, reason: errorMessage(error.cause ?? error) }, 'authorization failed');
+      this.#context.logger.error(
+        { event: 'authorization_failed', code: error.code, err: errorMessage(error.cause ?? error) },
+        'authorization failed',
+      );
     }
   }
 

@@ -59,7 +59,7 @@ export class ConsentManagement {
         throw new OAuthError('access_denied', 'this form does not belong to this browser');
       if (clientId === undefined) throw new OAuthError('invalid_request', 'client_id is required');
       await this.#context.store.consents.revoke(signIn.userId, clientId, this.#context.now());
-      this.#context.logger.info({ userId: signIn.userId, clientId }, 'approval revoked');
+      this.#context.logger.info({ event: 'approval_revoked', userId: signIn.userId, clientId }, 'approval revoked');
       res.writeHead(303, { location: `${this.#context.issuer}${OAUTH_PATHS.consents}`, 'cache-control': 'no-store' });
       res.end();
     } catch (error) {

@@ -100,7 +100,10 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const lifetimes = { ...DEFAULT_LIFETIMES, ...options.lifetimes };
   const sweepIntervalMs = options.sweepIntervalMs ?? 10 * 60_000;
   const documents = new ClientMetadataDocuments(cimd, now, (clientId, reason) =>
-    options.logger.warn({ clientId, reason }, 'client metadata document could not be refreshed; using the last good copy'),
+    options.logger.warn(
+      { event: 'client_metadata_stale', clientId, err: reason },
+      'client metadata document could not be refreshed; using the last good copy',
+    ),
   );
   const context: OAuthContext = {
     issuer,
@@ -139,10 +142,12 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     const at = now();
     const result = await options.store.purge(at, at - unusedClientTtlMs);
     limiter.sweep();
-    if (result.rows > 0 || result.unusedClients > 0) logger.debug({ ...result }, 'OAuth store purged');
+    if (result.rows > 0 || result.unusedClients > 0) logger.debug({ event: 'oauth_store_purged', ...result }, 'OAuth store purged');
   };
   const timer = setInterval(() => {
-    sweep().catch((error: unknown) => logger.error({ reason: errorMessage(error) }, 'OAuth store purge failed'));
+    sweep().catch((error: unknown) =>
+      logger.error({ event: 'oauth_store_purge_failed', err: errorMessage(error) }, 'OAuth store purge failed'),
+    );
   }, sweepIntervalMs);
   timer.unref();
 
@@ -174,7 +179,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       const basic = /^basic /i.test(req.headers.authorization ?? '');
       const challenge: Record<string, string> = basic ? { 'www-authenticate': `Basic realm="${issuer}", charset="UTF-8"` } : {};
       const info = sendOAuthError(res, error, challenge);
-      if (info.internal) logger.error({ reason: errorMessage(error) }, 'OAuth endpoint failed');
+      if (info.internal) logger.error({ event: 'oauth_endpoint_failed', err: errorMessage(error) }, 'OAuth endpoint failed');
     }
   };
 

@@ -55,7 +55,11 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
           encryptionKey: key,
           // A replica's lease on a user's refresh must outlast the refresh it covers.
           refreshLeaseMs: Math.max(DEFAULT_REFRESH_LEASE_MS, 2 * (options.forgejoRefreshTimeoutMs ?? DEFAULT_REFRESH_TIMEOUT_MS)),
-          onIdleError: (error) => options.logger.warn({ reason: error.message }, 'PostgreSQL connection lost; reconnecting on demand'),
+          onIdleError: (error) =>
+            options.logger.warn(
+              { event: 'postgres_connection_lost', err: error.message },
+              'PostgreSQL connection lost; reconnecting on demand',
+            ),
         });
   const forgejo = new ForgejoClient({
     forgejoUrl: options.forgejoUrl,

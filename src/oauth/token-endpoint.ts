@@ -93,7 +93,10 @@ export class TokenEndpoint {
     if (consumption.status === 'replayed') {
       // OAuth 2.1 §4.1.3: a code used twice revokes what it produced.
       if (consumption.grantId !== null) await store.grants.revokeGrant(consumption.grantId, now());
-      this.#context.logger.warn({ clientId: client.clientId, grantId: consumption.grantId }, 'authorization code replayed; grant revoked');
+      this.#context.logger.warn(
+        { event: 'authorization_code_replayed', clientId: client.clientId, grantId: consumption.grantId },
+        'authorization code replayed; grant revoked',
+      );
       throw new OAuthError('invalid_grant', 'authorization code was already used');
     }
     // The code is spent from here on: a failed check below burns it, so a verifier cannot be guessed at.
@@ -148,7 +151,10 @@ export class TokenEndpoint {
         if (successor !== undefined) return successor;
         // A rotated refresh token came back after its successor was used: someone else has a copy (OAuth 2.1 §4.3.1).
         await store.grants.revokeGrant(view.grant.grantId, at);
-        this.#context.logger.warn({ clientId: client.clientId, grantId: view.grant.grantId }, 'refresh token reused; grant revoked');
+        this.#context.logger.warn(
+          { event: 'refresh_token_reused', clientId: client.clientId, grantId: view.grant.grantId },
+          'refresh token reused; grant revoked',
+        );
         throw new OAuthError('invalid_grant', 'refresh token was already used; the grant is revoked');
       }
 

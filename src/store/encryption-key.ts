@@ -79,7 +79,7 @@ async function restrictKeyFile(handle: FileHandle, path: string, logger: Logger)
   } catch (error) {
     if (!(isErrnoException(error) && (error.code === 'EROFS' || error.code === 'EPERM'))) throw error;
     logger.warn(
-      { path, mode: mode.toString(8).padStart(4, '0'), reason: error.code },
+      { event: 'encryption_key_file_too_open', path, mode: mode.toString(8).padStart(4, '0'), code: error.code, err: error.message },
       'the encryption key file is readable by other users and could not be narrowed to 0600',
     );
   }

@@ -215,7 +215,7 @@ test(
     assert.ok(warning, served.output());
     assert.equal(warning.path, keyPath);
     assert.equal(warning.mode, '0644');
-    assert.equal(warning.reason, 'EROFS');
+    assert.equal(warning.code, 'EROFS');
     assert.equal(await modeOf(secret), 0o644, "the operator's file is left as it was");
   },
 );
