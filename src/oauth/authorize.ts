@@ -10,6 +10,7 @@ import { OAuthError, toOAuthError, toOAuthErrorResponse } from './errors.js';
 import { parseCookies, readForm, redirect, serializeCookie, singleParam } from './http.js';
 import { renderConsentPage, renderMessagePage, sendPage } from './pages.js';
 import { isLoopbackRedirect, redirectUriMatches } from './redirect-uri.js';
+import { checkResource } from './resource.js';
 import { equalHashes, isS256Challenge, randomToken, sha256Hex } from './tokens.js';
 
 /**
@@ -361,29 +362,6 @@ export class AuthorizationFlow {
     await store.signIns.create({ tokenHash: sha256Hex(token), userId, createdAt, expiresAt: createdAt + lifetimes.signInMs });
     return [serializeCookie(cookies.signIn, token, { secure: cookies.secure, maxAge: Math.floor(lifetimes.signInMs / 1000) })];
   }
-}
-
-/**
- * RFC 8707 `resource` parameters, each naming the one resource there is:
- * absent is fine, and the same resource given twice (Codex with
- * `--oauth-resource` sends it so) is one resource.
- */
-export function checkResource(params: URLSearchParams, resource: string): void {
-  for (const presented of params.getAll('resource')) {
-    if (presented !== '' && !sameResource(presented, resource)) throw new OAuthError('invalid_target', `resource must be ${resource}`);
-  }
-}
-
-/** RFC 8707 resource comparison, tolerant of letter case in scheme and host and of a trailing slash. */
-export function sameResource(presented: string, resource: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(presented);
-  } catch {
-    return false;
-  }
-  if (url.hash !== '' || presented.includes('#')) return false;
-  return url.href.replace(/\/$/, '') === resource.replace(/\/$/, '');
 }
 
 function singleParamOrUndefined(params: URLSearchParams, name: string): string | undefined {

@@ -3,7 +3,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJwt } from 'jose';
 
 import type { Grant, RefreshTokenView, TokenHashes } from '../store/store.js';
-import { checkResource, sameResource } from './authorize.js';
 import { CLIENT_ASSERTION_TYPE } from './client-assertion.js';
 import type { ClientAuthMethod } from './client-metadata.js';
 import type { ResolvedClient } from './clients.js';
@@ -11,6 +10,7 @@ import type { OAuthContext } from './context.js';
 import { OAuthError } from './errors.js';
 import { sendJson } from '../http/errors.js';
 import { readForm, singleParam } from './http.js';
+import { checkResource, sameResource } from './resource.js';
 import {
   equalHashes,
   isCodeVerifier,
