@@ -13,6 +13,7 @@ import type { Logger } from '../log/logger.js';
 import type { Child } from './child.js';
 import { ClientState } from './client-state.js';
 import type { ClientResponse, InflightRequest, RequestSink } from './request-sink.js';
+import { ServerRequests } from './server-requests.js';
 
 export interface ChannelOptions {
   readonly log: Logger;
@@ -45,12 +46,6 @@ interface Pending extends InflightRequest {
   timer: NodeJS.Timeout | undefined;
 }
 
-interface ServerRequest {
-  readonly link: Link;
-  readonly originalId: RequestId;
-  readonly pending: Pending | undefined;
-}
-
 /**
  * The traffic of one legacy session, or of one user's modern clients, to a
  * child that can be replaced under it.
@@ -65,9 +60,8 @@ export class ChildChannel {
   #current: Link;
   #generation = 0;
   #nextChildId = 1;
-  #nextServerRequestId = 1;
   readonly #pending = new Map<number, Pending>();
-  readonly #serverRequests = new Map<number, ServerRequest>();
+  readonly #serverRequests = new ServerRequests<Link, InflightRequest>();
   readonly #state = new ClientState();
   #ending: Promise<void> | undefined;
   #swapping: Promise<void> = Promise.resolve();
@@ -154,10 +148,8 @@ export class ChildChannel {
 
   /** Passes the client's answer to a child's request back to that very child, under its own id. */
   answer(response: ClientResponse): boolean {
-    const id = response.id;
-    const entry = typeof id === 'number' ? this.#serverRequests.get(id) : undefined;
-    if (typeof id !== 'number' || entry === undefined) return false;
-    this.#serverRequests.delete(id);
+    const entry = this.#serverRequests.take(response.id);
+    if (entry === undefined) return false;
     return entry.link.child.send({ ...response, id: entry.originalId });
   }
 
@@ -173,9 +165,7 @@ export class ChildChannel {
 
   /** Server requests of the child that are waiting for the client, for one request in flight. */
   waitingServerRequests(request: InflightRequest): number[] {
-    const ids: number[] = [];
-    for (const [brokerId, entry] of this.#serverRequests) if (entry.pending === request) ids.push(brokerId);
-    return ids;
+    return this.#serverRequests.idsDuring(request);
   }
 
   /** Answers a child's request on the client's behalf (a capability the client lacks, say). */
@@ -208,7 +198,7 @@ export class ChildChannel {
     for (const [childId, pending] of this.#pending) {
       this.#fail(childId, pending, JsonRpcCode.internalError, 'The MCP session ended before the server answered');
     }
-    const links = new Set<Link>([this.#current, ...[...this.#serverRequests.values()].map((entry) => entry.link)]);
+    const links = new Set<Link>([this.#current, ...this.#serverRequests.links()]);
     await Promise.all([...links].map((link) => link.child.stop()));
   }
 
@@ -265,7 +255,7 @@ export class ChildChannel {
       if (pending.link === link)
         this.#fail(childId, pending, JsonRpcCode.internalError, 'The server was restarted with a new token before it answered');
     }
-    for (const [brokerId, entry] of this.#serverRequests) if (entry.link === link) this.#serverRequests.delete(brokerId);
+    this.#serverRequests.forgetLink(link);
     await link.child.stop();
   }
 
@@ -313,9 +303,8 @@ export class ChildChannel {
       return;
     }
     if (isJSONRPCRequest(message)) {
-      const brokerId = this.#nextServerRequestId++;
       const related = this.#relatedRequest(link);
-      this.#serverRequests.set(brokerId, { link, originalId: message.id, pending: related });
+      const brokerId = this.#serverRequests.add(link, message.id, related);
       const renamed = { ...message, id: brokerId };
       if (related === undefined) this.#options.onUnrelated(renamed);
       else related.sink.serverRequest(renamed);
@@ -349,15 +338,11 @@ export class ChildChannel {
     }
     if (notification.method === 'notifications/cancelled') {
       // The child withdrew one of its own requests: rename it to the id the client saw.
-      const originalId = params?.requestId as RequestId | undefined;
-      for (const [brokerId, entry] of this.#serverRequests) {
-        if (entry.link !== link || entry.originalId !== originalId) continue;
-        this.#serverRequests.delete(brokerId);
-        const renamed = { ...notification, params: { ...params, requestId: brokerId } };
-        if (entry.pending === undefined) this.#options.onUnrelated(renamed);
-        else entry.pending.sink.notify(renamed);
-        return;
-      }
+      const withdrawn = this.#serverRequests.withdraw(link, params?.requestId as RequestId | undefined);
+      if (withdrawn === undefined) return;
+      const renamed = { ...notification, params: { ...params, requestId: withdrawn.brokerId } };
+      if (withdrawn.entry.pending === undefined) this.#options.onUnrelated(renamed);
+      else withdrawn.entry.pending.sink.notify(renamed);
       return;
     }
     const standalone = notification.method.endsWith('/list_changed') || notification.method === 'notifications/resources/updated';
@@ -406,7 +391,7 @@ export class ChildChannel {
   #forget(childId: number, pending: Pending): void {
     if (!this.#pending.delete(childId)) return;
     if (pending.timer !== undefined) clearTimeout(pending.timer);
-    for (const [brokerId, entry] of this.#serverRequests) if (entry.pending === pending) this.#serverRequests.delete(brokerId);
+    this.#serverRequests.forgetRequest(pending);
     const link = pending.link;
     if (link === undefined) return;
     link.inflight--;
