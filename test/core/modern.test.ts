@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { TestBroker, eventually, fingerprint, type TestUser } from '../support/broker.js';
+import { TestBroker, eventually, fingerprint, watchGetStream, type TestUser } from '../support/broker.js';
 
 const META = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
@@ -16,15 +16,19 @@ const META = {
 
 type Mode = 'auto' | 'legacy';
 
-async function connect(broker: TestBroker, user: TestUser, mode: Mode): Promise<Client> {
+async function connect(broker: TestBroker, user: TestUser, mode: Mode): Promise<Client & { getStreamOpened: Promise<void> }> {
   const client = new Client(
     { name: `sdk-${mode}`, version: '1.0.0' },
     { capabilities: { elicitation: { form: {} }, sampling: {}, roots: { listChanged: true } }, versionNegotiation: { mode } },
   );
+  const watch = watchGetStream();
   await client.connect(
-    new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }),
+    new StreamableHTTPClientTransport(broker.mcpUrl, {
+      requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } },
+      fetch: watch.fetch,
+    }),
   );
-  return client;
+  return Object.assign(client, { getStreamOpened: watch.opened });
 }
 
 function text(result: unknown): string {
@@ -107,7 +111,7 @@ for (const mode of ['auto', 'legacy'] as const) {
     if (mode === 'auto') {
       subscription = await client.listen({ toolsListChanged: true });
     } else {
-      await new Promise((resolve) => setTimeout(resolve, 100)); // the legacy GET stream opens after connect
+      await client.getStreamOpened; // the legacy GET stream opens after connect
     }
     await client.callTool({ name: 'add_tool', arguments: { name: `via_${mode}` } });
     await changed;

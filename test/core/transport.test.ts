@@ -83,10 +83,10 @@ test('progress and log notifications reach the client on the request stream', as
 test('the GET stream carries list_changed notifications that belong to no request', async (t) => {
   const broker = await TestBroker.start();
   t.after(() => broker.close());
-  const { client } = await broker.connect(broker.addUser());
+  const { client, getStreamOpened } = await broker.connect(broker.addUser());
   const changed = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
   // The SDK client opens the GET stream after initialization; a second session request triggers the change.
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await getStreamOpened;
   await client.callTool({ name: 'add_tool', arguments: { name: 'extra' } });
   await changed;
   const tools = await client.listTools();
@@ -271,10 +271,17 @@ test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t
   assert.match(seen, /retry: \d+/);
   controller.abort();
   await reader.cancel().catch(() => undefined);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const resumed = await fetch(broker.mcpUrl, {
-    headers: { Accept: 'text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers, 'Last-Event-ID': lastEventId },
-  });
+  // The broker lets go of the dropped stream when it sees the connection close; until then it refuses a resumption with 409.
+  let resumed: Response | undefined;
+  await eventually(async () => {
+    resumed = await fetch(broker.mcpUrl, {
+      headers: { Accept: 'text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers, 'Last-Event-ID': lastEventId },
+    });
+    if (resumed.status !== 409) return true;
+    await resumed.body?.cancel();
+    return false;
+  }, 'the broker let go of the dropped stream');
+  assert.ok(resumed !== undefined);
   assert.equal(resumed.status, 200);
   const rest = sseMessages(await resumed.text());
   const final = rest.find((message) => message.id === 21);

@@ -196,17 +196,22 @@ export class TestBroker {
     return token;
   }
 
-  /** An SDK client connected through the broker as this user. */
-  async connect(user: TestUser, name = 'test-client'): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  /** An SDK client connected through the broker as this user; `getStreamOpened` resolves once the broker accepts its GET stream. */
+  async connect(
+    user: TestUser,
+    name = 'test-client',
+  ): Promise<{ client: Client; transport: StreamableHTTPClientTransport; getStreamOpened: Promise<void> }> {
+    const watch = watchGetStream();
     const transport = new StreamableHTTPClientTransport(this.mcpUrl, {
       requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } },
+      fetch: watch.fetch,
     });
     const client = new Client(
       { name, version: '1.0.0' },
       { capabilities: { elicitation: { form: {} }, sampling: {}, roots: { listChanged: true } } },
     );
     await client.connect(transport);
-    return { client, transport };
+    return { client, transport, getStreamOpened: watch.opened };
   }
 
   /** Ends every session and channel and refuses new ones: the broker's own step of its stop. */
@@ -226,6 +231,24 @@ export function randomToken(): string {
 
 export function fingerprint(token: string): string {
   return createHash('sha256').update(token).digest('hex').slice(0, 12);
+}
+
+/**
+ * A fetch for an SDK client transport that resolves `opened` once the server
+ * has answered the client's GET stream request: from then on, notifications
+ * that belong to no request reach the client.
+ */
+export function watchGetStream(): { fetch: typeof fetch; opened: Promise<void> } {
+  let resolveOpened!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    resolveOpened = resolve;
+  });
+  const watching: typeof fetch = async (input, init) => {
+    const response = await fetch(input, init);
+    if ((init?.method ?? 'GET') === 'GET' && response.ok) resolveOpened();
+    return response;
+  };
+  return { fetch: watching, opened };
 }
 
 /** Polls until the condition holds, or fails after the limit. Not a timing assertion: a bound on waiting. */
