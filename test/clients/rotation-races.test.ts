@@ -10,13 +10,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
-
 import { silentLogger } from '../../src/log/logger.js';
 import type { Child, SpawnFunc } from '../../src/pool/child.js';
 import { processSpawner } from '../../src/supervisor/child.js';
-import { STANDIN_CHILD, TestBroker, eventually, isAlive } from '../support/broker.js';
+import { STANDIN_CHILD, TestBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
 
 /** The same child, with every message to it shown to `hook` first. */
 function intercept(child: Child, hook: (message: JSONRPCMessage) => void): Child {

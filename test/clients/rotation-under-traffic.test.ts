@@ -37,15 +37,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-
 import { STANDIN_CHILD_SCRIPT } from '../../src/demo.js';
 import type { StandinUser } from '../../src/standin/forgejo.js';
-import { eventually, fingerprint, isAlive } from '../support/broker.js';
-import { startProductionBroker, type ProductionBroker } from '../support/clients-broker.js';
-import { childProcesses } from '../support/processes.js';
-import { obtainToken } from '../support/conformance-oauth.js';
+import { childProcesses, eventually, isAlive } from '../support/host.js';
+import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
+import { type ProductionBroker, startProductionBroker } from '../support/brokers.js';
+import { obtainToken } from '../support/oauth.js';
+import { text } from '../support/mcp-clients.js';
 
 const USERS: readonly StandinUser[] = [1, 2, 3, 4].map((n) => ({
   id: 7100 + n,
@@ -124,10 +123,6 @@ interface StoredGeneration {
   readonly generation: number;
   readonly fingerprint: string;
   readonly seenAt: number;
-}
-
-function text(result: unknown): string {
-  return (result as { content?: { text?: string }[] }).content?.map((block) => block.text ?? '').join('') ?? '';
 }
 
 function argumentsFor(tool: Tool, client: TrafficClient, n: number): Record<string, unknown> {

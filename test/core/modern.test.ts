@@ -6,7 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { TestBroker, eventually, fingerprint, watchGetStream, type TestUser } from '../support/broker.js';
+import { TestBroker, type TestUser, watchGetStream } from '../support/brokers.js';
+import { eventually } from '../support/host.js';
+import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
+import { text } from '../support/mcp-clients.js';
 
 const META = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
@@ -29,10 +32,6 @@ async function connect(broker: TestBroker, user: TestUser, mode: Mode): Promise<
     }),
   );
   return Object.assign(client, { getStreamOpened: watch.opened });
-}
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
 }
 
 /** A raw modern POST. */

@@ -4,11 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, eventually, fingerprint, isAlive } from '../support/broker.js';
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
+import { TestBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
+import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
+import { text } from '../support/mcp-clients.js';
 
 test('the reaper ends sessions idle past the timeout and keeps recently active ones', async (t) => {
   let now = Date.now();

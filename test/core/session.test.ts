@@ -5,7 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, eventually, isAlive, randomToken, type TestUser } from '../support/broker.js';
+import { randomToken, TestBroker, type TestUser } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -48,11 +50,6 @@ async function rawSession(broker: TestBroker, user: TestUser): Promise<string> {
   );
   assert.equal(initialized.status, 202);
   return sid;
-}
-
-function text(result: unknown): string {
-  const content = (result as { content: { type: string; text: string }[] }).content;
-  return content.map((block) => block.text).join('');
 }
 
 test('initialize without a session id mints a 192-bit id, starts a child and answers through it', async (t) => {

@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { TestBroker, eventually, type TestUser } from '../support/broker.js';
+import { TestBroker, type TestUser } from '../support/brokers.js';
+import { eventually } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -42,10 +44,6 @@ function sseMessages(body: string): { id?: unknown; result?: unknown; error?: { 
     .split('\n')
     .filter((line) => line.startsWith('data: ') && line.length > 6)
     .map((line) => JSON.parse(line.slice(6)) as { id?: unknown; result?: unknown; error?: { code: number; message: string } });
-}
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
 }
 
 test('a server-to-client elicitation and sampling round trip during a tool call', async (t) => {

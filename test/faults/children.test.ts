@@ -9,12 +9,9 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { CHILD_LOG_LINES_PER_WINDOW } from '../../src/supervisor/log-limiter.js';
-import { TestBroker, eventually } from '../support/broker.js';
-import { isRunning } from '../support/processes.js';
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
+import { TestBroker } from '../support/brokers.js';
+import { eventually, isRunning } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 /** The broker's log lines, as objects, kept for the test to read. */
 function capturedLog(): { lines: Record<string, unknown>[]; stream: Writable } {

@@ -9,15 +9,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-
 import { createBroker, type RunningBroker } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { standinChildCommand } from '../../src/demo.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { TestAuthenticator, TestCredentials, randomToken } from '../support/broker.js';
-import { TestForge } from '../support/forge.js';
-import { startSignedInTestBroker } from '../support/signed-in-broker.js';
+import { randomToken, startSignedInTestBroker, TestAuthenticator, TestCredentials } from '../support/brokers.js';
+import { TestForge } from '../support/forgejo.js';
 
 const PROTOCOL_VERSION = '2025-11-25';
 const INIT = {

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, randomToken } from '../support/broker.js';
+import { randomToken, TestBroker } from '../support/brokers.js';
 
 interface Answer {
   readonly result?: { resultType: string; requestState: string; inputRequests: Record<string, unknown>; content?: { text: string }[] };

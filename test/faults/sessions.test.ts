@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { STANDIN_CHILD, TestBroker, eventually, type TestUser } from '../support/broker.js';
-import { childProcesses } from '../support/processes.js';
+import { STANDIN_CHILD, TestBroker, type TestUser } from '../support/brokers.js';
+import { childProcesses, eventually } from '../support/host.js';
 
 const PROTOCOL_VERSION = '2025-11-25';
 const INIT = {

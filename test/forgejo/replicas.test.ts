@@ -14,7 +14,7 @@ import { ForgejoCredentialManager, type ForgejoRefresher } from '../../src/forge
 import { silentLogger } from '../../src/log/logger.js';
 import { openPostgresStore } from '../../src/store/postgres.js';
 import type { ForgejoTokens, Store } from '../../src/store/store.js';
-import { eventually } from '../support/broker.js';
+import { eventually } from '../support/host.js';
 
 const DATABASE_URL = process.env.BROKER_TEST_DATABASE_URL?.trim() ?? '';
 const SKIP = process.env.BROKER_TEST_POSTGRES === 'skip';

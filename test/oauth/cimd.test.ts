@@ -3,20 +3,11 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-
 import { ClientMetadataDocuments, DEFAULT_CIMD_OPTIONS, isPublicAddress } from '../../src/oauth/cimd.js';
 import { OAuthError } from '../../src/oauth/errors.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import {
-  CLIENT_REDIRECT,
-  OAuthHarness,
-  TestBrowser,
-  authorizeUrl,
-  consentFields,
-  consentPage,
-  exchangeCode,
-  pkce,
-} from '../support/oauth-harness.js';
+import { CLIENT_REDIRECT, consentFields, pkce, TestBrowser } from '../support/oauth.js';
+import { authorizeUrl, consentPage, exchangeCode, OAuthHarness } from '../support/brokers.js';
 
 /** A client's web server publishing metadata documents, with a hit counter per path. */
 class MetadataHost {

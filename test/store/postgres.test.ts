@@ -7,17 +7,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-
 import pg from 'pg';
-
 import { silentLogger } from '../../src/log/logger.js';
 import { openBrokerAuth } from '../../src/oauth/setup.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { openPostgresStore, type PostgresStoreOptions } from '../../src/store/postgres.js';
 import { MIGRATIONS_TABLE, POSTGRES_SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import type { Store } from '../../src/store/store.js';
-import { eventually } from '../support/broker.js';
-import { client, code, describeStore, gate, grant, pair, seedGrant, T0, tokens, user, type StoreBackend } from './store-contract.js';
+import { eventually } from '../support/host.js';
+import { client, code, describeStore, gate, grant, pair, seedGrant, type StoreBackend, T0, tokens, user } from './store-contract.js';
 
 const DATABASE_URL = process.env.BROKER_TEST_DATABASE_URL?.trim() ?? '';
 const SKIP = process.env.BROKER_TEST_POSTGRES === 'skip';
