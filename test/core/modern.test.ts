@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { TestBroker, type TestUser, watchGetStream } from '../support/brokers.js';
+import { TestBroker, type TestUser, watchGetStream, startBroker } from '../support/brokers.js';
 import { eventually } from '../support/host.js';
 import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
 import { text } from '../support/mcp-clients.js';
@@ -58,7 +58,7 @@ async function modernPost(
 
 for (const mode of ['auto', 'legacy'] as const) {
   test(`${mode} client: tools, resources and prompts through the broker`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const user = broker.addUser('alice');
     const client = await connect(broker, user, mode);
@@ -76,7 +76,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: progress notifications`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     const progress: number[] = [];
@@ -87,7 +87,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: an elicitation round trip and a sampling round trip`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: 'forty-two' } }));
@@ -102,7 +102,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: list-changed notifications`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     const changed = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
@@ -119,7 +119,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: cancellation reaches the child`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     const controller = new AbortController();
@@ -134,7 +134,7 @@ for (const mode of ['auto', 'legacy'] as const) {
 }
 
 test('a dual-era client and a legacy-only client of the same user work at once', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser('alice');
   const modern = await connect(broker, user, 'auto');
@@ -152,7 +152,7 @@ test('a dual-era client and a legacy-only client of the same user work at once',
 });
 
 test('equal JSON-RPC ids from two clients never collide on the shared child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const call = (word: string, ms: number) =>
@@ -178,7 +178,7 @@ test('equal JSON-RPC ids from two clients never collide on the shared child', as
 });
 
 test('modern results carry resultType and the server identity; server/discover reports the child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const discover = (await (await modernPost(broker, user, { id: 'd', method: 'server/discover' })).json()) as {
@@ -202,7 +202,7 @@ test('modern results carry resultType and the server identity; server/discover r
 });
 
 test('server validation: mismatch, unsupported version, unknown method, Mcp-Name and its base64 form', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const expectError = async (
@@ -240,7 +240,7 @@ test('server validation: mismatch, unsupported version, unknown method, Mcp-Name
 });
 
 test('per-request log level: logs only for a request that asks, at its level or above', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const log = (level: string, meta: Record<string, unknown>) =>
@@ -256,7 +256,7 @@ test('per-request log level: logs only for a request that asks, at its level or 
 });
 
 test('a child request the modern client did not declare the capability for fails the request with -32021', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   // No elicitation capability in this request's _meta: the request fails as a whole, and nothing is left waiting.
@@ -275,7 +275,7 @@ test('a child request the modern client did not declare the capability for fails
 });
 
 test('inputs the child asks for together come back in one input-required result', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const caps = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} }, sampling: {} } };
@@ -316,7 +316,7 @@ test('inputs the child asks for together come back in one input-required result'
 });
 
 test('Mcp-Param headers are checked against the arguments a tool mirrors (x-mcp-header)', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const call = (headers: Record<string, string>) =>
@@ -345,7 +345,7 @@ test('Mcp-Param headers are checked against the arguments a tool mirrors (x-mcp-
 });
 
 test('a forged or foreign requestState is refused', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const alice = broker.addUser('alice');
   const mallory = broker.addUser('mallory');
@@ -382,7 +382,7 @@ test('a forged or foreign requestState is refused', async (t) => {
 });
 
 test('rotation moves the user channel too; modern calls see the new token', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const client = await connect(broker, user, 'auto');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { startBrokerProcess } from '../support/brokers.js';
+import { startBroker } from '../support/brokers.js';
 import { eventually, isAlive } from '../support/host.js';
 import { text } from '../support/mcp-clients.js';
 
@@ -18,7 +18,7 @@ async function connectedBrokerProcess(): Promise<{
   transport: StreamableHTTPClientTransport;
   url: string;
 }> {
-  const { proc, url, bearer } = await startBrokerProcess();
+  const { proc, url, bearer } = await startBroker({ wiring: 'process' });
   const client = new Client({ name: 'process-test', version: '1' });
   const transport = new StreamableHTTPClientTransport(new URL('/mcp', url), {
     requestInit: { headers: { Authorization: `Bearer ${bearer}` } },

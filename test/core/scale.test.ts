@@ -3,7 +3,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker } from '../support/brokers.js';
+import { startBroker } from '../support/brokers.js';
 import { eventually, isAlive } from '../support/host.js';
 import { text } from '../support/mcp-clients.js';
 
@@ -19,7 +19,7 @@ async function inBatches<T>(count: number, limit: number, task: (index: number) 
 }
 
 test(`${SESSIONS} concurrent sessions with real children: requests through all, all ended, no process left`, async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const sessions = await inBatches(SESSIONS, 25, async (i) => {
     const user = broker.addUser(`user${i}`);

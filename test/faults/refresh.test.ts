@@ -36,7 +36,7 @@ import { type StandinUser, startForgejoStandin } from '../../src/standin/forgejo
 import { loadEncryptionKey } from '../../src/store/encryption-key.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import { eventually, freshDataDirs, isAlive, portForProcess } from '../support/host.js';
-import { E2E_USERS, e2eUser, startSignedInTestBroker } from '../support/brokers.js';
+import { E2E_USERS, e2eUser, startBroker } from '../support/brokers.js';
 import {
   approveAndSignIn,
   connect,
@@ -175,7 +175,8 @@ async function signInAgain(
 }
 
 test('Forgejo finishes a refresh after the broker gave up: sessions go on, grants stay; once Forgejo refuses the unexpired access token, the grants are revoked: signing in again is one click and the old broker refresh token stays refused', async (t) => {
-  const harness = await startSignedInTestBroker({
+  const harness = await startBroker({
+    wiring: 'signed-in',
     name: 'faults-lost-refresh',
     users: E2E_USERS,
     childCommand: standinChildCommand({ testTools: true }),

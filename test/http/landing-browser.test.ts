@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium } from 'playwright-core';
 import { standinChildCommand } from '../../src/demo.js';
 import { skipIfMissing } from '../support/host.js';
-import { type SignedInTestBroker, startSignedInTestBroker } from '../support/brokers.js';
+import { type SignedInTestBroker, startBroker } from '../support/brokers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('test-artifacts');
@@ -26,7 +26,8 @@ describe(
     let browser: Browser;
 
     before(async () => {
-      broker = await startSignedInTestBroker({
+      broker = await startBroker({
+        wiring: 'signed-in',
         name: 'landing',
         users: [],
         childCommand: standinChildCommand({ testTools: false }),

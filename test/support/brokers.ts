@@ -1,15 +1,16 @@
 /**
- * Every way a test starts a broker, all on `createBroker` (src/app.ts), the
- * one composition root:
- * - in process with fakes: `TestBroker.start(options)`: injected bearer
- *   tokens and Forgejo credentials, real stand-in children (or `spawn` /
- *   `wrapSpawn`), a test forge;
- * - in process, signed in as in production: `startSignedInTestBroker(options)`,
- *   configured by `loadConfig`, SQLite, the consent page and the Forgejo
- *   stand-in; `E2EBroker`, `startProductionBroker`, `startClientsDemo` and
- *   `startConformanceBroker` are it (or the demo) with what each suite adds;
- * - in a process of its own: `startBrokerProcess()`, for signals and kills;
- * - the OAuth server alone: `OAuthHarness`, with a clock the test moves.
+ * Every way a test starts a broker. `startBroker(options)` is the entry;
+ * every broker it starts is `createBroker` (src/app.ts), the one composition
+ * root, and `wiring` says how:
+ * - `fakes` (default): in process, injected bearer tokens and Forgejo
+ *   credentials, real stand-in children (or `spawn` / `wrapSpawn`), a test
+ *   forge: a `TestBroker`;
+ * - `signed-in`: in process, configured by `loadConfig`, SQLite, the consent
+ *   page and the Forgejo stand-in; `E2EBroker`, `startProductionBroker` and
+ *   `startConformanceBroker` are it with what each suite adds
+ *   (`startClientsDemo` is the demo);
+ * - `process`: the fakes' wiring in a process of its own, for signals and kills.
+ * `OAuthHarness` is the OAuth server alone, with a clock the test moves.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -45,6 +46,47 @@ import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { ForgejoCredential, Store } from '../../src/store/store.js';
 import { ForgejoFront, TestForge } from './forgejo.js';
 import { CLIENT_REDIRECT, consentFields, pkce, TestBrowser, type Credentials } from './oauth.js';
+
+// --- the one entry
+/** Where a test's broker runs and how it is wired. */
+export type BrokerWiring = 'fakes' | 'signed-in' | 'process';
+
+/**
+ * Starts a broker for a test; every one is `createBroker`:
+ * - `{ wiring: 'fakes' }` (the default): in process, with injected bearer
+ *   tokens and Forgejo credentials (`TestBrokerOptions`);
+ * - `{ wiring: 'signed-in', ... }`: in process, configured by `loadConfig`,
+ *   signed in through the consent page and the Forgejo stand-in
+ *   (`SignedInTestBrokerOptions`);
+ * - `{ wiring: 'process' }`: the fakes' wiring in a process of its own.
+ */
+export function startBroker(options?: TestBrokerOptions & { readonly wiring?: 'fakes' }): Promise<TestBroker>;
+export function startBroker<Front extends ForgejoFrontServer>(
+  options: SignedInTestBrokerOptions & {
+    readonly wiring: 'signed-in';
+    readonly forgejoFront: (forgejo: ForgejoStandin) => Promise<Front>;
+  },
+): Promise<SignedInTestBroker<Front>>;
+export function startBroker(options: SignedInTestBrokerOptions & { readonly wiring: 'signed-in' }): Promise<SignedInTestBroker>;
+export function startBroker(options: { readonly wiring: 'process' }): Promise<BrokerProcess>;
+export function startBroker(
+  options:
+    | (TestBrokerOptions & { readonly wiring?: 'fakes' })
+    | (SignedInTestBrokerOptions & {
+        readonly wiring: 'signed-in';
+        readonly forgejoFront?: (forgejo: ForgejoStandin) => Promise<ForgejoFrontServer>;
+      })
+    | { readonly wiring: 'process' } = {},
+): Promise<TestBroker | SignedInTestBroker<ForgejoFrontServer | undefined> | BrokerProcess> {
+  switch (options.wiring) {
+    case 'process':
+      return startBrokerProcess();
+    case 'signed-in':
+      return startSignedInTestBroker(options);
+    default:
+      return TestBroker.start(options);
+  }
+}
 
 // --- in process, with fakes
 export const STANDIN_CHILD = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
@@ -346,11 +388,11 @@ const SIGNED_IN_FORGEJO_SCOPES = 'read:user write:issue write:repository';
  * Starts the stand-in, then (with `forgejoFront`) the front before it, then
  * the broker; what started is stopped again when a later step fails.
  */
-export function startSignedInTestBroker<Front extends ForgejoFrontServer>(
+function startSignedInTestBroker<Front extends ForgejoFrontServer>(
   options: SignedInTestBrokerOptions & { readonly forgejoFront: (forgejo: ForgejoStandin) => Promise<Front> },
 ): Promise<SignedInTestBroker<Front>>;
-export function startSignedInTestBroker(options: SignedInTestBrokerOptions): Promise<SignedInTestBroker>;
-export async function startSignedInTestBroker(
+function startSignedInTestBroker(options: SignedInTestBrokerOptions): Promise<SignedInTestBroker>;
+async function startSignedInTestBroker(
   options: SignedInTestBrokerOptions & { readonly forgejoFront?: (forgejo: ForgejoStandin) => Promise<ForgejoFrontServer> },
 ): Promise<SignedInTestBroker<ForgejoFrontServer | undefined>> {
   const listener = await listenOnAnyPort();
@@ -484,7 +526,8 @@ export class E2EBroker {
 
   static async start(env: Readonly<Record<string, string>> = {}): Promise<E2EBroker> {
     const recorder = new WireRecorder();
-    const harness = await startSignedInTestBroker({
+    const harness = await startBroker({
+      wiring: 'signed-in',
       name: 'e2e',
       users: E2E_USERS,
       childCommand: standinChildCommand({ testTools: true }),
@@ -617,7 +660,8 @@ export interface ProductionBroker extends ClientsBroker {
 /** `createBroker` as production wires it, in front of a Forgejo stand-in the test controls. */
 export async function startProductionBroker(options: ProductionBrokerOptions): Promise<ProductionBroker> {
   const encryptionKey = randomBytes(32);
-  const harness = await startSignedInTestBroker({
+  const harness = await startBroker({
+    wiring: 'signed-in',
     name: 'clients',
     users: options.users,
     childCommand: standinChildCommand({ testTools: true }),
@@ -674,7 +718,8 @@ export interface ConformanceBrokerOptions {
 }
 
 export function startConformanceBroker(options: ConformanceBrokerOptions = {}): Promise<SignedInTestBroker> {
-  return startSignedInTestBroker({
+  return startBroker({
+    wiring: 'signed-in',
     name: 'conformance',
     users: [
       {
@@ -979,7 +1024,14 @@ async function runBrokerProcess(): Promise<void> {
 const BROKER_PROCESS_ARGUMENT = 'process';
 
 /** Starts `runBrokerProcess` in a new process; resolves once it listens, with its URL and a bearer token it accepts. */
-export async function startBrokerProcess(): Promise<{ proc: ChildProcess; url: string; bearer: string }> {
+/** A broker in a process of its own: the process, its URL and a bearer token it accepts. */
+export interface BrokerProcess {
+  readonly proc: ChildProcess;
+  readonly url: string;
+  readonly bearer: string;
+}
+
+async function startBrokerProcess(): Promise<BrokerProcess> {
   const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), BROKER_PROCESS_ARGUMENT], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(createInterface({ input: proc.stdout as NodeJS.ReadableStream }), 'line')) as [string];
   const { url, bearer } = JSON.parse(line) as { url: string; bearer: string };
