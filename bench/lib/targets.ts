@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin, type ForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
-import { obtainToken } from '../../test/support/conformance-oauth.js';
+import { obtainToken } from '../../test/support/oauth.js';
 import { BARE_BRIDGE, BARE_HTTP, BROKER_CLI, PROBE, SDK_TRANSPORT, STANDIN_CHILD, SUPERGATEWAY } from './paths.js';
 import type { Proc, ProcessSet } from './procs.js';
 

@@ -8,10 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-
-import { DEMO_USERS, startClientsDemo, type ClientsBroker } from '../support/clients-broker.js';
-import { clientBinary, runToEnd, skipUnlessInstalled, type Finished } from '../support/clients-tools.js';
-import { obtainToken } from '../support/conformance-oauth.js';
+import { type ClientsBroker, DEMO_USERS, startClientsDemo } from '../support/brokers.js';
+import { clientBinary, type Finished, runToEnd, skipUnlessInstalled, text } from '../support/mcp-clients.js';
+import { obtainToken } from '../support/oauth.js';
 
 const INSPECTOR = 'mcp-inspector-cli';
 /**
@@ -46,10 +45,6 @@ function parseOutput<T>(run: Finished): T {
   } catch {
     throw new Error(`the inspector printed no JSON:\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
   }
-}
-
-function text(result: ToolResult): string {
-  return result.content.map((block) => block.text ?? '').join('');
 }
 
 describe('MCP Inspector CLI through the broker', { skip: skipUnlessInstalled(INSPECTOR) }, () => {

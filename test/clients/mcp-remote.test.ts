@@ -22,20 +22,17 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import type { Browser } from 'playwright-core';
-
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { eventually, isAlive } from '../support/broker.js';
-import { DEMO_USERS, startClientsDemo, type ClientsBroker } from '../support/clients-broker.js';
-import { CHROMIUM, clientBinary, launchChromium, skipUnlessInstalled } from '../support/clients-tools.js';
-import { skipIfMissing } from '../support/requirements.js';
+import { eventually, isAlive, skipIfMissing } from '../support/host.js';
+import { type ClientsBroker, DEMO_USERS, startClientsDemo } from '../support/brokers.js';
+import { CHROMIUM, clientBinary, launchChromium, skipUnlessInstalled, text } from '../support/mcp-clients.js';
 
 const MCP_REMOTE = 'mcp-remote';
 /** Bound on the whole sign-in: mcp-remote waiting for its callback, and the host waiting for `initialize`. */
@@ -46,10 +43,6 @@ function skipReason(): string | false {
     skipUnlessInstalled(MCP_REMOTE) ||
     skipIfMissing(existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed: apt-get install chromium`)
   );
-}
-
-function text(result: unknown): string {
-  return (result as { content: { text?: string }[] }).content.map((block) => block.text ?? '').join('');
 }
 
 /** Variables a child needs, without any desktop: no display, no D-Bus session, a generic xdg-open. */

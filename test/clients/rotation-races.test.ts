@@ -10,13 +10,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
-
 import { silentLogger } from '../../src/log/logger.js';
 import type { Child, SpawnFunc } from '../../src/pool/child.js';
 import { processSpawner } from '../../src/supervisor/child.js';
-import { STANDIN_CHILD, TestBroker, eventually, isAlive } from '../support/broker.js';
+import { STANDIN_CHILD, startBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
 
 /** The same child, with every message to it shown to `hook` first. */
 function intercept(child: Child, hook: (message: JSONRPCMessage) => void): Child {
@@ -43,7 +42,7 @@ test('a session that ends while its replacement child is told the log level leav
   // Set once the broker (and its forge) exist: the spawner needs the forge's URL.
   const wiring: { real?: SpawnFunc; hook?: (message: JSONRPCMessage) => void } = {};
   const spawned: Child[] = [];
-  const broker = await TestBroker.start({
+  const broker = await startBroker({
     spawn: async (spec) => {
       if (wiring.real === undefined) throw new Error('not ready');
       const child = intercept(await wiring.real(spec), (message) => wiring.hook?.(message));

@@ -37,15 +37,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-
 import { STANDIN_CHILD_SCRIPT } from '../../src/demo.js';
 import type { StandinUser } from '../../src/standin/forgejo.js';
-import { eventually, fingerprint, isAlive } from '../support/broker.js';
-import { startProductionBroker, type ProductionBroker } from '../support/clients-broker.js';
-import { childProcesses } from '../support/processes.js';
-import { obtainToken } from '../support/conformance-oauth.js';
+import { childProcesses, eventually, isAlive } from '../support/host.js';
+import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
+import { type ProductionBroker, startProductionBroker } from '../support/brokers.js';
+import { obtainToken } from '../support/oauth.js';
+import { text } from '../support/mcp-clients.js';
 
 const USERS: readonly StandinUser[] = [1, 2, 3, 4].map((n) => ({
   id: 7100 + n,
@@ -56,8 +55,12 @@ const USERS: readonly StandinUser[] = [1, 2, 3, 4].map((n) => ({
 }));
 const LEGACY_CLIENTS = 10;
 const MODERN_CLIENTS = 10;
-/** How long the traffic runs. */
-const TRAFFIC_MS = 25_000;
+/** The traffic runs through this many sweeps (a refresh of every user each) before Forgejo stumbles, and as many after. */
+const SWEEPS_EACH_HALF = 2;
+/** How many token requests fail when Forgejo stumbles. */
+const STUMBLES = 3;
+/** A watchdog on each half of the traffic, not a timing assertion: a sweep every 5 s, seconds per rotation. */
+const HALF_LIMIT_MS = 90_000;
 /** Each client's pause between two requests: a steady stream, not a flood. */
 const PAUSE_MS = 50;
 /**
@@ -120,10 +123,6 @@ interface StoredGeneration {
   readonly generation: number;
   readonly fingerprint: string;
   readonly seenAt: number;
-}
-
-function text(result: unknown): string {
-  return (result as { content?: { text?: string }[] }).content?.map((block) => block.text ?? '').join('') ?? '';
 }
 
 function argumentsFor(tool: Tool, client: TrafficClient, n: number): Record<string, unknown> {
@@ -258,11 +257,18 @@ test('rotation under traffic: 20 sessions of 4 users, both eras, tokens refreshe
   };
   const start = Date.now();
   const loops = clients.map((entry) => drive(entry));
-  // Halfway, Forgejo stumbles: a few token requests fail with a 502 (a passing failure). The
-  // broker keeps the token it has and retries with backoff; the traffic must not notice.
-  await delay(TRAFFIC_MS / 2);
-  broker.forgejo.failTokenRequests(3, 502);
-  await delay(TRAFFIC_MS / 2);
+  // After two sweeps under traffic, Forgejo stumbles: a few token requests fail with a 502 (a passing
+  // failure). The broker keeps the token it has and retries with backoff; the traffic must not notice.
+  // The traffic runs on until the stumble is behind and two more sweeps refreshed every user.
+  const { stats } = broker.forgejo;
+  await eventually(() => stats.refreshes - refreshesBefore >= SWEEPS_EACH_HALF * USERS.length, 'sweeps before the stumble', HALF_LIMIT_MS);
+  const stumble = { tokenRequests: stats.tokenRequests, refreshes: stats.refreshes };
+  broker.forgejo.failTokenRequests(STUMBLES, 502);
+  await eventually(
+    () => stats.tokenRequests - stumble.tokenRequests >= STUMBLES && stats.refreshes - stumble.refreshes >= SWEEPS_EACH_HALF * USERS.length,
+    'the stumble and the sweeps after it',
+    HALF_LIMIT_MS,
+  );
   trafficRunning = false;
   await Promise.all(loops);
 

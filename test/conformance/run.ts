@@ -15,13 +15,13 @@
  * Targets:
  *   baseline  the fixture served by the SDK itself (test/conformance/baseline-server.ts)
  *   broker    the broker (production wiring, real OAuth, Forgejo stand-in) with the
- *             fixture as its child, behind test/support/conformance-proxy.ts
+ *             fixture as its child, behind test/conformance/proxy.ts
  * Sets:
  *   legacy         `conformance server --spec-version 2025-11-25 --suite all`
  *   modern         `conformance server --spec-version 2026-07-28 --suite all`
  *   authorization  `conformance authorization --url <issuer>` (broker only)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -29,11 +29,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startConformanceBroker, CONFORMANCE_USER } from '../support/conformance-broker.js';
-import { discoverBroker, obtainToken, registerClient, UserAgent } from '../support/conformance-oauth.js';
-import { startConformanceProxy, type ConformanceProxy } from '../support/conformance-proxy.js';
-import type { SignedInTestBroker } from '../support/signed-in-broker.js';
-import { portForProcess } from '../support/processes.js';
+import { CONFORMANCE_USER, type SignedInTestBroker, startConformanceBroker } from '../support/brokers.js';
+import { discoverBroker, obtainToken, registerClient, UserAgent } from '../support/oauth.js';
+import { type ConformanceProxy, startConformanceProxy } from './proxy.js';
+import { portForProcess } from '../support/host.js';
 import { exitIfLoadedAsTestFile } from './not-a-test.js';
 
 exitIfLoadedAsTestFile();

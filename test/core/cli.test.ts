@@ -14,9 +14,7 @@ import { OPTIONS } from '../../src/config/options.js';
 import { standinChildCommand } from '../../src/demo.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { BROKER_INFO } from '../../src/version.js';
-import { eventually } from '../support/broker.js';
-import { portForProcess } from '../support/processes.js';
-import { freshDataDirs } from '../support/temp-dirs.js';
+import { eventually, freshDataDirs, portForProcess } from '../support/host.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));

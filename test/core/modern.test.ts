@@ -6,7 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { TestBroker, eventually, fingerprint, type TestUser } from '../support/broker.js';
+import { TestBroker, type TestUser, watchGetStream, startBroker } from '../support/brokers.js';
+import { eventually } from '../support/host.js';
+import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
+import { text } from '../support/mcp-clients.js';
 
 const META = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
@@ -16,19 +19,19 @@ const META = {
 
 type Mode = 'auto' | 'legacy';
 
-async function connect(broker: TestBroker, user: TestUser, mode: Mode): Promise<Client> {
+async function connect(broker: TestBroker, user: TestUser, mode: Mode): Promise<Client & { getStreamOpened: Promise<void> }> {
   const client = new Client(
     { name: `sdk-${mode}`, version: '1.0.0' },
     { capabilities: { elicitation: { form: {} }, sampling: {}, roots: { listChanged: true } }, versionNegotiation: { mode } },
   );
+  const watch = watchGetStream();
   await client.connect(
-    new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }),
+    new StreamableHTTPClientTransport(broker.mcpUrl, {
+      requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } },
+      fetch: watch.fetch,
+    }),
   );
-  return client;
-}
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
+  return Object.assign(client, { getStreamOpened: watch.opened });
 }
 
 /** A raw modern POST. */
@@ -55,7 +58,7 @@ async function modernPost(
 
 for (const mode of ['auto', 'legacy'] as const) {
   test(`${mode} client: tools, resources and prompts through the broker`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const user = broker.addUser('alice');
     const client = await connect(broker, user, mode);
@@ -73,7 +76,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: progress notifications`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     const progress: number[] = [];
@@ -84,7 +87,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: an elicitation round trip and a sampling round trip`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: 'forty-two' } }));
@@ -99,7 +102,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: list-changed notifications`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     const changed = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
@@ -107,7 +110,7 @@ for (const mode of ['auto', 'legacy'] as const) {
     if (mode === 'auto') {
       subscription = await client.listen({ toolsListChanged: true });
     } else {
-      await new Promise((resolve) => setTimeout(resolve, 100)); // the legacy GET stream opens after connect
+      await client.getStreamOpened; // the legacy GET stream opens after connect
     }
     await client.callTool({ name: 'add_tool', arguments: { name: `via_${mode}` } });
     await changed;
@@ -116,7 +119,7 @@ for (const mode of ['auto', 'legacy'] as const) {
   });
 
   test(`${mode} client: cancellation reaches the child`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const client = await connect(broker, broker.addUser(), mode);
     const controller = new AbortController();
@@ -131,7 +134,7 @@ for (const mode of ['auto', 'legacy'] as const) {
 }
 
 test('a dual-era client and a legacy-only client of the same user work at once', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser('alice');
   const modern = await connect(broker, user, 'auto');
@@ -149,7 +152,7 @@ test('a dual-era client and a legacy-only client of the same user work at once',
 });
 
 test('equal JSON-RPC ids from two clients never collide on the shared child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const call = (word: string, ms: number) =>
@@ -175,7 +178,7 @@ test('equal JSON-RPC ids from two clients never collide on the shared child', as
 });
 
 test('modern results carry resultType and the server identity; server/discover reports the child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const discover = (await (await modernPost(broker, user, { id: 'd', method: 'server/discover' })).json()) as {
@@ -199,7 +202,7 @@ test('modern results carry resultType and the server identity; server/discover r
 });
 
 test('server validation: mismatch, unsupported version, unknown method, Mcp-Name and its base64 form', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const expectError = async (
@@ -237,7 +240,7 @@ test('server validation: mismatch, unsupported version, unknown method, Mcp-Name
 });
 
 test('per-request log level: logs only for a request that asks, at its level or above', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const log = (level: string, meta: Record<string, unknown>) =>
@@ -253,7 +256,7 @@ test('per-request log level: logs only for a request that asks, at its level or 
 });
 
 test('a child request the modern client did not declare the capability for fails the request with -32021', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   // No elicitation capability in this request's _meta: the request fails as a whole, and nothing is left waiting.
@@ -272,7 +275,7 @@ test('a child request the modern client did not declare the capability for fails
 });
 
 test('inputs the child asks for together come back in one input-required result', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const caps = { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} }, sampling: {} } };
@@ -313,7 +316,7 @@ test('inputs the child asks for together come back in one input-required result'
 });
 
 test('Mcp-Param headers are checked against the arguments a tool mirrors (x-mcp-header)', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const call = (headers: Record<string, string>) =>
@@ -342,7 +345,7 @@ test('Mcp-Param headers are checked against the arguments a tool mirrors (x-mcp-
 });
 
 test('a forged or foreign requestState is refused', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const alice = broker.addUser('alice');
   const mallory = broker.addUser('mallory');
@@ -379,7 +382,7 @@ test('a forged or foreign requestState is refused', async (t) => {
 });
 
 test('rotation moves the user channel too; modern calls see the new token', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const client = await connect(broker, user, 'auto');

@@ -5,24 +5,20 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { eventually, isAlive } from '../support/broker.js';
+import { startBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
-const FIXTURE = fileURLToPath(new URL('../support/broker-process.js', import.meta.url));
-
-async function startBrokerProcess(): Promise<{
+async function connectedBrokerProcess(): Promise<{
   proc: ChildProcess;
   client: Client;
   transport: StreamableHTTPClientTransport;
   url: string;
 }> {
-  const proc = spawn(process.execPath, [FIXTURE], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [line] = (await once(createInterface({ input: proc.stdout as NodeJS.ReadableStream }), 'line')) as [string];
-  const { url, bearer } = JSON.parse(line) as { url: string; bearer: string };
+  const { proc, url, bearer } = await startBroker({ wiring: 'process' });
   const client = new Client({ name: 'process-test', version: '1' });
   const transport = new StreamableHTTPClientTransport(new URL('/mcp', url), {
     requestInit: { headers: { Authorization: `Bearer ${bearer}` } },
@@ -31,12 +27,8 @@ async function startBrokerProcess(): Promise<{
   return { proc, client, transport, url };
 }
 
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
-
 test('SIGTERM: stop accepting, let the running request finish, stop every child, exit 0', async () => {
-  const { proc, client } = await startBrokerProcess();
+  const { proc, client } = await connectedBrokerProcess();
   const childPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   // The child's first progress notification proves the request is running there before SIGTERM.
   let started: (() => void) | undefined;
@@ -51,7 +43,7 @@ test('SIGTERM: stop accepting, let the running request finish, stop every child,
 });
 
 test('SIGKILL: the broker cannot clean up, yet its children exit because their stdin closes', async () => {
-  const { proc, client } = await startBrokerProcess();
+  const { proc, client } = await connectedBrokerProcess();
   const childPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));
   assert.equal(isAlive(childPid), true);
   proc.kill('SIGKILL');
@@ -60,7 +52,7 @@ test('SIGKILL: the broker cannot clean up, yet its children exit because their s
 });
 
 test('GET /metrics: Prometheus text with live sessions, starts, ends and process figures', async () => {
-  const { proc, client, transport, url } = await startBrokerProcess();
+  const { proc, client, transport, url } = await connectedBrokerProcess();
   try {
     await client.callTool({ name: 'echo', arguments: { text: 'x' } });
     const res = await fetch(new URL('/metrics', url));

@@ -4,15 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, eventually, fingerprint, isAlive } from '../support/broker.js';
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
+import { startBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
+import { tokenFingerprint as fingerprint } from '../support/forgejo.js';
+import { text } from '../support/mcp-clients.js';
 
 test('the reaper ends sessions idle past the timeout and keeps recently active ones', async (t) => {
   let now = Date.now();
-  const broker = await TestBroker.start({ idleTimeoutMs: 60_000, now: () => now });
+  const broker = await startBroker({ idleTimeoutMs: 60_000, now: () => now });
   t.after(() => broker.close());
   const idle = await broker.connect(broker.addUser());
   const idlePid = Number(text(await idle.client.callTool({ name: 'pid', arguments: {} })));
@@ -31,7 +30,7 @@ test('the reaper ends sessions idle past the timeout and keeps recently active o
 
 test('the reaper leaves a session alone while a request is running on it', async (t) => {
   let now = Date.now();
-  const broker = await TestBroker.start({ idleTimeoutMs: 1_000, now: () => now });
+  const broker = await startBroker({ idleTimeoutMs: 1_000, now: () => now });
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const call = client.callTool({ name: 'sleep', arguments: { ms: 300 } });
@@ -43,7 +42,7 @@ test('the reaper leaves a session alone while a request is running on it', async
 });
 
 test('rotation moves a session to a child with the new token, keeping its id, without the client noticing', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser('alice');
   const { client, transport } = await broker.connect(user);
@@ -67,7 +66,7 @@ test('rotation moves a session to a child with the new token, keeping its id, wi
 });
 
 test('a request in flight on the old child finishes there during a rotation', async (t) => {
-  const broker = await TestBroker.start({ drainGraceMs: 10_000 });
+  const broker = await startBroker({ drainGraceMs: 10_000 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client } = await broker.connect(user);
@@ -102,7 +101,7 @@ test('a request in flight on the old child finishes there during a rotation', as
 test('while the new child starts and is initialised, requests keep being served by the old one: no pause', async (t) => {
   let release: (() => void) | undefined;
   let spawns = 0;
-  const broker = await TestBroker.start({
+  const broker = await startBroker({
     wrapSpawn: (spawn) => async (spec) => {
       const child = await spawn(spec);
       if (++spawns !== 2) return child;
@@ -139,7 +138,7 @@ test('while the new child starts and is initialised, requests keep being served 
 });
 
 test('a request still running when the drain grace ends gets an error, and the old child stops', async (t) => {
-  const broker = await TestBroker.start({ drainGraceMs: 200 });
+  const broker = await startBroker({ drainGraceMs: 200 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client } = await broker.connect(user);
@@ -158,7 +157,7 @@ test('a request still running when the drain grace ends gets an error, and the o
 });
 
 test('the rotator refreshes a token within the lead time and moves every session of that user', async (t) => {
-  const broker = await TestBroker.start({ refreshLeadMs: 5 * 60_000 });
+  const broker = await startBroker({ refreshLeadMs: 5 * 60_000 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const other = broker.addUser();
@@ -184,7 +183,7 @@ test('the rotator refreshes a token within the lead time and moves every session
 });
 
 test("a refresh Forgejo refuses ends the user's sessions; their next initialize is a 401", async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client, transport } = await broker.connect(user);
@@ -220,7 +219,7 @@ test("a refresh Forgejo refuses ends the user's sessions; their next initialize 
 });
 
 test('a replacement child that cannot start leaves the session on its old child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client } = await broker.connect(user);
@@ -238,7 +237,7 @@ test('a replacement child that cannot start leaves the session on its old child'
 });
 
 test('state the client set is replayed to the new child: log level and resource subscriptions', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client } = await broker.connect(user);
@@ -257,7 +256,7 @@ test('state the client set is replayed to the new child: log level and resource 
 test('a session whose child was starting while a rotation ran is moved to the new token once it is up', async (t) => {
   let release: (() => void) | undefined;
   let spawns = 0;
-  const broker = await TestBroker.start({
+  const broker = await startBroker({
     wrapSpawn: (spawn) => async (spec) => {
       // The session's own child starts only when the test lets it, after the rotation ran.
       if (++spawns === 1) await new Promise<void>((resolve) => (release = resolve));

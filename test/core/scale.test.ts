@@ -3,13 +3,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, eventually, isAlive } from '../support/broker.js';
+import { startBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 const SESSIONS = 200;
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
 
 /** Runs the tasks with at most `limit` at a time. */
 async function inBatches<T>(count: number, limit: number, task: (index: number) => Promise<T>): Promise<T[]> {
@@ -21,7 +19,7 @@ async function inBatches<T>(count: number, limit: number, task: (index: number) 
 }
 
 test(`${SESSIONS} concurrent sessions with real children: requests through all, all ended, no process left`, async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const sessions = await inBatches(SESSIONS, 25, async (i) => {
     const user = broker.addUser(`user${i}`);

@@ -5,7 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, eventually, isAlive, randomToken, type TestUser } from '../support/broker.js';
+import { randomToken, TestBroker, type TestUser, startBroker } from '../support/brokers.js';
+import { eventually, isAlive } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -50,13 +52,8 @@ async function rawSession(broker: TestBroker, user: TestUser): Promise<string> {
   return sid;
 }
 
-function text(result: unknown): string {
-  const content = (result as { content: { type: string; text: string }[] }).content;
-  return content.map((block) => block.text).join('');
-}
-
 test('initialize without a session id mints a 192-bit id, starts a child and answers through it', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const alice = broker.addUser('alice');
   const { client, transport } = await broker.connect(alice);
@@ -70,7 +67,7 @@ test('initialize without a session id mints a 192-bit id, starts a child and ans
 });
 
 test('requests with a known session id reuse the same child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const first = text(await client.callTool({ name: 'pid', arguments: {} }));
@@ -81,7 +78,7 @@ test('requests with a known session id reuse the same child', async (t) => {
 });
 
 test('an unknown session id is 404 Not Found, as the transport spec requires', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const res = await post(
@@ -96,7 +93,7 @@ test('an unknown session id is 404 Not Found, as the transport spec requires', a
 });
 
 test('a request without a session id that is not initialize is 400', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const res = await post(broker, user.bearer, { jsonrpc: '2.0', id: 2, method: 'tools/list' });
@@ -105,7 +102,7 @@ test('a request without a session id that is not initialize is 400', async (t) =
 });
 
 test('a session used with a bearer of another grant is 403; a refreshed token of the same grant keeps it', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const alice = broker.addUser('alice');
   const eve = broker.addUser('eve');
@@ -127,7 +124,7 @@ test('a session used with a bearer of another grant is 403; a refreshed token of
 });
 
 test('without a bearer token /mcp is 401 with the RFC 9728 challenge; a bad token is invalid_token', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const missing = await post(broker, undefined, INIT);
   assert.equal(missing.status, 401);
@@ -144,7 +141,7 @@ test('without a bearer token /mcp is 401 with the RFC 9728 challenge; a bad toke
 });
 
 test('the session cap answers 503 with Retry-After and starts nothing', async (t) => {
-  const broker = await TestBroker.start({ maxSessions: 2 });
+  const broker = await startBroker({ maxSessions: 2 });
   t.after(() => broker.close());
   await rawSession(broker, broker.addUser());
   await rawSession(broker, broker.addUser());
@@ -155,7 +152,7 @@ test('the session cap answers 503 with Retry-After and starts nothing', async (t
 });
 
 test('the per-user cap answers 503 for that user only', async (t) => {
-  const broker = await TestBroker.start({ maxSessionsPerUser: 1 });
+  const broker = await startBroker({ maxSessionsPerUser: 1 });
   t.after(() => broker.close());
   const alice = broker.addUser();
   await rawSession(broker, alice);
@@ -167,7 +164,7 @@ test('the per-user cap answers 503 for that user only', async (t) => {
 });
 
 test('a child that exits takes its session with it: the call errors, then the id is 404', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client, transport } = await broker.connect(user);
@@ -180,7 +177,7 @@ test('a child that exits takes its session with it: the call errors, then the id
 });
 
 test('DELETE ends the session and stops its child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client, transport } = await broker.connect(user);
@@ -191,7 +188,7 @@ test('DELETE ends the session and stops its child', async (t) => {
 });
 
 test('stop tears down every session and every child', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const pids: number[] = [];
   for (let i = 0; i < 3; i++) {

@@ -5,7 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { TestBroker, eventually, type TestUser } from '../support/broker.js';
+import { TestBroker, type TestUser, startBroker } from '../support/brokers.js';
+import { eventually } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -44,12 +46,8 @@ function sseMessages(body: string): { id?: unknown; result?: unknown; error?: { 
     .map((line) => JSON.parse(line.slice(6)) as { id?: unknown; result?: unknown; error?: { code: number; message: string } });
 }
 
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
-
 test('a server-to-client elicitation and sampling round trip during a tool call', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: '42' } }));
@@ -66,7 +64,7 @@ test('a server-to-client elicitation and sampling round trip during a tool call'
 });
 
 test('progress and log notifications reach the client on the request stream', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const progress: number[] = [];
@@ -81,12 +79,12 @@ test('progress and log notifications reach the client on the request stream', as
 });
 
 test('the GET stream carries list_changed notifications that belong to no request', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
-  const { client } = await broker.connect(broker.addUser());
+  const { client, getStreamOpened } = await broker.connect(broker.addUser());
   const changed = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
   // The SDK client opens the GET stream after initialization; a second session request triggers the change.
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await getStreamOpened;
   await client.callTool({ name: 'add_tool', arguments: { name: 'extra' } });
   await changed;
   const tools = await client.listTools();
@@ -95,7 +93,7 @@ test('the GET stream carries list_changed notifications that belong to no reques
 });
 
 test('resources and prompts pass through', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const resources = await client.listResources();
@@ -108,7 +106,7 @@ test('resources and prompts pass through', async (t) => {
 });
 
 test('an unsupported MCP-Protocol-Version header is 400', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
@@ -123,7 +121,7 @@ test('an unsupported MCP-Protocol-Version header is 400', async (t) => {
 });
 
 test('a foreign Origin is 403 before anything else happens', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const res = await post(broker, user, INIT, { Origin: 'http://evil.example' });
@@ -135,7 +133,7 @@ test('a foreign Origin is 403 before anything else happens', async (t) => {
 });
 
 test('CORS: an allowed browser origin gets a preflight answer and may read the session id; others get 403', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const preflight = await fetch(broker.mcpUrl, {
     method: 'OPTIONS',
@@ -159,7 +157,7 @@ test('CORS: an allowed browser origin gets a preflight answer and may read the s
 });
 
 test('a body over the limit is 413 and a body that is not JSON is a 400 parse error', async (t) => {
-  const broker = await TestBroker.start({ maxBodyBytes: 1024 });
+  const broker = await startBroker({ maxBodyBytes: 1024 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const big = await post(broker, user, { ...INIT, params: { ...INIT.params, padding: 'x'.repeat(2048) } });
@@ -171,7 +169,7 @@ test('a body over the limit is 413 and a body that is not JSON is a 400 parse er
 });
 
 test('batches are refused from 2025-06-18 on and served under 2025-03-26', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const batch = [
@@ -192,7 +190,7 @@ test('batches are refused from 2025-06-18 on and served under 2025-03-26', async
 
 test('a child that does not answer in time gets the client a JSON-RPC error, not a hang', async (t) => {
   // Long enough that the echo after it is answered in time on a loaded machine.
-  const broker = await TestBroker.start({ requestTimeoutMs: 1500 });
+  const broker = await startBroker({ requestTimeoutMs: 1500 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
@@ -211,7 +209,7 @@ test('a child that does not answer in time gets the client a JSON-RPC error, not
 });
 
 test("client ids are the client's own on the way back, whatever their type", async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
@@ -223,7 +221,7 @@ test("client ids are the client's own on the way back, whatever their type", asy
 });
 
 test('a cancelled request is cancelled at the child and its stream ends', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
   const controller = new AbortController();
@@ -237,7 +235,7 @@ test('a cancelled request is cancelled at the child and its stream ends', async 
 });
 
 test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
@@ -271,10 +269,17 @@ test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t
   assert.match(seen, /retry: \d+/);
   controller.abort();
   await reader.cancel().catch(() => undefined);
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const resumed = await fetch(broker.mcpUrl, {
-    headers: { Accept: 'text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers, 'Last-Event-ID': lastEventId },
-  });
+  // The broker lets go of the dropped stream when it sees the connection close; until then it refuses a resumption with 409.
+  let resumed: Response | undefined;
+  await eventually(async () => {
+    resumed = await fetch(broker.mcpUrl, {
+      headers: { Accept: 'text/event-stream', Authorization: `Bearer ${user.bearer}`, ...headers, 'Last-Event-ID': lastEventId },
+    });
+    if (resumed.status !== 409) return true;
+    await resumed.body?.cancel();
+    return false;
+  }, 'the broker let go of the dropped stream');
+  assert.ok(resumed !== undefined);
   assert.equal(resumed.status, 200);
   const rest = sseMessages(await resumed.text());
   const final = rest.find((message) => message.id === 21);
@@ -283,7 +288,7 @@ test('a lost SSE stream resumes with Last-Event-ID and misses nothing', async (t
 });
 
 test('idle keep-alive connections stay open 65 s, past the usual 60 s of proxies, so the client closes first', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const agent = new http.Agent({ keepAlive: true });
   t.after(() => agent.destroy());
@@ -300,7 +305,7 @@ test('idle keep-alive connections stay open 65 s, past the usual 60 s of proxies
 });
 
 test("a large result is kept for resumption at its real size, so the store's byte budget applies to it", async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const { client, transport } = await broker.connect(broker.addUser());
   const bytes = 3 * 1024 * 1024;

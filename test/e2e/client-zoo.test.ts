@@ -9,14 +9,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-
-import { E2EBroker, e2eUser } from '../support/e2e-broker.js';
-import { ClientMetadataServer } from '../support/e2e-cimd.js';
-import { CLIENT_INFO, approveAndSignIn, getMe } from '../support/e2e-client.js';
-import { TestBrowser, pkce } from '../support/oauth-harness.js';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { E2EBroker, e2eUser } from '../support/brokers.js';
+import { ClientMetadataServer, pkce, TestBrowser } from '../support/oauth.js';
+import { approveAndSignIn, CLIENT_INFO, getMe } from '../support/mcp-clients.js';
 import { ZOO, ZOO_WITHOUT_CIMD, type ZooClient } from './client-zoo-fixtures.js';
 
 const INSPECTOR_ORIGIN = 'http://localhost:6274';

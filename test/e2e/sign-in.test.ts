@@ -13,24 +13,21 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-
-import { SdkHttpError, StreamableHTTPClientTransport, auth } from '@modelcontextprotocol/client';
-
+import { auth, SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { ENCRYPTION_KEY_FILE } from '../../src/store/encryption-key.js';
-import { E2EBroker, e2eUser, type WireEntry } from '../support/e2e-broker.js';
-import { ClientMetadataServer } from '../support/e2e-cimd.js';
-import { tokenFingerprint } from '../support/e2e-forgejo.js';
+import { E2EBroker, e2eUser, type WireEntry } from '../support/brokers.js';
+import { CLIENT_REDIRECT, ClientMetadataServer, TestBrowser } from '../support/oauth.js';
+import { tokenFingerprint } from '../support/forgejo.js';
 import {
-  E2EOAuthProvider,
   connect,
+  type Connected,
   disconnect,
+  E2EOAuthProvider,
   forgejoTokenFingerprint,
   getMe,
   signInWithSdk,
-  type Connected,
-} from '../support/e2e-client.js';
-import { CLIENT_REDIRECT, TestBrowser } from '../support/oauth-harness.js';
+} from '../support/mcp-clients.js';
 
 const CIMD_CLIENT_NAME = 'E2E metadata-document client';
 

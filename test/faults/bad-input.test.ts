@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, type TestUser } from '../support/broker.js';
+import { TestBroker, type TestUser, startBroker } from '../support/brokers.js';
 
 const MODERN_VERSION = '2026-07-28';
 const LEGACY_VERSION = '2025-11-25';
@@ -154,7 +154,7 @@ async function fuzz(
 }
 
 test('modern era: nested, huge and malformed bodies get 4xx, never 5xx, and leave nothing in flight', async (t) => {
-  const broker = await TestBroker.start({ maxBodyBytes: MAX_BODY_BYTES });
+  const broker = await startBroker({ maxBodyBytes: MAX_BODY_BYTES });
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = { 'MCP-Protocol-Version': MODERN_VERSION, 'Mcp-Method': 'tools/call', 'Mcp-Name': 'echo' };
@@ -183,7 +183,7 @@ test('modern era: nested, huge and malformed bodies get 4xx, never 5xx, and leav
 });
 
 test('legacy era: nested, huge and malformed bodies on a session and as initialize get 4xx, never 5xx; the session lives on', async (t) => {
-  const broker = await TestBroker.start({ maxBodyBytes: MAX_BODY_BYTES });
+  const broker = await startBroker({ maxBodyBytes: MAX_BODY_BYTES });
   t.after(() => broker.close());
   const user = broker.addUser();
   const { client, transport } = await broker.connect(user);

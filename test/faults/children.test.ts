@@ -9,12 +9,9 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { CHILD_LOG_LINES_PER_WINDOW } from '../../src/supervisor/log-limiter.js';
-import { TestBroker, eventually } from '../support/broker.js';
-import { isRunning } from '../support/processes.js';
-
-function text(result: unknown): string {
-  return (result as { content: { text: string }[] }).content.map((block) => block.text).join('');
-}
+import { startBroker } from '../support/brokers.js';
+import { eventually, isRunning } from '../support/host.js';
+import { text } from '../support/mcp-clients.js';
 
 /** The broker's log lines, as objects, kept for the test to read. */
 function capturedLog(): { lines: Record<string, unknown>[]; stream: Writable } {
@@ -36,7 +33,7 @@ function counterValue(exposition: string, name: string): number {
 test('a child writing 5,000 garbage lines to stdout causes a few log lines; the rest are counted in a metric and summed up', async (t) => {
   const log = capturedLog();
   const logger = createLogger('info', log.stream);
-  const broker = await TestBroker.start({ log: logger });
+  const broker = await startBroker({ log: logger });
   const { metrics } = broker;
   t.after(() => broker.close());
   const { client } = await broker.connect(broker.addUser());
@@ -62,7 +59,7 @@ test('a child writing 5,000 garbage lines to stdout causes a few log lines; the 
 
 for (const ending of ['DELETE', 'child crash', 'broker stop'] as const) {
   test(`a grandchild the child spawned does not outlive its session (${ending})`, async (t) => {
-    const broker = await TestBroker.start();
+    const broker = await startBroker();
     t.after(() => broker.close());
     const { client, transport } = await broker.connect(broker.addUser());
     const childPid = Number(text(await client.callTool({ name: 'pid', arguments: {} })));

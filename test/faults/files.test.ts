@@ -6,24 +6,27 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { chmod, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
 import { standinChildCommand } from '../../src/demo.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { ENCRYPTION_KEY_FILE, loadEncryptionKey } from '../../src/store/encryption-key.js';
 import { DATABASE_FILE, openSqliteStore } from '../../src/store/sqlite.js';
-import { eventually } from '../support/broker.js';
-import { skipIfMissing } from '../support/requirements.js';
-import { portForProcess } from '../support/processes.js';
-import { smallFilesystem, smallFilesystemUnavailable, type SmallFilesystem } from '../support/small-filesystem.js';
-import { freshDataDirs } from '../support/temp-dirs.js';
+import {
+  eventually,
+  freshDataDirs,
+  portForProcess,
+  skipIfMissing,
+  smallFilesystem,
+  type SmallFilesystem,
+  smallFilesystemUnavailable,
+} from '../support/host.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const dataDirs = freshDataDirs('faults-files-');

@@ -9,15 +9,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-
 import { createBroker, type RunningBroker } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { standinChildCommand } from '../../src/demo.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { TestAuthenticator, TestCredentials, randomToken } from '../support/broker.js';
-import { TestForge } from '../support/forge.js';
-import { startSignedInTestBroker } from '../support/signed-in-broker.js';
+import { randomToken, TestAuthenticator, TestCredentials, startBroker } from '../support/brokers.js';
+import { TestForge } from '../support/forgejo.js';
 
 const PROTOCOL_VERSION = '2025-11-25';
 const INIT = {
@@ -197,7 +195,8 @@ test(
   { timeout: 60_000 },
   async (t) => {
     // BROKER_RATE_LIMIT=1: a burst of 10, then one a minute, so nothing refills during the test.
-    const behindProxy = await startSignedInTestBroker({
+    const behindProxy = await startBroker({
+      wiring: 'signed-in',
       name: 'faults-proxy',
       users: [],
       childCommand: standinChildCommand({ testTools: true }),
@@ -227,7 +226,8 @@ test(
     assert.equal(await authorize(url, '[2001:db8:1:2::8]:41000'), 429, 'the same /64, written with a port');
     assert.notEqual(await authorize(url, '2001:db8:1:3::1'), 429, 'the next /64 has its own budget');
 
-    const direct = await startSignedInTestBroker({
+    const direct = await startBroker({
+      wiring: 'signed-in',
       name: 'faults-direct',
       users: [],
       childCommand: standinChildCommand({ testTools: true }),

@@ -15,43 +15,38 @@
  * consent, and the old broker refresh token stays refused.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-
 import {
-  SdkHttpError,
-  StreamableHTTPClientTransport,
   type Client,
   type OAuthClientProvider,
+  SdkHttpError,
   type StoredOAuthClientInformation,
   type StoredOAuthTokens,
+  StreamableHTTPClientTransport,
 } from '@modelcontextprotocol/client';
-
 import { standinChildCommand } from '../../src/demo.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { startForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
+import { type StandinUser, startForgejoStandin } from '../../src/standin/forgejo.js';
 import { loadEncryptionKey } from '../../src/store/encryption-key.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
-import { eventually, isAlive } from '../support/broker.js';
-import { E2E_USERS, e2eUser } from '../support/e2e-broker.js';
+import { eventually, freshDataDirs, isAlive, portForProcess } from '../support/host.js';
+import { E2E_USERS, e2eUser, startBroker } from '../support/brokers.js';
 import {
-  E2EOAuthProvider,
   approveAndSignIn,
   connect,
+  type Connected,
+  E2EOAuthProvider,
   forgejoTokenFingerprint,
   getMe,
   signInWithSdk,
-  type Connected,
-} from '../support/e2e-client.js';
-import { TestBrowser } from '../support/oauth-harness.js';
-import { startSignedInTestBroker } from '../support/signed-in-broker.js';
-import { portForProcess } from '../support/processes.js';
-import { freshDataDirs } from '../support/temp-dirs.js';
+} from '../support/mcp-clients.js';
+import { TestBrowser } from '../support/oauth.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const SCOPES = 'read:user read:repository write:issue';
@@ -180,7 +175,8 @@ async function signInAgain(
 }
 
 test('Forgejo finishes a refresh after the broker gave up: sessions go on, grants stay; once Forgejo refuses the unexpired access token, the grants are revoked: signing in again is one click and the old broker refresh token stays refused', async (t) => {
-  const harness = await startSignedInTestBroker({
+  const harness = await startBroker({
+    wiring: 'signed-in',
     name: 'faults-lost-refresh',
     users: E2E_USERS,
     childCommand: standinChildCommand({ testTools: true }),

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestBroker, randomToken } from '../support/broker.js';
+import { randomToken, startBroker } from '../support/brokers.js';
 
 interface Answer {
   readonly result?: { resultType: string; requestState: string; inputRequests: Record<string, unknown>; content?: { text: string }[] };
@@ -14,7 +14,7 @@ interface Answer {
 }
 
 test('a requestState replayed through another grant or another client of the same user is refused; the caller completes it', async (t) => {
-  const broker = await TestBroker.start();
+  const broker = await startBroker();
   t.after(() => broker.close());
   const alice = broker.addUser('alice');
   const otherGrant = randomToken();

@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { STANDIN_CHILD, TestBroker, eventually, type TestUser } from '../support/broker.js';
-import { childProcesses } from '../support/processes.js';
+import { STANDIN_CHILD, TestBroker, type TestUser, startBroker } from '../support/brokers.js';
+import { childProcesses, eventually } from '../support/host.js';
 
 const PROTOCOL_VERSION = '2025-11-25';
 const INIT = {
@@ -78,7 +78,7 @@ function standinChildren(): number {
 }
 
 test('50 rejected initializes leave live sessions and child processes unchanged, and the per-user cap untouched', async (t) => {
-  const broker = await TestBroker.start({ maxSessionsPerUser: 2 });
+  const broker = await startBroker({ maxSessionsPerUser: 2 });
   t.after(() => broker.close());
   const user = broker.addUser();
   await confirm(broker, user, await initialize(broker, user));
@@ -109,7 +109,7 @@ test('50 rejected initializes leave live sessions and child processes unchanged,
 });
 
 test('a session that never follows its initialize with another request is ended after the init timeout; one that did is kept', async (t) => {
-  const broker = await TestBroker.start({ initTimeoutMs: 3_000 });
+  const broker = await startBroker({ initTimeoutMs: 3_000 });
   t.after(() => broker.close());
   const user = broker.addUser();
   const kept = await initialize(broker, user);

@@ -14,18 +14,23 @@ import { ForgejoCredentialManager, type ForgejoRefresher } from '../../src/forge
 import { silentLogger } from '../../src/log/logger.js';
 import { openPostgresStore } from '../../src/store/postgres.js';
 import type { ForgejoTokens, Store } from '../../src/store/store.js';
+import { eventually } from '../support/host.js';
 
 const DATABASE_URL = process.env.BROKER_TEST_DATABASE_URL?.trim() ?? '';
 const SKIP = process.env.BROKER_TEST_POSTGRES === 'skip';
 
-/** Forgejo's refresh-token invalidation: each refresh token works once, the second use is refused. */
+/**
+ * Forgejo's refresh-token invalidation: each refresh token works once, the
+ * second use is refused. A refresh answers only once `contended` resolves.
+ */
 class OneShotForgejo implements ForgejoRefresher {
   calls = 0;
   private readonly used = new Set<string>();
+  constructor(private readonly contended: () => Promise<void>) {}
 
   async refresh(refreshToken: string): Promise<ForgejoTokens> {
     this.calls++;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await this.contended();
     if (this.used.has(refreshToken)) throw new ForgejoError('grant_refused', 'token was already used');
     this.used.add(refreshToken);
     return { accessToken: `access-${this.calls}`, refreshToken: `refresh-${this.calls}`, expiresAt: Date.now() + 3_600_000 };
@@ -64,7 +69,14 @@ describe('credential refresh across replicas', () => {
       { accessToken: 'old-access', refreshToken: 'old-refresh', expiresAt: Date.now() + 1_000 },
       Date.now(),
     );
-    const forgejo = new OneShotForgejo();
+    // Forgejo answers the first refresh once the other replica has asked for the lease it holds:
+    // a refused `INSERT … ON CONFLICT DO UPDATE … WHERE` still locks the row, leaving its xmax set.
+    const forgejo = new OneShotForgejo(() =>
+      eventually(async () => {
+        const lease = await admin.query<{ xmax: string }>(`SELECT xmax::text AS xmax FROM ${schema}.refresh_leases WHERE user_id = '7'`);
+        return lease.rows.some((row) => row.xmax !== '0');
+      }, 'the other replica asked for the lease'),
+    );
     const replicas = [first, second].map(
       (store) => new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: silentLogger() }),
     );

@@ -3,12 +3,10 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-
-import { chromium, type Browser } from 'playwright-core';
-
+import { type Browser, chromium } from 'playwright-core';
 import { standinChildCommand } from '../../src/demo.js';
-import { skipIfMissing } from '../support/requirements.js';
-import { startSignedInTestBroker, type SignedInTestBroker } from '../support/signed-in-broker.js';
+import { skipIfMissing } from '../support/host.js';
+import { type SignedInTestBroker, startBroker } from '../support/brokers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('test-artifacts');
@@ -28,7 +26,8 @@ describe(
     let browser: Browser;
 
     before(async () => {
-      broker = await startSignedInTestBroker({
+      broker = await startBroker({
+        wiring: 'signed-in',
         name: 'landing',
         users: [],
         childCommand: standinChildCommand({ testTools: false }),

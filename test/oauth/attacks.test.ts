@@ -1,25 +1,20 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-
 import Database from 'better-sqlite3';
-
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { sha256Hex } from '../../src/oauth/tokens.js';
 import { DATABASE_FILE } from '../../src/store/sqlite.js';
+import { CLIENT_REDIRECT, consentFields, pkce, TestBrowser } from '../support/oauth.js';
 import {
-  CLIENT_REDIRECT,
-  OAuthHarness,
-  TestBrowser,
   authorizeUrl,
-  consentFields,
   consentPage,
   exchangeCode,
-  pkce,
-  signIn,
-  signedInTokens,
+  OAuthHarness,
   type RegisteredTestClient,
-} from '../support/oauth-harness.js';
+  signedInTokens,
+  signIn,
+} from '../support/brokers.js';
 
 /** What the broker has issued so far, read straight from its database. */
 function issued(harness: OAuthHarness): { codes: number; accessTokens: number; refreshTokens: number; liveGrants: number } {

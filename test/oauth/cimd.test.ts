@@ -8,16 +8,8 @@ import { ClientMetadataDocuments, DEFAULT_CIMD_OPTIONS } from '../../src/oauth/c
 import { isPublicAddress } from '../../src/oauth/public-fetch.js';
 import { OAuthError } from '../../src/oauth/errors.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import {
-  CLIENT_REDIRECT,
-  OAuthHarness,
-  TestBrowser,
-  authorizeUrl,
-  consentFields,
-  consentPage,
-  exchangeCode,
-  pkce,
-} from '../support/oauth-harness.js';
+import { CLIENT_REDIRECT, consentFields, pkce, TestBrowser } from '../support/oauth.js';
+import { authorizeUrl, consentPage, exchangeCode, OAuthHarness } from '../support/brokers.js';
 
 /** A client's web server publishing metadata documents, with a hit counter per path. */
 class MetadataHost {

@@ -6,12 +6,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { ClientMetadataServer } from '../support/e2e-cimd.js';
-import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, authorizeUrl, consentFields, pkce } from '../support/oauth-harness.js';
+import { CLIENT_REDIRECT, ClientMetadataServer, consentFields, pkce, TestBrowser } from '../support/oauth.js';
+import { authorizeUrl, OAuthHarness } from '../support/brokers.js';
 
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 

@@ -6,11 +6,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-
-import { chromium, type Browser } from 'playwright-core';
-
-import { OAuthHarness, authorizeUrl, pkce, USERS } from '../support/oauth-harness.js';
-import { skipIfMissing } from '../support/requirements.js';
+import { type Browser, chromium } from 'playwright-core';
+import { authorizeUrl, OAuthHarness, OAUTH_USERS as USERS } from '../support/brokers.js';
+import { pkce } from '../support/oauth.js';
+import { skipIfMissing } from '../support/host.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('test-artifacts');

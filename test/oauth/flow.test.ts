@@ -1,19 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
+import { CLIENT_REDIRECT, consentFields, pkce, TestBrowser } from '../support/oauth.js';
 import {
-  CLIENT_REDIRECT,
-  FORGEJO_SCOPES,
-  OAuthHarness,
-  TestBrowser,
   authorizeUrl,
-  consentFields,
   consentPage,
   exchangeCode,
-  pkce,
+  OAUTH_FORGEJO_SCOPES as FORGEJO_SCOPES,
+  OAuthHarness,
   signIn,
-} from '../support/oauth-harness.js';
+} from '../support/brokers.js';
 
 describe('OAuth authorization server: discovery and the happy path', () => {
   let harness: OAuthHarness;

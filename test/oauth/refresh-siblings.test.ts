@@ -7,8 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-
-import { OAuthHarness, signedInTokens, type RegisteredTestClient } from '../support/oauth-harness.js';
+import { OAuthHarness, type RegisteredTestClient, signedInTokens } from '../support/brokers.js';
 
 describe('sibling processes refreshing one refresh token', () => {
   let harness: OAuthHarness;

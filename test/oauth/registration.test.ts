@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, pkce, signIn, signedInTokens } from '../support/oauth-harness.js';
+import { CLIENT_REDIRECT, pkce, TestBrowser } from '../support/oauth.js';
+import { OAuthHarness, signedInTokens, signIn } from '../support/brokers.js';
 
 async function register(
   harness: OAuthHarness,

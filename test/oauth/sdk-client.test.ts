@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-
 import { auth } from '@modelcontextprotocol/client';
-
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
-import { CLIENT_REDIRECT, OAuthHarness, TestBrowser, consentFields } from '../support/oauth-harness.js';
-import { InMemoryOAuthClientProvider } from '../support/oauth-sdk-provider.js';
+import { CLIENT_REDIRECT, consentFields, TestBrowser } from '../support/oauth.js';
+import { OAuthHarness } from '../support/brokers.js';
+import { InMemoryOAuthClientProvider } from '../support/mcp-clients.js';
 
 /**
  * A real OAuth client, the MCP SDK's `auth()`: discovery from the 401

@@ -12,7 +12,7 @@
  * missing from `files`, fails here.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { realpathSync } from 'node:fs';
@@ -20,15 +20,12 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@modelcontextprotocol/client';
-
 import { DEMO_USERS } from '../../src/demo.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
-import { eventually } from '../support/broker.js';
-import { E2EOAuthProvider, disconnect, getMe, signInWithSdk } from '../support/e2e-client.js';
-import { TestBrowser } from '../support/oauth-harness.js';
-import { portForProcess } from '../support/processes.js';
-import { freshDataDirs } from '../support/temp-dirs.js';
+import { eventually, freshDataDirs, portForProcess } from '../support/host.js';
+import { disconnect, E2EOAuthProvider, getMe, signInWithSdk } from '../support/mcp-clients.js';
+import { TestBrowser } from '../support/oauth.js';
 
 const INSTALLED_BIN = process.env.BROKER_INSTALLED_BIN;
 const BUILT_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));

@@ -7,17 +7,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-
 import pg from 'pg';
-
 import { silentLogger } from '../../src/log/logger.js';
 import { openBrokerAuth } from '../../src/oauth/setup.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { openPostgresStore, type PostgresStoreOptions } from '../../src/store/postgres.js';
 import { MIGRATIONS_TABLE, POSTGRES_SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import type { Store } from '../../src/store/store.js';
-import { client, code, describeStore, gate, grant, pair, seedGrant, T0, tokens, user, type StoreBackend } from './store-contract.js';
+import { eventually } from '../support/host.js';
+import { client, code, describeStore, gate, grant, pair, seedGrant, type StoreBackend, T0, tokens, user } from './store-contract.js';
 
 const DATABASE_URL = process.env.BROKER_TEST_DATABASE_URL?.trim() ?? '';
 const SKIP = process.env.BROKER_TEST_POSTGRES === 'skip';
@@ -61,6 +59,24 @@ function describePostgres(databaseUrl: string): void {
     if (tag !== undefined) url.searchParams.set('application_name', tag);
     schemas.set(url.href, schema);
     return url.href;
+  }
+
+  /**
+   * Whether another replica has asked for the user's lease since it was taken:
+   * a refused `INSERT … ON CONFLICT DO UPDATE … WHERE` still locks the row, and
+   * the lock leaves its transaction id in the row's xmax.
+   */
+  async function leaseWasAskedFor(schema: string, userId: string): Promise<boolean> {
+    const lease = await admin.query<{ xmax: string }>(`SELECT xmax::text AS xmax FROM ${schema}.refresh_leases WHERE user_id = $1`, [
+      userId,
+    ]);
+    return lease.rows.some((row) => row.xmax !== '0');
+  }
+
+  /** The database's clock in milliseconds, as leases read it. */
+  async function databaseNowMs(): Promise<number> {
+    const now = await admin.query<{ now: string }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now');
+    return Number(now.rows[0]?.now);
   }
 
   function schemaOf(url: string): string {
@@ -198,7 +214,7 @@ function describePostgres(databaseUrl: string): void {
     });
 
     it('refreshes one user on one replica at a time', async () => {
-      await replicas(async (a, b) => {
+      await replicas(async (a, b, url) => {
         const held = gate();
         const order: string[] = [];
         const onA = a.credentials.withRefreshLock(user.userId, async () => {
@@ -206,14 +222,14 @@ function describePostgres(databaseUrl: string): void {
           await held.wait;
           order.push('a:end');
         });
-        await sleep(50);
+        await eventually(() => order.length > 0, 'A holds the lease');
         const onB = b.credentials.withRefreshLock(user.userId, () => {
           order.push('b');
           return Promise.resolve();
         });
         // Replica B refreshes another user meanwhile.
         await b.credentials.withRefreshLock('someone-else', () => Promise.resolve());
-        await sleep(150);
+        await eventually(() => leaseWasAskedFor(schemaOf(url), user.userId), 'B asked for the lease A holds');
         assert.deepEqual(order, ['a:start'], 'B waits while A holds the lease');
         held.open();
         await Promise.all([onA, onB]);
@@ -225,14 +241,15 @@ function describePostgres(databaseUrl: string): void {
       const url = await freshUrl();
       const store = await open(url, { refreshLeaseMs: 400 });
       try {
-        await admin.query(
+        const dead = await admin.query<{ expires_at: string }>(
           `INSERT INTO ${schemaOf(url)}.refresh_leases (user_id, holder, expires_at)
-           VALUES ($1, 'dead-replica', (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 300)`,
+           VALUES ($1, 'dead-replica', (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 300)
+           RETURNING expires_at`,
           [user.userId],
         );
-        const started = Date.now();
-        assert.equal(await store.credentials.withRefreshLock(user.userId, () => Promise.resolve('mine')), 'mine');
-        assert.ok(Date.now() - started >= 200, 'it waited for the dead lease to run out');
+        const deadExpiresAt = Number(dead.rows[0]?.expires_at);
+        const takenAt = await store.credentials.withRefreshLock(user.userId, () => databaseNowMs());
+        assert.ok(takenAt >= deadExpiresAt, 'it took the lease only after the dead one ran out');
         const left = await admin.query(`SELECT 1 FROM ${schemaOf(url)}.refresh_leases`);
         assert.equal(left.rowCount, 0, 'the lease is given back');
       } finally {
@@ -249,7 +266,7 @@ function describePostgres(databaseUrl: string): void {
         await store.clients.create(client);
         const killed = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [tag]);
         assert.ok((killed.rowCount ?? 0) > 0, 'the store held a connection');
-        await sleep(100);
+        await eventually(() => idleErrors.length > 0, 'the idle connection’s error');
         assert.ok(idleErrors.length > 0, 'the idle connection’s error reached the listener instead of crashing');
         assert.equal(await store.ready(), true);
         assert.deepEqual(await store.clients.find(client.clientId), client);

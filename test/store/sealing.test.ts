@@ -4,13 +4,12 @@ import { existsSync } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-
 import { isBrokerError } from '../../src/errors/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { open, seal } from '../../src/store/cipher.js';
 import { ENCRYPTION_KEY_FILE, loadEncryptionKey, parseEncryptionKey } from '../../src/store/encryption-key.js';
 import { openCodeVerifier, openForgejoTokens, sealCodeVerifier, sealForgejoTokens } from '../../src/store/sealed.js';
-import { freshDataDirs } from '../support/temp-dirs.js';
+import { freshDataDirs } from '../support/host.js';
 
 const freshDir = freshDataDirs('broker-sealing-test-');
 const log = silentLogger();

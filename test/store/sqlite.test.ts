@@ -3,13 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-
 import Database from 'better-sqlite3';
-
 import { SCHEMA_VERSION } from '../../src/store/schema.js';
 import { DATABASE_FILE, openSqliteStore } from '../../src/store/sqlite.js';
-import { freshDataDirs } from '../support/temp-dirs.js';
-import { describeStore, withStore, type StoreBackend } from './store-contract.js';
+import { freshDataDirs } from '../support/host.js';
+import { describeStore, type StoreBackend, withStore } from './store-contract.js';
 
 const freshDir = freshDataDirs('broker-store-test-');
 

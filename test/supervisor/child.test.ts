@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import type { ChildSpec } from '../../src/pool/child.js';
 import { processSpawner } from '../../src/supervisor/child.js';
-import { eventually, isAlive } from '../support/broker.js';
+import { eventually, isAlive } from '../support/host.js';
 
 const SPEC: ChildSpec = { sessionId: 'sess-1', userId: '7', forgejoLogin: 'alice', forgejoToken: 'fj-secret-token-value' };
 

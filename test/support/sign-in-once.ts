@@ -9,8 +9,8 @@
  * Prints get_me's answer as JSON and exits 0; exits 1 with the reason
  * otherwise. Trusts extra certificates through NODE_EXTRA_CA_CERTS, as Node does.
  */
-import { E2EOAuthProvider, disconnect, getMe, signInWithSdk } from './e2e-client.js';
-import { TestBrowser } from './oauth-harness.js';
+import { disconnect, E2EOAuthProvider, getMe, signInWithSdk } from './mcp-clients.js';
+import { TestBrowser } from './oauth.js';
 
 const [mcpUrl, login, password] = process.argv.slice(2);
 if (mcpUrl === undefined || login === undefined || password === undefined) {

@@ -1,4 +1,16 @@
 /**
+ * Forgejo as tests see it: the recording front before the stand-in
+ * (`ForgejoFront`), the two API calls a child makes (`TestForge`), and the
+ * fingerprint of a Forgejo token as the stand-in child reports it.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ForgejoStandin } from '../../src/standin/forgejo.js';
+
+// --- the recording front
+/**
  * Forgejo as the end-to-end tests see it on the wire: a pass-through in
  * front of the Forgejo stand-in that records every request and every token
  * pair the stand-in's token endpoint hands out. The broker, the browser and
@@ -9,12 +21,6 @@
  * The only rewrite: the discovery document names the front instead of the
  * stand-in, as Forgejo's names its own AppURL.
  */
-import { createHash } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-
-import type { ForgejoStandin } from '../../src/standin/forgejo.js';
 
 /** What the stand-in child's `token_fingerprint` tool answers for a token. */
 export function tokenFingerprint(token: string): string {
@@ -138,5 +144,61 @@ export class ForgejoFront {
     out['content-length'] = String(payload.length);
     res.writeHead(upstream.status, out);
     res.end(payload);
+  }
+}
+
+// --- the forge of the in-process broker
+export interface ForgeUser {
+  readonly id: number;
+  readonly login: string;
+}
+
+/**
+ * The two Forgejo API calls a child makes (`/api/v1/version` at start,
+ * `/api/v1/user` for get_me), on a real loopback server, for core tests that
+ * need no OAuth. Tokens are added as the test mints them.
+ */
+export class TestForge {
+  private readonly tokens = new Map<string, ForgeUser>();
+  versionStatus = 200;
+
+  private readonly server: Server = createServer((req, res) => this.serve(req.url ?? '', req.headers.authorization, res));
+  url = '';
+
+  static async start(): Promise<TestForge> {
+    const forge = new TestForge();
+    forge.server.listen(0, '127.0.0.1');
+    await once(forge.server, 'listening');
+    forge.url = `http://127.0.0.1:${(forge.server.address() as AddressInfo).port}`;
+    return forge;
+  }
+
+  addToken(token: string, user: ForgeUser): void {
+    this.tokens.set(token, user);
+  }
+
+  private serve(path: string, authorization: string | undefined, res: import('node:http').ServerResponse): void {
+    if (path === '/api/v1/version') {
+      res.writeHead(this.versionStatus, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ version: '11.0.0+gitea-1.22.0' }));
+      return;
+    }
+    if (path === '/api/v1/user') {
+      const token = /^(?:token|bearer) (.+)$/i.exec(authorization ?? '')?.[1];
+      const user = token === undefined ? undefined : this.tokens.get(token);
+      res.writeHead(user === undefined ? 401 : 200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify(
+          user === undefined ? { message: 'invalid token' } : { ...user, full_name: user.login, email: `${user.login}@example.test` },
+        ),
+      );
+      return;
+    }
+    res.writeHead(404).end();
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

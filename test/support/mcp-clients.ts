@@ -1,23 +1,90 @@
 /**
+ * MCP clients: the SDK client with in-memory OAuth and a person at a browser
+ * (`signInWithSdk`), the third-party clients as processes, Chromium, and
+ * `text()` of a tool result.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  Client,
+  type OAuthClientMetadata,
+  type OAuthClientProvider,
+  type OAuthDiscoveryState,
+  type StoredOAuthClientInformation,
+  type StoredOAuthTokens,
+  StreamableHTTPClientTransport,
+  UnauthorizedError,
+  type VersionNegotiationMode,
+} from '@modelcontextprotocol/client';
+import { type Browser, chromium } from 'playwright-core';
+import type { StandinUser } from '../../src/standin/forgejo.js';
+import { skipIfMissing } from './host.js';
+import { CLIENT_REDIRECT, consentFields, TestBrowser } from './oauth.js';
+
+// --- the SDK client's OAuth, in memory
+/**
+ * The MCP SDK's client-side OAuth, with everything kept in memory and the
+ * browser step left to the test: `redirectToAuthorization` only records the
+ * URL the SDK wants the user to open.
+ */
+export class InMemoryOAuthClientProvider implements OAuthClientProvider {
+  authorizationUrl: URL | undefined;
+  #client: StoredOAuthClientInformation | undefined;
+  #tokens: StoredOAuthTokens | undefined;
+  #codeVerifier = '';
+
+  get redirectUrl(): string {
+    return CLIENT_REDIRECT;
+  }
+
+  get clientMetadata(): OAuthClientMetadata {
+    return {
+      client_name: 'MCP SDK test client',
+      redirect_uris: [CLIENT_REDIRECT],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  }
+
+  clientInformation(): StoredOAuthClientInformation | undefined {
+    return this.#client;
+  }
+
+  saveClientInformation(client: StoredOAuthClientInformation): void {
+    this.#client = client;
+  }
+
+  tokens(): StoredOAuthTokens | undefined {
+    return this.#tokens;
+  }
+
+  saveTokens(tokens: StoredOAuthTokens): void {
+    this.#tokens = tokens;
+  }
+
+  redirectToAuthorization(authorizationUrl: URL): void {
+    this.authorizationUrl = authorizationUrl;
+  }
+
+  saveCodeVerifier(codeVerifier: string): void {
+    this.#codeVerifier = codeVerifier;
+  }
+
+  codeVerifier(): string {
+    return this.#codeVerifier;
+  }
+}
+
+// --- the SDK client and a person at a browser
+/**
  * The client side of the end-to-end sign-in tests: the MCP SDK's own
  * client (`Client`, `StreamableHTTPClientTransport` with an
  * `OAuthClientProvider`), and a person at a browser who approves on the
  * broker's consent page and types their password into Forgejo's login form.
  */
-import assert from 'node:assert/strict';
-
-import {
-  Client,
-  StreamableHTTPClientTransport,
-  UnauthorizedError,
-  type OAuthClientMetadata,
-  type OAuthDiscoveryState,
-  type VersionNegotiationMode,
-} from '@modelcontextprotocol/client';
-
-import type { StandinUser } from '../../src/standin/forgejo.js';
-import { CLIENT_REDIRECT, TestBrowser, consentFields } from './oauth-harness.js';
-import { InMemoryOAuthClientProvider } from './oauth-sdk-provider.js';
 
 export const CLIENT_INFO = { name: 'e2e-sign-in-client', version: '1.0.0' };
 
@@ -168,6 +235,11 @@ export async function signInWithSdk(
   return { ...(await connect(mcpUrl, provider, mode)), signIn };
 }
 
+/** The text of a tool result's content blocks, joined. */
+export function text(result: unknown): string {
+  return (result as { content?: { text?: string }[] }).content?.map((block) => block.text ?? '').join('') ?? '';
+}
+
 function toolText(result: Awaited<ReturnType<Client['callTool']>>): string {
   assert.notEqual(result.isError, true, `tool error: ${JSON.stringify(result.content)}`);
   const first = result.content[0];
@@ -189,4 +261,131 @@ export async function forgejoTokenFingerprint(client: Client): Promise<string> {
 export async function disconnect(connected: Connected): Promise<void> {
   await connected.transport.terminateSession().catch(() => undefined);
   await connected.client.close();
+}
+
+// --- third-party clients and Chromium
+/**
+ * The third-party MCP clients the real-client tests drive, installed by the
+ * separate npm project `clients/` (`(cd clients && npm ci)`), and the means
+ * to run them: bounded child processes that never outlive a test, and
+ * Debian's Chromium for browser steps.
+ */
+
+/** The repository root (this file runs as dist/test/support/mcp-clients.js). */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const CLIENTS_BIN = fileURLToPath(new URL('../../../clients/node_modules/.bin/', import.meta.url));
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** Path of a client's executable in `clients/node_modules/.bin`. */
+export function clientBinary(name: string): string {
+  return `${CLIENTS_BIN}${name}`;
+}
+
+/** A `skip` value for node:test: false when every named client is installed, else why not. */
+export function skipUnlessInstalled(...names: string[]): string | false {
+  const missing = names.filter((name) => !existsSync(clientBinary(name)));
+  return skipIfMissing(missing.length === 0 ? false : `${missing.join(', ')} not installed: run (cd clients && npm ci)`);
+}
+
+export interface RunOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+export interface Finished {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A child process in its own process group, so a stop reaches the helpers it started too. */
+export class ClientProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<Finished>;
+
+  constructor(command: string, args: readonly string[], options: RunOptions & { stdin?: 'pipe' | 'ignore' } = {}) {
+    this.child = spawn(command, args, {
+      env: options.env ?? process.env,
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+      stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
+    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.exited = new Promise((resolve, reject) => {
+      this.child.once('error', reject);
+      this.child.once('close', (code, signal) => resolve({ code, signal, stdout: this.stdout, stderr: this.stderr }));
+    });
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** SIGTERM to the whole group, SIGKILL after `graceMs`; resolves when the process has exited. */
+  async stop(graceMs = 3000): Promise<void> {
+    if (!this.running) {
+      await this.exited.catch(() => undefined);
+      return;
+    }
+    this.signalGroup('SIGTERM');
+    const timer = setTimeout(() => this.signalGroup('SIGKILL'), graceMs);
+    try {
+      await this.exited.catch(() => undefined);
+    } finally {
+      clearTimeout(timer);
+      // Helpers of the client (its own children) go with it.
+      this.signalGroup('SIGKILL');
+    }
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Runs a command to its end, killed (with its group) if it takes longer than `limitMs`. */
+export async function runToEnd(command: string, args: readonly string[], limitMs: number, options: RunOptions = {}): Promise<Finished> {
+  const run = new ClientProcess(command, args, options);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void run.stop(1000);
+  }, limitMs);
+  try {
+    const finished = await run.exited;
+    if (timedOut)
+      throw new Error(
+        `${command} ${args.join(' ')} did not finish within ${limitMs} ms\nstdout: ${finished.stdout}\nstderr: ${finished.stderr}`,
+      );
+    return finished;
+  } finally {
+    clearTimeout(timer);
+    await run.stop(1000);
+  }
+}
+
+/** Headless Chromium as the other browser tests launch it. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
 }

@@ -1,4 +1,97 @@
 /**
+ * The OAuth client side: a browser without JavaScript (`TestBrowser`), PKCE,
+ * a user agent that signs in by itself (`UserAgent`, `obtainToken`), and a
+ * Client ID Metadata Document server.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import https, { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import * as oauth from 'oauth4webapi';
+
+/** A redirect URI nobody listens on: the tests stop at the redirect and read its query. */
+export const CLIENT_REDIRECT = 'http://127.0.0.1:9/callback';
+
+export interface Pkce {
+  readonly verifier: string;
+  readonly challenge: string;
+}
+
+export async function pkce(): Promise<Pkce> {
+  const verifier = oauth.generateRandomCodeVerifier();
+  return { verifier, challenge: await oauth.calculatePKCECodeChallenge(verifier) };
+}
+
+/**
+ * A browser without JavaScript: a cookie jar per host (as browsers share
+ * cookies across ports), redirects followed by hand so each hop can be seen.
+ */
+export class TestBrowser {
+  readonly #cookies = new Map<string, Map<string, string>>();
+
+  async request(
+    url: string,
+    init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  ): Promise<Response> {
+    const target = new URL(url);
+    const jar = this.#cookies.get(target.hostname) ?? new Map<string, string>();
+    const headers: Record<string, string> = { ...init.headers };
+    if (jar.size > 0) headers.cookie = [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
+    let body: string | undefined;
+    if (init.form !== undefined) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(init.form).toString();
+    }
+    const response = await fetch(url, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, body, redirect: 'manual' });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const index = pair?.indexOf('=') ?? -1;
+      if (pair === undefined || index <= 0) continue;
+      const name = pair.slice(0, index);
+      const value = pair.slice(index + 1);
+      if (/max-age=0/i.test(line)) jar.delete(name);
+      else jar.set(name, value);
+    }
+    this.#cookies.set(target.hostname, jar);
+    return response;
+  }
+
+  /** Follows redirects until a page is shown or the browser is sent to `stopAt`; returns that response and URL. */
+  async follow(
+    url: string,
+    stopAt: string,
+    init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  ): Promise<Arrival> {
+    let response = await this.request(url, init);
+    let current = url;
+    for (let hops = 0; hops < 10; hops++) {
+      const location = response.headers.get('location');
+      if (response.status < 300 || response.status >= 400 || location === null)
+        return { kind: 'page', url: current, response, html: await response.text() };
+      const next = new URL(location, current).href;
+      if (next.startsWith(stopAt)) return { kind: 'redirect', url: next, params: new URL(next).searchParams };
+      current = next;
+      response = await this.request(current);
+    }
+    throw new Error('too many redirects');
+  }
+}
+
+export type Arrival =
+  | { readonly kind: 'page'; readonly url: string; readonly response: Response; readonly html: string }
+  | { readonly kind: 'redirect'; readonly url: string; readonly params: URLSearchParams };
+
+/** The hidden fields of the consent form. */
+export function consentFields(html: string): { request: string; csrf: string } {
+  const request = /name="request" value="([^"]+)"/.exec(html)?.[1];
+  const csrf = /name="csrf" value="([^"]+)"/.exec(html)?.[1];
+  if (request === undefined || csrf === undefined) throw new Error(`not a consent page:\n${html}`);
+  return { request, csrf };
+}
+
+// --- signing in as a client and a user would
+/**
  * The OAuth side of the through-broker conformance runs, done as a real MCP
  * client and a real user would do it, over HTTP only:
  *
@@ -12,7 +105,6 @@
  * - `obtainToken`: all of the above plus authorization code + PKCE (S256) and
  *   the token exchange.
  */
-import { createHash, randomBytes } from 'node:crypto';
 
 export interface BrokerMetadata {
   readonly resource: string;
@@ -159,34 +251,13 @@ function parseForm(html: string, pageUrl: string): Form | undefined {
  * `Approve` on a consent form. It stops when it is redirected to `stopAt`.
  */
 export class UserAgent {
-  private readonly cookies = new Map<string, Map<string, string>>();
+  readonly #browser = new TestBrowser();
 
   constructor(private readonly user: Credentials) {}
 
-  private async request(url: string, form?: URLSearchParams): Promise<Response> {
-    const target = new URL(url);
-    const jar = this.cookies.get(target.hostname) ?? new Map<string, string>();
-    const headers: Record<string, string> = {};
-    if (jar.size > 0) headers.cookie = [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
-    if (form !== undefined) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      headers.origin = target.origin;
-    }
-    const response = await fetch(url, {
-      method: form === undefined ? 'GET' : 'POST',
-      headers,
-      ...(form === undefined ? {} : { body: form.toString() }),
-      redirect: 'manual',
-    });
-    for (const line of response.headers.getSetCookie()) {
-      const pair = line.split(';')[0] ?? '';
-      const index = pair.indexOf('=');
-      if (index <= 0) continue;
-      if (/max-age=0/i.test(line)) jar.delete(pair.slice(0, index));
-      else jar.set(pair.slice(0, index), pair.slice(index + 1));
-    }
-    this.cookies.set(target.hostname, jar);
-    return response;
+  private request(url: string, form?: URLSearchParams): Promise<Response> {
+    if (form === undefined) return this.#browser.request(url);
+    return this.#browser.request(url, { form: Object.fromEntries(form), headers: { origin: new URL(url).origin } });
   }
 
   private fill(form: Form, pageUrl: string): URLSearchParams {
@@ -231,16 +302,6 @@ export class UserAgent {
   }
 }
 
-export interface Pkce {
-  readonly verifier: string;
-  readonly challenge: string;
-}
-
-export function pkce(): Pkce {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
-}
-
 /** The authorization request a client sends the user to. */
 export function authorizationUrl(
   metadata: BrokerMetadata,
@@ -271,7 +332,7 @@ export async function obtainToken(mcpUrl: string, user: Credentials, clientName:
   // Nothing listens there: the user agent stops at the redirect and reads its query, as a native client would.
   const redirectUri = 'http://127.0.0.1:9/callback';
   const client = await registerClient(metadata, clientName, [redirectUri]);
-  const { verifier, challenge } = pkce();
+  const { verifier, challenge } = await pkce();
   const state = randomBytes(16).toString('base64url');
   const arrival = await new UserAgent(user).run(authorizationUrl(metadata, client.clientId, redirectUri, challenge, state), redirectUri);
   const error = arrival.searchParams.get('error');
@@ -300,4 +361,123 @@ export async function obtainToken(mcpUrl: string, user: Credentials, clientName:
     ...(typeof refreshToken === 'string' ? { refreshToken } : {}),
     ...(typeof expiresIn === 'number' ? { expiresIn } : {}),
   };
+}
+
+// --- a Client ID Metadata Document server
+/**
+ * A Client ID Metadata Document served by a small real HTTPS (or, for the
+ * development case, plain HTTP) server on 127.0.0.1, for the end-to-end
+ * CIMD sign-in.
+ *
+ * Why https on loopback and not plain http: the MCP SDK's client refuses a
+ * `clientMetadataUrl` that is not https (`auth()` throws
+ * invalid_client_metadata before it sends anything), so the SDK's own CIMD
+ * path can only be driven with an https client_id. The broker fetches it
+ * because the test configures `BROKER_CIMD_ALLOW_PRIVATE=true` (127.0.0.1
+ * is not a public address), and trusts it because `trust()` adds this
+ * self-signed certificate (P-256, SAN IP:127.0.0.1, valid 2000-2100, made
+ * for these tests only) to the CAs of node:https's global agent, the one
+ * the broker's fetch uses, as an operator would with NODE_EXTRA_CA_CERTS.
+ */
+
+/** Test-only key: it protects nothing but this loopback test server. */
+const TEST_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg+LeH5ykN9AWiNgWJ
+fU4LMitsbS9jgo80sMXJVYmH/yWhRANCAAQPbrwbit3MuPez9bMB2nJ/KMkYefym
+375iJTYeRr0pbJs8jgMT/R/fFzQ9qWORwFr5UDDgo29/NFrHNPfmGzrx
+-----END PRIVATE KEY-----
+`;
+
+const TEST_CERT = `-----BEGIN CERTIFICATE-----
+MIIB2jCCAYCgAwIBAgIBATAKBggqhkjOPQQDAjBCMUAwPgYDVQQDDDcxMjcuMC4w
+LjEgKGZvcmdlam8tbWNwLWJyb2tlciBlMmUgdGVzdCBjbGllbnQgbWV0YWRhdGEp
+MCAXDTAwMDEwMTAwMDAwMFoYDzIxMDAwMTAxMDAwMDAwWjBCMUAwPgYDVQQDDDcx
+MjcuMC4wLjEgKGZvcmdlam8tbWNwLWJyb2tlciBlMmUgdGVzdCBjbGllbnQgbWV0
+YWRhdGEpMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAED268G4rdzLj3s/WzAdpy
+fyjJGHn8pt++YiU2Hka9KWybPI4DE/0f3xc0PaljkcBa+VAw4KNvfzRaxzT35hs6
+8aNlMGMwDwYDVR0RBAgwBocEfwAAATAMBgNVHRMBAf8EAjAAMA4GA1UdDwEB/wQE
+AwIHgDATBgNVHSUEDDAKBggrBgEFBQcDATAdBgNVHQ4EFgQU+q2h/lmnxcb4A8m5
+fmwNkKZI+z8wCgYIKoZIzj0EAwIDSAAwRQIgYvn/+8sHxWXDqSMF5YmGytSYYfDF
+p8DLZfzFScmXrNECIQDoa6cLcT1U0XufyLxR90EQTSa3QECf3ihk+3OKMt17Rg==
+-----END CERTIFICATE-----
+`;
+
+export const CIMD_PATH = '/clients/e2e-mcp-client.json';
+
+/** A JSON document this server publishes: built from its own URL. */
+export type PublishedDocument = (url: string) => Record<string, unknown>;
+
+export class ClientMetadataServer {
+  /** GET requests for the document at CIMD_PATH. */
+  fetches = 0;
+  readonly #server: Server;
+  readonly #clientId: string;
+  readonly #documents: Map<string, PublishedDocument>;
+  #restoreTrust: (() => void) | undefined;
+
+  private constructor(server: Server, clientId: string, documents: Map<string, PublishedDocument>) {
+    this.#server = server;
+    this.#clientId = clientId;
+    this.#documents = documents;
+  }
+
+  /** Serves `document(clientId)` at `https://127.0.0.1:<port>/clients/e2e-mcp-client.json` (or http). */
+  static async start(document: PublishedDocument, protocol: 'https' | 'http' = 'https'): Promise<ClientMetadataServer> {
+    const documents = new Map<string, PublishedDocument>([[CIMD_PATH, document]]);
+    const holder: { metadata?: ClientMetadataServer } = {};
+    const serve = (req: IncomingMessage, res: ServerResponse): void => {
+      const metadata = holder.metadata;
+      const url = metadata === undefined ? undefined : new URL(req.url ?? '/', metadata.clientId);
+      const published = url === undefined ? undefined : documents.get(url.pathname);
+      if (req.method !== 'GET' || metadata === undefined || url === undefined || published === undefined) {
+        res.writeHead(404).end();
+        return;
+      }
+      if (url.pathname === CIMD_PATH) metadata.fetches += 1;
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' });
+      res.end(JSON.stringify(published(url.href)));
+    };
+    const server = protocol === 'https' ? createHttpsServer({ key: TEST_KEY, cert: TEST_CERT }, serve) : createHttpServer(serve);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const metadata = new ClientMetadataServer(
+      server,
+      `${protocol}://127.0.0.1:${(server.address() as AddressInfo).port}${CIMD_PATH}`,
+      documents,
+    );
+    holder.metadata = metadata;
+    return metadata;
+  }
+
+  /** Serves one more document at `path` (a client's metadata document, its JWKS); returns its URL. */
+  publish(path: string, document: PublishedDocument): string {
+    this.#documents.set(path, document);
+    return new URL(path, this.#clientId).href;
+  }
+
+  /** The client_id: the document's own URL. */
+  get clientId(): string {
+    return this.#clientId;
+  }
+
+  /** Makes node:https's global agent (the broker's CIMD fetch) trust this server's certificate; undone by `close()`. */
+  trust(): void {
+    if (this.#restoreTrust !== undefined) return;
+    const options = https.globalAgent.options;
+    const had = Object.hasOwn(options, 'ca');
+    const previous = options.ca;
+    options.ca = TEST_CERT;
+    this.#restoreTrust = () => {
+      if (had) options.ca = previous;
+      else delete options.ca;
+      https.globalAgent.destroy();
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#restoreTrust?.();
+    this.#restoreTrust = undefined;
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
 }
