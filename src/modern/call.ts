@@ -12,9 +12,11 @@ const INPUT_CAPABLE = new Set(['tools/call', 'resources/read', 'prompts/get']);
 /**
  * A child asks for several inputs at once (one JSON-RPC request each, on
  * stdio); requests arriving this close together go into one input-required
- * result.
+ * result. 50 ms rather than less: a busy machine can deschedule the child
+ * between its two writes, and an input-required round waits for a person
+ * anyway.
  */
-const INPUT_GATHER_MS = 15;
+const INPUT_GATHER_MS = 50;
 
 /** What a call needs of the front that serves it. */
 export interface CallHost {
