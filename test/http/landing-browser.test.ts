@@ -3,12 +3,12 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { standinChildCommand } from '../../src/demo.js';
 import { skipIfMissing } from '../support/host.js';
+import { CHROMIUM, launchChromium } from '../support/mcp-clients.js';
 import { type SignedInTestBroker, startBroker } from '../support/brokers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('test-artifacts');
 const PUBLIC_URL = 'https://mcp.example.test';
 const MCP_URL = `${PUBLIC_URL}/mcp`;
@@ -33,18 +33,7 @@ describe(
         childCommand: standinChildCommand({ testTools: false }),
         env: { BROKER_PUBLIC_URL: PUBLIC_URL },
       });
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      browser = await launchChromium();
     });
 
     after(async () => {

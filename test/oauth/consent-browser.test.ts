@@ -6,12 +6,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { authorizeUrl, OAuthHarness, OAUTH_USERS as USERS } from '../support/brokers.js';
 import { pkce } from '../support/oauth.js';
 import { skipIfMissing } from '../support/host.js';
+import { CHROMIUM, launchChromium } from '../support/mcp-clients.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = resolve('test-artifacts');
 
 /**
@@ -37,18 +37,7 @@ describe(
       callbackServer.listen(0, '127.0.0.1');
       await once(callbackServer, 'listening');
       redirectUri = `http://127.0.0.1:${(callbackServer.address() as AddressInfo).port}/callback`;
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      browser = await launchChromium();
     });
 
     after(async () => {
