@@ -26,25 +26,13 @@ import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { eventually, freshDataDirs, portForProcess } from '../support/host.js';
 import { disconnect, E2EOAuthProvider, getMe, signInWithSdk } from '../support/mcp-clients.js';
 import { TestBrowser } from '../support/oauth.js';
+import { DEMO_TOOL_NAMES } from '../support/forgejo.js';
 
 const INSTALLED_BIN = process.env.BROKER_INSTALLED_BIN;
 const BUILT_CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 /** The stand-in forgejo-mcp of the package under test, next to its cli.js (the installed bin is a symlink to it). */
 const PACKAGE_STANDIN_CHILD = join(dirname(realpathSync(INSTALLED_BIN ?? BUILT_CLI)), 'standin', 'forgejo-mcp.js');
 const SIGN_IN_LIMIT_MS = 30_000;
-/** The demo child's tools: the real forgejo-mcp's names, and get_me. */
-const DEMO_CATALOGUE = [
-  'create_issue',
-  'create_issue_comment',
-  'get_issue_by_index',
-  'get_me',
-  'get_my_user_info',
-  'get_pull_request_by_index',
-  'list_issue_comments',
-  'list_my_repos',
-  'list_repo_issues',
-  'list_repo_pull_requests',
-];
 
 /** A forge tool's answer, the real forgejo-mcp's `{"Result": …}` unwrapped. */
 function forgeResult<T>(result: Awaited<ReturnType<Client['callTool']>>): T {
@@ -120,7 +108,7 @@ describe(`the executable (${INSTALLED_BIN ?? BUILT_CLI}): sign-in and a tools/ca
     assert.deepEqual(await getMe(connected.client), { login: user.login, id: user.id });
     assert.deepEqual(
       (await connected.client.listTools()).tools.map((tool) => tool.name).sort(),
-      DEMO_CATALOGUE,
+      DEMO_TOOL_NAMES,
       'no test tools in the demo',
     );
 

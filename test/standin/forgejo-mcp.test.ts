@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { startForgejoStandin, type ForgejoStandin, type ForgejoStandinOptions } from '../../src/standin/forgejo.js';
+import { DEMO_TOOL_NAMES } from '../support/forgejo.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
 /** How the broker's tests start the child; the demo starts it with `AS_IN_THE_DEMO`. */
@@ -27,20 +28,6 @@ const REPOSITORIES: ForgejoStandinOptions['repositories'] = USERS.map((user) => 
   issues: [{ title: `${user.login}'s first issue`, body: 'seeded' }],
   pullRequests: [{ title: `${user.login}'s first pull request`, head: 'feature' }],
 }));
-
-/** The tools of the real forgejo-mcp the stand-in has, and its own get_me: the demo's whole catalogue. */
-const FORGE_TOOLS = [
-  'create_issue',
-  'create_issue_comment',
-  'get_issue_by_index',
-  'get_me',
-  'get_my_user_info',
-  'get_pull_request_by_index',
-  'list_issue_comments',
-  'list_my_repos',
-  'list_repo_issues',
-  'list_repo_pull_requests',
-];
 
 async function startForge(t: { after(fn: () => Promise<void>): void }): Promise<ForgejoStandin> {
   const forgejo = await startForgejoStandin({
@@ -319,7 +306,7 @@ void test('as in the demo (no --test-tools) the catalogue is the forge tools alo
     AS_IN_THE_DEMO,
   );
   t.after(() => client.close());
-  assert.deepEqual((await client.listTools()).tools.map((tool) => tool.name).sort(), FORGE_TOOLS);
+  assert.deepEqual((await client.listTools()).tools.map((tool) => tool.name).sort(), DEMO_TOOL_NAMES);
   assert.equal(client.getServerCapabilities()?.resources, undefined);
   assert.equal(client.getServerCapabilities()?.prompts, undefined);
   await assert.rejects(client.callTool({ name: 'crash' }), /Tool crash not found/);
@@ -328,7 +315,7 @@ void test('as in the demo (no --test-tools) the catalogue is the forge tools alo
   t.after(() => withTestTools.close());
   const names = (await withTestTools.listTools()).tools.map((tool) => tool.name);
   for (const name of [
-    ...FORGE_TOOLS,
+    ...DEMO_TOOL_NAMES,
     'crash',
     'hang',
     'big',

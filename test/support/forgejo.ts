@@ -202,3 +202,17 @@ export class TestForge {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }
+
+/** The demo child's whole catalogue, sorted: the real forgejo-mcp's tool names the stand-in has, and its own get_me. */
+export const DEMO_TOOL_NAMES: readonly string[] = [
+  'create_issue',
+  'create_issue_comment',
+  'get_issue_by_index',
+  'get_me',
+  'get_my_user_info',
+  'get_pull_request_by_index',
+  'list_issue_comments',
+  'list_my_repos',
+  'list_repo_issues',
+  'list_repo_pull_requests',
+];
