@@ -136,6 +136,10 @@ export class TestCredentials implements ForgejoCredentials {
     }
     return Promise.resolve(access);
   }
+
+  refused(userId: string): Promise<ForgejoAccess> {
+    return this.access(userId, 0);
+  }
 }
 
 export interface TestBrokerOptions {
