@@ -23,6 +23,9 @@ import { openBrokerAuth } from './oauth/setup.js';
 import type { SpawnFunc } from './pool/child.js';
 import { ChannelPool } from './pool/pool.js';
 import { processSpawner } from './supervisor/child.js';
+import { ExternalUpstream, type UpstreamEndpoint } from './upstream/endpoint.js';
+import { UpstreamProcesses } from './upstream/processes.js';
+import { upstreamSpawner } from './upstream/spawner.js';
 import { requireChildProgram } from './supervisor/executable.js';
 import { BROKER_INFO } from './version.js';
 
@@ -65,6 +68,8 @@ export interface RunningBroker {
   readonly metrics: BrokerMetrics;
   /** Where /metrics is served when BROKER_METRICS_LISTEN is set. */
   readonly metricsUrl: string | undefined;
+  /** Shared mode: the upstream the sessions go to (the processes, when the broker runs them). */
+  readonly upstream: SharedUpstream | undefined;
   /** The middle step of `stop`: every session and channel ends, new ones are refused; HTTP still answers. */
   stopSessions(): Promise<void>;
   /** Graceful stop: no new requests, in-flight ones finish (bounded), every child stops, connections close, the parts close. */
@@ -100,9 +105,19 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
       onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines),
     })(spec);
   };
+  const upstream = await startUpstream(config, log, metrics);
+  const base: SpawnFunc =
+    upstream === undefined
+      ? processes
+      : upstreamSpawner({
+          endpointFor: upstream.endpointFor,
+          credentials: auth.credentials,
+          log,
+          stopTimeoutMs: config.childStopGraceMs,
+        });
   const pool = new ChannelPool({
     events: metrics,
-    spawn: parts.spawn === undefined ? processes : parts.spawn(processes),
+    spawn: parts.spawn === undefined ? base : parts.spawn(base),
     credentials: auth.credentials,
     log,
     maxChannels: config.maxSessions,
@@ -157,7 +172,8 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
   auth.connect?.(pool, metrics);
   const address =
     parts.listener === undefined
-      ? await server.listen(config.listen.host, config.listen.port).catch((error: unknown) => {
+      ? await server.listen(config.listen.host, config.listen.port).catch(async (error: unknown) => {
+          await upstream?.stop();
           throw listenFailure('BROKER_LISTEN', config.listen, error);
         })
       : server.serveFrom(parts.listener);
@@ -184,6 +200,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     const deadline = Date.now() + config.shutdownGraceMs;
     while (pool.inflight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
     await stopSessions();
+    await upstream?.stop();
     await server.closeConnections();
     await metricsListener?.close();
     await auth.close?.();
@@ -197,9 +214,46 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     server,
     metrics,
     metricsUrl: metricsListener?.url,
+    upstream,
     stopSessions,
     stop: () => (stopping ??= stop()),
   };
+}
+
+/** Shared mode's upstream as the broker holds it: where each user's sessions go, and the processes when the broker runs them. */
+export interface SharedUpstream {
+  readonly endpointFor: (userId: string) => UpstreamEndpoint;
+  readonly processes: UpstreamProcesses | undefined;
+  stop(): Promise<void>;
+}
+
+/** Shared mode's upstream: started (and awaited) when the broker runs it, only named when someone else does; undefined in stdio mode. */
+async function startUpstream(config: Config, log: Logger, metrics: BrokerMetrics): Promise<SharedUpstream | undefined> {
+  const { upstream } = config;
+  if (upstream.kind === 'stdio') return undefined;
+  if (upstream.kind === 'url') {
+    const external = new ExternalUpstream(upstream.url, config.initTimeoutMs);
+    return { endpointFor: () => external, processes: undefined, stop: () => Promise.resolve() };
+  }
+  if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required to start the upstream');
+  const processes = new UpstreamProcesses(upstream.processes, {
+    command: upstream.command,
+    forgejoUrl: config.forgejoUrl.href.replace(/\/$/, ''),
+    envAllow: config.childEnvAllow,
+    parentEnv: process.env,
+    startTimeoutMs: config.initTimeoutMs,
+    stopGraceMs: config.childStopGraceMs,
+    log,
+    onRestart: () => metrics.upstreamRestarted(),
+    onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines),
+  });
+  try {
+    await processes.start();
+  } catch (error) {
+    await processes.stop();
+    throw error;
+  }
+  return { endpointFor: (userId) => processes.endpointFor(userId), processes, stop: () => processes.stop() };
 }
 
 /**
@@ -209,7 +263,9 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
  */
 async function openSignedInAuth(config: Config, log: Logger, clock: () => number): Promise<AuthParts> {
   const forgejo = requireForgejo(config);
-  await requireChildProgram(config.childCommand, process.env.PATH);
+  const { upstream } = config;
+  if (upstream.kind === 'command') await requireChildProgram(upstream.command, process.env.PATH, 'BROKER_UPSTREAM_COMMAND');
+  if (upstream.kind === 'stdio') await requireChildProgram(config.childCommand, process.env.PATH);
   const { signIn } = config;
   const auth = await openBrokerAuth({
     publicUrl: config.publicUrl,

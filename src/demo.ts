@@ -23,6 +23,19 @@ export function standinChildCommand(options: { readonly testTools: boolean }): s
   return `'${process.execPath}' '${STANDIN_CHILD_SCRIPT}' --transport stdio${options.testTools ? ' --test-tools' : ''}`;
 }
 
+/** The stand-in forgejo-mcp in its multi-tenant HTTP mode, as an argv for a shared upstream (`{port}` is the broker's to fill). */
+export function standinUpstreamCommand(options: { readonly testTools: boolean }): readonly string[] {
+  return [
+    process.execPath,
+    STANDIN_CHILD_SCRIPT,
+    '--transport',
+    'http',
+    '--http-port',
+    '{port}',
+    ...(options.testTools ? ['--test-tools'] : []),
+  ];
+}
+
 /** Who can sign in at the demo's Forgejo stand-in. */
 export const DEMO_USERS: readonly StandinUser[] = [
   { id: 1, login: 'demo', password: 'demo', fullName: 'Demo User', email: 'demo@example.test' },
@@ -78,6 +91,9 @@ export async function startDemo(config: Config, log: Logger, options: DemoOption
         ...config,
         dataDir,
         forgejoUrl: new URL(forgejo.url),
+        ...(config.demoSharedUpstream && config.upstream.kind === 'stdio'
+          ? { upstream: { kind: 'command', command: standinUpstreamCommand({ testTools: false }), processes: 1 } }
+          : {}),
         signIn: { ...config.signIn, forgejoClientId: application.clientId, forgejoClientSecret: application.clientSecret },
       },
       log,

@@ -62,4 +62,11 @@ export interface ForgejoCredentials {
    * token, or it expired with no way to refresh it.
    */
   access(userId: string, minValidityMs: number): Promise<ForgejoAccess>;
+  /**
+   * A server acting with the user's token says Forgejo refused it. Resolves
+   * with the token to use from now on (a newer one, or the same when Forgejo
+   * still takes it); rejects with `credential_revoked` once the credential
+   * ended, as `access` does.
+   */
+  refused(userId: string, accessToken: string): Promise<ForgejoAccess>;
 }

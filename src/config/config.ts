@@ -22,8 +22,12 @@ export interface Config {
   readonly allowedOrigins: readonly string[];
   /** argv of the child, split like a shell would, never run through one. */
   readonly childCommand: readonly string[];
-  /** Extra environment variable names passed through to children. */
+  /** Extra environment variable names passed through to children (and to upstream processes). */
   readonly childEnvAllow: readonly string[];
+  /** Where MCP traffic goes: a child per channel (stdio), or a shared multi-tenant forgejo-mcp over HTTP. */
+  readonly upstream: UpstreamConfig;
+  /** `demo --shared-upstream`: the demo's stand-in forgejo-mcp runs as one shared HTTP upstream. */
+  readonly demoSharedUpstream: boolean;
   readonly maxSessions: number;
   readonly maxSessionsPerUser: number;
   readonly idleTimeoutMs: number;
@@ -47,6 +51,16 @@ export interface Config {
   /** Settings that work but are probably not what the operator meant; logged at start. */
   readonly warnings: readonly ConfigWarning[];
 }
+
+/**
+ * `stdio`: a `forgejo-mcp --transport stdio` child per channel, holding the
+ * user's token. `command`: the broker runs forgejo-mcp's multi-tenant HTTP
+ * mode itself (`{port}` in the argv is replaced). `url`: someone else runs it.
+ */
+export type UpstreamConfig =
+  | { readonly kind: 'stdio' }
+  | { readonly kind: 'command'; readonly command: readonly string[]; readonly processes: number }
+  | { readonly kind: 'url'; readonly url: URL };
 
 export interface ListenAddress {
   readonly host: string;
@@ -115,7 +129,9 @@ export function loadConfig(env: Env): Config {
     dataDir: path.resolve(setting(env, 'BROKER_DATA_DIR') as string),
     databaseUrl: databaseUrl(env),
     allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
-    childCommand: splitCommand(setting(env, 'BROKER_CHILD_COMMAND') as string),
+    childCommand: splitCommand('BROKER_CHILD_COMMAND', setting(env, 'BROKER_CHILD_COMMAND') as string),
+    upstream: upstreamConfig(env),
+    demoSharedUpstream: flag(env, 'BROKER_DEMO_SHARED_UPSTREAM'),
     childEnvAllow: list(env, 'BROKER_CHILD_ENV_ALLOW'),
     maxSessions: count(env, 'BROKER_MAX_SESSIONS'),
     maxSessionsPerUser: count(env, 'BROKER_MAX_SESSIONS_PER_USER'),
@@ -349,17 +365,40 @@ function parseListen(name: Variable, text: string): ListenAddress {
   return { host: (match[1] ?? match[2]) as string, port };
 }
 
-function splitCommand(text: string): string[] {
+/** Operator-token flags make every user act as one account: a shared upstream never gets them. */
+const OPERATOR_TOKEN_FLAGS = ['--allow-operator-token-fallback', '--token'];
+
+function upstreamConfig(env: Env): UpstreamConfig {
+  const command = read(env, 'BROKER_UPSTREAM_COMMAND');
+  const url = read(env, 'BROKER_UPSTREAM_URL');
+  if (command !== undefined && url !== undefined) {
+    throw new ConfigError('BROKER_UPSTREAM_URL', 'is set together with BROKER_UPSTREAM_COMMAND: choose one upstream');
+  }
+  const processes = count(env, 'BROKER_UPSTREAM_PROCESSES', 1);
+  if (url !== undefined) return { kind: 'url', url: httpUrl('BROKER_UPSTREAM_URL', url) };
+  if (command === undefined) return { kind: 'stdio' };
+  const argv = splitCommand('BROKER_UPSTREAM_COMMAND', command);
+  if (!argv.some((word) => word.includes('{port}'))) {
+    throw new ConfigError('BROKER_UPSTREAM_COMMAND', 'needs a {port} placeholder where the HTTP port goes (--http-port {port})');
+  }
+  const operatorFlag = argv.find((word) => OPERATOR_TOKEN_FLAGS.some((flag) => word === flag || word.startsWith(`${flag}=`)));
+  if (operatorFlag !== undefined) {
+    throw new ConfigError('BROKER_UPSTREAM_COMMAND', `${operatorFlag} would make every user act as one account; remove it`);
+  }
+  return { kind: 'command', command: argv, processes };
+}
+
+function splitCommand(name: Variable, text: string): string[] {
   // Variables are kept literally: the command is never run through a shell.
   const words = parseShellWords(text, (name) => `$${name}`);
   const argv: string[] = [];
   for (const word of words) {
     if (typeof word !== 'string') {
-      throw new ConfigError('BROKER_CHILD_COMMAND', 'shell operators, globs and comments are not allowed; give a plain command line');
+      throw new ConfigError(name, 'shell operators, globs and comments are not allowed; give a plain command line');
     }
     argv.push(word);
   }
-  if (argv.length === 0 || argv[0] === '') throw new ConfigError('BROKER_CHILD_COMMAND', 'the program name is empty');
+  if (argv.length === 0 || argv[0] === '') throw new ConfigError(name, 'the program name is empty');
   return argv;
 }
 

@@ -116,6 +116,36 @@ export const OPTIONS = [
     meaning: 'Extra environment variable names passed to children (comma-separated).',
   },
   {
+    name: 'upstream-command',
+    variable: 'BROKER_UPSTREAM_COMMAND',
+    value: 'command',
+    defaultText: 'none (a child per session)',
+    meaning:
+      'Shared mode: one multi-tenant forgejo-mcp over HTTP, started by the broker; {port} is replaced by a free loopback port. Example: forgejo-mcp --transport http --http-port {port}.',
+    alsoKnownAs: ['upstream'],
+  },
+  {
+    name: 'upstream-processes',
+    variable: 'BROKER_UPSTREAM_PROCESSES',
+    value: 'count',
+    default: '1',
+    meaning: 'Shared mode: how many upstream processes BROKER_UPSTREAM_COMMAND runs; users are spread over them.',
+  },
+  {
+    name: 'upstream-url',
+    variable: 'BROKER_UPSTREAM_URL',
+    value: 'url',
+    defaultText: 'none',
+    meaning: 'Shared mode with an upstream someone else runs (a sidecar): its MCP URL, e.g. http://127.0.0.1:8081/mcp.',
+  },
+  {
+    name: 'shared-upstream',
+    variable: 'BROKER_DEMO_SHARED_UPSTREAM',
+    value: undefined,
+    default: 'false',
+    meaning: '`demo` only: run the stand-in forgejo-mcp as one shared HTTP upstream instead of a child per session.',
+  },
+  {
     name: 'max-sessions',
     variable: 'BROKER_MAX_SESSIONS',
     value: 'count',

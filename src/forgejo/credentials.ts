@@ -108,6 +108,16 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
     return this.#refresh(userId, credential.generation);
   }
 
+  async refused(userId: string, accessToken: string): Promise<ForgejoAccess> {
+    const credential = await this.#live(userId);
+    // A rotation or a new login since: the newer token is the answer.
+    if (credential.accessToken !== accessToken) return toAccess(credential);
+    if ((await this.#forgejo.accessTokenStatus(accessToken)) !== 'refused') return toAccess(credential);
+    // Refused before its expiry: the grant was revoked at Forgejo. After it: refresh, as any caller would.
+    if (credential.expiresAt > this.#now()) return this.#end(credential, 'refused');
+    return this.access(userId, 0);
+  }
+
   /**
    * Stores the credential of a fresh Forgejo login, superseding the user's
    * previous one (Forgejo keeps one grant per user and application), and

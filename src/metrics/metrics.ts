@@ -2,11 +2,14 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
 import type { RefreshOutcome } from '../forgejo/credentials.js';
 
+/** How a rotation went for one channel: moved to a new child, followed by a shared upstream's session, failed, or ended (revoked). */
+export type RotationResult = 'moved' | 'followed' | 'failed' | 'revoked';
+
 /** What the session layer reports as it works. */
 export interface SessionEvents {
   sessionStarted(era: 'legacy' | 'modern'): void;
   sessionEnded(era: 'legacy' | 'modern', reason: string): void;
-  rotation(result: 'moved' | 'failed' | 'revoked'): void;
+  rotation(result: RotationResult): void;
 }
 
 /** Live figures read when Prometheus scrapes. */
@@ -28,6 +31,7 @@ export class BrokerMetrics implements SessionEvents {
   readonly #rotations: Counter<'result'>;
   readonly #httpResponses: Counter<'route' | 'status'>;
   readonly #forgejoRefreshes: Counter<'outcome'>;
+  readonly #upstreamRestarts: Counter;
   readonly #childLogSuppressed: Counter;
 
   constructor() {
@@ -47,7 +51,7 @@ export class BrokerMetrics implements SessionEvents {
     });
     this.#rotations = new Counter({
       name: 'forgejo_mcp_broker_rotations_total',
-      help: 'Moves of a session to a child with a new Forgejo token, by result',
+      help: 'A session moved to a new Forgejo token (a new child, or the next request at a shared upstream), by result',
       labelNames: ['result'],
       registers,
     });
@@ -65,6 +69,11 @@ export class BrokerMetrics implements SessionEvents {
     });
     // Every outcome is exported from the start, so a rate over it is defined before the first refresh.
     for (const outcome of ['ok', 'refused', 'unknown'] satisfies RefreshOutcome[]) this.#forgejoRefreshes.inc({ outcome }, 0);
+    this.#upstreamRestarts = new Counter({
+      name: 'forgejo_mcp_broker_upstream_restarts_total',
+      help: 'Restarts of a shared upstream process (BROKER_UPSTREAM_COMMAND) after it exited unexpectedly',
+      registers,
+    });
     this.#childLogSuppressed = new Counter({
       name: 'forgejo_mcp_broker_child_log_lines_suppressed_total',
       help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written",
@@ -109,8 +118,12 @@ export class BrokerMetrics implements SessionEvents {
     this.#ended.inc({ era, reason });
   }
 
-  rotation(result: 'moved' | 'failed' | 'revoked'): void {
+  rotation(result: RotationResult): void {
     this.#rotations.inc({ result });
+  }
+
+  upstreamRestarted(): void {
+    this.#upstreamRestarts.inc();
   }
 
   forgejoRefresh(outcome: RefreshOutcome): void {

@@ -24,6 +24,12 @@ export interface Child {
   readonly exited: Promise<ChildExit>;
   /** Stops the child; idempotent; resolves when it is gone. */
   stop(): Promise<ChildExit>;
+  /**
+   * Present on a child that sends each request with the token it is given (a
+   * session at a shared upstream): a rotation hands it the new token instead
+   * of moving the channel to a new child.
+   */
+  useToken?(token: string): void;
 }
 
 /** Who a child is for; everything a spawner needs to start one. */

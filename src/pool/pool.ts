@@ -262,6 +262,13 @@ export class ChannelPool {
     const stale = [...(this.#liveByUser.get(userId) ?? [])].filter((entry) => entry.tokenFingerprint !== target && !entry.channel.ended);
     await Promise.all(
       stale.map(async (entry) => {
+        const child = entry.channel.child;
+        if (child.useToken !== undefined) {
+          child.useToken(token);
+          entry.tokenFingerprint = target;
+          this.#options.events?.rotation('followed');
+          return;
+        }
         try {
           const child = await this.#options.spawn({
             sessionId: entry.name,

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.js';
 import type { Child, ChildExit, ChildSpec, SpawnFunc } from '../pool/child.js';
 import { childEnvironment } from './env.js';
 import { LineSplitter } from './lines.js';
+import { settlesWithin, signalProcessGroup } from './process-group.js';
 import { ChildLogLimiter } from './log-limiter.js';
 
 export interface ProcessSpawnOptions {
@@ -46,7 +47,7 @@ class ProcessChild implements Child {
       proc.once('exit', (code, signal) => {
         this.#exitInfo = { code, signal };
         // What the child started in its process group goes with it, so nothing outlives the session.
-        this.#signalGroup('SIGKILL');
+        signalProcessGroup(proc, 'SIGKILL');
         this.#logBudget.flush();
         this.#log.info({ event: 'child_exit', pid: proc.pid, code, signal }, 'child exited');
         resolve(this.#exitInfo);
@@ -120,39 +121,16 @@ class ProcessChild implements Child {
     if (this.#exitInfo !== undefined) return this.#exitInfo;
     // A well-behaved stdio server exits when its input ends.
     this.#proc.stdin?.end();
-    if (await this.#exitsWithin(this.#options.stopGraceMs)) return this.exited;
+    if (await settlesWithin(this.exited, this.#options.stopGraceMs)) return this.exited;
     this.#signal('SIGTERM');
-    if (await this.#exitsWithin(this.#options.stopGraceMs)) return this.exited;
+    if (await settlesWithin(this.exited, this.#options.stopGraceMs)) return this.exited;
     this.#log.warn({ event: 'child_kill', pid: this.#proc.pid }, 'child ignored SIGTERM; killing it');
     this.#signal('SIGKILL');
     return this.exited;
   }
 
   #signal(signal: NodeJS.Signals): void {
-    if (this.#exitInfo !== undefined) return;
-    if (!this.#signalGroup(signal)) this.#proc.kill(signal);
-  }
-
-  /** Signals the child's process group; false when there is none (any more). */
-  #signalGroup(signal: NodeJS.Signals): boolean {
-    const pid = this.#proc.pid;
-    if (pid === undefined) return false;
-    try {
-      process.kill(-pid, signal);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  #exitsWithin(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), ms);
-      void this.exited.then(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
+    if (this.#exitInfo === undefined) signalProcessGroup(this.#proc, signal);
   }
 
   #receive(line: string): void {

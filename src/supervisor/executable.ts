@@ -36,17 +36,22 @@ async function isExecutableFile(file: string): Promise<boolean> {
 }
 
 /**
- * BROKER_CHILD_COMMAND's program, checked at start: one that cannot be
+ * BROKER_CHILD_COMMAND's (or BROKER_UPSTREAM_COMMAND's) program, checked at start: one that cannot be
  * spawned would otherwise fail every session (502) instead of the start.
  */
-export async function requireChildProgram(command: readonly string[], searchPath: string | undefined): Promise<void> {
+export async function requireChildProgram(
+  command: readonly string[],
+  searchPath: string | undefined,
+  variable: 'BROKER_CHILD_COMMAND' | 'BROKER_UPSTREAM_COMMAND' = 'BROKER_CHILD_COMMAND',
+): Promise<void> {
   const program = command[0] as string;
   if ((await resolveExecutable(program, searchPath, process.cwd())) !== undefined) return;
   const where = program.includes('/')
     ? `${program} is not an executable file`
     : `"${program}" is not an executable in any directory of PATH (${searchPath ?? DEFAULT_SEARCH_PATH})`;
+  const example = variable === 'BROKER_CHILD_COMMAND' ? '--transport stdio' : '--transport http --http-port {port}';
   throw new ConfigError(
-    'BROKER_CHILD_COMMAND',
-    `${where}. Install forgejo-mcp (the Go program, from https://codeberg.org/goern/forgejo-mcp/releases; see docs/forgejo-mcp.md) on the broker's PATH, or set BROKER_CHILD_COMMAND to its full path, e.g. "/usr/local/bin/forgejo-mcp --transport stdio"`,
+    variable,
+    `${where}. Install forgejo-mcp (the Go program, from https://codeberg.org/goern/forgejo-mcp/releases; see docs/forgejo-mcp.md) on the broker's PATH, or set ${variable} to its full path, e.g. "/usr/local/bin/forgejo-mcp ${example}"`,
   );
 }

@@ -135,4 +135,8 @@ export class FakeCredentials implements ForgejoCredentials {
     if (token === undefined) return Promise.reject(new BrokerError('credential_revoked', 'no credential'));
     return Promise.resolve({ accessToken: token, expiresAt: Date.now() + 3_600_000 });
   }
+
+  refused(userId: string): Promise<ForgejoAccess> {
+    return this.access(userId);
+  }
 }

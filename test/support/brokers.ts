@@ -27,7 +27,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { createBroker, stopOnSignals, type RunningBroker } from '../../src/app.js';
 import type { Authenticator, AuthFailure, ForgejoAccess, ForgejoCredentials, Principal } from '../../src/auth/principal.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
-import { DEMO_USERS, standinChildCommand, startDemo } from '../../src/demo.js';
+import { DEMO_USERS, standinChildCommand, standinUpstreamCommand, startDemo } from '../../src/demo.js';
 import { BrokerError } from '../../src/errors/errors.js';
 import { ForgejoClient } from '../../src/forgejo/client.js';
 import { ForgejoCredentialManager } from '../../src/forgejo/credentials.js';
@@ -92,6 +92,20 @@ export function startBroker(
 export const STANDIN_CHILD = fileURLToPath(new URL('../../src/standin/forgejo-mcp.js', import.meta.url));
 
 /**
+ * Which upstream the suites run against: `BROKER_TEST_UPSTREAM=http` (`npm run
+ * test:shared`) runs them in shared mode, one stand-in forgejo-mcp in its
+ * multi-tenant HTTP mode for every user; otherwise a stdio child per channel.
+ */
+export const TEST_UPSTREAM: 'stdio' | 'http' = process.env.BROKER_TEST_UPSTREAM === 'http' ? 'http' : 'stdio';
+
+/** BROKER_UPSTREAM_COMMAND for the stand-in, as a shell-quoted line (the variables' form). */
+export function standinUpstreamCommandLine(options: { readonly testTools: boolean }): string {
+  return standinUpstreamCommand(options)
+    .map((word) => (word === '{port}' || word.startsWith('--') ? word : `'${word}'`))
+    .join(' ');
+}
+
+/**
  * The injected authenticator of the core tests, as the seed's tests inject
  * theirs: bearer tokens the test hands out map to principals.
  */
@@ -136,6 +150,10 @@ export class TestCredentials implements ForgejoCredentials {
     }
     return Promise.resolve(access);
   }
+
+  refused(userId: string): Promise<ForgejoAccess> {
+    return this.access(userId, 0);
+  }
 }
 
 export interface TestBrokerOptions {
@@ -153,6 +171,11 @@ export interface TestBrokerOptions {
   /** Wraps the real spawner, to delay or observe spawns. */
   readonly wrapSpawn?: (spawn: SpawnFunc) => SpawnFunc;
   readonly childCommand?: readonly string[];
+  /** `http`: shared mode, the stand-in's multi-tenant HTTP mode run by the broker. Default: TEST_UPSTREAM (stdio with childCommand or spawn). */
+  readonly upstream?: 'stdio' | 'http';
+  readonly upstreamProcesses?: number;
+  /** BROKER_UPSTREAM_COMMAND's argv in shared mode (default: the stand-in with its test tools). */
+  readonly upstreamCommand?: readonly string[];
   readonly log?: Logger;
   readonly now?: () => number;
 }
@@ -187,9 +210,19 @@ export class TestBroker {
       FORGEJO_URL: forge.url,
       BROKER_CHILD_COMMAND: `'${process.execPath}' '${STANDIN_CHILD}' --transport stdio --test-tools`,
     });
+    const upstream = options.upstream ?? (options.childCommand === undefined && options.spawn === undefined ? TEST_UPSTREAM : 'stdio');
     const config: Config = {
       ...defaults,
       ...(options.childCommand === undefined ? {} : { childCommand: options.childCommand }),
+      ...(upstream === 'http'
+        ? {
+            upstream: {
+              kind: 'command',
+              command: options.upstreamCommand ?? standinUpstreamCommand({ testTools: true }),
+              processes: options.upstreamProcesses ?? 1,
+            },
+          }
+        : {}),
       // No caps, long timeouts and no background maintenance unless a test asks: each test drives what it checks.
       maxSessions: options.maxSessions ?? 0,
       maxSessionsPerUser: options.maxSessionsPerUser ?? 0,
@@ -438,6 +471,9 @@ async function startSignedInTestBroker(
       FORGEJO_CLIENT_SECRET: application.clientSecret,
       FORGEJO_SCOPES: SIGNED_IN_FORGEJO_SCOPES,
       BROKER_CHILD_COMMAND: options.childCommand,
+      ...(TEST_UPSTREAM === 'http'
+        ? { BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: options.childCommand.includes('--test-tools') }) }
+        : {}),
       BROKER_LOG_LEVEL: 'warn',
       BROKER_SHUTDOWN_GRACE: '5s',
       ...options.env,

@@ -1,0 +1,27 @@
+import type { ForgejoCredentials } from '../auth/principal.js';
+import type { Logger } from '../log/logger.js';
+import type { SpawnFunc } from '../pool/child.js';
+import type { UpstreamEndpoint } from './endpoint.js';
+import { UpstreamSession } from './session.js';
+
+export interface UpstreamSpawnOptions {
+  /** The upstream a user's sessions go to (always the same one for a user). */
+  readonly endpointFor: (userId: string) => UpstreamEndpoint;
+  readonly credentials: ForgejoCredentials;
+  readonly log: Logger;
+  readonly stopTimeoutMs: number;
+}
+
+/** The SpawnFunc of shared mode: a "child" is a session at the shared upstream, acting with the user's token. */
+export function upstreamSpawner(options: UpstreamSpawnOptions): SpawnFunc {
+  return (spec) =>
+    Promise.resolve(
+      new UpstreamSession({
+        endpoint: options.endpointFor(spec.userId),
+        token: spec.forgejoToken,
+        refused: async (token) => (await options.credentials.refused(spec.userId, token)).accessToken,
+        log: options.log.child({ sessionId: spec.sessionId, user: spec.forgejoLogin }),
+        stopTimeoutMs: options.stopTimeoutMs,
+      }),
+    );
+}

@@ -1,0 +1,155 @@
+/**
+ * Shared mode: one multi-tenant forgejo-mcp (the stand-in's HTTP mode, run by
+ * the broker from BROKER_UPSTREAM_COMMAND) serves every user, each request
+ * carrying its user's own Forgejo token.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { standinUpstreamCommand } from '../../src/demo.js';
+import type { UpstreamProcesses } from '../../src/upstream/processes.js';
+import { startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
+import { tokenFingerprint } from '../support/forgejo.js';
+import { childProcesses, eventually } from '../support/host.js';
+import { forgejoTokenFingerprint, text } from '../support/mcp-clients.js';
+
+const STANDIN_MARKER = 'forgejo-mcp.js';
+
+/** What the stand-in counts at `/stats`. */
+interface UpstreamStats {
+  readonly refusedMissingAuthorization: number;
+  readonly refusedMalformedAuthorization: number;
+  readonly tokensSeen: readonly string[];
+}
+
+function processesOf(broker: TestBroker): UpstreamProcesses {
+  const processes = broker.running.upstream?.processes;
+  assert.ok(processes !== undefined, 'the broker runs the upstream');
+  return processes;
+}
+
+async function upstreamStats(broker: TestBroker): Promise<UpstreamStats> {
+  const [url] = processesOf(broker).urls;
+  assert.ok(url !== undefined);
+  const response = await fetch(new URL('/stats', url));
+  assert.equal(response.status, 200);
+  return (await response.json()) as UpstreamStats;
+}
+
+/** An SDK client through the broker: `legacy` holds an MCP session, `auto` speaks 2026-07-28 (a modern call per request). */
+async function connect(broker: TestBroker, user: TestUser, mode: 'legacy' | 'auto'): Promise<Client> {
+  const client = new Client({ name: `shared-${mode}`, version: '1.0.0' }, { capabilities: {}, versionNegotiation: { mode } });
+  await client.connect(
+    new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }),
+  );
+  return client;
+}
+
+test('50 users, each with a legacy session and a modern call: one upstream process, each answered as themselves, no request without a token', async (t) => {
+  const broker = await startBroker({ upstream: 'http' });
+  t.after(() => broker.close());
+  const users = Array.from({ length: 50 }, () => broker.addUser());
+  const clients = await Promise.all(
+    users.map(async (user) => ({ user, legacy: await connect(broker, user, 'legacy'), modern: await connect(broker, user, 'auto') })),
+  );
+  t.after(() => Promise.all(clients.flatMap(({ legacy, modern }) => [legacy.close(), modern.close()])));
+
+  await Promise.all(
+    clients.map(async ({ user, legacy, modern }) => {
+      assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(user.forgejoToken));
+      assert.equal(await forgejoTokenFingerprint(modern), tokenFingerprint(user.forgejoToken));
+      const me = JSON.parse(text(await modern.callTool({ name: 'get_me', arguments: {} }))) as { login: string };
+      assert.equal(me.login, user.login);
+    }),
+  );
+
+  assert.equal(broker.legacy.active, 50);
+  assert.deepEqual(childProcesses(process.pid, STANDIN_MARKER), processesOf(broker).pids, 'the upstream is the only process');
+  const stats = await upstreamStats(broker);
+  assert.equal(stats.refusedMissingAuthorization, 0);
+  assert.equal(stats.refusedMalformedAuthorization, 0);
+  assert.equal(stats.tokensSeen.length, 50);
+});
+
+test('rotation under traffic: every request after a rotation carries the new token; nothing fails, nothing restarts', async (t) => {
+  const broker = await startBroker({ upstream: 'http' });
+  t.after(() => broker.close());
+  const users = Array.from({ length: 4 }, () => broker.addUser());
+  const clients = await Promise.all(
+    users.map(async (user) => ({ user, legacy: await connect(broker, user, 'legacy'), modern: await connect(broker, user, 'auto') })),
+  );
+  t.after(() => Promise.all(clients.flatMap(({ legacy, modern }) => [legacy.close(), modern.close()])));
+  const [pid] = processesOf(broker).pids;
+
+  let rotating = true;
+  let calls = 0;
+  const traffic = clients.flatMap(({ legacy, modern }) =>
+    [legacy, modern].map(async (client) => {
+      while (rotating) {
+        await forgejoTokenFingerprint(client);
+        calls++;
+      }
+    }),
+  );
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(
+      clients.map(async ({ user, legacy, modern }) => {
+        const token = broker.newForgejoToken(user);
+        await broker.pool.rotateUser(user.userId);
+        assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(token));
+        assert.equal(await forgejoTokenFingerprint(modern), tokenFingerprint(token));
+      }),
+    );
+  }
+  rotating = false;
+  await Promise.all(traffic);
+
+  assert.ok(calls > 0);
+  assert.equal(processesOf(broker).restarts, 0);
+  assert.deepEqual(processesOf(broker).pids, [pid]);
+  assert.equal(broker.legacy.active, 4, 'every session lives on');
+});
+
+test('the upstream killed under traffic: the call in flight fails, the upstream restarts, and the same sessions carry on', async (t) => {
+  const broker = await startBroker({ upstream: 'http' });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const legacy = await connect(broker, user, 'legacy');
+  const modern = await connect(broker, user, 'auto');
+  t.after(() => Promise.all([legacy.close(), modern.close()]));
+  await legacy.setLoggingLevel('error');
+  const sessionId = (legacy.transport as StreamableHTTPClientTransport).sessionId;
+  const [pid] = processesOf(broker).pids;
+  assert.ok(pid !== undefined);
+
+  const inFlight = legacy.callTool({ name: 'sleep', arguments: { ms: 60_000 } });
+  await eventually(() => broker.pool.inflight === 1, 'the sleep call reached the upstream');
+  process.kill(pid, 'SIGKILL');
+  await assert.rejects(inFlight, /ended the response|restarted|could not be reached/);
+
+  await eventually(() => processesOf(broker).restarts === 1 && processesOf(broker).pids.length === 1, 'the upstream restarted');
+  assert.notEqual(processesOf(broker).pids[0], pid);
+  assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(user.forgejoToken));
+  assert.equal(await forgejoTokenFingerprint(modern), tokenFingerprint(user.forgejoToken));
+  assert.equal((legacy.transport as StreamableHTTPClientTransport).sessionId, sessionId, 'the client kept its session');
+  const logged: string[] = [];
+  legacy.setNotificationHandler('notifications/message', (notification) => void logged.push(String(notification.params.data)));
+  await legacy.callTool({ name: 'log', arguments: { level: 'debug', message: 'below the level' } });
+  await legacy.callTool({ name: 'log', arguments: { level: 'error', message: 'at the level' } });
+  assert.deepEqual(logged, ['at the level'], 'the new upstream session was told the log level');
+});
+
+test('a response the upstream cuts (its 30 s write limit) fails that request only; the session goes on', async (t) => {
+  const broker = await startBroker({
+    upstream: 'http',
+    upstreamCommand: [...standinUpstreamCommand({ testTools: true }), '--write-timeout-ms', '300'],
+  });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const legacy = await connect(broker, user, 'legacy');
+  t.after(() => legacy.close());
+
+  await assert.rejects(legacy.callTool({ name: 'sleep', arguments: { ms: 5_000 } }), /ended the response/);
+  assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(user.forgejoToken));
+  assert.equal(processesOf(broker).restarts, 0);
+});
