@@ -7,6 +7,7 @@ import { postgresGrantRepositories } from './postgres-grants.js';
 import { DB_NOW_MS, type Params } from './postgres-queries.js';
 import { migratePostgres } from './postgres-schema.js';
 import { postgresLegacySessionRepository } from './postgres-sessions.js';
+import { postgresReplicaRepository } from './postgres-replicas.js';
 import type {
   AuthorizationCodeRepository,
   ClientRepository,
@@ -16,6 +17,7 @@ import type {
   LegacySessionRepository,
   PendingAuthorizationRepository,
   PurgeResult,
+  ReplicaRepository,
   SignInRepository,
   Store,
   UpstreamStateRepository,
@@ -72,6 +74,7 @@ class PostgresStore implements Store {
   readonly grants: GrantRepository;
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
+  readonly replicas: ReplicaRepository;
 
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
@@ -91,6 +94,7 @@ class PostgresStore implements Store {
       signIns: this.signIns,
     } = postgresAuthorizationRepositories(pool, key));
     this.legacySessions = postgresLegacySessionRepository(pool);
+    this.replicas = postgresReplicaRepository(pool);
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {

@@ -8,6 +8,7 @@ import type {
   RefreshTokenView,
   RegisteredClient,
   StoredLegacySession,
+  StoredReplica,
   TokenEndpointAuthMethod,
   UpstreamState,
   User,
@@ -108,6 +109,13 @@ export interface LegacySessionRow {
   protocol_version: string;
   created_at: number;
   last_used_at: number;
+}
+
+export interface ReplicaRow {
+  replica_id: string;
+  url: string | null;
+  started_at: number;
+  heartbeat_at: number;
 }
 
 /** The grant's columns as GRANT_COLUMNS selects them beside a token's. */
@@ -338,4 +346,8 @@ export function legacySessionFromRow(row: LegacySessionRow): StoredLegacySession
     createdAt: row.created_at,
     lastUsedAt: row.last_used_at,
   };
+}
+
+export function replicaFromRow(row: ReplicaRow): StoredReplica {
+  return { id: row.replica_id, url: row.url, startedAt: row.started_at, heartbeatAt: row.heartbeat_at };
 }

@@ -146,6 +146,15 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX legacy_sessions_user ON legacy_sessions (user_id);
   CREATE INDEX legacy_sessions_last_used ON legacy_sessions (last_used_at);
   `,
+  // 5: the replicas, each heartbeating, so that every replica knows the live ones and where to forward what another owns.
+  `
+  CREATE TABLE replicas (
+    replica_id TEXT PRIMARY KEY,
+    url TEXT,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -9,6 +9,7 @@ import { SqliteConnection } from './sqlite-connection.js';
 import { sqliteCredentialRepositories } from './sqlite-credentials.js';
 import { sqliteGrantRepositories } from './sqlite-grants.js';
 import { sqliteLegacySessionRepository } from './sqlite-sessions.js';
+import { sqliteReplicaRepository } from './sqlite-replicas.js';
 import type {
   AuthorizationCodeRepository,
   ClientRepository,
@@ -18,6 +19,7 @@ import type {
   LegacySessionRepository,
   PendingAuthorizationRepository,
   PurgeResult,
+  ReplicaRepository,
   SignInRepository,
   Store,
   UpstreamStateRepository,
@@ -92,6 +94,7 @@ class SqliteStore implements Store {
   readonly grants: GrantRepository;
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
+  readonly replicas: ReplicaRepository;
 
   constructor(db: Database.Database, key: Buffer) {
     const connection = new SqliteConnection(db);
@@ -106,6 +109,7 @@ class SqliteStore implements Store {
       signIns: this.signIns,
     } = sqliteAuthorizationRepositories(connection, key));
     this.legacySessions = sqliteLegacySessionRepository(connection);
+    this.replicas = sqliteReplicaRepository(connection);
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {

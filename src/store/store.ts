@@ -324,6 +324,27 @@ export interface LegacySessionRepository {
   deleteUnusedSince(before: number): Promise<number>;
 }
 
+/** A broker replica as it last announced itself (each heartbeats every few seconds while it runs). */
+export interface StoredReplica {
+  /** Random, chosen by the replica at start; a restarted process is a new replica. */
+  readonly id: string;
+  /** Its base URL as the other replicas reach it (BROKER_REPLICA_URL); null when not configured. */
+  readonly url: string | null;
+  readonly startedAt: number;
+  readonly heartbeatAt: number;
+}
+
+export interface ReplicaRepository {
+  /** Records that the replica is alive at `now` (inserting it the first time, updating its URL too). */
+  heartbeat(replica: { readonly id: string; readonly url: string | null; readonly startedAt: number }, now: number): Promise<void>;
+  /** The replicas whose last heartbeat is at or after `aliveSince`, ordered by id. */
+  list(aliveSince: number): Promise<StoredReplica[]>;
+  /** The replica stopped: forgotten. Idempotent. */
+  remove(id: string): Promise<void>;
+  /** Forgets replicas whose last heartbeat is before `before` (they died without stopping); returns how many. */
+  removeGoneBefore(before: number): Promise<number>;
+}
+
 export interface PurgeResult {
   readonly rows: number;
   readonly unusedClients: number;
@@ -340,6 +361,7 @@ export interface Store {
   readonly grants: GrantRepository;
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
+  readonly replicas: ReplicaRepository;
   /**
    * Deletes what has expired and can no longer matter, and dynamically
    * registered clients created before `unusedClientsCreatedBefore` that never

@@ -46,7 +46,7 @@ describe('sqlite store', () => {
     }
   });
 
-  it('migrates a version 3 database to version 4, keeping its rows and adding legacy sessions', async () => {
+  it('migrates a version 3 database, keeping its rows and adding legacy sessions', async () => {
     const dir = await sqlite.fresh();
     const key = randomBytes(32);
     await mkdir(dir, { recursive: true });
@@ -91,11 +91,51 @@ describe('sqlite store', () => {
     });
     const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
     try {
-      assert.equal(db.pragma('user_version', { simple: true }), 4);
+      assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
       const indexes = db
         .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'legacy_sessions' AND sql IS NOT NULL`)
         .all();
       assert.deepEqual(indexes.map((row) => (row as { name: string }).name).sort(), ['legacy_sessions_last_used', 'legacy_sessions_user']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('migrates a version 4 database to version 5, keeping its legacy sessions and adding replicas', async () => {
+    const dir = await sqlite.fresh();
+    await mkdir(dir, { recursive: true });
+    const older = new Database(join(dir, DATABASE_FILE));
+    const session = legacySession('sess-1');
+    try {
+      migrate(older, 4);
+      older
+        .prepare(
+          `INSERT INTO legacy_sessions (session_id_hash, user_id, forgejo_login, grant_id, client_id, initialize_params,
+             protocol_version, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          session.sessionIdHash,
+          session.userId,
+          session.forgejoLogin,
+          session.grantId,
+          session.clientId,
+          session.initializeParams,
+          session.protocolVersion,
+          session.createdAt,
+          session.lastUsedAt,
+        );
+    } finally {
+      older.close();
+    }
+
+    await withStore(sqlite, dir, randomBytes(32), async (store) => {
+      assert.deepEqual(await store.legacySessions.find('sess-1'), session);
+      await store.replicas.heartbeat({ id: 'r1', url: null, startedAt: T0 }, T0);
+      assert.deepEqual(await store.replicas.list(T0), [{ id: 'r1', url: null, startedAt: T0, heartbeatAt: T0 }]);
+    });
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    try {
+      assert.equal(db.pragma('user_version', { simple: true }), 5);
     } finally {
       db.close();
     }

@@ -635,6 +635,85 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
+    describe('replicas', () => {
+      const replica = (id: string, url: string | null = `http://10.0.0.${id.length}:8080`) => ({ id, url, startedAt: T0 });
+
+      it('lists the replicas heartbeating since the cut-off, ordered by id, as they announced themselves', async () => {
+        await fresh(async (store) => {
+          assert.deepEqual(await store.replicas.list(0), []);
+          await store.replicas.heartbeat(replica('bbbb'), T0 + 1000);
+          await store.replicas.heartbeat(replica('a', null), T0 + 2000);
+          await store.replicas.heartbeat(replica('ccc'), T0);
+          assert.deepEqual(await store.replicas.list(T0 + 1000), [
+            { id: 'a', url: null, startedAt: T0, heartbeatAt: T0 + 2000 },
+            { id: 'bbbb', url: 'http://10.0.0.4:8080', startedAt: T0, heartbeatAt: T0 + 1000 },
+          ]);
+          assert.deepEqual(
+            (await store.replicas.list(0)).map((listed) => listed.id),
+            ['a', 'bbbb', 'ccc'],
+          );
+          assert.deepEqual(await store.replicas.list(T0 + 2001), []);
+        });
+      });
+
+      it("moves a replica's heartbeat (and URL) on each heartbeat, keeping one row", async () => {
+        await fresh(async (store) => {
+          await store.replicas.heartbeat(replica('r1'), T0);
+          await store.replicas.heartbeat(replica('r1', 'https://replica-1.internal'), T0 + 2000);
+          assert.deepEqual(await store.replicas.list(0), [
+            { id: 'r1', url: 'https://replica-1.internal', startedAt: T0, heartbeatAt: T0 + 2000 },
+          ]);
+          assert.deepEqual(await store.replicas.list(T0 + 1), [
+            { id: 'r1', url: 'https://replica-1.internal', startedAt: T0, heartbeatAt: T0 + 2000 },
+          ]);
+        });
+      });
+
+      it('removes a replica idempotently, and only that one', async () => {
+        await fresh(async (store) => {
+          await store.replicas.heartbeat(replica('r1'), T0);
+          await store.replicas.heartbeat(replica('r2'), T0);
+          await store.replicas.remove('r1');
+          await store.replicas.remove('r1');
+          await store.replicas.remove('unknown');
+          assert.deepEqual(
+            (await store.replicas.list(0)).map((listed) => listed.id),
+            ['r2'],
+          );
+        });
+      });
+
+      it('forgets replicas gone before the cut-off, counting them; one heartbeating at the cut-off stays', async () => {
+        await fresh(async (store) => {
+          await store.replicas.heartbeat(replica('old'), T0 - 1);
+          await store.replicas.heartbeat(replica('at'), T0);
+          await store.replicas.heartbeat(replica('new'), T0 + 1);
+          assert.equal(await store.replicas.removeGoneBefore(T0), 1);
+          assert.deepEqual(
+            (await store.replicas.list(0)).map((listed) => listed.id),
+            ['at', 'new'],
+          );
+          assert.equal(await store.replicas.removeGoneBefore(T0), 0, 'nothing more at the same cut-off');
+        });
+      });
+
+      it('leaves replicas to removeGoneBefore: purge keeps them', async () => {
+        await fresh(async (store) => {
+          await store.replicas.heartbeat(replica('r1'), T0);
+          await store.purge(T0 + 100 * HOUR, T0 + 100 * HOUR);
+          assert.equal((await store.replicas.list(0)).length, 1);
+        });
+      });
+
+      it('keeps replicas across a restart', async () => {
+        const location = await backend.fresh();
+        await withStore(backend, location, key, (store) => store.replicas.heartbeat(replica('r1'), T0));
+        await withStore(backend, location, key, async (store) => {
+          assert.deepEqual(await store.replicas.list(T0), [{ ...replica('r1'), heartbeatAt: T0 }]);
+        });
+      });
+    });
+
     describe('under concurrency', () => {
       it('gives a code to exactly one of many concurrent consumers', async () => {
         await fresh(async (store) => {
