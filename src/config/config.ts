@@ -5,6 +5,9 @@ import { parseAddressRange, type AddressRange } from '../oauth/client-address.js
 import { parseEncryptionKey } from '../store/encryption-key.js';
 import { parseDuration } from './duration.js';
 import { optionOf, type Variable } from './options.js';
+import { exposureWarnings, type ConfigWarning } from './warnings.js';
+
+export type { ConfigWarning } from './warnings.js';
 
 /** The broker's whole configuration, parsed and validated once at start. */
 export interface Config {
@@ -18,6 +21,8 @@ export interface Config {
   readonly dataDir: string;
   /** PostgreSQL store shared by replicas (`postgres://…`); undefined: SQLite in `dataDir`. */
   readonly databaseUrl: string | undefined;
+  /** BROKER_REPLICA_URL: where the other replicas reach this one (an origin); undefined: nobody forwards to it. */
+  readonly replicaUrl: URL | undefined;
   /** Origins besides the public URL's own allowed to call `/mcp` from a browser. */
   readonly allowedOrigins: readonly string[];
   /** argv of the child, split like a shell would, never run through one. */
@@ -65,11 +70,6 @@ export type UpstreamConfig =
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
-}
-
-export interface ConfigWarning {
-  readonly variable: Variable;
-  readonly message: string;
 }
 
 /** The OAuth side: the broker's application at Forgejo and its own token policy. */
@@ -128,6 +128,7 @@ export function loadConfig(env: Env): Config {
     metricsListen: metricsListen === undefined ? undefined : parseListen('BROKER_METRICS_LISTEN', metricsListen),
     dataDir: path.resolve(setting(env, 'BROKER_DATA_DIR') as string),
     databaseUrl: databaseUrl(env),
+    replicaUrl: optional(env, 'BROKER_REPLICA_URL', originUrl),
     allowedOrigins: list(env, 'BROKER_ALLOWED_ORIGINS').map((origin) => httpUrl('BROKER_ALLOWED_ORIGINS', origin).origin),
     childCommand: splitCommand('BROKER_CHILD_COMMAND', setting(env, 'BROKER_CHILD_COMMAND') as string),
     upstream: upstreamConfig(env),
@@ -218,38 +219,6 @@ function encryptionKey(env: Env): Buffer | undefined {
   return key;
 }
 
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::']);
-
-/**
- * A wildcard listen address without a public URL makes the issuer
- * `http://0.0.0.0:…`, which no client can reach; plain http beyond loopback
- * carries sign-ins and tokens in the clear.
- */
-function exposureWarnings(listen: ListenAddress, publicUrl: URL, publicUrlConfigured: boolean): ConfigWarning[] {
-  if (WILDCARD_HOSTS.has(listen.host) && !publicUrlConfigured) {
-    return [
-      {
-        variable: 'BROKER_PUBLIC_URL',
-        message: `is not set while BROKER_LISTEN is the wildcard address ${listen.host}: the OAuth issuer and MCP URL become ${publicUrl.origin}, which clients cannot reach; set BROKER_PUBLIC_URL to the URL clients use`,
-      },
-    ];
-  }
-  if (publicUrl.protocol === 'http:' && !isLoopbackHost(publicUrl.hostname)) {
-    return [
-      {
-        variable: 'BROKER_PUBLIC_URL',
-        message: `${publicUrl.origin} is plain http on a host other than loopback: sign-ins and tokens cross the network unencrypted; serve the broker over https (behind a TLS reverse proxy)`,
-      },
-    ];
-  }
-  return [];
-}
-
-/** localhost, *.localhost, 127.0.0.0/8 and ::1 (as URL.hostname spells them). */
-function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname === '[::1]';
-}
-
 function hostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
@@ -286,6 +255,11 @@ function onOff(env: Env, name: Variable): boolean {
   if (text === 'on') return true;
   if (text === 'off') return false;
   return flag(env, name);
+}
+
+function optional<T>(env: Env, name: Variable, parse: (name: Variable, text: string) => T): T | undefined {
+  const text = read(env, name);
+  return text === undefined ? undefined : parse(name, text);
 }
 
 function read(env: Env, name: Variable): string | undefined {

@@ -97,8 +97,16 @@ export const OPTIONS = [
     variable: 'BROKER_ENCRYPTION_KEY',
     value: 'key',
     defaultText: 'generated into <data>/encryption.key (mode 0600)',
-    meaning: 'AES-256-GCM key for Forgejo tokens at rest: 32 bytes, hex or base64.',
+    meaning: 'AES-256-GCM key for Forgejo tokens at rest (replicas derive their forwarding key from it): 32 bytes, hex or base64.',
     alsoKnownAs: ['key'],
+  },
+  {
+    name: 'replica-url',
+    variable: 'BROKER_REPLICA_URL',
+    value: 'url',
+    defaultText: 'none',
+    meaning: "This replica's own base URL as the other replicas reach it (http(s), origin only), e.g. http://10.0.0.5:8080.",
+    alsoKnownAs: ['advertise-url', 'internal-url', 'peer-url'],
   },
   {
     name: 'child-command',

@@ -183,6 +183,27 @@ test('BROKER_METRICS_LISTEN is host:port, unset by default', () => {
   assert.throws(() => loadConfig({ BROKER_METRICS_LISTEN: '9464' }), /BROKER_METRICS_LISTEN/);
 });
 
+test('BROKER_REPLICA_URL is an http(s) origin, unset by default', () => {
+  assert.equal(loadConfig({}).replicaUrl, undefined);
+  assert.equal(loadConfig({ BROKER_REPLICA_URL: 'http://10.0.0.5:8080' }).replicaUrl?.href, 'http://10.0.0.5:8080/');
+  assert.equal(loadConfig({ BROKER_REPLICA_URL: 'https://replica-1.internal/' }).replicaUrl?.href, 'https://replica-1.internal/');
+  for (const bad of [
+    '10.0.0.5:8080',
+    'ftp://10.0.0.5',
+    'http://10.0.0.5:8080/broker',
+    'http://10.0.0.5:8080/?x=1',
+    'http://u:p@10.0.0.5',
+  ]) {
+    assert.throws(
+      () => loadConfig({ BROKER_REPLICA_URL: bad }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'BROKER_REPLICA_URL',
+      bad,
+    );
+  }
+  const commandLine = parseCommandLine(['serve', '--replica-url', 'http://10.0.0.6:8080'], {});
+  assert.equal(commandLine.action === 'run' && loadConfig(commandLine.env).replicaUrl?.href, 'http://10.0.0.6:8080/');
+});
+
 test('warnings: a wildcard listen address without a public URL, plain http beyond loopback; none for loopback or https', () => {
   const variables = (env: Record<string, string>): string[] =>
     loadConfig(env).warnings.map((warning) => `${warning.variable} ${warning.message}`);
