@@ -26,3 +26,10 @@ export const DEFAULT_RATE_LIMIT = { burst: 30, perMinute: 60 } as const;
 export function rateLimitFor(perMinute: number): { burst: number; perMinute: number } {
   return { burst: Math.max(10, Math.ceil(perMinute / 2)), perMinute };
 }
+
+/** How often a replica records in the store that it is alive, and reads which others are. */
+export const REPLICA_HEARTBEAT_MS = 2_000;
+/** A replica whose last heartbeat is older than this counts as gone (three missed heartbeats). */
+export const REPLICA_GONE_AFTER_MS = 6_000;
+/** A gone replica's row is deleted once its last heartbeat is this old (one killed outright never removes its own). */
+export const REPLICA_FORGET_AFTER_MS = 3_600_000;
