@@ -319,7 +319,7 @@ export const OPTIONS = [
     variable: 'BROKER_RATE_LIMIT',
     value: 'count',
     default: '60',
-    meaning: 'Requests per minute per client address on each authorization endpoint group.',
+    meaning: 'Requests per minute per client address on each authorization endpoint group; each of N live replicas enforces 1/N.',
   },
   {
     name: 'trusted-proxies',

@@ -58,6 +58,8 @@ export interface OAuthServerOptions {
   readonly cimd?: Partial<CimdOptions>;
   /** Per client address and endpoint group (authorization pages, token+revoke, registration). */
   readonly rateLimit?: RateLimitOptions;
+  /** How many replicas share the rate limit now (each enforces its share). Default one. */
+  readonly liveReplicas?: () => number;
   /** BROKER_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client to rate-limit. Default none. */
   readonly trustedProxies?: readonly AddressRange[];
   /** How often expired rows are purged. Default 10 min. */
@@ -133,7 +135,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);
   const consents = new ConsentManagement(context);
-  const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now);
+  const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now, options.liveReplicas);
   const trustedProxies = new TrustedProxies(options.trustedProxies ?? []);
   const unusedClientTtlMs = options.unusedClientTtlMs ?? 24 * 3_600_000;
   const logger = options.logger;
