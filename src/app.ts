@@ -7,7 +7,14 @@ import { randomBytes } from 'node:crypto';
 import type { Server as NetServer } from 'node:net';
 import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
 import { ConfigError, requireForgejo, type Config } from './config/config.js';
-import { MAX_CHILD_MESSAGE_BYTES, RETRY_AFTER_SECONDS, STREAM_KEEP_ALIVE_MS, rateLimitFor } from './config/defaults.js';
+import {
+  MAX_CHILD_MESSAGE_BYTES,
+  REPLICA_GONE_AFTER_MS,
+  REPLICA_HEARTBEAT_MS,
+  RETRY_AFTER_SECONDS,
+  STREAM_KEEP_ALIVE_MS,
+  rateLimitFor,
+} from './config/defaults.js';
 import { errorMessage } from './errors/errors.js';
 import { ForgejoProbe } from './forgejo/probe.js';
 import { landingPage } from './http/landing.js';
@@ -24,6 +31,7 @@ import { openBrokerAuth } from './oauth/setup.js';
 import type { SpawnFunc } from './pool/child.js';
 import type { LegacySessionRepository } from './store/store.js';
 import { ChannelPool } from './pool/pool.js';
+import { ReplicaRegistry } from './replicas/registry.js';
 import { processSpawner } from './supervisor/child.js';
 import { ExternalUpstream, type UpstreamEndpoint } from './upstream/endpoint.js';
 import { UpstreamProcesses } from './upstream/processes.js';
@@ -46,6 +54,10 @@ export interface AuthParts {
   readonly listening?: () => Promise<void>;
   /** Called after every session has ended, to close what the parts hold (the store). */
   readonly close?: () => Promise<void>;
+  /** The replicas sharing the store, this one among them (started once the broker listens); absent: this process alone. */
+  readonly replicas?: ReplicaRegistry;
+  /** The key replicas mark forwarded requests with (derived from BROKER_ENCRYPTION_KEY); with `replicas`. */
+  readonly forwardingKey?: Buffer;
 }
 
 export interface BrokerParts {
@@ -76,6 +88,8 @@ export interface RunningBroker {
   readonly replicaId: string;
   /** Shared mode: the upstream the sessions go to (the processes, when the broker runs them). */
   readonly upstream: SharedUpstream | undefined;
+  /** The replicas sharing the store, this one among them; undefined when the auth parts bring none. */
+  readonly replicas: ReplicaRegistry | undefined;
   /** The middle step of `stop`: every session and channel ends, new ones are refused; HTTP still answers. */
   stopSessions(): Promise<void>;
   /** Graceful stop: no new requests, in-flight ones finish (bounded), every child stops, connections close, the parts close. */
@@ -99,7 +113,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
   const { config, log } = parts;
   const metrics = new BrokerMetrics();
   // This process among the replicas: in front of its session ids and request states, so any replica knows where they live.
-  const replicaId = randomBytes(6).toString('hex');
+  const replicaId = auth.replicas?.self.id ?? randomBytes(6).toString('hex');
   const processes: SpawnFunc = (spec) => {
     if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required to start children');
     return processSpawner({
@@ -216,6 +230,8 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
   let stopping: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
     server.startDraining();
+    // Out of the store first: the other replicas stop sending this one's sessions and users here at their next look.
+    await auth.replicas?.stop();
     // Requests waiting on a child get the grace period to finish; then every session and child ends.
     const deadline = Date.now() + config.shutdownGraceMs;
     while (pool.inflight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
@@ -236,6 +252,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     metricsUrl: metricsListener?.url,
     replicaId,
     upstream,
+    replicas: auth.replicas,
     stopSessions,
     stop: () => (stopping ??= stop()),
   };
@@ -305,24 +322,46 @@ async function openSignedInAuth(config: Config, log: Logger, clock: () => number
     metadataDocuments: signIn.metadataDocuments,
     maxUnusedClients: signIn.maxUnusedClients,
     rateLimit: rateLimitFor(signIn.rateLimitPerMinute),
+    // Each replica enforces its share of the limit.
+    liveReplicas: () => replicas.live().length,
     forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
     trustedProxies: signIn.trustedProxies,
     now: clock,
   });
   const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
+  // This process among the replicas, in front of its session ids and request states: 12 hex digits, no dots.
+  const replicas = new ReplicaRegistry({
+    replicas: auth.store.replicas,
+    self: { id: randomBytes(6).toString('hex'), url: config.replicaUrl },
+    heartbeatMs: REPLICA_HEARTBEAT_MS,
+    goneAfterMs: REPLICA_GONE_AFTER_MS,
+    log,
+  });
   return {
     authenticator: auth.authenticator,
     credentials: auth.credentials,
     legacySessions: auth.store.legacySessions,
     routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
-    notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
-    listening: () => forgejoProbe.start(),
+    notReadyBecause: async () => {
+      if (!(await auth.ready())) return 'the store cannot write';
+      // The store just took a write: a heartbeat now, rather than "cannot be reached" until the next one.
+      if (replicas.notReadyBecause() !== undefined) await replicas.tick();
+      return replicas.notReadyBecause() ?? forgejoProbe.notReadyBecause();
+    },
+    listening: async () => {
+      // Others may forward here once it is in the store: only once it listens.
+      await replicas.start();
+      await forgejoProbe.start();
+    },
+    replicas,
+    forwardingKey: auth.forwardingKey,
     connect: (pool, metrics) => {
       auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
       auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
       auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));
     },
     close: async () => {
+      await replicas.stop();
       forgejoProbe.close();
       await auth.close();
     },

@@ -1,6 +1,7 @@
 import { DEFAULT_REFRESH_TIMEOUT_MS, ForgejoClient } from '../forgejo/client.js';
 import { ForgejoCredentialManager } from '../forgejo/credentials.js';
 import type { Logger } from '../log/logger.js';
+import { replicaForwardingKey } from '../replicas/secret.js';
 import { loadEncryptionKey } from '../store/encryption-key.js';
 import { DEFAULT_REFRESH_LEASE_MS, openPostgresStore } from '../store/postgres.js';
 import { openSqliteStore } from '../store/sqlite.js';
@@ -39,6 +40,8 @@ export interface BrokerAuth {
   /** ForgejoCredentials for the rotator, with onCredentialChanged / onCredentialRevoked. */
   readonly credentials: ForgejoCredentialManager;
   readonly store: Store;
+  /** The key replicas mark forwarded requests with, derived from the encryption key (which stays here). */
+  readonly forwardingKey: Buffer;
   /** For `/readyz`: whether the store answers. */
   ready(): Promise<boolean>;
   close(): Promise<void>;
@@ -78,6 +81,7 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
     authenticator: server.authenticator,
     credentials,
     store,
+    forwardingKey: replicaForwardingKey(key),
     ready: () => store.ready(),
     close: async () => {
       server.close();
