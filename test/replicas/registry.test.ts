@@ -1,15 +1,13 @@
 /**
- * The replica registry on a real store: SQLite files, and PostgreSQL (the
- * database named by BROKER_TEST_DATABASE_URL; `eval "$(.ci/postgres.sh
- * start)"` provides one), each replica on a connection pool of its own.
+ * The replica registry on a real store: SQLite files, and PostgreSQL
+ * (test/support/postgres.ts), each replica on a store of its own.
  * Heartbeats are driven by `tick()` on a clock the test moves, except where
  * the timer itself is the subject; the registries' own timer then runs with
  * a short period and the test waits for what it does.
  */
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
-import { after, describe, it, type TestContext } from 'node:test';
-import pg from 'pg';
+import { describe, it, type TestContext } from 'node:test';
 import { rateLimitFor } from '../../src/config/defaults.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
 import { RateLimiter } from '../../src/oauth/rate-limit.js';
@@ -20,9 +18,7 @@ import { openPostgresStore } from '../../src/store/postgres.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { ReplicaRepository, Store } from '../../src/store/store.js';
 import { eventually, freshDataDirs } from '../support/host.js';
-
-const DATABASE_URL = process.env.BROKER_TEST_DATABASE_URL?.trim() ?? '';
-const SKIP_POSTGRES = process.env.BROKER_TEST_POSTGRES === 'skip';
+import { withPostgres } from '../support/postgres.js';
 
 const T0 = 1_800_000_000_000;
 const GONE_AFTER_MS = 6_000;
@@ -48,25 +44,14 @@ const sqlite: Backend = {
   },
 };
 
-function postgres(databaseUrl: string): Backend {
-  const admin = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-  admin.on('error', () => undefined);
-  const schemas: string[] = [];
-  after(async () => {
-    for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
+function postgres(freshUrl: () => Promise<string>): Backend {
   return {
     name: 'postgres',
     pair: async () => {
-      const schema = `broker_replicas_${randomBytes(6).toString('hex')}`;
-      await admin.query(`CREATE SCHEMA ${schema}`);
-      schemas.push(schema);
-      const url = new URL(databaseUrl);
-      url.searchParams.set('options', `-c search_path=${schema}`);
+      const url = await freshUrl();
       const key = randomBytes(32);
-      const first = await openPostgresStore({ connectionString: url.href, encryptionKey: key });
-      return [first, await openPostgresStore({ connectionString: url.href, encryptionKey: key })];
+      const first = await openPostgresStore({ connectionString: url, encryptionKey: key });
+      return [first, await openPostgresStore({ connectionString: url, encryptionKey: key })];
     },
   };
 }
@@ -327,22 +312,7 @@ function describeRegistry(backend: Backend): void {
 
 describeRegistry(sqlite);
 
-if (DATABASE_URL !== '') {
-  describeRegistry(postgres(DATABASE_URL));
-} else {
-  describe('replica registry on postgres', () => {
-    if (SKIP_POSTGRES) {
-      it('runs against a PostgreSQL server', { skip: 'BROKER_TEST_POSTGRES=skip and no BROKER_TEST_DATABASE_URL' }, () => undefined);
-    } else {
-      it('needs a PostgreSQL server', () => {
-        assert.fail(
-          'BROKER_TEST_DATABASE_URL is not set. Start a throwaway server with `eval "$(.ci/postgres.sh start)"` ' +
-            '(stop it with `.ci/postgres.sh stop`), or set BROKER_TEST_POSTGRES=skip to skip the PostgreSQL tests on purpose.',
-        );
-      });
-    }
-  });
-}
+withPostgres('postgres', (freshUrl) => describeRegistry(postgres(freshUrl)));
 
 describe('the forwarding key', () => {
   it('is HKDF-SHA256 of BROKER_ENCRYPTION_KEY (empty salt, info "forgejo-mcp-broker replica forwarding"), 32 bytes', () => {

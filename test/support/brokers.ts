@@ -465,6 +465,8 @@ async function startSignedInTestBroker(
     const config = loadConfig({
       BROKER_LISTEN: `127.0.0.1:${port}`,
       BROKER_PUBLIC_URL: url,
+      // As an operator running replicas sets it: where the others reach this one.
+      BROKER_REPLICA_URL: url,
       BROKER_DATA_DIR: dataDir,
       FORGEJO_URL: front?.url ?? forgejo.url,
       FORGEJO_CLIENT_ID: application.clientId,
