@@ -132,7 +132,8 @@ export class ReplicaRegistry implements FleetView {
       const rows = await replicas.list(aliveSince);
       this.#others = rows.filter((row) => row.id !== this.self.id).map((row) => ({ info: infoOf(row), heartbeatAt: row.heartbeatAt }));
       await this.#forgetLongGone(now);
-      if (this.#storeFailing) log.info({ event: 'replica_heartbeat_recovered', replicaId: this.self.id }, 'the store answers heartbeats again');
+      if (this.#storeFailing)
+        log.info({ event: 'replica_heartbeat_recovered', replicaId: this.self.id }, 'the store answers heartbeats again');
       this.#storeFailing = false;
     } catch (error) {
       if (!this.#storeFailing) {
