@@ -3,17 +3,55 @@
  * Stand-in for the Go `forgejo-mcp`, honouring its contract (PRODUCT.md):
  *
  *   forgejo-mcp --transport stdio [--url URL] [--token TOKEN] [--debug] [--test-tools]
+ *   forgejo-mcp --transport http [--http-port N] [--host H] [--allowed-hosts a,b] [--allowed-origins o1,o2]
+ *               [--allow-operator-token-fallback] [--stateless] [--write-timeout-ms MS]
+ *               [--url URL] [--token TOKEN] [--debug] [--test-tools]
  *
  * - `FORGEJO_URL` (or `GITEA_HOST`) names the forge, http or https; `FORGEJO_ACCESS_TOKEN`
- *   (or `GITEA_ACCESS_TOKEN`) is the token. Flags win over the environment. The token is
- *   read once at start: a new token means a new process.
+ *   (or `GITEA_ACCESS_TOKEN`) is the token. Flags win over the environment. Over stdio the token
+ *   is read once at start: a new token means a new process.
  * - At start it calls `GET {FORGEJO_URL}/api/v1/version` and exits 1 if that fails.
- *   Bad configuration exits 1, an unsupported transport exits 2.
- * - stdout carries only JSON-RPC; every log line goes to stderr.
- * - It exits when stdin closes (so children die with a SIGKILLed broker) and on SIGTERM.
+ *   Bad configuration exits 1, an unsupported transport (`sse`) or a bad flag exits 2.
+ * - stdout carries only JSON-RPC (over stdio); every log line goes to stderr.
+ * - Over stdio it exits when stdin closes (so children die with a SIGKILLed broker) and on SIGTERM.
+ *
+ * `--transport http` is the multi-tenant mode of v2.34+ and v3 (forgejo-mcp-http.ts):
+ * - MCP Streamable HTTP at `/mcp` on `--http-port` (default 8080; 0 picks a free port), bound to
+ *   `--host` (default 127.0.0.1). Once listening it writes
+ *   `forgejo-mcp: listening on http://HOST:PORT/mcp` to stderr, with the port it got. Protocol
+ *   revisions up to 2025-11-25; a request naming 2026-07-28 in `MCP-Protocol-Version` is a 400.
+ * - Host must be a loopback name (localhost, 127.0.0.1, [::1], any port) or one `--allowed-hosts`
+ *   lists (`name` for any port, `name:port` for one); a request with an Origin must have one
+ *   `--allowed-origins` lists. Otherwise 403, on every path.
+ * - Every `/mcp` request (POST, GET, DELETE) carries the caller's Forgejo token,
+ *   `Authorization: Bearer <t>` or `token <t>`, scheme case-insensitive. A bare token, another
+ *   scheme or an empty token is a 401 (`WWW-Authenticate: Bearer`, JSON body); so is a request
+ *   without the header, unless it was started with `--allow-operator-token-fallback` and a token
+ *   of its own: then that request acts as the token's owner. (A token of its own without the
+ *   flag serves nothing.)
+ * - Each request's tools use that request's token, read afresh per call: the next request of the
+ *   same session may carry another token and is served with it.
+ * - Forgejo answering 401 to a tool's call (the token was revoked) is rendered as the HTTP request
+ *   being answered 401, `WWW-Authenticate: Bearer error="invalid_token"`, instead of its result:
+ *   the stand-in's rendering of "the upstream answering 401 for a user". Over stdio the same
+ *   call is an error result.
+ * - Sessions: `Mcp-Session-Id` is issued at initialize, one MCP server per session (runtime-added
+ *   tools and subscriptions are the session's); DELETE ends it; an unknown id is a 404. With
+ *   `--stateless` there are no session ids, each POST is served by a fresh server, and GET and
+ *   DELETE are 405.
+ * - The real server's HTTP limits: any response, an SSE stream included, is cut (the connection
+ *   destroyed) `--write-timeout-ms` (default 30000) after its request arrived; headers within
+ *   10 s and up to 64 KiB; a request within 30 s; idle keep-alive 120 s.
+ * - `GET /stats` (no Authorization; Host and Origin checks apply) answers JSON:
+ *   `{"refusedMissingAuthorization": n, "refusedMalformedAuthorization": n, "requests": n,
+ *   "sessions": n, "tokensSeen": ["<first 12 hex chars of sha256(token)>", ...]}`: `/mcp`
+ *   requests refused for a missing or a malformed Authorization header, `/mcp` requests received
+ *   (refused ones included), sessions open now, and each distinct token a well-formed header
+ *   carried, in the order first seen.
+ * - It never reads stdin, and exits 0 on SIGTERM or SIGINT, closing every session and the server.
  *
  * Tools, named and shaped like the real forgejo-mcp's (codeberg.org/goern/forgejo-mcp), over
- * the stand-in Forgejo's REST API with the token; a success is the text `{"Result": <Forgejo's JSON>}`
+ * the stand-in Forgejo's REST API with the request's token; a success is the text `{"Result": <Forgejo's JSON>}`
  * as there, a Forgejo error an error result:
  *   get_my_user_info                                   GET  /api/v1/user
  *   list_my_repos {page, limit}                        GET  /api/v1/user/repos (both required, as there)
@@ -56,23 +94,39 @@
  * Capability: logging.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { McpServer, ResourceTemplate, type CallToolResult } from '@modelcontextprotocol/server';
+import { McpServer, ResourceTemplate, type CallToolResult, type ServerContext } from '@modelcontextprotocol/server';
 import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import * as z from 'zod';
+import { httpCredentials, serveHttp, tokenFingerprint, type HttpStandin, type RequestCredentials } from './forgejo-mcp-http.js';
 
 const PROGRESS_INTERVAL_MS = 50;
 const VERSION_CHECK_TIMEOUT_MS = 10_000;
 const VERSION_RESOURCE_URI = 'forgejo://version';
 
+const DEFAULT_HTTP_PORT = 8080;
+const DEFAULT_WRITE_TIMEOUT_MS = 30_000;
+
 interface ChildConfig {
   readonly forgejoUrl: string;
+  /** The server's own token; '' when it has none. */
   readonly token: string;
   readonly debug: boolean;
   /** The tools only the broker's tests use (`--test-tools`). */
   readonly testTools: boolean;
+  /** `--transport http`'s settings; undefined for stdio. */
+  readonly http: HttpConfig | undefined;
+}
+
+interface HttpConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly allowedHosts: readonly string[];
+  readonly allowedOrigins: readonly string[];
+  readonly allowOperatorTokenFallback: boolean;
+  readonly stateless: boolean;
+  readonly writeTimeoutMs: number;
 }
 
 function logLine(message: string): void {
@@ -92,7 +146,7 @@ function readConfig(): ChildConfig {
     fail(`bad arguments: ${(error as Error).message}`, 2);
   }
   const { transport, url, token, debug, 'test-tools': testTools } = parsed.values;
-  if (transport !== 'stdio') fail(`unsupported transport "${transport}": this stand-in speaks only stdio`, 2);
+  if (transport !== 'stdio' && transport !== 'http') fail(`unsupported transport "${transport}": this stand-in speaks stdio and http`, 2);
 
   const rawUrl = url ?? process.env.FORGEJO_URL ?? process.env.GITEA_HOST;
   if (!rawUrl) fail('FORGEJO_URL is required', 1);
@@ -110,7 +164,32 @@ function readConfig(): ChildConfig {
     token: token ?? process.env.FORGEJO_ACCESS_TOKEN ?? process.env.GITEA_ACCESS_TOKEN ?? '',
     debug,
     testTools,
+    http: transport === 'http' ? readHttpConfig(parsed.values) : undefined,
   };
+}
+
+function readHttpConfig(values: ReturnType<typeof parseFlags>['values']): HttpConfig {
+  const list = (value: string | undefined): string[] =>
+    (value ?? '')
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== '');
+  return {
+    host: values.host,
+    port: integerFlag('--http-port', values['http-port'], DEFAULT_HTTP_PORT, 0, 65_535),
+    allowedHosts: list(values['allowed-hosts']),
+    allowedOrigins: list(values['allowed-origins']),
+    allowOperatorTokenFallback: values['allow-operator-token-fallback'],
+    stateless: values.stateless,
+    writeTimeoutMs: integerFlag('--write-timeout-ms', values['write-timeout-ms'], DEFAULT_WRITE_TIMEOUT_MS, 1, 2 ** 31 - 1),
+  };
+}
+
+function integerFlag(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed < min || parsed > max) fail(`bad arguments: ${name} must be an integer from ${min} to ${max}`, 2);
+  return parsed;
 }
 
 function parseFlags() {
@@ -121,6 +200,13 @@ function parseFlags() {
       token: { type: 'string' },
       debug: { type: 'boolean', default: false },
       'test-tools': { type: 'boolean', default: false },
+      'http-port': { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'allowed-hosts': { type: 'string' },
+      'allowed-origins': { type: 'string' },
+      'allow-operator-token-fallback': { type: 'boolean', default: false },
+      stateless: { type: 'boolean', default: false },
+      'write-timeout-ms': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -146,12 +232,39 @@ function toolError(message: string): CallToolResult {
   return { content: [{ type: 'text', text: message }], isError: true };
 }
 
-function buildServer(config: ChildConfig, versionJson: string): McpServer {
+/**
+ * One MCP server with every tool; stdio builds one, HTTP one per session (or per POST when
+ * stateless). The tools read the token from `credentials` on each call, never ahead.
+ */
+function buildServer(config: ChildConfig, versionJson: string, credentials: RequestCredentials): McpServer {
   const server = new McpServer({ name: 'forgejo-mcp-standin', version: '0.1.0' }, { capabilities: { logging: {} } });
-  registerForgeTools(server, config);
-  if (config.testTools) registerTestTools(server, config, versionJson);
-  if (config.debug) logLine(`serving ${config.forgejoUrl} as pid ${process.pid}${config.testTools ? ' with the test tools' : ''}`);
+  const forge: Forge = { url: config.forgejoUrl, credentials };
+  registerForgeTools(server, forge);
+  if (config.testTools) registerTestTools(server, forge, versionJson);
   return server;
+}
+
+/** The forge a tool call talks to, and whose token it uses. */
+interface Forge {
+  readonly url: string;
+  readonly credentials: RequestCredentials;
+}
+
+/**
+ * A Forgejo API request with the token of the MCP request `ctx` serves. A 401 is reported
+ * to the credentials (HTTP mode answers that HTTP request with 401) and returned as it is.
+ */
+async function forgejoFetch(forge: Forge, ctx: ServerContext, url: URL | string, init: RequestInit = {}): Promise<Response> {
+  const response = await fetch(url, {
+    ...init,
+    headers: {
+      ...(init.headers as Record<string, string>),
+      authorization: `token ${forge.credentials.token(ctx)}`,
+      accept: 'application/json',
+    },
+  });
+  if (response.status === 401) forge.credentials.refused(ctx);
+  return response;
 }
 
 type QueryValue = string | number | undefined;
@@ -162,21 +275,18 @@ type QueryValue = string | number | undefined;
  * tools' wording), and the SDK turns it into an error result.
  */
 async function callForgejo(
-  config: ChildConfig,
+  forge: Forge,
+  ctx: ServerContext,
   what: string,
   request: { method: 'GET' | 'POST'; path: string; query?: Record<string, QueryValue>; body?: Record<string, unknown> },
 ): Promise<unknown> {
-  const url = new URL(`${config.forgejoUrl}/api/v1${request.path}`);
+  const url = new URL(`${forge.url}/api/v1${request.path}`);
   for (const [name, value] of Object.entries(request.query ?? {})) {
     if (value !== undefined && value !== '') url.searchParams.set(name, String(value));
   }
-  const response = await fetch(url, {
+  const response = await forgejoFetch(forge, ctx, url, {
     method: request.method,
-    headers: {
-      authorization: `token ${config.token}`,
-      accept: 'application/json',
-      ...(request.body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
+    headers: request.body === undefined ? {} : { 'content-type': 'application/json' },
     body: request.body === undefined ? undefined : JSON.stringify(request.body),
   });
   const answer = await response.text();
@@ -206,26 +316,24 @@ const PAGE = z.number().int().min(1).describe('Page number');
 const LIMIT = z.number().int().min(1).describe('Page size');
 
 /** The tools of the real forgejo-mcp the demo shows, and get_me. */
-function registerForgeTools(server: McpServer, config: ChildConfig): void {
-  server.registerTool('get_me', { description: 'The Forgejo user this token belongs to, as {login, id}' }, async () => {
-    const response = await fetch(`${config.forgejoUrl}/api/v1/user`, {
-      headers: { authorization: `token ${config.token}`, accept: 'application/json' },
-    });
+function registerForgeTools(server: McpServer, forge: Forge): void {
+  server.registerTool('get_me', { description: 'The Forgejo user this token belongs to, as {login, id}' }, async (ctx) => {
+    const response = await forgejoFetch(forge, ctx, `${forge.url}/api/v1/user`);
     if (!response.ok) return toolError(`Forgejo answered ${response.status} to GET /api/v1/user`);
     const user = (await response.json()) as { login: string; id: number };
     return text(JSON.stringify({ login: user.login, id: user.id }));
   });
 
-  server.registerTool('get_my_user_info', { description: 'Get my user info' }, async () =>
-    forgeResult(await callForgejo(config, 'get user info', { method: 'GET', path: '/user' })),
+  server.registerTool('get_my_user_info', { description: 'Get my user info' }, async (ctx) =>
+    forgeResult(await callForgejo(forge, ctx, 'get user info', { method: 'GET', path: '/user' })),
   );
 
   server.registerTool(
     'list_my_repos',
     // Both required, as in the real tool, whose defaults are only advertised.
     { description: 'List my repos', inputSchema: z.object({ page: PAGE.meta({ default: 1 }), limit: LIMIT.meta({ default: 100 }) }) },
-    async ({ page, limit }) =>
-      forgeResult(await callForgejo(config, 'list my repositories', { method: 'GET', path: '/user/repos', query: { page, limit } })),
+    async ({ page, limit }, ctx) =>
+      forgeResult(await callForgejo(forge, ctx, 'list my repositories', { method: 'GET', path: '/user/repos', query: { page, limit } })),
   );
 
   server.registerTool(
@@ -244,9 +352,9 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
       }),
     },
     // `type` is accepted and not sent, as by the real tool: pull requests are listed too.
-    async ({ owner, repo, state, milestones, labels, page, limit }) =>
+    async ({ owner, repo, state, milestones, labels, page, limit }, ctx) =>
       forgeResult(
-        await callForgejo(config, 'get issues list', {
+        await callForgejo(forge, ctx, 'get issues list', {
           method: 'GET',
           path: `${repoPath(owner, repo)}/issues`,
           query: { state, milestones, labels, page, limit },
@@ -260,8 +368,8 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
       description: 'Get issue by index',
       inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Issue index') }),
     },
-    async ({ owner, repo, index }) =>
-      forgeResult(await callForgejo(config, 'get issue', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}` })),
+    async ({ owner, repo, index }, ctx) =>
+      forgeResult(await callForgejo(forge, ctx, 'get issue', { method: 'GET', path: `${repoPath(owner, repo)}/issues/${index}` })),
   );
 
   server.registerTool(
@@ -275,9 +383,9 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
         body: z.string().optional().describe('Body'),
       }),
     },
-    async ({ owner, repo, title, body }) =>
+    async ({ owner, repo, title, body }, ctx) =>
       forgeResult(
-        await callForgejo(config, 'create issue', {
+        await callForgejo(forge, ctx, 'create issue', {
           method: 'POST',
           path: `${repoPath(owner, repo)}/issues`,
           body: { title, body: body ?? '' },
@@ -297,9 +405,9 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
         limit: LIMIT.default(20),
       }),
     },
-    async ({ owner, repo, index, page, limit }) =>
+    async ({ owner, repo, index, page, limit }, ctx) =>
       forgeResult(
-        await callForgejo(config, 'list issue comments', {
+        await callForgejo(forge, ctx, 'list issue comments', {
           method: 'GET',
           path: `${repoPath(owner, repo)}/issues/${index}/comments`,
           query: { page, limit },
@@ -318,9 +426,9 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
         body: z.string().describe('Body'),
       }),
     },
-    async ({ owner, repo, index, body }) =>
+    async ({ owner, repo, index, body }, ctx) =>
       forgeResult(
-        await callForgejo(config, 'create issue comment', {
+        await callForgejo(forge, ctx, 'create issue comment', {
           method: 'POST',
           path: `${repoPath(owner, repo)}/issues/${index}/comments`,
           body: { body },
@@ -344,9 +452,9 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
       }),
     },
     // milestone and labels are accepted and not sent, as by the real tool.
-    async ({ owner, repo, state, sort, page, limit }) =>
+    async ({ owner, repo, state, sort, page, limit }, ctx) =>
       forgeResult(
-        await callForgejo(config, 'get pull request list', {
+        await callForgejo(forge, ctx, 'get pull request list', {
           method: 'GET',
           path: `${repoPath(owner, repo)}/pulls`,
           query: { state, sort, page, limit },
@@ -360,18 +468,18 @@ function registerForgeTools(server: McpServer, config: ChildConfig): void {
       description: 'Get pull request by index',
       inputSchema: z.object({ owner: OWNER, repo: REPO, index: z.number().int().describe('Pull request index') }),
     },
-    async ({ owner, repo, index }) =>
-      forgeResult(await callForgejo(config, 'get pull request', { method: 'GET', path: `${repoPath(owner, repo)}/pulls/${index}` })),
+    async ({ owner, repo, index }, ctx) =>
+      forgeResult(await callForgejo(forge, ctx, 'get pull request', { method: 'GET', path: `${repoPath(owner, repo)}/pulls/${index}` })),
   );
 }
 
 /** The tools, resources and prompt only the broker's tests use. */
-function registerTestTools(server: McpServer, config: ChildConfig, versionJson: string): void {
+function registerTestTools(server: McpServer, forge: Forge, versionJson: string): void {
   const subscribedUris = new Set<string>();
   let addedToolCount = 0;
 
-  server.registerTool('token_fingerprint', { description: 'First 12 hex chars of sha256(token)' }, () =>
-    text(createHash('sha256').update(config.token).digest('hex').slice(0, 12)),
+  server.registerTool('token_fingerprint', { description: 'First 12 hex chars of sha256(token)' }, (ctx) =>
+    text(tokenFingerprint(forge.credentials.token(ctx))),
   );
 
   server.registerTool('echo', { description: 'Returns its text', inputSchema: z.object({ text: z.string() }) }, ({ text: value }) =>
@@ -570,7 +678,13 @@ function registerTestTools(server: McpServer, config: ChildConfig, versionJson: 
 async function main(): Promise<void> {
   const config = readConfig();
   const versionJson = await fetchVersion(config.forgejoUrl);
-  const server = buildServer(config, versionJson);
+  if (config.debug) logLine(`serving ${config.forgejoUrl} as pid ${process.pid}${config.testTools ? ' with the test tools' : ''}`);
+  if (config.http === undefined) await serveStdio(config, versionJson);
+  else await serveHttpMode(config, config.http, versionJson);
+}
+
+async function serveStdio(config: ChildConfig, versionJson: string): Promise<void> {
+  const server = buildServer(config, versionJson, { token: () => config.token, refused: () => {} });
   // stdin EOF closes the transport; a child never outlives the pipe to its parent.
   server.server.onclose = () => process.exit(0);
   process.on('SIGTERM', () => {
@@ -578,6 +692,28 @@ async function main(): Promise<void> {
   });
   await server.connect(new StdioServerTransport());
   logLine(`ready (Forgejo ${config.forgejoUrl})`);
+}
+
+/** Never reads stdin: it runs until a signal, however its parent set up its stdio. */
+async function serveHttpMode(config: ChildConfig, http: HttpConfig, versionJson: string): Promise<void> {
+  let standin: HttpStandin;
+  try {
+    standin = await serveHttp({
+      ...http,
+      operatorToken: http.allowOperatorTokenFallback && config.token !== '' ? config.token : undefined,
+      debug: config.debug,
+      newServer: () => buildServer(config, versionJson, httpCredentials),
+      log: logLine,
+    });
+  } catch (error) {
+    fail(`cannot listen on ${http.host}:${http.port}: ${(error as Error).message}`, 1);
+  }
+  const stop = (): void => {
+    void standin.close().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  logLine(`listening on ${standin.url}`);
 }
 
 main().catch((error: unknown) => fail(`fatal: ${(error as Error).stack ?? String(error)}`, 1));

@@ -210,3 +210,26 @@ test('the README configuration table has every option of the table, with the sam
   assert.deepEqual([...rows.keys()].sort(), OPTIONS.map((option) => option.variable).sort());
   for (const option of OPTIONS) assert.equal(rows.get(option.variable), shownDefault(option), option.variable);
 });
+
+test('the upstream: stdio by default; a command needs {port} and never an operator token; a URL; never both', () => {
+  assert.deepEqual(loadConfig({}).upstream, { kind: 'stdio' });
+  assert.deepEqual(
+    loadConfig({ BROKER_UPSTREAM_COMMAND: 'forgejo-mcp --transport http --http-port {port}', BROKER_UPSTREAM_PROCESSES: '3' }).upstream,
+    {
+      kind: 'command',
+      command: ['forgejo-mcp', '--transport', 'http', '--http-port', '{port}'],
+      processes: 3,
+    },
+  );
+  const external = loadConfig({ BROKER_UPSTREAM_URL: 'http://127.0.0.1:8081/mcp' }).upstream;
+  assert.equal(external.kind === 'url' ? external.url.href : external.kind, 'http://127.0.0.1:8081/mcp');
+  const refused: Record<string, string>[] = [
+    { BROKER_UPSTREAM_COMMAND: 'forgejo-mcp --transport http --http-port 8081' },
+    { BROKER_UPSTREAM_COMMAND: 'forgejo-mcp --transport http --http-port {port} --allow-operator-token-fallback' },
+    { BROKER_UPSTREAM_COMMAND: 'forgejo-mcp --transport http --http-port {port} --token=abc' },
+    { BROKER_UPSTREAM_COMMAND: 'forgejo-mcp --transport http --http-port {port}', BROKER_UPSTREAM_URL: 'http://127.0.0.1:8081/mcp' },
+    { BROKER_UPSTREAM_URL: 'ftp://127.0.0.1/mcp' },
+    { BROKER_UPSTREAM_PROCESSES: '0' },
+  ];
+  for (const env of refused) assert.throws(() => loadConfig(env), ConfigError, JSON.stringify(env));
+});

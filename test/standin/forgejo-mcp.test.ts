@@ -125,9 +125,9 @@ void test('exits 1 without FORGEJO_URL, with a non-http URL, or when the version
   }
 });
 
-void test('exits 2 for a transport other than stdio', async (t) => {
+void test('exits 2 for a transport other than stdio and http', async (t) => {
   const forge = await startForge(t);
-  const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url }), ['--transport', 'http']);
+  const child = spawnRaw(baseEnv({ FORGEJO_URL: forge.url }), ['--transport', 'sse']);
   assert.equal(await exitCode(child), 2);
 });
 
