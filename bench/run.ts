@@ -59,7 +59,7 @@ import {
   STANDIN_UPSTREAM_ARGV,
   type BrokerTarget,
 } from './lib/targets.js';
-import { extrapolate, slope, slopes, upstreamStats } from './lib/upstream-modes.js';
+import { extrapolate, slope, slopes, upstreamOf, upstreamStats } from './lib/upstream-modes.js';
 
 const QUICK = process.argv.includes('--quick');
 const PROFILE = !process.argv.includes('--no-profile');
@@ -479,6 +479,8 @@ async function bigResult(
 interface ModeUnderTest {
   readonly mode: 'stdio' | 'shared';
   readonly broker: BrokerTarget;
+  /** A Forgejo token of the measuring user, for the stand-in without the broker. */
+  readonly forgejoToken: string;
   readonly agent: http.Agent;
   readonly legacy: RawLegacyClient;
   readonly modern: RawModernClient;
@@ -553,6 +555,7 @@ async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
     modes.push({
       mode: upstream.mode,
       broker,
+      forgejoToken: broker.forge.issueTokens(measuringUser.login).access_token,
       agent,
       legacy: await RawLegacyClient.open(target, agent),
       modern: new RawModernClient(target, agent),
@@ -561,19 +564,46 @@ async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
     });
   }
 
-  const oneSession = (['legacy', 'modern'] as const).flatMap((era) =>
-    modes.map((mode) => ({
-      name: `${era} · ${mode.mode}`,
-      client: era === 'legacy' ? mode.legacy : mode.modern,
-      cpu: gatewayScope(mode.broker.proc),
-    })),
-  );
+  // Each mode's floor: the measuring user's stand-in without the broker (its stdio child, or the shared upstream over HTTP with the Forgejo token).
+  const [stdio, shared] = modes as [ModeUnderTest, ModeUnderTest];
+  const child = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), childEnv(stdio.broker.forge.url, stdio.forgejoToken)))
+    .client;
+  const upstream = upstreamOf(shared.broker.proc.pid);
+  if (upstream === undefined) throw new Error('the shared-mode broker runs no upstream');
+  const agent = keepAliveAgent();
+  const oneSession: LoadTarget[] = [
+    { name: 'direct · stdio', client: child, cpu: { gateway: undefined, children: () => [child.child.pid as number] } },
+    {
+      name: 'direct · shared',
+      client: await RawLegacyClient.open({ url: upstream.url, bearer: shared.forgejoToken }, agent),
+      cpu: { gateway: undefined, children: () => [upstream.pid] },
+    },
+    ...(['legacy', 'modern'] as const).flatMap((era) =>
+      modes.map((mode) => ({
+        name: `${era} · ${mode.mode}`,
+        client: era === 'legacy' ? mode.legacy : mode.modern,
+        cpu: gatewayScope(mode.broker.proc),
+      })),
+    ),
+  ];
+  // A target whose first call fails is reported as such, and the others are measured.
+  const answering: typeof oneSession = [];
+  for (const target of oneSession) {
+    try {
+      await target.client.echo();
+      answering.push(target);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      out.unavailable.push({ target: target.name, error: message });
+      log(`  ${target.name} fails, not measured: ${message.slice(0, 300)}`);
+    }
+  }
   log('stdio vs shared: latency at concurrency 1, one session');
-  out.latency.push(...(await latencyAtOne('raw', oneSession, PLAN.latencyRequests, PLAN.latencyMs)));
+  out.latency.push(...(await latencyAtOne('raw', answering, PLAN.latencyRequests, PLAN.latencyMs)));
   log('stdio vs shared: throughput at concurrency 64, one session');
   out.throughput.push(
     ...(await interleavedThroughput(
-      oneSession.map((target) => ({ ...target, clients: [target.client] })),
+      answering.map((target) => ({ ...target, clients: [target.client] })),
       1,
       [64],
     )),
@@ -610,6 +640,8 @@ async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
   }));
   for (const target of spreadTargets) await warmUp(target.clients);
   out.throughput.push(...(await interleavedThroughput(spreadTargets, spread, [64])));
+  await closeAll(oneSession.filter((target) => target.name.startsWith('direct')).map((target) => target.client));
+  agent.destroy();
 
   for (const mode of modes) {
     const upstreamAtTop = mode.mode === 'shared' ? await upstreamStats(mode.broker.proc.pid) : undefined;
@@ -708,7 +740,7 @@ async function main(): Promise<void> {
     big: [],
     auth: [],
     profiles: [],
-    upstreamModes: { latency: [], throughput: [], memory: [] },
+    upstreamModes: { latency: [], throughput: [], memory: [], unavailable: [] },
   };
 
   // ---- Main targets, all with the real stand-in child ------------------------------------

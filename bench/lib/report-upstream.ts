@@ -16,8 +16,8 @@ function errors(figure: LatencyFigure | ThroughputFigure): string {
 }
 
 function verdictRows(results: BenchResults): string[][] {
-  const { latency, throughput, memory } = results.upstreamModes;
-  const rows: string[][] = [];
+  const { latency, throughput, memory, unavailable } = results.upstreamModes;
+  const rows: string[][] = unavailable.map((failure) => [`${failure.target}: answers at all`, `its first \`echo\` failed`, '**failed**']);
   const shared = memory.find((figure) => figure.mode === 'shared');
   const overall = shared?.slopes[shared.slopes.length - 1];
   if (overall !== undefined) {
@@ -33,7 +33,7 @@ function verdictRows(results: BenchResults): string[][] {
     ]);
   }
   // Issue 16's aim for shared mode: latency and throughput within 1.2× of stdio mode.
-  for (const figure of latency.filter((one) => one.target.endsWith('· shared'))) {
+  for (const figure of latency.filter((one) => one.target.endsWith('· shared') && !one.target.startsWith('direct'))) {
     const stdio = latency.find((one) => one.target === stdioTwin(figure.target));
     const ratio = stdio === undefined ? undefined : figure.summary.p50 / stdio.summary.p50;
     rows.push([
@@ -42,7 +42,7 @@ function verdictRows(results: BenchResults): string[][] {
       mark(ratio === undefined ? undefined : ratio <= 1.2),
     ]);
   }
-  for (const figure of throughput.filter((one) => one.target.endsWith('· shared'))) {
+  for (const figure of throughput.filter((one) => one.target.endsWith('· shared') && !one.target.startsWith('direct'))) {
     const stdio = throughput.find(
       (one) => one.target === stdioTwin(figure.target) && one.sessions === figure.sessions && one.concurrency === figure.concurrency,
     );
@@ -79,7 +79,10 @@ function memoryNotes(figure: UpstreamModeMemory): string[] {
   parts.push(
     `**${figure.mode}**, once every idle session had ended again (users still signed in): broker RSS ${fmt(after.brokerRss / MiB, 1)} MiB, ` +
       `heap + external ${fmt(after.brokerHeap / MiB, 1)} MiB (${fmt(figure.baseline.brokerHeap / MiB, 1)} MiB before the first level), ` +
-      `${after.processes} process${after.processes === 1 ? '' : 'es'} of ${fmt(after.descendantsRss / MiB, 0)} MiB.`,
+      `${after.processes} process${after.processes === 1 ? '' : 'es'} of ${fmt(after.descendantsRss / MiB, 0)} MiB` +
+      (figure.heapPerSession === undefined
+        ? '.'
+        : ' (its RSS is not comparable here: the heap snapshot just written holds memory of its own).'),
   );
   if (figure.upstreamStats !== undefined) {
     const { atTop, atEnd } = figure.upstreamStats;
@@ -105,8 +108,8 @@ function memoryNotes(figure: UpstreamModeMemory): string[] {
 
 /** The section, or nothing when the phase did not run. */
 export function renderUpstreamModes(results: BenchResults): string[] {
-  const { latency, throughput, memory } = results.upstreamModes;
-  if (latency.length === 0 && throughput.length === 0 && memory.length === 0) return [];
+  const { latency, throughput, memory, unavailable } = results.upstreamModes;
+  if (latency.length === 0 && throughput.length === 0 && memory.length === 0 && unavailable.length === 0) return [];
   const parts: string[] = [];
   parts.push('## Shared upstream vs a child per session (issue 12)');
   parts.push(
@@ -115,19 +118,23 @@ export function renderUpstreamModes(results: BenchResults): string[] {
       "`… --transport http --http-port {port}`, the broker picks the port) and sends every user's own Forgejo token with each request.",
   );
   parts.push(table(['target', 'this run', 'verdict'], verdictRows(results)));
+  for (const failure of unavailable)
+    parts.push(`**${failure.target} not measured**: its first \`echo\` failed: \`${failure.error.replaceAll('`', "'")}\``);
 
   parts.push('### Latency of `echo` at concurrency 1, one session');
   parts.push(
     table(
-      ['target', 'n', 'p50 µs', 'p99 µs', "p50 ÷ stdio's", "p99 ÷ stdio's", 'p50 per round', 'errors'],
+      ['target', 'n', 'p50 µs', 'p99 µs', 'added p50 over direct', "p50 ÷ stdio's", "p99 ÷ stdio's", 'p50 per round', 'errors'],
       latency.map((figure) => {
         const stdio = latency.find((one) => one.target === stdioTwin(figure.target));
         const own = stdio === figure;
+        const direct = latency.find((one) => one.target === figure.target.replace(/^\w+ ·/, 'direct ·'));
         return [
           figure.target,
           fmt(figure.summary.n),
           fmt(figure.summary.p50),
           fmt(figure.summary.p99),
+          direct === undefined || direct === figure ? '—' : fmt(figure.summary.p50 - direct.summary.p50),
           own || stdio === undefined ? '—' : times(figure.summary.p50 / stdio.summary.p50),
           own || stdio === undefined ? '—' : times(figure.summary.p99 / stdio.summary.p99),
           figure.roundP50s.map((value) => fmt(value)).join(' / '),
@@ -174,7 +181,8 @@ export function renderUpstreamModes(results: BenchResults): string[] {
     ),
   );
   parts.push(
-    "One session: the measuring user's legacy session, or its 2026-07-28 calls (stdio: that user's child; shared: its upstream session). " +
+    "*direct*: each mode's stand-in without the broker, the floor: a stdio child driven with JSON lines (*stdio*), or a legacy session straight at the shared upstream with the user's Forgejo token (*shared*). " +
+      "One session: the measuring user's legacy session, or its 2026-07-28 calls (stdio: that user's child; shared: its upstream session). " +
       "Spread: requests round-robin over the first signed-in users' legacy sessions, with every level's sessions still open (stdio: a child each; shared: one upstream for all).",
   );
 

@@ -127,6 +127,8 @@ export interface UpstreamModesResults {
   readonly latency: LatencyFigure[];
   readonly throughput: ThroughputFigure[];
   readonly memory: UpstreamModeMemory[];
+  /** Targets whose first call failed, with the error: not measured. */
+  readonly unavailable: { readonly target: string; readonly error: string }[];
 }
 
 export interface BenchResults {

@@ -48,17 +48,23 @@ export function extrapolate(users: number, previous: UpstreamModeLevel, last: Up
   };
 }
 
-/** The shared upstream's `GET /stats` (the stand-in counts requests, sessions and the ones it refused for a missing header). */
-export async function upstreamStats(brokerPid: number): Promise<Record<string, unknown>> {
+/** The shared upstream the broker started: its pid and its MCP URL (`--http-port` on its command line). */
+export function upstreamOf(brokerPid: number): { pid: number; url: URL } | undefined {
   for (const pid of descendants(brokerPid)) {
     const argv = argvOf(pid);
-    const port = argv[argv.indexOf('--http-port') + 1];
-    if (!argv.includes('--http-port') || port === undefined) continue;
-    const reply = await fetch(`http://127.0.0.1:${port}/stats`);
-    const stats = (await reply.json()) as Record<string, unknown>;
-    // The fingerprints of every token it saw say nothing here; their number does.
-    const { tokensSeen, ...counters } = stats;
-    return { ...counters, ...(Array.isArray(tokensSeen) ? { tokensSeen: tokensSeen.length } : {}) };
+    const at = argv.indexOf('--http-port');
+    if (at !== -1 && argv[at + 1] !== undefined) return { pid, url: new URL(`http://127.0.0.1:${argv[at + 1]}/mcp`) };
   }
-  return { error: 'no upstream process with --http-port among the broker descendants' };
+  return undefined;
+}
+
+/** The shared upstream's `GET /stats` (the stand-in counts requests, sessions and the ones it refused for a missing header). */
+export async function upstreamStats(brokerPid: number): Promise<Record<string, unknown>> {
+  const upstream = upstreamOf(brokerPid);
+  if (upstream === undefined) return { error: 'no upstream process with --http-port among the broker descendants' };
+  const reply = await fetch(new URL('/stats', upstream.url));
+  const stats = (await reply.json()) as Record<string, unknown>;
+  // The fingerprints of every token it saw say nothing here; their number does.
+  const { tokensSeen, ...counters } = stats;
+  return { ...counters, ...(Array.isArray(tokensSeen) ? { tokensSeen: tokensSeen.length } : {}) };
 }
