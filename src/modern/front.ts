@@ -12,6 +12,7 @@ import {
   CLIENT_INFO_META_KEY,
   isJSONRPCResultResponse,
   LOG_LEVEL_META_KEY,
+  PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
   SUBSCRIPTION_ID_META_KEY,
 } from '@modelcontextprotocol/server';
@@ -131,7 +132,7 @@ export class ModernFront implements CallHost {
     const call = new ModernCall(this, user, message, principal);
     call.attach(this.#writerFor(res, call), round);
     // The retry fields belong to the broker; the child only ever sees the original request.
-    call.handle = user.channel.request(withoutRetryFields(message), call);
+    call.handle = user.channel.request(forLegacyChild(message), call);
   }
 
   /** Checks `Mcp-Param-*` headers against the arguments, for tools whose schema declares `x-mcp-header`. */
@@ -297,12 +298,26 @@ function requestKey(message: JSONRPCRequest): string {
   return `${message.method} ${typeof name === 'string' ? name : ''}`;
 }
 
-function withoutRetryFields(message: JSONRPCRequest): JSONRPCRequest {
+/**
+ * The request as the child gets it: without the retry fields (the broker
+ * answers those), and without the 2026-07-28 protocol-version claim, since
+ * the child speaks the version it negotiated at initialize (an HTTP upstream's
+ * client transport would turn the claim into a `MCP-Protocol-Version: 2026-07-28`
+ * header, which a legacy server refuses).
+ */
+function forLegacyChild(message: JSONRPCRequest): JSONRPCRequest {
   const params = message.params;
-  if (params === undefined || (!('inputResponses' in params) && !('requestState' in params))) return message;
+  const meta = params?._meta;
+  const claimsVersion = meta !== undefined && PROTOCOL_VERSION_META_KEY in meta;
+  if (params === undefined || (!('inputResponses' in params) && !('requestState' in params) && !claimsVersion)) return message;
   const rest = { ...params };
   delete rest.inputResponses;
   delete rest.requestState;
+  if (claimsVersion) {
+    const restMeta = { ...meta };
+    delete restMeta[PROTOCOL_VERSION_META_KEY];
+    rest._meta = restMeta;
+  }
   return { ...message, params: rest };
 }
 

@@ -97,8 +97,10 @@ class UpstreamProcess implements UpstreamEndpoint {
     return this.#port === undefined ? undefined : urlOf(this.#port);
   }
 
+  /** The running process's pid; undefined between an exit and the restart. */
   get pid(): number | undefined {
-    return this.#proc?.pid;
+    const proc = this.#proc;
+    return proc === undefined || proc.exitCode !== null || proc.signalCode !== null ? undefined : proc.pid;
   }
 
   start(): Promise<URL> {

@@ -280,7 +280,11 @@ export class UpstreamSession implements Child {
 
   #failed(message: JSONRPCMessage, error: unknown): void {
     const revoked = isBrokerError(error, 'credential_revoked') || isBrokerError((error as { cause?: unknown }).cause, 'credential_revoked');
-    const reason = revoked ? 'Forgejo refused your token: sign in again' : `The MCP server could not be reached: ${errorMessage(error)}`;
+    const reason = revoked
+      ? 'Forgejo refused your token: sign in again'
+      : connectionCut(error)
+        ? 'The MCP server closed the connection before it answered'
+        : `The MCP server could not be reached: ${errorMessage(error)}`;
     if (isJSONRPCRequest(message)) {
       this.#answerWithError(message.id, reason);
       return;
@@ -301,6 +305,12 @@ export class UpstreamSession implements Child {
 
 function isInitializeResult(result: unknown): result is { protocolVersion: string } {
   return typeof (result as { protocolVersion?: unknown } | undefined)?.protocolVersion === 'string';
+}
+
+/** fetch failed after the request went out: the upstream closed the connection without an answer (its write timeout, or it died). */
+function connectionCut(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
+  return error instanceof TypeError && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET');
 }
 
 /** fetch failed before any byte reached the upstream: nothing listens there (it died, or is restarting). */

@@ -7,7 +7,7 @@
  * the baseline too) or `conformance/pending.json` (work not yet built) does
  * not list, or when a listed scenario passes (a stale entry).
  *
- *   conformance/run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]... [--strict]
+ *   conformance/run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--upstream stdio|http] [--scenario NAME]... [--strict]
  *
  * `--strict` also fails on checks that succeed against the baseline but only
  * warn here (in scenarios that otherwise pass), e.g. a missing SSE priming event.
@@ -15,7 +15,9 @@
  * Targets:
  *   baseline  the fixture served by the SDK itself (test/conformance/baseline-server.ts)
  *   broker    the broker (production wiring, real OAuth, Forgejo stand-in) with the
- *             fixture as its child, behind test/conformance/proxy.ts
+ *             fixture as its child, behind test/conformance/proxy.ts; with
+ *             `--upstream http` (results `broker-http-<set>`), in shared mode: the
+ *             fixture over HTTP (baseline-server.ts, legacy era) as the one upstream
  * Sets:
  *   legacy         `conformance server --spec-version 2025-11-25 --suite all`
  *   modern         `conformance server --spec-version 2026-07-28 --suite all`
@@ -39,6 +41,8 @@ exitIfLoadedAsTestFile();
 
 type Target = 'baseline' | 'broker';
 type SetName = 'legacy' | 'modern' | 'authorization';
+/** A target as the results name it: the broker in shared mode is `broker-http`. */
+type RunLabel = Target | 'broker-http';
 
 const TARGETS: readonly Target[] = ['baseline', 'broker'];
 const SETS: readonly SetName[] = ['legacy', 'modern', 'authorization'];
@@ -78,7 +82,7 @@ interface ScenarioResult {
 }
 
 interface RunSummary {
-  readonly target: Target;
+  readonly target: RunLabel;
   readonly set: SetName;
   readonly specVersion: string;
   readonly suiteVersion: string;
@@ -225,7 +229,7 @@ function judge(
 }
 
 function summarize(
-  target: Target,
+  target: RunLabel,
   set: SetName,
   url: string,
   suiteVersion: string,
@@ -326,8 +330,8 @@ async function startBaseline(): Promise<RunningTarget> {
   };
 }
 
-async function startBrokerTarget(): Promise<RunningTarget> {
-  const broker = await startConformanceBroker();
+async function startBrokerTarget(upstream: 'stdio' | 'http'): Promise<RunningTarget> {
+  const broker = await startConformanceBroker({ upstream });
   let proxy: ConformanceProxy | undefined;
   try {
     const tokens = await obtainToken(`${broker.url}/mcp`, CONFORMANCE_USER, 'MCP conformance suite (via test proxy)');
@@ -447,6 +451,7 @@ async function main(): Promise<number> {
     options: {
       target: { type: 'string', default: 'all' },
       set: { type: 'string', default: 'all' },
+      upstream: { type: 'string', default: 'stdio' },
       scenario: { type: 'string', multiple: true, default: [] },
       // Also fail on checks that succeed against the baseline but only warn (or are not reached) here.
       strict: { type: 'boolean', default: false },
@@ -455,9 +460,10 @@ async function main(): Promise<number> {
   });
   const targets = values.target === 'all' ? TARGETS : TARGETS.filter((target) => target === values.target);
   const sets = values.set === 'all' ? SETS : SETS.filter((set) => set === values.set);
-  if (targets.length === 0 || sets.length === 0) {
+  const upstream = values.upstream;
+  if (targets.length === 0 || sets.length === 0 || (upstream !== 'stdio' && upstream !== 'http')) {
     process.stderr.write(
-      'usage: run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--scenario NAME]... [--strict]\n',
+      'usage: run.sh [--target baseline|broker|all] [--set legacy|modern|authorization|all] [--upstream stdio|http] [--scenario NAME]... [--strict]\n',
     );
     return 2;
   }
@@ -476,16 +482,18 @@ async function main(): Promise<number> {
   for (const target of targets) {
     const targetSets = sets.filter((set) => set !== 'authorization' || target === 'broker');
     if (targetSets.length === 0) continue;
-    const running = target === 'baseline' ? await startBaseline() : await startBrokerTarget();
+    const running = target === 'baseline' ? await startBaseline() : await startBrokerTarget(upstream);
+    // Where the results go: the broker in shared mode is a column of its own.
+    const label = target === 'broker' && upstream === 'http' ? 'broker-http' : target;
     try {
       for (const set of targetSets) {
         const all = await listScenarios(set);
         const scenarios = values.scenario.length > 0 ? all.filter((name) => values.scenario.includes(name)) : all;
         if (scenarios.length === 0) continue;
-        const outputDir = join(RESULTS_DIR, 'raw', `${target}-${set}`);
+        const outputDir = join(RESULTS_DIR, 'raw', `${label}-${set}`);
         await rm(outputDir, { recursive: true, force: true });
         await mkdir(outputDir, { recursive: true });
-        const logFile = join(RESULTS_DIR, `${target}-${set}.log`);
+        const logFile = join(RESULTS_DIR, `${label}-${set}.log`);
         await rm(logFile, { force: true });
         const startedAt = new Date();
         // The whole set in one suite run; a selection one scenario at a time.
@@ -521,7 +529,7 @@ async function main(): Promise<number> {
         );
         const degraded = target === 'baseline' ? [] : await degradedAgainstBaseline(set, results);
         const summary = summarize(
-          target,
+          label,
           set,
           set === 'authorization' ? (running.broker?.url ?? '') : running.mcpUrl,
           suiteVersion,
@@ -530,7 +538,7 @@ async function main(): Promise<number> {
           results,
           degraded,
         );
-        await writeFile(join(RESULTS_DIR, `${target}-${set}.json`), `${JSON.stringify(summary, null, 2)}\n`);
+        await writeFile(join(RESULTS_DIR, `${label}-${set}.json`), `${JSON.stringify(summary, null, 2)}\n`);
         summaries.push(summary);
         printRun(summary);
       }

@@ -471,7 +471,8 @@ async function startSignedInTestBroker(
       FORGEJO_CLIENT_SECRET: application.clientSecret,
       FORGEJO_SCOPES: SIGNED_IN_FORGEJO_SCOPES,
       BROKER_CHILD_COMMAND: options.childCommand,
-      ...(TEST_UPSTREAM === 'http'
+      // Shared-mode runs swap the stand-in child for the stand-in upstream; another child (the conformance fixture) stays.
+      ...(TEST_UPSTREAM === 'http' && options.childCommand.includes(STANDIN_CHILD)
         ? { BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: options.childCommand.includes('--test-tools') }) }
         : {}),
       BROKER_LOG_LEVEL: 'warn',
@@ -747,9 +748,14 @@ export const CONFORMANCE_USER: Credentials & { readonly id: number } = {
   password: 'conformance-password',
 };
 
+/** The fixture over the SDK's own Streamable HTTP server: the shared upstream of `conformance/run.sh --upstream http`. */
+export const FIXTURE_HTTP_SERVER = fileURLToPath(new URL('../conformance/baseline-server.js', import.meta.url));
+
 export interface ConformanceBrokerOptions {
   /** Child argv; default `node dist/test/conformance/fixture.js`. */
   readonly childCommand?: string;
+  /** `http`: shared mode, the fixture served over HTTP (legacy era, as forgejo-mcp) as the one upstream. */
+  readonly upstream?: 'stdio' | 'http';
   readonly logLevel?: LogLevel;
 }
 
@@ -769,7 +775,13 @@ export function startConformanceBroker(options: ConformanceBrokerOptions = {}): 
     childCommand: options.childCommand ?? `'${process.execPath}' '${FIXTURE_CHILD}'`,
     // Every scenario (33 legacy ones) opens a session as the one conformance user, and one not
     // ended by a DELETE stays until the idle timeout: more than the default 16 per user in a run.
-    env: { BROKER_LOG_LEVEL: options.logLevel ?? 'warn', BROKER_MAX_SESSIONS_PER_USER: '0' },
+    env: {
+      BROKER_LOG_LEVEL: options.logLevel ?? 'warn',
+      BROKER_MAX_SESSIONS_PER_USER: '0',
+      ...(options.upstream === 'http'
+        ? { BROKER_UPSTREAM_COMMAND: `'${process.execPath}' '${FIXTURE_HTTP_SERVER}' --port {port} --mode legacy` }
+        : {}),
+    },
   });
 }
 

@@ -125,10 +125,10 @@ test('the upstream killed under traffic: the call in flight fails, the upstream 
   const inFlight = legacy.callTool({ name: 'sleep', arguments: { ms: 60_000 } });
   await eventually(() => broker.pool.inflight === 1, 'the sleep call reached the upstream');
   process.kill(pid, 'SIGKILL');
-  await assert.rejects(inFlight, /ended the response|restarted|could not be reached/);
+  await assert.rejects(inFlight, /before it answered/);
 
-  await eventually(() => processesOf(broker).restarts === 1 && processesOf(broker).pids.length === 1, 'the upstream restarted');
-  assert.notEqual(processesOf(broker).pids[0], pid);
+  await eventually(() => processesOf(broker).pids.some((restarted) => restarted !== pid), 'the upstream restarted');
+  assert.equal(processesOf(broker).restarts, 1);
   assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(user.forgejoToken));
   assert.equal(await forgejoTokenFingerprint(modern), tokenFingerprint(user.forgejoToken));
   assert.equal((legacy.transport as StreamableHTTPClientTransport).sessionId, sessionId, 'the client kept its session');
@@ -149,7 +149,7 @@ test('a response the upstream cuts (its 30 s write limit) fails that request onl
   const legacy = await connect(broker, user, 'legacy');
   t.after(() => legacy.close());
 
-  await assert.rejects(legacy.callTool({ name: 'sleep', arguments: { ms: 5_000 } }), /ended the response/);
+  await assert.rejects(legacy.callTool({ name: 'sleep', arguments: { ms: 5_000 } }), /before it answered/);
   assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(user.forgejoToken));
   assert.equal(processesOf(broker).restarts, 0);
 });
