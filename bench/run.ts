@@ -502,22 +502,25 @@ async function modeMemory(mode: ModeUnderTest, users: number): Promise<UpstreamM
   };
 }
 
-/** CPU time of a process and its descendants over a quiet window, % of one core. */
-async function idleCpuPercent(proc: Proc, windowMs: number): Promise<number> {
+/** CPU time of a process and of its descendants over a quiet window, % of one core each. */
+async function idleCpuPercent(proc: Proc, windowMs: number): Promise<{ broker: number; descendants: number }> {
   const scope = gatewayScope(proc);
   const before = cpuNow(scope);
   const t0 = performance.now();
   await delay(windowMs);
   const after = cpuNow({ gateway: scope.gateway, children: () => before.pids });
-  const usedUs = after.sample.gateway + after.sample.children - before.sample.gateway - before.sample.children;
-  return (usedUs / ((performance.now() - t0) * 1000)) * 100;
+  const percent = (usedUs: number): number => (usedUs / ((performance.now() - t0) * 1000)) * 100;
+  return {
+    broker: percent(after.sample.gateway - before.sample.gateway),
+    descendants: percent(after.sample.children - before.sample.children),
+  };
 }
 
-/** A ladder level: memory, the idle CPU, then the c=1 latency of the measuring user's session. */
+/** A ladder level: the idle CPU (a quiet window that also lets the broker settle), memory, then the c=1 latency of the measuring user's session. */
 async function modeLevel(mode: ModeUnderTest, users: number, timings: { signInMs?: number; openMs?: number }): Promise<UpstreamModeLevel> {
   await delay(1_000);
-  const memory = await modeMemory(mode, users);
   const idleCpu = await idleCpuPercent(mode.broker.proc, PLAN.idleCpuMs);
+  const memory = await modeMemory(mode, users);
   const latency = await closedLoop(() => mode.legacy.echo(), {
     concurrency: 1,
     maxRequests: PLAN.memoryLatencyRequests,
@@ -527,7 +530,8 @@ async function modeLevel(mode: ModeUnderTest, users: number, timings: { signInMs
   const level = { ...memory, idleCpuPercent: idleCpu, latency: summarize(latency.latenciesUs), ...timings };
   log(
     `  ${mode.mode}: ${users} users, broker RSS ${(level.brokerRss / 2 ** 20).toFixed(1)} MiB, heap ${(level.brokerHeap / 2 ** 20).toFixed(1)} MiB, ` +
-      `${level.processes} processes of ${(level.descendantsRss / 2 ** 20).toFixed(0)} MiB, idle CPU ${idleCpu.toFixed(1)} %, p50 ${level.latency.p50.toFixed(0)} µs`,
+      `${level.processes} processes of ${(level.descendantsRss / 2 ** 20).toFixed(0)} MiB, idle CPU ${idleCpu.broker.toFixed(1)} + ${idleCpu.descendants.toFixed(1)} %, ` +
+      `p50 ${level.latency.p50.toFixed(0)} µs`,
   );
   return level;
 }

@@ -65,7 +65,7 @@ function levelRow(mode: string, level: UpstreamModeLevel, label = fmt(level.user
     level.measured ? String(level.processes) : `*${fmt(level.processes)}*`,
     fmt(level.descendantsRss / MiB, 0),
     level.measured ? fmt(totalRss(level) / MiB, 0) : `*${fmt(totalRss(level) / MiB, 0)}*`,
-    fmt(level.idleCpuPercent, 1),
+    level.idleCpuPercent === undefined ? '—' : `${fmt(level.idleCpuPercent.broker, 1)} + ${fmt(level.idleCpuPercent.descendants, 1)}`,
     fmt(level.latency?.p50),
     fmt(level.latency?.p99),
     level.signInMs === undefined ? '—' : fmt(level.signInMs / 1000, 1),
@@ -198,7 +198,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
           'processes',
           'their RSS MiB',
           'broker + descendants RSS MiB',
-          'idle CPU % of a core',
+          'idle CPU, % of a core: broker + descendants',
           'p50 µs',
           'p99 µs',
           'sign-in s',
@@ -232,7 +232,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
     parts.push(
       "Each user signs in through the whole OAuth flow (registration, consent, the Forgejo stand-in's login, PKCE) and opens one legacy session (`initialize` + `notifications/initialized`), left idle; " +
         "the measuring user's own sessions exist at every level (row 0). Broker RSS: the kernel's VmRSS of the broker process, median of 5 reads after a full GC (bench probe); " +
-        "the descendants' RSS is summed over every process below it, read once (the upstream runs no probe and is not collected). Idle CPU: the broker and its descendants over a quiet window after the level opened. " +
+        "the descendants' RSS is summed over every process below it, read once (the upstream runs no probe and is not collected). Idle CPU: the broker and its descendants over a quiet window after the level opened (/proc, 10 ms ticks), before the memory is read. " +
         'p50/p99: c=1 `echo` on the measuring session at that level.' +
         (extrapolated.length === 0
           ? ''

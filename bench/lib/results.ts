@@ -85,8 +85,8 @@ export interface UpstreamModeLevel {
   /** The broker's descendants: its children (stdio mode) or the upstream (shared mode). */
   readonly processes: number;
   readonly descendantsRss: number;
-  /** CPU time the broker and its descendants spend while every session is idle, % of one core. */
-  readonly idleCpuPercent?: number;
+  /** CPU time the broker and its descendants spend while every session is idle, % of one core each. */
+  readonly idleCpuPercent?: { readonly broker: number; readonly descendants: number };
   /** c=1 `echo` on the measuring session (one more user's), microseconds. */
   readonly latency?: Summary;
   /** Time to sign this level's new users in, and to open their sessions. */
