@@ -536,18 +536,9 @@ async function modeLevel(mode: ModeUnderTest, users: number, timings: { signInMs
   return level;
 }
 
-/**
- * The broker with a child per session and with one shared HTTP upstream, side
- * by side: c=1 latency and c=64 throughput interleaved between the two, then
- * memory with 10, 100 and 1,000 signed-in users each holding a legacy session
- * (levels alternating between the modes). A level whose children would take
- * more than half the memory available is extrapolated instead, and says so.
- */
-async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
-  const users = benchUsers(Math.max(...PLAN.upstreamLevels));
-  const [measuringUser, ...others] = users as [StandinUser, ...StandinUser[]];
+/** The two brokers of the comparison, each with its measuring user signed in and holding a legacy session. */
+async function startModes(users: readonly StandinUser[], measuringUser: StandinUser): Promise<ModeUnderTest[]> {
   const modes: ModeUnderTest[] = [];
-  const baselines = new Map<ModeUnderTest, UpstreamModeLevel>();
   for (const upstream of [
     { mode: 'stdio', childArgv: STANDIN_ARGV },
     { mode: 'shared', upstreamArgv: STANDIN_UPSTREAM_ARGV },
@@ -567,53 +558,19 @@ async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
       levels: [],
     });
   }
+  return modes;
+}
 
-  // Each mode's floor: the measuring user's stand-in without the broker (its stdio child, or the shared upstream over HTTP with the Forgejo token).
-  const [stdio, shared] = modes as [ModeUnderTest, ModeUnderTest];
-  const child = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), childEnv(stdio.broker.forge.url, stdio.forgejoToken)))
-    .client;
-  const upstream = upstreamOf(shared.broker.proc.pid);
-  if (upstream === undefined) throw new Error('the shared-mode broker runs no upstream');
-  const agent = keepAliveAgent();
-  const oneSession: LoadTarget[] = [
-    { name: 'direct · stdio', client: child, cpu: { gateway: undefined, children: () => [child.child.pid as number] } },
-    {
-      name: 'direct · shared',
-      client: await RawLegacyClient.open({ url: upstream.url, bearer: shared.forgejoToken }, agent),
-      cpu: { gateway: undefined, children: () => [upstream.pid] },
-    },
-    ...(['legacy', 'modern'] as const).flatMap((era) =>
-      modes.map((mode) => ({
-        name: `${era} · ${mode.mode}`,
-        client: era === 'legacy' ? mode.legacy : mode.modern,
-        cpu: gatewayScope(mode.broker.proc),
-      })),
-    ),
-  ];
-  // A target whose first call fails is reported as such, and the others are measured.
-  const answering: typeof oneSession = [];
-  for (const target of oneSession) {
-    try {
-      await target.client.echo();
-      answering.push(target);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      out.unavailable.push({ target: target.name, error: message });
-      log(`  ${target.name} fails, not measured: ${message.slice(0, 300)}`);
-    }
-  }
-  log('stdio vs shared: latency at concurrency 1, one session');
-  out.latency.push(...(await latencyAtOne('raw', answering, PLAN.latencyRequests, PLAN.latencyMs)));
-  log('stdio vs shared: throughput at concurrency 64, one session');
-  out.throughput.push(
-    ...(await interleavedThroughput(
-      answering.map((target) => ({ ...target, clients: [target.client] })),
-      1,
-      [64],
-    )),
-  );
-
-  log(`stdio vs shared: memory with ${PLAN.upstreamLevels.join(', ')} signed-in users, each holding a legacy session`);
+/**
+ * Level by level, the modes alternating: sign the level's new users in, open
+ * a legacy session for each, measure. A level whose children would take more
+ * than half the memory available is extrapolated instead, and says so.
+ */
+async function ladderByUsers(
+  modes: readonly ModeUnderTest[],
+  others: readonly StandinUser[],
+): Promise<Map<ModeUnderTest, UpstreamModeLevel>> {
+  const baselines = new Map<ModeUnderTest, UpstreamModeLevel>();
   for (const mode of modes) baselines.set(mode, await modeLevel(mode, 0, {}));
   for (const users of PLAN.upstreamLevels) {
     for (const mode of modes) {
@@ -634,6 +591,125 @@ async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
       mode.levels.push(await modeLevel(mode, users, { signInMs, openMs: performance.now() - t1 }));
     }
   }
+  return baselines;
+}
+
+/** The ladder's end: the upstream's counters, heap snapshots (shared mode), every idle session closed, what the broker gave back. */
+async function closeLadder(mode: ModeUnderTest, baseline: UpstreamModeLevel): Promise<UpstreamModeMemory> {
+  const upstreamAtTop = mode.mode === 'shared' ? await upstreamStats(mode.broker.proc.pid) : undefined;
+  // Heap snapshots only after every RSS figure is taken: writing one grows the process's own memory.
+  const held = mode.idle.length;
+  const snapshots = PROFILE && mode.mode === 'shared' && held > 0;
+  const full = `${RESULTS_DIR}/profiles/broker-${mode.mode}-${held}-users.heapsnapshot`;
+  if (snapshots) {
+    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+    await mode.broker.proc.probe('heap-snapshot', { path: full }, 120_000);
+  }
+  await closeAll(mode.idle);
+  // What stays: the measuring user's child in stdio mode, the upstream in shared mode.
+  await childrenGone(mode.broker.proc, 1);
+  await delay(1_000);
+  const afterClose = await modeMemory(mode, 0);
+  let heapPerSession: UpstreamModeMemory['heapPerSession'];
+  if (snapshots) {
+    const empty = `${RESULTS_DIR}/profiles/broker-${mode.mode}-0-users-after-close.heapsnapshot`;
+    await mode.broker.proc.probe('heap-snapshot', { path: empty }, 120_000);
+    const growth = heapGrowth(empty, full, held);
+    heapPerSession = { total: growth.total, rows: growth.rows.slice(0, 15) };
+  }
+  return {
+    mode: mode.mode,
+    baseline,
+    levels: mode.levels,
+    slopes: slopes(mode.levels),
+    afterClose,
+    ...(heapPerSession === undefined ? {} : { heapPerSession }),
+    ...(upstreamAtTop === undefined ? {} : { upstreamStats: { atTop: upstreamAtTop, atEnd: await upstreamStats(mode.broker.proc.pid) } }),
+  };
+}
+
+/**
+ * c=1 latency and c=64 throughput on the measuring user's session, both eras,
+ * interleaved between the modes and their floors (the stand-in without the
+ * broker); then, with profiling on, where each broker's CPU goes at c=64.
+ */
+async function oneSessionFigures(
+  modes: readonly ModeUnderTest[],
+  out: UpstreamModesResults,
+  profiles: BenchResults['profiles'],
+): Promise<void> {
+  const [stdio, shared] = modes as [ModeUnderTest, ModeUnderTest];
+  const child = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), childEnv(stdio.broker.forge.url, stdio.forgejoToken)))
+    .client;
+  const upstream = upstreamOf(shared.broker.proc.pid);
+  if (upstream === undefined) throw new Error('the shared-mode broker runs no upstream');
+  const agent = keepAliveAgent();
+  const direct = await RawLegacyClient.open({ url: upstream.url, bearer: shared.forgejoToken }, agent);
+  const targets: LoadTarget[] = [
+    { name: 'direct · stdio', client: child, cpu: { gateway: undefined, children: () => [child.child.pid as number] } },
+    { name: 'direct · shared', client: direct, cpu: { gateway: undefined, children: () => [upstream.pid] } },
+    ...(['legacy', 'modern'] as const).flatMap((era) =>
+      modes.map((mode) => ({
+        name: `${era} · ${mode.mode}`,
+        client: era === 'legacy' ? mode.legacy : mode.modern,
+        cpu: gatewayScope(mode.broker.proc),
+      })),
+    ),
+  ];
+  // A target whose first call fails is reported as such, and the others are measured.
+  const answering: LoadTarget[] = [];
+  for (const target of targets) {
+    try {
+      await target.client.echo();
+      answering.push(target);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      out.unavailable.push({ target: target.name, error: message });
+      log(`  ${target.name} fails, not measured: ${message.slice(0, 300)}`);
+    }
+  }
+  log('stdio vs shared: latency at concurrency 1, one session');
+  out.latency.push(...(await latencyAtOne('raw', answering, PLAN.latencyRequests, PLAN.latencyMs)));
+  log('stdio vs shared: throughput at concurrency 64, one session');
+  out.throughput.push(
+    ...(await interleavedThroughput(
+      answering.map((target) => ({ ...target, clients: [target.client] })),
+      1,
+      [64],
+    )),
+  );
+  if (PROFILE) {
+    log('stdio vs shared: CPU profiles of both brokers (legacy, c=64, one session)');
+    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+    for (const mode of modes) {
+      const name = `broker-${mode.mode}-legacy-c64`;
+      const path = `${RESULTS_DIR}/profiles/${name}.cpuprofile`;
+      await mode.broker.proc.probe('cpu-start');
+      await closedLoop(() => mode.legacy.echo(), { concurrency: 64, maxRequests: 100_000, maxMs: PLAN.throughputMs });
+      await mode.broker.proc.probe('cpu-stop', { path });
+      profiles.push({ name, ...summarizeProfile(path) });
+    }
+  }
+  await child.close();
+  await direct.close();
+  agent.destroy();
+}
+
+/**
+ * The broker with a child per session and with one shared HTTP upstream, side
+ * by side: memory and processes with 10, 100 and 1,000 signed-in users each
+ * holding a legacy session, on brokers that carried no load yet (so their
+ * RSS holds no slack from it); c=64 throughput spread over the first 100
+ * users' sessions; then, the idle sessions closed, c=1 latency and c=64
+ * throughput on one session.
+ */
+async function stdioVsShared(out: UpstreamModesResults, profiles: BenchResults['profiles']): Promise<void> {
+  const users = benchUsers(Math.max(...PLAN.upstreamLevels));
+  const [measuringUser, ...others] = users as [StandinUser, ...StandinUser[]];
+  const modes = await startModes(users, measuringUser);
+
+  log(`stdio vs shared: memory with ${PLAN.upstreamLevels.join(', ')} signed-in users, each holding a legacy session`);
+  const baselines = await ladderByUsers(modes, others);
 
   const spread = Math.min(PLAN.sessions, ...modes.map((mode) => mode.idle.length));
   log(`stdio vs shared: throughput at concurrency 64 spread over ${spread} users' sessions`);
@@ -644,40 +720,10 @@ async function stdioVsShared(out: UpstreamModesResults): Promise<void> {
   }));
   for (const target of spreadTargets) await warmUp(target.clients);
   out.throughput.push(...(await interleavedThroughput(spreadTargets, spread, [64])));
-  await closeAll(oneSession.filter((target) => target.name.startsWith('direct')).map((target) => target.client));
-  agent.destroy();
 
+  for (const mode of modes) out.memory.push(await closeLadder(mode, baselines.get(mode) as UpstreamModeLevel));
+  await oneSessionFigures(modes, out, profiles);
   for (const mode of modes) {
-    const upstreamAtTop = mode.mode === 'shared' ? await upstreamStats(mode.broker.proc.pid) : undefined;
-    // Heap snapshots only after every RSS figure is taken: writing one grows the process's own memory.
-    const held = mode.idle.length;
-    const snapshots = PROFILE && mode.mode === 'shared' && held > 0;
-    const full = `${RESULTS_DIR}/profiles/broker-${mode.mode}-${held}-users.heapsnapshot`;
-    if (snapshots) {
-      mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
-      await mode.broker.proc.probe('heap-snapshot', { path: full }, 120_000);
-    }
-    await closeAll(mode.idle);
-    // What stays: the measuring user's children (legacy and modern) in stdio mode, the upstream in shared mode.
-    await childrenGone(mode.broker.proc, mode.mode === 'stdio' ? 2 : 1);
-    await delay(1_000);
-    const afterClose = await modeMemory(mode, 0);
-    let heapPerSession: UpstreamModeMemory['heapPerSession'];
-    if (snapshots) {
-      const empty = `${RESULTS_DIR}/profiles/broker-${mode.mode}-0-users-after-close.heapsnapshot`;
-      await mode.broker.proc.probe('heap-snapshot', { path: empty }, 120_000);
-      const growth = heapGrowth(empty, full, held);
-      heapPerSession = { total: growth.total, rows: growth.rows.slice(0, 15) };
-    }
-    out.memory.push({
-      mode: mode.mode,
-      baseline: baselines.get(mode) as UpstreamModeLevel,
-      levels: mode.levels,
-      slopes: slopes(mode.levels),
-      afterClose,
-      ...(heapPerSession === undefined ? {} : { heapPerSession }),
-      ...(upstreamAtTop === undefined ? {} : { upstreamStats: { atTop: upstreamAtTop, atEnd: await upstreamStats(mode.broker.proc.pid) } }),
-    });
     await mode.legacy.close();
     await procs.stop(mode.broker.proc, 20_000);
     await mode.broker.forge.close();
@@ -1019,7 +1065,7 @@ async function main(): Promise<void> {
   }
 
   // ---- Stdio vs shared upstream: a child per session, or one multi-tenant forgejo-mcp over HTTP -----------
-  if (run('shared')) await stdioVsShared(results.upstreamModes);
+  if (run('shared')) await stdioVsShared(results.upstreamModes, results.profiles);
 
   results.meta.durationS = (Date.now() - started) / 1000;
   writeFileSync(`${RESULTS_DIR}/report.json`, JSON.stringify(results, null, 2) + '\n');

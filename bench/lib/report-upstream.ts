@@ -182,7 +182,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
   );
   parts.push(
     "*direct*: each mode's stand-in without the broker, the floor: a stdio child driven with JSON lines (*stdio*), or a legacy session straight at the shared upstream with the user's Forgejo token (*shared*). " +
-      "One session: the measuring user's legacy session, or its 2026-07-28 calls (stdio: that user's child; shared: its upstream session). " +
+      "One session (measured last, once the ladder's idle sessions had ended): the measuring user's legacy session, or its 2026-07-28 calls (stdio: that user's child; shared: its upstream session). " +
       "Spread: requests round-robin over the first signed-in users' legacy sessions, with every level's sessions still open (stdio: a child each; shared: one upstream for all).",
   );
 
@@ -231,7 +231,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
     );
     parts.push(
       "Each user signs in through the whole OAuth flow (registration, consent, the Forgejo stand-in's login, PKCE) and opens one legacy session (`initialize` + `notifications/initialized`), left idle; " +
-        "the measuring user's own sessions exist at every level (row 0). Broker RSS: the kernel's VmRSS of the broker process, median of 5 reads after a full GC (bench probe); " +
+        "the measuring user's legacy session exists at every level (row 0). The ladder runs first, on brokers that carried no load yet, so their RSS holds no slack from it. Broker RSS: the kernel's VmRSS of the broker process, median of 5 reads after a full GC (bench probe); " +
         "the descendants' RSS is summed over every process below it, read once (the upstream runs no probe and is not collected). Idle CPU: the broker and its descendants over a quiet window after the level opened (/proc, 10 ms ticks), before the memory is read. " +
         'p50/p99: c=1 `echo` on the measuring session at that level.' +
         (extrapolated.length === 0
