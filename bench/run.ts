@@ -32,7 +32,7 @@ import {
   type HttpTarget,
 } from './lib/mcp.js';
 import { RESULTS_DIR, ROOT, START_TIMER, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
-import { availableMemory, descendants, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
+import { availableMemory, descendants, openFds, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
 import { renderChart, renderMarkdown } from './lib/report.js';
 import { median, percentile, summarize } from './lib/stats.js';
@@ -497,6 +497,7 @@ async function modeMemory(mode: ModeUnderTest, users: number): Promise<UpstreamM
     measured: true,
     brokerRss: memory.rss,
     brokerHeap: memory.heapUsed + memory.external,
+    brokerFds: openFds(mode.broker.proc.pid),
     processes: family.count,
     descendantsRss: family.rss,
   };

@@ -38,6 +38,15 @@ export function availableMemory(): number {
   return match === null ? Number.NaN : Number(match[1]) * 1024;
 }
 
+/** How many file descriptors (sockets, pipes, files) a process holds open. */
+export function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** The command line of a process, from /proc; empty once it is gone. */
 export function argvOf(pid: number): string[] {
   try {

@@ -62,6 +62,7 @@ function levelRow(mode: string, level: UpstreamModeLevel, label = fmt(level.user
     level.measured ? label : `*${label} (extrapolated)*`,
     fmt(level.brokerRss / MiB, 1),
     fmt(level.brokerHeap / MiB, 1),
+    level.measured ? fmt(level.brokerFds) : `*${fmt(level.brokerFds)}*`,
     level.measured ? String(level.processes) : `*${fmt(level.processes)}*`,
     fmt(level.descendantsRss / MiB, 0),
     level.measured ? fmt(totalRss(level) / MiB, 0) : `*${fmt(totalRss(level) / MiB, 0)}*`,
@@ -195,6 +196,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
           'users',
           'broker RSS MiB',
           'broker heap + external MiB',
+          'broker fds',
           'processes',
           'their RSS MiB',
           'broker + descendants RSS MiB',
@@ -213,7 +215,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
     parts.push('Per additional user, from the slope between levels:');
     parts.push(
       table(
-        ['mode', 'users', 'broker RSS KiB', 'broker heap + external KiB', 'broker + descendants RSS KiB', 'processes'],
+        ['mode', 'users', 'broker RSS KiB', 'broker heap + external KiB', 'broker + descendants RSS KiB', 'processes', 'broker fds'],
         memory.flatMap((figure) =>
           figure.slopes.map((one) => [
             figure.mode,
@@ -222,6 +224,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
             fmt(one.brokerHeap / KiB, 1),
             fmt(one.totalRss / KiB, 1),
             fmt(one.processes, 3),
+            fmt(one.brokerFds, 2),
           ]),
         ),
       ),
@@ -232,7 +235,7 @@ export function renderUpstreamModes(results: BenchResults): string[] {
     parts.push(
       "Each user signs in through the whole OAuth flow (registration, consent, the Forgejo stand-in's login, PKCE) and opens one legacy session (`initialize` + `notifications/initialized`), left idle; " +
         "the measuring user's legacy session exists at every level (row 0). The ladder runs first, on brokers that carried no load yet, so their RSS holds no slack from it. Broker RSS: the kernel's VmRSS of the broker process, median of 5 reads after a full GC (bench probe); " +
-        "the descendants' RSS is summed over every process below it, read once (the upstream runs no probe and is not collected). Idle CPU: the broker and its descendants over a quiet window after the level opened (/proc, 10 ms ticks), before the memory is read. " +
+        "broker fds: its open file descriptors (/proc/PID/fd); the descendants' RSS is summed over every process below it, read once (the upstream runs no probe and is not collected). Idle CPU: the broker and its descendants over a quiet window after the level opened (/proc, 10 ms ticks), before the memory is read. " +
         'p50/p99: c=1 `echo` on the measuring session at that level.' +
         (extrapolated.length === 0
           ? ''

@@ -82,6 +82,8 @@ export interface UpstreamModeLevel {
   /** The broker process alone: RSS (median of reads after a full GC) and JS heap used + external, bytes. */
   readonly brokerRss: number;
   readonly brokerHeap: number;
+  /** File descriptors the broker holds: its children's pipes (stdio mode), its connections to the upstream (shared mode). */
+  readonly brokerFds: number;
   /** The broker's descendants: its children (stdio mode) or the upstream (shared mode). */
   readonly processes: number;
   readonly descendantsRss: number;
@@ -102,8 +104,9 @@ export interface UpstreamModeSlope {
   readonly brokerRss: number;
   readonly brokerHeap: number;
   readonly totalRss: number;
-  /** Processes per additional user. */
+  /** Processes and broker file descriptors per additional user. */
   readonly processes: number;
+  readonly brokerFds: number;
 }
 
 export interface UpstreamModeMemory {

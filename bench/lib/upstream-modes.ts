@@ -22,6 +22,7 @@ export function slope(from: UpstreamModeLevel, to: UpstreamModeLevel): UpstreamM
     brokerHeap: (to.brokerHeap - from.brokerHeap) / users,
     totalRss: (totalRss(to) - totalRss(from)) / users,
     processes: (to.processes - from.processes) / users,
+    brokerFds: (to.brokerFds - from.brokerFds) / users,
   };
 }
 
@@ -44,6 +45,7 @@ export function extrapolate(users: number, previous: UpstreamModeLevel, last: Up
     brokerRss: last.brokerRss + perUser.brokerRss * added,
     brokerHeap: last.brokerHeap + perUser.brokerHeap * added,
     processes: Math.round(last.processes + perUser.processes * added),
+    brokerFds: Math.round(last.brokerFds + perUser.brokerFds * added),
     descendantsRss: last.descendantsRss + (perUser.totalRss - perUser.brokerRss) * added,
   };
 }
