@@ -16,6 +16,12 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 const MAX_HEADER_BYTES = 64 * 1024;
 
+/**
+ * No SSE keep-alive comments: a response writes nothing until its first message, so a silent
+ * call cut at the deadline gets no response at all, whatever the deadline.
+ */
+const NO_KEEP_ALIVE = 0;
+
 const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '[::1]']);
 const AUTHORIZATION = /^(bearer|token)[ \t]+(\S+)[ \t]*$/i;
 
@@ -242,7 +248,7 @@ class ForgejoMcpHttp {
   /** `--stateless`: a fresh server and transport for each POST, gone once its response is. */
   async #serveStateless(request: Request, authInfo: AuthInfo, outgoing: Closing): Promise<Response> {
     const server = this.#options.newServer();
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, keepAliveMs: NO_KEEP_ALIVE });
     await server.connect(transport);
     outgoing.once('close', () => void server.close());
     return transport.handleRequest(request, { authInfo });
@@ -256,6 +262,7 @@ class ForgejoMcpHttp {
     const server = this.#options.newServer();
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
+      keepAliveMs: NO_KEEP_ALIVE,
       onsessioninitialized: (sessionId) => {
         this.#sessions.set(sessionId, { server, transport });
         if (this.#options.debug) this.#options.log(`session ${sessionId} opened`);

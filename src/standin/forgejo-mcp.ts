@@ -41,7 +41,9 @@
  *   DELETE are 405.
  * - The real server's HTTP limits: any response, an SSE stream included, is cut (the connection
  *   destroyed) `--write-timeout-ms` (default 30000) after its request arrived; headers within
- *   10 s and up to 64 KiB; a request within 30 s; idle keep-alive 120 s.
+ *   10 s and up to 64 KiB; a request within 30 s; idle keep-alive 120 s. A POST's response
+ *   starts with its first message (no SSE keep-alive comments): a call silent until the deadline
+ *   gets no response at all, one that sent progress first sees its stream end.
  * - `GET /stats` (no Authorization; Host and Origin checks apply) answers JSON:
  *   `{"refusedMissingAuthorization": n, "refusedMalformedAuthorization": n, "requests": n,
  *   "sessions": n, "tokensSeen": ["<first 12 hex chars of sha256(token)>", ...]}`: `/mcp`

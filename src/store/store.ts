@@ -288,6 +288,42 @@ export interface SignInRepository {
   delete(tokenHash: string): Promise<void>;
 }
 
+/**
+ * A legacy-era session in shared mode, as another broker process (a restart,
+ * another replica) needs it to carry the session on without the client
+ * re-initialising: the session is state, not a process. Keyed by the SHA-256
+ * of the session id (computed by the caller), as tokens are.
+ */
+export interface StoredLegacySession {
+  readonly sessionIdHash: string;
+  readonly userId: string;
+  readonly forgejoLogin: string;
+  /** The OAuth grant the session is bound to: only a bearer of that grant may use it. */
+  readonly grantId: string;
+  readonly clientId: string;
+  /** The client's `initialize` params, JSON text, replayed to a new upstream session. */
+  readonly initializeParams: string;
+  /** The protocol version agreed at initialize. */
+  readonly protocolVersion: string;
+  readonly createdAt: number;
+  /** When the session was last used, as recorded (coarsely: callers touch it at most about once a minute). */
+  readonly lastUsedAt: number;
+}
+
+export interface LegacySessionRepository {
+  /** Records a new session (or replaces the record of the same id). */
+  save(session: StoredLegacySession): Promise<void>;
+  find(sessionIdHash: string): Promise<StoredLegacySession | undefined>;
+  /** Moves `lastUsedAt` forward (never back). */
+  touch(sessionIdHash: string, at: number): Promise<void>;
+  /** The session ended (DELETE, idle, a revoked credential): forgotten. Idempotent. */
+  delete(sessionIdHash: string): Promise<void>;
+  /** Every session of a user ended (their credential was revoked). Returns how many were deleted. */
+  deleteOfUser(userId: string): Promise<number>;
+  /** Forgets sessions unused since `before` (the idle timeout passed); returns how many. */
+  deleteUnusedSince(before: number): Promise<number>;
+}
+
 export interface PurgeResult {
   readonly rows: number;
   readonly unusedClients: number;
@@ -303,6 +339,7 @@ export interface Store {
   readonly codes: AuthorizationCodeRepository;
   readonly grants: GrantRepository;
   readonly signIns: SignInRepository;
+  readonly legacySessions: LegacySessionRepository;
   /**
    * Deletes what has expired and can no longer matter, and dynamically
    * registered clients created before `unusedClientsCreatedBefore` that never

@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +15,7 @@ import { OPTIONS } from '../../src/config/options.js';
 import { standinChildCommand } from '../../src/demo.js';
 import { startForgejoStandin } from '../../src/standin/forgejo.js';
 import { BROKER_INFO } from '../../src/version.js';
-import { eventually, freshDataDirs, portForProcess } from '../support/host.js';
+import { childProcesses, eventually, freshDataDirs, isRunning, portForProcess } from '../support/host.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -40,7 +41,7 @@ async function run(
 }
 
 /** A broker process whose output the test watches while it runs. */
-function startCli(args: string[], env: Record<string, string>): { output: () => string; stop: () => Promise<number | null> } {
+function startCli(args: string[], env: Record<string, string>): { pid: number; output: () => string; stop: () => Promise<number | null> } {
   const proc = spawn(process.execPath, [CLI, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,6 +51,7 @@ function startCli(args: string[], env: Record<string, string>): { output: () => 
   proc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = once(proc, 'exit') as Promise<[number | null]>;
   return {
+    pid: proc.pid as number,
     output: () => output,
     stop: async () => {
       if (proc.exitCode === null) proc.kill('SIGTERM');
@@ -292,4 +294,22 @@ test('the demo serves health, readiness, the OAuth metadata and a 401 challenge 
     const [code] = await exited;
     assert.equal(code, 0);
   }
+});
+
+test('demo --shared-upstream runs one stand-in forgejo-mcp over HTTP, without a token, and stops it on SIGTERM', async () => {
+  const port = await portForProcess();
+  const demo = startCli(['demo', '--shared-upstream'], { BROKER_LISTEN: `127.0.0.1:${port}`, BROKER_LOG_LEVEL: 'info' });
+  let upstream: number[] = [];
+  try {
+    await eventually(() => demo.output().includes('demo is running'), 'demo started', 20_000);
+    upstream = childProcesses(demo.pid, '--transport\0http');
+    assert.equal(upstream.length, 1, 'one upstream process');
+    const [pid] = upstream as [number];
+    assert.doesNotMatch(readFileSync(`/proc/${pid}/environ`, 'utf8'), /FORGEJO_ACCESS_TOKEN|GITEA_ACCESS_TOKEN/);
+    assert.doesNotMatch(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /--token|--allow-operator-token-fallback/);
+    assert.match(demo.output(), /"event":"upstream_ready"/);
+  } finally {
+    assert.equal(await demo.stop(), 0);
+  }
+  for (const pid of upstream) assert.equal(isRunning(pid), false, 'the upstream stopped with the broker');
 });

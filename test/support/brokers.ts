@@ -663,6 +663,7 @@ export async function startClientsDemo(logLevel: LogLevel = 'warn'): Promise<Cli
   const config = loadConfig({
     BROKER_LISTEN: `127.0.0.1:${port}`,
     BROKER_CHILD_COMMAND: standinChildCommand({ testTools: true }),
+    ...(TEST_UPSTREAM === 'http' ? { BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: true }) } : {}),
     BROKER_LOG_LEVEL: logLevel,
     BROKER_SHUTDOWN_GRACE: '5s',
   });

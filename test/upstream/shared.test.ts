@@ -8,10 +8,12 @@ import { test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { standinUpstreamCommand } from '../../src/demo.js';
 import type { UpstreamProcesses } from '../../src/upstream/processes.js';
-import { startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
+import { E2E_USERS, e2eUser, standinUpstreamCommandLine, startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
 import { tokenFingerprint } from '../support/forgejo.js';
 import { childProcesses, eventually } from '../support/host.js';
-import { forgejoTokenFingerprint, text } from '../support/mcp-clients.js';
+import { E2EOAuthProvider, forgejoTokenFingerprint, getMe, signInWithSdk, text } from '../support/mcp-clients.js';
+import { TestBrowser } from '../support/oauth.js';
+import { standinChildCommand } from '../../src/demo.js';
 
 const STANDIN_MARKER = 'forgejo-mcp.js';
 
@@ -152,4 +154,48 @@ test('a response the upstream cuts (its 30 s write limit) fails that request onl
   await assert.rejects(legacy.callTool({ name: 'sleep', arguments: { ms: 5_000 } }), /before it answered/);
   assert.equal(await forgejoTokenFingerprint(legacy), tokenFingerprint(user.forgejoToken));
   assert.equal(processesOf(broker).restarts, 0);
+});
+
+test("the upstream answering 401 for one user (their grant revoked at Forgejo) ends that user's credential only", async (t) => {
+  const harness = await startBroker({
+    wiring: 'signed-in',
+    name: 'shared-401',
+    users: E2E_USERS,
+    childCommand: standinChildCommand({ testTools: true }),
+    env: {
+      BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: true }),
+      FORGEJO_SCOPES: 'read:user read:repository write:issue',
+      BROKER_RATE_LIMIT: '1000',
+    },
+  });
+  t.after(() => harness.close());
+  const mcpUrl = new URL(`${harness.url}/mcp`);
+  const [carol, dave] = [e2eUser('carol'), e2eUser('dave')];
+  const carolsProvider = new E2EOAuthProvider({ clientName: 'shared 401: carol' });
+  const revoked = await signInWithSdk(mcpUrl, carolsProvider, new TestBrowser(), carol);
+  const other = await signInWithSdk(mcpUrl, new E2EOAuthProvider({ clientName: 'shared 401: dave' }), new TestBrowser(), dave);
+  t.after(() => Promise.all([revoked.client.close(), other.client.close()]));
+  assert.deepEqual(await getMe(revoked.client), { login: carol.login, id: carol.id });
+
+  assert.ok(harness.forgejo.deleteGrant(carol.login));
+  await assert.rejects(getMe(revoked.client), /sign in again|Session not found|ended/);
+  await eventually(() => harness.broker.legacy.sessionIdsOf(String(carol.id)).length === 0, "carol's session ended");
+  const challenge = await fetch(mcpUrl, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${carolsProvider.tokens()?.access_token ?? ''}`,
+      'Content-Type': 'application/json',
+      Accept: 'application/json, text/event-stream',
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+    }),
+  });
+  assert.equal(challenge.status, 401, 'carol signs in again');
+
+  assert.deepEqual(await getMe(other.client), { login: dave.login, id: dave.id }, 'dave goes on');
+  assert.equal(harness.broker.upstream?.processes?.restarts, 0);
 });
