@@ -21,6 +21,7 @@ import { BrokerMetrics } from './metrics/metrics.js';
 import { ModernFront } from './modern/front.js';
 import { openBrokerAuth } from './oauth/setup.js';
 import type { SpawnFunc } from './pool/child.js';
+import type { LegacySessionRepository } from './store/store.js';
 import { ChannelPool } from './pool/pool.js';
 import { processSpawner } from './supervisor/child.js';
 import { ExternalUpstream, type UpstreamEndpoint } from './upstream/endpoint.js';
@@ -36,6 +37,8 @@ export interface AuthParts {
   readonly routes: readonly RouteHandler[];
   /** Why the parts are not ready (the store cannot write, Forgejo does not answer), or undefined. */
   readonly notReadyBecause?: () => Promise<string | undefined>;
+  /** Where shared mode keeps its legacy sessions (the store); absent: they live and die with this process. */
+  readonly legacySessions?: LegacySessionRepository;
   /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted. */
   readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics) => void;
   /** Called once the broker listens (the Forgejo probe's first look). */
@@ -128,7 +131,16 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     drainGraceMs: config.drainGraceMs,
     now: clock,
   });
-  const legacy = new LegacyFront({ pool, log, initTimeoutMs: config.initTimeoutMs, events: metrics });
+  const legacy = new LegacyFront({
+    pool,
+    log,
+    initTimeoutMs: config.initTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    events: metrics,
+    now: clock,
+    // Shared mode: a session is state, carried on by the next broker process (or another replica).
+    ...(upstream === undefined || auth.legacySessions === undefined ? {} : { sessionStore: auth.legacySessions }),
+  });
   const modern = new ModernFront({
     pool,
     log,
@@ -186,6 +198,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
           throw error;
         });
   pool.startMaintenance(config.reapIntervalMs, config.rotateIntervalMs);
+  legacy.startMaintenance(config.reapIntervalMs);
   await auth.listening?.();
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   const url = `http://${host}:${address.port}`;
@@ -292,6 +305,7 @@ async function openSignedInAuth(config: Config, log: Logger, clock: () => number
   return {
     authenticator: auth.authenticator,
     credentials: auth.credentials,
+    legacySessions: auth.store.legacySessions,
     routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
     notReadyBecause: async () => ((await auth.ready()) ? forgejoProbe.notReadyBecause() : 'the store cannot write'),
     listening: () => forgejoProbe.start(),

@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal.js';
-import { BrokerError } from '../errors/errors.js';
+import { BrokerError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
 import type { ChannelLease, ChannelPool } from '../pool/pool.js';
+import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
 import { LegacySession } from './session.js';
 
 export const SESSION_ID_HEADER = 'mcp-session-id';
@@ -19,15 +20,27 @@ export interface LegacyFrontOptions {
   readonly initTimeoutMs: number;
   /** Counters for sessions; none in most tests. */
   readonly events?: Pick<SessionEvents, 'sessionStarted' | 'sessionEnded'>;
+  /**
+   * Shared mode: sessions are state kept here, so that a restarted broker
+   * (or another replica) carries one on when its client comes back. Absent:
+   * a session lives and dies with this process (its child does too).
+   */
+  readonly sessionStore?: LegacySessionRepository;
+  /** A stored session unused this long is not carried on (the idle timeout). */
+  readonly idleTimeoutMs: number;
+  readonly now?: () => number;
 }
+
+/** How often a session's last use is written to the store, at most. */
+const STORED_TOUCH_INTERVAL_MS = 60_000;
 
 interface LiveSession {
   readonly session: LegacySession;
   readonly lease: ChannelLease;
   readonly userId: string;
   readonly grantId: string;
-  /** Ends the session unless the client comes back after its initialize; cleared by its next request. */
-  initTimer: NodeJS.Timeout | undefined;
+  /** When the store last heard the session was used (shared mode). */
+  storedTouchAt: number;
 }
 
 /**
@@ -40,12 +53,19 @@ export class LegacyFront {
   readonly #sessionsByUser = new Map<string, Set<string>>();
   /** Sessions whose initialize has not succeeded yet: not registered, but stopped with the broker. */
   readonly #starting = new Set<LegacySession>();
+  /** Stored sessions being carried on, by id: concurrent requests of one client share the adoption. */
+  readonly #adopting = new Map<string, Promise<LiveSession | undefined>>();
+  /** Ends a new session unless its client comes back after the initialize; cleared by its next request. */
+  readonly #initTimers = new Map<LegacySession, NodeJS.Timeout>();
   #stopped = false;
+  #sweeper: NodeJS.Timeout | undefined;
+  readonly #now: () => number;
 
   readonly #options: LegacyFrontOptions;
 
   constructor(options: LegacyFrontOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Number of live sessions. */
@@ -78,15 +98,16 @@ export class LegacyFront {
       }
       throw new BrokerError('bad_request', 'Bad Request: Mcp-Session-Id header is required; start a session with initialize');
     }
-    const live = this.#sessions.get(sessionId);
+    const live = this.#sessions.get(sessionId) ?? (await this.#adopt(sessionId, principal));
     if (live === undefined) throw new BrokerError('not_found', 'Session not found');
     if (live.grantId !== principal.grantId || live.userId !== principal.userId) {
       throw new BrokerError('forbidden', 'This session belongs to a different token');
     }
     if (Array.isArray(body)) checkBatchAllowed(live.session);
     live.lease.touch();
-    clearTimeout(live.initTimer);
-    live.initTimer = undefined;
+    this.#touchStored(live);
+    clearTimeout(this.#initTimers.get(live.session));
+    this.#initTimers.delete(live.session);
     await live.session.handle(req, res, body);
   }
 
@@ -95,9 +116,20 @@ export class LegacyFront {
     await this.#sessions.get(sessionId)?.session.close(reason);
   }
 
+  /** Shared mode: forgets stored sessions whose clients stopped coming (whichever broker process served them), every interval until stop(). */
+  startMaintenance(intervalMs: number): void {
+    const store = this.#options.sessionStore;
+    if (store === undefined) return;
+    this.#sweeper = setInterval(() => {
+      store.deleteUnusedSince(this.#now() - this.#options.idleTimeoutMs).catch((error: unknown) => this.#storeFailed('sweep', error));
+    }, intervalMs);
+    this.#sweeper.unref();
+  }
+
   /** Ends every session and refuses new ones. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#sweeper);
     await Promise.all([
       ...[...this.#starting].map((session) => session.close('broker_stopping')),
       ...[...this.#sessions.keys()].map((sessionId) => this.end(sessionId, 'broker_stopping')),
@@ -114,6 +146,26 @@ export class LegacyFront {
    */
   async #startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
     const sessionId = newSessionId();
+    const { session } = await this.#newSession(sessionId, principal, (live) => this.#store(live, principal, body));
+    // Covers the whole start: a child that never answers the initialize, a client that never comes back.
+    const initTimer = setTimeout(() => void session.close('init_timeout'), this.#options.initTimeoutMs);
+    initTimer.unref();
+    this.#initTimers.set(session, initTimer);
+    await session.handle(req, res, body);
+    // The transport answered the request itself (406, 415, 400, …): nothing was started.
+    if (!session.accepted) await session.close('initialize_rejected');
+  }
+
+  /**
+   * A session the pool holds a place for, registered once its initialize
+   * succeeded (then `onStarted` runs), removed (and forgotten by the store,
+   * unless the broker is only stopping) when it ends.
+   */
+  async #newSession(
+    sessionId: string,
+    principal: Principal,
+    onStarted: (live: LiveSession) => void,
+  ): Promise<{ session: LegacySession; lease: ChannelLease }> {
     const lease = await this.#options.pool.reserve(principal, sessionId);
     if (this.#stopped) {
       lease.release();
@@ -128,27 +180,108 @@ export class LegacyFront {
       onInitialized: () => {
         this.#starting.delete(session);
         lease.commit();
-        this.#register({ session, lease, userId: principal.userId, grantId: principal.grantId, initTimer });
+        const live: LiveSession = {
+          session,
+          lease,
+          userId: principal.userId,
+          grantId: principal.grantId,
+          storedTouchAt: this.#now(),
+        };
+        this.#register(live);
         registered = true;
         log.info({ event: 'session_started', clientId: principal.clientId, pid: session.channel.child.pid }, 'session started');
         this.#options.events?.sessionStarted('legacy');
+        onStarted(live);
       },
       onClosed: (reason) => {
-        clearTimeout(initTimer);
+        clearTimeout(this.#initTimers.get(session));
+        this.#initTimers.delete(session);
         this.#starting.delete(session);
         lease.release();
         if (!registered) return;
         this.#remove(sessionId, principal.userId);
         this.#options.events?.sessionEnded('legacy', reason);
+        // A broker that only stops leaves its sessions to the next one (or another replica).
+        if (reason !== 'broker_stopping') this.#forgetStored(sessionId);
       },
     });
-    // Covers the whole start: a child that never answers the initialize, a client that never comes back.
-    const initTimer = setTimeout(() => void session.close('init_timeout'), this.#options.initTimeoutMs);
-    initTimer.unref();
     this.#starting.add(session);
-    await session.handle(req, res, body);
-    // The transport answered the request itself (406, 415, 400, …): nothing was started.
-    if (!session.accepted) await session.close('initialize_rejected');
+    return { session, lease };
+  }
+
+  /** Shared mode: a session unknown here may be one another broker process started; carried on when the store has it. */
+  #adopt(sessionId: string, principal: Principal): Promise<LiveSession | undefined> {
+    const store = this.#options.sessionStore;
+    if (store === undefined) return Promise.resolve(undefined);
+    let adopting = this.#adopting.get(sessionId);
+    if (adopting === undefined) {
+      adopting = this.#adoptStored(store, sessionId, principal).finally(() => this.#adopting.delete(sessionId));
+      this.#adopting.set(sessionId, adopting);
+    }
+    return adopting;
+  }
+
+  async #adoptStored(store: LegacySessionRepository, sessionId: string, principal: Principal): Promise<LiveSession | undefined> {
+    const stored = await store.find(hashSessionId(sessionId));
+    if (stored === undefined) return undefined;
+    if (stored.lastUsedAt < this.#now() - this.#options.idleTimeoutMs) {
+      await store.delete(stored.sessionIdHash);
+      return undefined;
+    }
+    // Another grant's session: refused as a live one would be, without starting anything.
+    if (stored.grantId !== principal.grantId || stored.userId !== principal.userId) {
+      throw new BrokerError('forbidden', 'This session belongs to a different token');
+    }
+    const { session } = await this.#newSession(sessionId, principal, () => undefined);
+    let adopted = false;
+    try {
+      adopted = await session.adopt(JSON.parse(stored.initializeParams) as unknown, stored.protocolVersion);
+    } catch (error) {
+      this.#options.log.warn({ event: 'session_adopt_failed', err: errorMessage(error) }, 'could not carry the session on');
+    }
+    if (!adopted) {
+      await session.close('adopt_failed');
+      return undefined;
+    }
+    this.#options.log.info({ event: 'session_adopted', sessionId, user: principal.forgejoLogin }, 'carried a stored session on');
+    return this.#sessions.get(sessionId);
+  }
+
+  /** Shared mode: the new session is written down, for a restarted broker or another replica to carry on. */
+  #store(live: LiveSession, principal: Principal, initialize: unknown): void {
+    const store = this.#options.sessionStore;
+    const protocolVersion = live.session.channel.protocolVersion;
+    if (store === undefined || protocolVersion === undefined) return;
+    const now = this.#now();
+    const record: StoredLegacySession = {
+      sessionIdHash: hashSessionId(live.session.sessionId),
+      userId: principal.userId,
+      forgejoLogin: principal.forgejoLogin,
+      grantId: principal.grantId,
+      clientId: principal.clientId,
+      initializeParams: JSON.stringify((initialize as { params?: unknown }).params ?? {}),
+      protocolVersion,
+      createdAt: now,
+      lastUsedAt: now,
+    };
+    store.save(record).catch((error: unknown) => this.#storeFailed('save', error));
+  }
+
+  #touchStored(live: LiveSession): void {
+    const store = this.#options.sessionStore;
+    const now = this.#now();
+    // Often enough that a session in use is never swept as idle, seldom enough to cost nothing per request.
+    if (store === undefined || now - live.storedTouchAt < Math.min(STORED_TOUCH_INTERVAL_MS, this.#options.idleTimeoutMs / 4)) return;
+    live.storedTouchAt = now;
+    store.touch(hashSessionId(live.session.sessionId), now).catch((error: unknown) => this.#storeFailed('touch', error));
+  }
+
+  #forgetStored(sessionId: string): void {
+    this.#options.sessionStore?.delete(hashSessionId(sessionId)).catch((error: unknown) => this.#storeFailed('delete', error));
+  }
+
+  #storeFailed(operation: string, error: unknown): void {
+    this.#options.log.warn({ event: 'session_store_failed', operation, err: errorMessage(error) }, 'could not record the session');
   }
 
   #register(live: LiveSession): void {
@@ -172,6 +305,11 @@ function checkBatchAllowed(session: LegacySession): void {
   if (version !== undefined && version >= FIRST_VERSION_WITHOUT_BATCHES) {
     throw new BrokerError('bad_request', `Invalid Request: JSON-RPC batches are not allowed in protocol version ${version}`);
   }
+}
+
+/** Session ids are stored as hashes, as tokens are: a copy of the store does not hand out live sessions. */
+function hashSessionId(sessionId: string): string {
+  return createHash('sha256').update(sessionId).digest('hex');
 }
 
 /** 192 random bits, base64url: visible ASCII as the transport spec requires. */

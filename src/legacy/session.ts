@@ -109,6 +109,33 @@ export class LegacySession {
     await this.#listener(req, res);
   }
 
+  /**
+   * Carries on a session another broker process started (shared mode): the
+   * client's original initialize and `notifications/initialized` go through
+   * this session's transport as if the client had sent them again, so the
+   * transport knows the session and the channel opens a new upstream session
+   * with the client's parameters. The client sees none of it. Resolves with
+   * whether the upstream accepted the initialize.
+   */
+  async adopt(initializeParams: unknown, protocolVersion: string): Promise<boolean> {
+    const url = 'http://broker.invalid/mcp';
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const initialize = { jsonrpc: '2.0', id: 'broker-adopt', method: 'initialize', params: initializeParams };
+    const answer = await this.transport.handleRequest(new Request(url, { method: 'POST', headers, body: JSON.stringify(initialize) }), {
+      parsedBody: initialize,
+    });
+    const text = await answer.text();
+    if (!answer.ok || this.#started === undefined || this.closed || !text.includes('"result"')) return false;
+    const initialized = { jsonrpc: '2.0', method: 'notifications/initialized' };
+    const sessionHeaders = { ...headers, 'mcp-session-id': this.#options.sessionId, 'mcp-protocol-version': protocolVersion };
+    const ack = await this.transport.handleRequest(
+      new Request(url, { method: 'POST', headers: sessionHeaders, body: JSON.stringify(initialized) }),
+      { parsedBody: initialized },
+    );
+    await ack.text();
+    return ack.ok && !this.closed;
+  }
+
   /** Ends the session: waiting requests get an error, the child stops, the client's streams end. */
   close(reason: string): Promise<void> {
     this.#closing ??= Promise.resolve().then(async () => {

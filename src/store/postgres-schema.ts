@@ -151,6 +151,22 @@ const MIGRATIONS: readonly string[] = [
     checked_at BIGINT NOT NULL
   );
   `,
+  // 4: shared mode's legacy-era sessions, so that a restarted broker or another replica carries them on.
+  `
+  CREATE TABLE legacy_sessions (
+    session_id_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    forgejo_login TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    initialize_params TEXT NOT NULL,
+    protocol_version TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL
+  );
+  CREATE INDEX legacy_sessions_user ON legacy_sessions (user_id);
+  CREATE INDEX legacy_sessions_last_used ON legacy_sessions (last_used_at);
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

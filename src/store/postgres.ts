@@ -6,12 +6,14 @@ import { postgresCredentialRepositories } from './postgres-credentials.js';
 import { postgresGrantRepositories } from './postgres-grants.js';
 import { DB_NOW_MS, type Params } from './postgres-queries.js';
 import { migratePostgres } from './postgres-schema.js';
+import { postgresLegacySessionRepository } from './postgres-sessions.js';
 import type {
   AuthorizationCodeRepository,
   ClientRepository,
   ConsentRepository,
   ForgejoCredentialRepository,
   GrantRepository,
+  LegacySessionRepository,
   PendingAuthorizationRepository,
   PurgeResult,
   SignInRepository,
@@ -69,6 +71,7 @@ class PostgresStore implements Store {
   readonly codes: AuthorizationCodeRepository;
   readonly grants: GrantRepository;
   readonly signIns: SignInRepository;
+  readonly legacySessions: LegacySessionRepository;
 
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
@@ -87,6 +90,7 @@ class PostgresStore implements Store {
       upstreamStates: this.upstreamStates,
       signIns: this.signIns,
     } = postgresAuthorizationRepositories(pool, key));
+    this.legacySessions = postgresLegacySessionRepository(pool);
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {

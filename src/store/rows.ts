@@ -7,6 +7,7 @@ import type {
   PendingAuthorization,
   RefreshTokenView,
   RegisteredClient,
+  StoredLegacySession,
   TokenEndpointAuthMethod,
   UpstreamState,
   User,
@@ -97,6 +98,18 @@ export interface CodeRow {
   grant_id: string | null;
 }
 
+export interface LegacySessionRow {
+  session_id_hash: string;
+  user_id: string;
+  forgejo_login: string;
+  grant_id: string;
+  client_id: string;
+  initialize_params: string;
+  protocol_version: string;
+  created_at: number;
+  last_used_at: number;
+}
+
 /** The grant's columns as GRANT_COLUMNS selects them beside a token's. */
 export interface GrantColumns {
   grant_id: string;
@@ -185,6 +198,24 @@ export function codeInsertValues(code: AuthorizationCode): unknown[] {
     code.scope,
     code.createdAt,
     code.expiresAt,
+  ];
+}
+
+/** The columns legacySessionInsertValues fills, in its order. */
+export const LEGACY_SESSION_INSERT_COLUMNS = `session_id_hash, user_id, forgejo_login, grant_id, client_id, initialize_params,
+  protocol_version, created_at, last_used_at`;
+
+export function legacySessionInsertValues(session: StoredLegacySession): unknown[] {
+  return [
+    session.sessionIdHash,
+    session.userId,
+    session.forgejoLogin,
+    session.grantId,
+    session.clientId,
+    session.initializeParams,
+    session.protocolVersion,
+    session.createdAt,
+    session.lastUsedAt,
   ];
 }
 
@@ -292,5 +323,19 @@ export function refreshTokenFromRow(row: RefreshRow): RefreshTokenView {
     successorSealed: row.successor_sealed,
     successorRotated: row.successor_rotated_at !== null,
     credentialRevoked: row.credential_revoked_at !== null,
+  };
+}
+
+export function legacySessionFromRow(row: LegacySessionRow): StoredLegacySession {
+  return {
+    sessionIdHash: row.session_id_hash,
+    userId: row.user_id,
+    forgejoLogin: row.forgejo_login,
+    grantId: row.grant_id,
+    clientId: row.client_id,
+    initializeParams: row.initialize_params,
+    protocolVersion: row.protocol_version,
+    createdAt: row.created_at,
+    lastUsedAt: row.last_used_at,
   };
 }

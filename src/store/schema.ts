@@ -130,17 +130,37 @@ const MIGRATIONS: readonly string[] = [
     checked_at INTEGER NOT NULL
   );
   `,
+  // 4: shared mode's legacy-era sessions, so that a restarted broker or another replica carries them on.
+  `
+  CREATE TABLE legacy_sessions (
+    session_id_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    forgejo_login TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    initialize_params TEXT NOT NULL,
+    protocol_version TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL
+  );
+  CREATE INDEX legacy_sessions_user ON legacy_sessions (user_id);
+  CREATE INDEX legacy_sessions_last_used ON legacy_sessions (last_used_at);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-/** Brings the database up to SCHEMA_VERSION; refuses a database from a newer broker. */
-export function migrate(db: Database.Database): void {
+/**
+ * Brings the database up to SCHEMA_VERSION; refuses a database from a newer
+ * broker. `target` stops earlier, to build a database as an older broker left
+ * it (the migration tests).
+ */
+export function migrate(db: Database.Database, target: number = SCHEMA_VERSION): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
     throw new Error(`database schema version ${current} is newer than this broker's ${SCHEMA_VERSION}`);
   }
-  for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
+  for (let version = current + 1; version <= target; version++) {
     const sql = MIGRATIONS[version - 1] as string;
     db.transaction(() => {
       db.exec(sql);

@@ -8,12 +8,14 @@ import { sqliteAuthorizationRepositories } from './sqlite-authorization.js';
 import { SqliteConnection } from './sqlite-connection.js';
 import { sqliteCredentialRepositories } from './sqlite-credentials.js';
 import { sqliteGrantRepositories } from './sqlite-grants.js';
+import { sqliteLegacySessionRepository } from './sqlite-sessions.js';
 import type {
   AuthorizationCodeRepository,
   ClientRepository,
   ConsentRepository,
   ForgejoCredentialRepository,
   GrantRepository,
+  LegacySessionRepository,
   PendingAuthorizationRepository,
   PurgeResult,
   SignInRepository,
@@ -89,6 +91,7 @@ class SqliteStore implements Store {
   readonly codes: AuthorizationCodeRepository;
   readonly grants: GrantRepository;
   readonly signIns: SignInRepository;
+  readonly legacySessions: LegacySessionRepository;
 
   constructor(db: Database.Database, key: Buffer) {
     const connection = new SqliteConnection(db);
@@ -102,6 +105,7 @@ class SqliteStore implements Store {
       upstreamStates: this.upstreamStates,
       signIns: this.signIns,
     } = sqliteAuthorizationRepositories(connection, key));
+    this.legacySessions = sqliteLegacySessionRepository(connection);
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {

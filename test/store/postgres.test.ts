@@ -15,7 +15,20 @@ import { openPostgresStore, type PostgresStoreOptions } from '../../src/store/po
 import { MIGRATIONS_TABLE, POSTGRES_SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import type { Store } from '../../src/store/store.js';
 import { eventually } from '../support/host.js';
-import { client, code, describeStore, gate, grant, pair, seedGrant, type StoreBackend, T0, tokens, user } from './store-contract.js';
+import {
+  client,
+  code,
+  describeStore,
+  gate,
+  grant,
+  legacySession,
+  pair,
+  seedGrant,
+  type StoreBackend,
+  T0,
+  tokens,
+  user,
+} from './store-contract.js';
 
 const DATABASE_URL = process.env.BROKER_TEST_DATABASE_URL?.trim() ?? '';
 const SKIP = process.env.BROKER_TEST_POSTGRES === 'skip';
@@ -175,6 +188,15 @@ function describePostgres(databaseUrl: string): void {
 
         await b.signIns.create({ tokenHash: 'si', userId: user.userId, createdAt: T0, expiresAt: T0 + 1000 });
         assert.equal(await a.signIns.findUserId('si', T0), user.userId);
+
+        // A legacy session started on one replica carries on on the other.
+        await a.legacySessions.save(legacySession('sess'));
+        assert.deepEqual(await b.legacySessions.find('sess'), legacySession('sess'));
+        await b.legacySessions.touch('sess', T0 + 60_000);
+        await a.legacySessions.touch('sess', T0 + 30_000);
+        assert.equal((await b.legacySessions.find('sess'))?.lastUsedAt, T0 + 60_000);
+        assert.equal(await b.legacySessions.deleteOfUser(user.userId), 1);
+        assert.equal(await a.legacySessions.find('sess'), undefined);
       });
     });
 

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { SCHEMA_VERSION } from '../../src/store/schema.js';
+import { migrate, SCHEMA_VERSION } from '../../src/store/schema.js';
 import { DATABASE_FILE, openSqliteStore } from '../../src/store/sqlite.js';
 import { freshDataDirs } from '../support/host.js';
-import { describeStore, type StoreBackend, withStore } from './store-contract.js';
+import { client, describeStore, legacySession, type StoreBackend, T0, user, withStore } from './store-contract.js';
 
 const freshDir = freshDataDirs('broker-store-test-');
 
@@ -41,6 +41,61 @@ describe('sqlite store', () => {
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('migrates a version 3 database to version 4, keeping its rows and adding legacy sessions', async () => {
+    const dir = await sqlite.fresh();
+    const key = randomBytes(32);
+    await mkdir(dir, { recursive: true });
+    const older = new Database(join(dir, DATABASE_FILE));
+    try {
+      migrate(older, 3);
+      assert.equal(older.pragma('user_version', { simple: true }), 3, 'as a version 3 broker left it');
+      older
+        .prepare(
+          `INSERT INTO clients (client_id, client_secret_hash, token_endpoint_auth_method, redirect_uris, grant_types,
+             client_name, client_uri, created_at, first_sign_in_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          client.clientId,
+          null,
+          client.tokenEndpointAuthMethod,
+          JSON.stringify(client.redirectUris),
+          JSON.stringify(client.grantTypes),
+          client.clientName,
+          null,
+          T0,
+          null,
+        );
+      older
+        .prepare('INSERT INTO users (user_id, forgejo_login, created_at, updated_at) VALUES (?, ?, ?, ?)')
+        .run(user.userId, 'alice', T0, T0);
+      older.prepare('INSERT INTO consents (user_id, client_id, created_at) VALUES (?, ?, ?)').run(user.userId, client.clientId, T0);
+      older
+        .prepare('INSERT INTO sign_ins (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
+        .run('si', user.userId, T0, T0 + 1000);
+    } finally {
+      older.close();
+    }
+
+    await withStore(sqlite, dir, key, async (store) => {
+      assert.deepEqual(await store.clients.find(client.clientId), client);
+      assert.deepEqual(await store.users.find(user.userId), user);
+      assert.equal(await store.consents.has(user.userId, client.clientId), true);
+      assert.equal(await store.signIns.findUserId('si', T0), user.userId);
+      await store.legacySessions.save(legacySession('sess-1'));
+      assert.deepEqual(await store.legacySessions.find('sess-1'), legacySession('sess-1'));
+    });
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    try {
+      assert.equal(db.pragma('user_version', { simple: true }), 4);
+      const indexes = db
+        .prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'legacy_sessions' AND sql IS NOT NULL`)
+        .all();
+      assert.deepEqual(indexes.map((row) => (row as { name: string }).name).sort(), ['legacy_sessions_last_used', 'legacy_sessions_user']);
     } finally {
       db.close();
     }

@@ -10,7 +10,15 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 
 import { isBrokerError } from '../../src/errors/errors.js';
-import type { AuthorizationCode, Grant, PendingAuthorization, RegisteredClient, Store, TokenHashes } from '../../src/store/store.js';
+import type {
+  AuthorizationCode,
+  Grant,
+  PendingAuthorization,
+  RegisteredClient,
+  Store,
+  StoredLegacySession,
+  TokenHashes,
+} from '../../src/store/store.js';
 
 export const T0 = 1_800_000_000_000;
 export const HOUR = 3_600_000;
@@ -105,6 +113,20 @@ export function pair(suffix: string): TokenHashes {
     accessExpiresAt: T0 + HOUR,
     refreshTokenHash: `rt-${suffix}`,
     refreshExpiresAt: T0 + 24 * HOUR,
+  };
+}
+
+export function legacySession(sessionIdHash: string, userId: string = user.userId): StoredLegacySession {
+  return {
+    sessionIdHash,
+    userId,
+    forgejoLogin: userId === user.userId ? user.forgejoLogin : `login-${userId}`,
+    grantId: 'g-session',
+    clientId: client.clientId,
+    initializeParams: JSON.stringify({ protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'c', version: '1' } }),
+    protocolVersion: '2025-03-26',
+    createdAt: T0,
+    lastUsedAt: T0,
   };
 }
 
@@ -494,6 +516,122 @@ export function describeStore(name: string, backend: StoreBackend): void {
         assert.equal(await store.signIns.findUserId('si3', T0), user.userId);
         assert.deepEqual(await store.pendingAuthorizations.find('p3', T0), pending('p3'));
         assert.deepEqual(await store.codes.consume('code-g', T0), { status: 'replayed', grantId: 'g6' });
+      });
+    });
+
+    describe('legacy sessions', () => {
+      it('saves a session and finds it by the hash of its id, as saved', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          assert.deepEqual(await store.legacySessions.find('sess-1'), legacySession('sess-1'));
+          assert.equal(await store.legacySessions.find('sess-unknown'), undefined);
+        });
+      });
+
+      it('replaces the record of a session saved again under the same id', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          const replacement: StoredLegacySession = {
+            ...legacySession('sess-1', '43'),
+            grantId: 'g-other',
+            clientId: 'client-2',
+            initializeParams: '{"protocolVersion":"2024-11-05"}',
+            protocolVersion: '2024-11-05',
+            createdAt: T0 + 10,
+            lastUsedAt: T0 + 20,
+          };
+          await store.legacySessions.save(replacement);
+          assert.deepEqual(await store.legacySessions.find('sess-1'), replacement);
+          assert.equal(await store.legacySessions.deleteOfUser(user.userId), 0, 'nothing is left under the first user');
+        });
+      });
+
+      it('moves lastUsedAt forward on touch, never back', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          await store.legacySessions.touch('sess-1', T0 + 60_000);
+          assert.equal((await store.legacySessions.find('sess-1'))?.lastUsedAt, T0 + 60_000);
+          await store.legacySessions.touch('sess-1', T0 + 30_000);
+          await store.legacySessions.touch('sess-1', T0 + 60_000);
+          const touched = await store.legacySessions.find('sess-1');
+          assert.equal(touched?.lastUsedAt, T0 + 60_000, 'an older touch changes nothing');
+          assert.deepEqual(touched, { ...legacySession('sess-1'), lastUsedAt: T0 + 60_000 }, 'only lastUsedAt moved');
+          await store.legacySessions.touch('sess-unknown', T0 + 60_000);
+          assert.equal(await store.legacySessions.find('sess-unknown'), undefined, 'touching an unknown session creates none');
+        });
+      });
+
+      it('keeps the latest of concurrent touches', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          const times = Array.from({ length: CONCURRENCY }, (_, i) => T0 + (i + 1) * 1000);
+          await Promise.all([...times].reverse().map((at) => store.legacySessions.touch('sess-1', at)));
+          assert.equal((await store.legacySessions.find('sess-1'))?.lastUsedAt, T0 + CONCURRENCY * 1000);
+        });
+      });
+
+      it('deletes a session idempotently, and only that one', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          await store.legacySessions.save(legacySession('sess-2'));
+          await store.legacySessions.delete('sess-1');
+          await store.legacySessions.delete('sess-1');
+          await store.legacySessions.delete('sess-unknown');
+          assert.equal(await store.legacySessions.find('sess-1'), undefined);
+          assert.deepEqual(await store.legacySessions.find('sess-2'), legacySession('sess-2'));
+        });
+      });
+
+      it("deletes every session of one user, counting them, and no one else's", async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          await store.legacySessions.save(legacySession('sess-2'));
+          await store.legacySessions.save(legacySession('sess-3', '43'));
+          assert.equal(await store.legacySessions.deleteOfUser(user.userId), 2);
+          assert.equal(await store.legacySessions.find('sess-1'), undefined);
+          assert.equal(await store.legacySessions.find('sess-2'), undefined);
+          assert.deepEqual(await store.legacySessions.find('sess-3'), legacySession('sess-3', '43'));
+          assert.equal(await store.legacySessions.deleteOfUser(user.userId), 0, 'nothing left to delete');
+          assert.equal(await store.legacySessions.deleteOfUser('nobody'), 0);
+        });
+      });
+
+      it('forgets sessions last used before the cut-off, counting them; one used at the cut-off stays', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save({ ...legacySession('sess-old'), lastUsedAt: T0 - 1 });
+          await store.legacySessions.save({ ...legacySession('sess-at'), lastUsedAt: T0 });
+          await store.legacySessions.save({ ...legacySession('sess-new', '43'), lastUsedAt: T0 + 1 });
+          // Created long ago but touched since: the last use counts, not the creation.
+          await store.legacySessions.save({ ...legacySession('sess-touched'), createdAt: T0 - HOUR, lastUsedAt: T0 - HOUR });
+          await store.legacySessions.touch('sess-touched', T0 + 5);
+          assert.equal(await store.legacySessions.deleteUnusedSince(T0), 1);
+          assert.equal(await store.legacySessions.find('sess-old'), undefined);
+          assert.ok(await store.legacySessions.find('sess-at'));
+          assert.ok(await store.legacySessions.find('sess-new'));
+          assert.ok(await store.legacySessions.find('sess-touched'));
+          assert.equal(await store.legacySessions.deleteUnusedSince(T0), 0, 'nothing more at the same cut-off');
+          assert.equal(await store.legacySessions.deleteUnusedSince(T0 + 2), 2, 'the sessions last used at T0 and T0 + 1');
+          assert.ok(await store.legacySessions.find('sess-touched'));
+        });
+      });
+
+      it('leaves sessions to deleteUnusedSince: purge keeps them', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          await store.purge(T0 + 100 * HOUR, T0 + 100 * HOUR);
+          assert.deepEqual(await store.legacySessions.find('sess-1'), legacySession('sess-1'));
+        });
+      });
+
+      it('keeps sessions across a restart', async () => {
+        const location = await backend.fresh();
+        await withStore(backend, location, key, async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          await store.legacySessions.touch('sess-1', T0 + 60_000);
+        });
+        await withStore(backend, location, key, async (store) => {
+          assert.deepEqual(await store.legacySessions.find('sess-1'), { ...legacySession('sess-1'), lastUsedAt: T0 + 60_000 });
+        });
       });
     });
 

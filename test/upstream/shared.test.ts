@@ -11,7 +11,14 @@ import type { UpstreamProcesses } from '../../src/upstream/processes.js';
 import { E2E_USERS, e2eUser, standinUpstreamCommandLine, startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
 import { tokenFingerprint } from '../support/forgejo.js';
 import { childProcesses, eventually } from '../support/host.js';
-import { E2EOAuthProvider, forgejoTokenFingerprint, getMe, signInWithSdk, text } from '../support/mcp-clients.js';
+import {
+  connect as connectSignedIn,
+  E2EOAuthProvider,
+  forgejoTokenFingerprint,
+  getMe,
+  signInWithSdk,
+  text,
+} from '../support/mcp-clients.js';
 import { TestBrowser } from '../support/oauth.js';
 import { standinChildCommand } from '../../src/demo.js';
 
@@ -198,4 +205,48 @@ test("the upstream answering 401 for one user (their grant revoked at Forgejo) e
 
   assert.deepEqual(await getMe(other.client), { login: dave.login, id: dave.id }, 'dave goes on');
   assert.equal(harness.broker.upstream?.processes?.restarts, 0);
+});
+
+test('a legacy session is state: after a broker restart its client carries on with the same session; one the client ended stays ended', async (t) => {
+  const harness = await startBroker({
+    wiring: 'signed-in',
+    name: 'shared-restart',
+    users: E2E_USERS,
+    childCommand: standinChildCommand({ testTools: true }),
+    env: {
+      BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: true }),
+      FORGEJO_SCOPES: 'read:user read:repository write:issue',
+      BROKER_RATE_LIMIT: '1000',
+    },
+  });
+  t.after(() => harness.close());
+  const mcpUrl = new URL(`${harness.url}/mcp`);
+  const erin = e2eUser('erin');
+  const provider = new E2EOAuthProvider({ clientName: 'shared restart' });
+  const kept = await signInWithSdk(mcpUrl, provider, new TestBrowser(), erin);
+  const ended = await connectSignedIn(mcpUrl, provider);
+  t.after(() => Promise.all([kept.client.close(), ended.client.close()]));
+  const keptId = kept.transport.sessionId;
+  const endedId = ended.transport.sessionId;
+  assert.deepEqual(await getMe(kept.client), { login: erin.login, id: erin.id });
+  await ended.transport.terminateSession();
+
+  await harness.restart();
+  assert.equal(harness.broker.legacy.active, 0, 'a new broker process');
+  assert.deepEqual(await getMe(kept.client), { login: erin.login, id: erin.id });
+  assert.equal(kept.transport.sessionId, keptId, 'the same session, no new initialize');
+  assert.deepEqual(harness.broker.legacy.sessionIdsOf(String(erin.id)), [keptId]);
+
+  const endedAgain = await fetch(mcpUrl, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${provider.tokens()?.access_token ?? ''}`,
+      'Content-Type': 'application/json',
+      Accept: 'application/json, text/event-stream',
+      'Mcp-Session-Id': endedId ?? '',
+      'MCP-Protocol-Version': '2025-11-25',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  assert.equal(endedAgain.status, 404, 'a session its client ended is not carried on');
 });
