@@ -1,7 +1,7 @@
 import { SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
 import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
-import { errorMessage, isBrokerError } from '../errors/errors.js';
+import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { Child, ChildExit } from '../pool/child.js';
@@ -169,6 +169,8 @@ export class UpstreamSession implements Child {
   }
 
   async #open(url: URL): Promise<StreamableHTTPClientTransport> {
+    // Stopped while the upstream was awaited: a transport opened now would outlive the session (its GET stream reconnecting forever).
+    if (this.#stopping !== undefined) throw new BrokerError('not_found', 'The MCP session ended');
     const transport = new StreamableHTTPClientTransport(url, {
       authProvider: {
         token: () => Promise.resolve(this.#token),

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { auth, SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { ENCRYPTION_KEY_FILE } from '../../src/store/encryption-key.js';
-import { E2EBroker, e2eUser, type WireEntry } from '../support/brokers.js';
+import { E2EBroker, e2eUser, TEST_UPSTREAM, type WireEntry } from '../support/brokers.js';
 import { CLIENT_REDIRECT, ClientMetadataServer, TestBrowser } from '../support/oauth.js';
 import { tokenFingerprint } from '../support/forgejo.js';
 import {
@@ -264,7 +264,7 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     await Promise.all([disconnect(a), disconnect(b)]);
   });
 
-  it('a broker restart in the middle: the same client re-initialises on 404 and goes on as the same user, no new sign-in; its refresh token works after the restart', async () => {
+  it('a broker restart in the middle: the same client re-initialises on 404 (in shared mode: keeps its session) and goes on as the same user, no new sign-in; its refresh token works after the restart', async () => {
     const user = e2eUser('carol');
     const provider = new E2EOAuthProvider({ clientName: 'E2E restart client' });
     const legacy = track(await signInWithSdk(e2e.mcpUrl, provider, new TestBrowser(), user));
@@ -292,23 +292,32 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     assert.equal(e2e.generation, 2);
     assert.deepEqual(await readFile(join(e2e.dataDir, ENCRYPTION_KEY_FILE)), key, 'the same generated key file');
 
-    // Legacy era: the old session is gone, the next call is a 404 ...
-    await assert.rejects(getMe(legacy.client), (error: unknown) => {
-      assert.ok(error instanceof SdkHttpError, String(error));
-      assert.equal(error.status, 404);
-      return true;
-    });
-    assert.equal(e2e.wire.filter((entry) => entry.generation === 2 && entry.path === '/mcp').at(-1)?.status, 404);
-    // ... and the host re-initialises: the same Client, the same provider and tokens, a new transport.
-    await legacy.client.close();
-    const again = new StreamableHTTPClientTransport(e2e.mcpUrl, { authProvider: provider });
-    await legacy.client.connect(again);
-    const reconnected = track({ client: legacy.client, transport: again });
-    assert.ok(again.sessionId);
-    assert.notEqual(again.sessionId, oldSession);
-    assert.deepEqual(await getMe(reconnected.client), { login: 'carol', id: user.id });
+    let reconnected: Connected = legacy;
+    if (TEST_UPSTREAM === 'http') {
+      // Shared mode: the session is state in the store; the new broker carries it on, the client notices nothing.
+      assert.deepEqual(await getMe(legacy.client), { login: 'carol', id: user.id });
+      assert.equal(legacy.transport.sessionId, oldSession);
+    } else {
+      // stdio: the old session (its child) is gone, the next call is a 404 ...
+      await assert.rejects(getMe(legacy.client), (error: unknown) => {
+        assert.ok(error instanceof SdkHttpError, String(error));
+        assert.equal(error.status, 404);
+        return true;
+      });
+      assert.equal(e2e.wire.filter((entry) => entry.generation === 2 && entry.path === '/mcp').at(-1)?.status, 404);
+      // ... and the host re-initialises: the same Client, the same provider and tokens, a new transport.
+      await legacy.client.close();
+      const again = new StreamableHTTPClientTransport(e2e.mcpUrl, { authProvider: provider });
+      await legacy.client.connect(again);
+      reconnected = track({ client: legacy.client, transport: again });
+      assert.ok(again.sessionId);
+      assert.notEqual(again.sessionId, oldSession);
+      assert.deepEqual(await getMe(reconnected.client), { login: 'carol', id: user.id });
+    }
     // The child got carol's Forgejo credential from the store (decrypted with the same key), unchanged.
     assert.equal(await forgejoTokenFingerprint(reconnected.client), fingerprint);
+
+    const sessionAfterRestart = reconnected.transport.sessionId;
 
     // 2026-07-28 era: nothing to re-initialise, the client just goes on.
     assert.deepEqual(await getMe(modern.client), { login: 'carol', id: user.id });
@@ -346,7 +355,7 @@ describe('sign-in end to end: the MCP SDK client through the production broker',
     assert.notEqual(refreshed.access_token, tokensBefore?.access_token);
     assert.notEqual(refreshed.refresh_token, tokensBefore?.refresh_token, 'the refresh token rotated');
     // The session is bound to the grant, which the refresh keeps: same session, same child.
-    assert.equal(again.sessionId, reconnected.transport.sessionId);
+    assert.equal(reconnected.transport.sessionId, sessionAfterRestart);
     assert.equal(await forgejoTokenFingerprint(reconnected.client), fingerprint);
     assert.deepEqual(await getMe(modern.client), { login: 'carol', id: user.id });
     assert.equal(provider.authorizations.length, signIns.sdkAuthorizations, 'still no new sign-in');

@@ -250,3 +250,25 @@ test('a legacy session is state: after a broker restart its client carries on wi
   });
   assert.equal(endedAgain.status, 404, 'a session its client ended is not carried on');
 });
+
+test('BROKER_UPSTREAM_PROCESSES: users are spread over the processes, each user always on the same one', async (t) => {
+  const broker = await startBroker({ upstream: 'http', upstreamProcesses: 3 });
+  t.after(() => broker.close());
+  const users = Array.from({ length: 12 }, () => broker.addUser());
+  for (const user of users) {
+    const client = await connect(broker, user, 'legacy');
+    assert.equal(await forgejoTokenFingerprint(client), tokenFingerprint(user.forgejoToken));
+    await client.close();
+    const again = await connect(broker, user, 'auto');
+    assert.equal(await forgejoTokenFingerprint(again), tokenFingerprint(user.forgejoToken));
+    await again.close();
+  }
+  const processes = processesOf(broker);
+  assert.equal(processes.pids.length, 3);
+  const seen = await Promise.all(
+    processes.urls.map(async (url) => ((await (await fetch(new URL('/stats', url))).json()) as UpstreamStats).tokensSeen),
+  );
+  assert.equal(seen.flat().length, 12, 'each token reached exactly one process');
+  assert.ok(seen.filter((tokens) => tokens.length > 0).length >= 2, 'more than one process serves users');
+  assert.deepEqual(childProcesses(process.pid, STANDIN_MARKER).sort(), [...processes.pids].sort());
+});
