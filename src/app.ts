@@ -31,6 +31,7 @@ import { openBrokerAuth } from './oauth/setup.js';
 import type { SpawnFunc } from './pool/child.js';
 import type { LegacySessionRepository } from './store/store.js';
 import { ChannelPool } from './pool/pool.js';
+import { ReplicaForwarder } from './replicas/forward.js';
 import { ReplicaRegistry } from './replicas/registry.js';
 import { processSpawner } from './supervisor/child.js';
 import { ExternalUpstream, type UpstreamEndpoint } from './upstream/endpoint.js';
@@ -170,6 +171,8 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     keepAliveMs: STREAM_KEEP_ALIVE_MS,
     replicaId,
   });
+  // Several replicas: what belongs to another one (its sessions, its parked calls, its users) is forwarded there.
+  const forwarder = auth.forwardingKey === undefined ? undefined : new ReplicaForwarder(replicaId, auth.forwardingKey);
   const endpoint: McpEndpoint = new McpEndpoint({
     publicUrl: config.publicUrl,
     allowedOrigins: config.allowedOrigins,
@@ -179,6 +182,9 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     maxBodyBytes: config.maxBodyBytes,
     retryAfterSeconds: RETRY_AFTER_SECONDS,
     draining: (): boolean => server.draining,
+    ...(forwarder === undefined || auth.replicas === undefined
+      ? {}
+      : { fleet: { selfId: replicaId, view: auth.replicas, forwarder, sessionsOutliveOwners: upstream !== undefined } }),
   });
   const server: BrokerServer = new BrokerServer({
     publicUrl: config.publicUrl,
@@ -238,6 +244,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     await stopSessions();
     await upstream?.stop();
     await server.closeConnections();
+    forwarder?.close();
     await metricsListener?.close();
     await auth.close?.();
   };
