@@ -3,6 +3,7 @@
  * (cli.ts, demo.ts) and by every test, which pass fakes for the parts they
  * replace. The stop order lives here too.
  */
+import { randomBytes } from 'node:crypto';
 import type { Server as NetServer } from 'node:net';
 import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
 import { ConfigError, requireForgejo, type Config } from './config/config.js';
@@ -71,6 +72,8 @@ export interface RunningBroker {
   readonly metrics: BrokerMetrics;
   /** Where /metrics is served when BROKER_METRICS_LISTEN is set. */
   readonly metricsUrl: string | undefined;
+  /** This process's id among the replicas (in front of its session ids and request states). */
+  readonly replicaId: string;
   /** Shared mode: the upstream the sessions go to (the processes, when the broker runs them). */
   readonly upstream: SharedUpstream | undefined;
   /** The middle step of `stop`: every session and channel ends, new ones are refused; HTTP still answers. */
@@ -95,6 +98,8 @@ export async function createBroker(parts: BrokerParts): Promise<RunningBroker> {
 async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): Promise<RunningBroker> {
   const { config, log } = parts;
   const metrics = new BrokerMetrics();
+  // This process among the replicas: in front of its session ids and request states, so any replica knows where they live.
+  const replicaId = randomBytes(6).toString('hex');
   const processes: SpawnFunc = (spec) => {
     if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required to start children');
     return processSpawner({
@@ -136,6 +141,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     log,
     initTimeoutMs: config.initTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
+    replicaId,
     events: metrics,
     now: clock,
     // Shared mode: a session is state, carried on by the next broker process (or another replica).
@@ -148,6 +154,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     inputTimeoutMs: config.requestTimeoutMs,
     serverInfo: BROKER_INFO,
     keepAliveMs: STREAM_KEEP_ALIVE_MS,
+    replicaId,
   });
   const endpoint: McpEndpoint = new McpEndpoint({
     publicUrl: config.publicUrl,
@@ -227,6 +234,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     server,
     metrics,
     metricsUrl: metricsListener?.url,
+    replicaId,
     upstream,
     stopSessions,
     stop: () => (stopping ??= stop()),

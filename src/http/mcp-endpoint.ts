@@ -3,9 +3,12 @@ import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
-import type { LegacyFront } from '../legacy/front.js';
+import { sessionOwner, type LegacyFront } from '../legacy/front.js';
 import type { ModernFront } from '../modern/front.js';
+import { RequestStateCodec } from '../modern/request-state.js';
 import { validateModernRequest } from '../modern/validate.js';
+import type { FleetView, ReplicaInfo } from '../replicas/fleet.js';
+import { rendezvousOwner, type ReplicaForwarder } from '../replicas/forward.js';
 import { parseJsonBody, readBody } from './body.js';
 import { sendBrokerError, sendJsonRpcError, toBrokerError } from './errors.js';
 
@@ -24,6 +27,17 @@ export interface McpEndpointOptions {
   readonly retryAfterSeconds: number;
   /** True once the broker is stopping: new requests are refused with 503. */
   readonly draining: () => boolean;
+  /** Several replicas: requests that belong to another one are forwarded there. Absent: one broker. */
+  readonly fleet?: Fleet;
+}
+
+/** This replica among the others, for routing. */
+export interface Fleet {
+  readonly selfId: string;
+  readonly view: FleetView;
+  readonly forwarder: ReplicaForwarder;
+  /** Shared mode: a legacy session whose owner is gone is carried on here (it is state); else it is gone with its owner's child. */
+  readonly sessionsOutliveOwners: boolean;
 }
 
 /**
@@ -105,10 +119,20 @@ export class McpEndpoint {
     }
     try {
       if (this.#options.draining()) throw new BrokerError('unavailable', 'The broker is shutting down');
+      const forwardable = this.#forwardable(req);
+      let raw: Buffer | undefined;
+      // Session traffic goes to the replica whose session it is, before anything else is spent on it here.
+      const owner = forwardable ? this.#sessionOwner(req) : undefined;
+      if (owner !== undefined) {
+        raw = await this.#readRaw(req);
+        if (await this.#forward(owner, req, res, raw)) return;
+        if (!this.#options.fleet?.sessionsOutliveOwners) throw new BrokerError('not_found', 'Session not found');
+      }
       const principal = await authenticateBearer(req, res, this.#options.authenticator);
       if (principal === undefined) return;
-      const body = req.method === 'POST' ? parseJsonBody(await readBody(req, this.#options.maxBodyBytes)) : undefined;
-      await this.#dispatch(req, res, principal, body);
+      raw ??= await this.#readRaw(req);
+      const body = raw === undefined ? undefined : parseJsonBody(raw);
+      await this.#dispatch(req, res, principal, body, forwardable ? raw : undefined);
     } catch (thrown) {
       const error = toBrokerError(thrown);
       if (error === undefined) throw thrown;
@@ -126,7 +150,13 @@ export class McpEndpoint {
    * carrying the per-request `_meta` envelope is served statelessly; anything
    * else (initialize, session traffic, GET, DELETE) is the legacy session path.
    */
-  async #dispatch(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
+  async #dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    principal: Principal,
+    body: unknown,
+    forwardableBody: Buffer | undefined,
+  ): Promise<void> {
     const outcome = classifyInboundRequest({
       httpMethod: req.method ?? 'GET',
       protocolVersionHeader: single(req.headers['mcp-protocol-version']),
@@ -157,7 +187,64 @@ export class McpEndpoint {
       sendJsonRpcError(res, rejection.httpStatus, rejection.code, rejection.message, {}, { id, data: rejection.data });
       return;
     }
+    // A user's 2026-07-28 traffic has one owner in the fleet (one child, one tool list); a retry goes where its call is parked.
+    const owner = forwardableBody === undefined ? undefined : this.#modernOwner(principal, outcome.message.params);
+    if (owner !== undefined && (await this.#forward(owner, req, res, forwardableBody))) return;
     await this.#options.modern.handle(req, res, principal, outcome.message);
+  }
+
+  /** Whether this request may still be forwarded: one forwarded here already is served here, never sent on. */
+  #forwardable(req: IncomingMessage): boolean {
+    const fleet = this.#options.fleet;
+    if (fleet === undefined) return false;
+    const mark = fleet.forwarder.mark(req);
+    if (mark.kind === 'invalid') {
+      throw new BrokerError(
+        'forbidden',
+        'Forbidden: a forwarded request failed the replica check (is BROKER_ENCRYPTION_KEY the same on every replica?)',
+      );
+    }
+    return mark.kind === 'none';
+  }
+
+  /** The live replica that owns the request's legacy session, when that is another one. */
+  #sessionOwner(req: IncomingMessage): ReplicaInfo | undefined {
+    const sessionId = single(req.headers['mcp-session-id']);
+    const owner = sessionId === undefined ? undefined : sessionOwner(sessionId);
+    return this.#other(owner);
+  }
+
+  #modernOwner(principal: Principal, params: { readonly [key: string]: unknown } | undefined): ReplicaInfo | undefined {
+    const fleet = this.#options.fleet;
+    if (fleet === undefined) return undefined;
+    const state = params?.requestState;
+    if (typeof state === 'string') return this.#other(RequestStateCodec.ownerOf(state));
+    const reachable = fleet.view.live().filter((replica) => replica.id === fleet.selfId || replica.url !== undefined);
+    return this.#other(rendezvousOwner(principal.userId, reachable)?.id);
+  }
+
+  /** A live replica other than this one that can be reached; undefined for this one, a gone one, or none. */
+  #other(id: string | undefined): ReplicaInfo | undefined {
+    const fleet = this.#options.fleet;
+    if (fleet === undefined || id === undefined || id === fleet.selfId) return undefined;
+    const replica = fleet.view.find(id);
+    return replica?.url === undefined ? undefined : replica;
+  }
+
+  /** Forwards to the owner; false (nothing sent) when it cannot be reached: it died since its last heartbeat. */
+  async #forward(owner: ReplicaInfo, req: IncomingMessage, res: ServerResponse, raw: Buffer | undefined): Promise<boolean> {
+    const fleet = this.#options.fleet;
+    if (fleet === undefined || owner.url === undefined) return false;
+    try {
+      await fleet.forwarder.forward(req, res, owner.url, raw);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async #readRaw(req: IncomingMessage): Promise<Buffer | undefined> {
+    return req.method === 'POST' ? readBody(req, this.#options.maxBodyBytes) : undefined;
   }
 
   #challenge(error?: string, description?: string): string {

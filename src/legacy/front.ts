@@ -28,6 +28,8 @@ export interface LegacyFrontOptions {
   readonly sessionStore?: LegacySessionRepository;
   /** A stored session unused this long is not carried on (the idle timeout). */
   readonly idleTimeoutMs: number;
+  /** This replica's id, in front of every session id it mints (`<replica>.<random>`): any replica knows the owner without asking the store. */
+  readonly replicaId: string;
   readonly now?: () => number;
 }
 
@@ -145,7 +147,7 @@ export class LegacyFront {
    * refused is a 401 before the transport runs.
    */
   async #startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
-    const sessionId = newSessionId();
+    const sessionId = `${this.#options.replicaId}.${newSessionId()}`;
     const { session } = await this.#newSession(sessionId, principal, (live) => this.#store(live, principal, body));
     // Covers the whole start: a child that never answers the initialize, a client that never comes back.
     const initTimer = setTimeout(() => void session.close('init_timeout'), this.#options.initTimeoutMs);
@@ -310,6 +312,12 @@ function checkBatchAllowed(session: LegacySession): void {
 /** Session ids are stored as hashes, as tokens are: a copy of the store does not hand out live sessions. */
 function hashSessionId(sessionId: string): string {
   return createHash('sha256').update(sessionId).digest('hex');
+}
+
+/** The replica a session id names as its owner; undefined for an id without one. */
+export function sessionOwner(sessionId: string): string | undefined {
+  const dot = sessionId.indexOf('.');
+  return dot <= 0 ? undefined : sessionId.slice(0, dot);
 }
 
 /** 192 random bits, base64url: visible ASCII as the transport spec requires. */

@@ -40,6 +40,8 @@ export interface ModernFrontOptions {
   /** The broker's identity in discover results and result `_meta`. */
   readonly serverInfo: Implementation;
   readonly keepAliveMs: number;
+  /** This replica's id, in front of every `requestState` it issues (a retry landing elsewhere is forwarded here). */
+  readonly replicaId: string;
 }
 
 /** The results a client may cache (`CacheableResult` in the 2026-07-28 schema). */
@@ -68,13 +70,14 @@ const DEFAULT_CACHE_HINTS = { ttlMs: 0, cacheScope: 'private' };
  */
 export class ModernFront implements CallHost {
   readonly #parked = new Map<string, ModernCall>();
-  readonly #states = new RequestStateCodec();
+  readonly #states: RequestStateCodec;
   readonly #users: UserChannels;
 
   readonly #options: ModernFrontOptions;
 
   constructor(options: ModernFrontOptions) {
     this.#options = options;
+    this.#states = new RequestStateCodec(options.replicaId);
     this.#users = new UserChannels({
       pool: options.pool,
       log: options.log,

@@ -18,22 +18,35 @@ export interface RequestStateClaims {
 /**
  * The opaque `requestState` of the modern era's input-required results:
  * the claims, integrity-protected with HMAC-SHA-256 under a key that lives
- * only in this process (the parked calls it points to live there too).
+ * only in this process (the parked calls it points to live there too),
+ * behind the id of the replica that holds them.
  */
 export class RequestStateCodec {
   readonly #key = randomBytes(32);
+  readonly #owner: string;
+
+  /** `owner`: this replica's id, written in front of every state so another replica knows where the parked call lives. */
+  constructor(owner: string) {
+    this.#owner = owner;
+  }
+
+  /** The replica a state says its parked call lives on (unauthenticated: for routing only; the owner verifies). */
+  static ownerOf(state: string): string | undefined {
+    const owner = state.slice(0, state.indexOf('.'));
+    return owner === '' ? undefined : owner;
+  }
 
   encode(claims: RequestStateClaims): string {
     const payload = Buffer.from(
       JSON.stringify([claims.userId, claims.clientId, claims.grantId, claims.parkedId, claims.request, claims.expiresAt]),
     ).toString('base64url');
-    return `${payload}.${this.#sign(payload)}`;
+    return `${this.#owner}.${payload}.${this.#sign(payload)}`;
   }
 
-  /** The claims, if the state is authentic and unexpired; undefined otherwise. */
+  /** The claims, if the state is authentic, this replica's and unexpired; undefined otherwise. */
   decode(state: string, now: number): RequestStateClaims | undefined {
-    const [payload, signature, ...rest] = state.split('.');
-    if (payload === undefined || signature === undefined || rest.length > 0) return undefined;
+    const [owner, payload, signature, ...rest] = state.split('.');
+    if (owner !== this.#owner || payload === undefined || signature === undefined || rest.length > 0) return undefined;
     const expected = Buffer.from(this.#sign(payload));
     const given = Buffer.from(signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;

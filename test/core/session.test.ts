@@ -52,14 +52,17 @@ async function rawSession(broker: TestBroker, user: TestUser): Promise<string> {
   return sid;
 }
 
-test('initialize without a session id mints a 192-bit id, starts a child and answers through it', async (t) => {
+test("initialize without a session id mints a 192-bit id after its replica's id, starts a child and answers through it", async (t) => {
   const broker = await startBroker();
   t.after(() => broker.close());
   const alice = broker.addUser('alice');
   const { client, transport } = await broker.connect(alice);
   const sid = transport.sessionId;
   assert.ok(sid !== undefined && /^[\x21-\x7e]+$/.test(sid));
-  assert.equal(Buffer.from(sid, 'base64url').length, 24);
+  // `<replica>.<random>`: the owner replica's id, then 192 random bits.
+  const [owner, random] = sid.split('.');
+  assert.equal(owner, broker.running.replicaId);
+  assert.equal(Buffer.from(random ?? '', 'base64url').length, 24);
   assert.equal(broker.legacy.active, 1);
   const me = JSON.parse(text(await client.callTool({ name: 'get_me', arguments: {} }))) as { login: string };
   assert.equal(me.login, 'alice');
