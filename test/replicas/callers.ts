@@ -89,8 +89,6 @@ export class Caller {
   readonly notFoundAt: number[] = [];
   /** Every request the caller sent, with the replica that answered. */
   readonly answered: Answered[] = [];
-  /** The replica that answered the current session's initialize. */
-  initializedOn: number | undefined;
   /** Whether the last call came back. */
   lastOk = false;
   #client: Client | undefined;
@@ -124,7 +122,12 @@ export class Caller {
     client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: ANSWER } }));
     // Errors of the background GET stream (its replica gone, a 404) are the SDK's to handle; calls report their own.
     client.onerror = () => undefined;
-    await bounded(client.connect(transport, { timeout: CALL_BOUND_MS }), `${this.name}: connect`);
+    try {
+      await bounded(client.connect(transport, { timeout: CALL_BOUND_MS }), `${this.name}: connect`);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      throw error;
+    }
     this.#client = client;
   }
 
@@ -205,7 +208,6 @@ export class Caller {
     const response = await fetch(input, init);
     const method = typeof init?.body === 'string' ? (/"method":"([^"]+)"/.exec(init.body)?.[1] ?? 'response') : (init?.method ?? 'GET');
     const replica = this.topology.balancer.replicaOf(response.headers);
-    if (method === 'initialize' && response.ok) this.initializedOn = replica;
     this.answered.push({ method, status: response.status, replica });
     return response;
   };
