@@ -9,7 +9,7 @@
  * --quick runs every figure with a fraction of the samples (for a smoke
  * check of the harness, not for numbers); --no-profile skips the CPU
  * profiles and heap snapshots of the broker; --only runs some phases
- * (latency, sdk, start, throughput, spread, big, profile, auth, memory).
+ * (latency, sdk, start, throughput, spread, big, profile, auth, memory, shared).
  * BENCH_BROKER_CLI=/path/to/dist/src/cli.js measures another build of the
  * broker, for an A/B comparison of a change.
  */
@@ -32,7 +32,7 @@ import {
   type HttpTarget,
 } from './lib/mcp.js';
 import { RESULTS_DIR, ROOT, START_TIMER, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
-import { descendants, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
+import { availableMemory, descendants, openFds, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
 import { renderChart, renderMarkdown } from './lib/report.js';
 import { median, percentile, summarize } from './lib/stats.js';
@@ -44,6 +44,9 @@ import type {
   MemoryLevel,
   SessionStartFigure,
   ThroughputFigure,
+  UpstreamModeLevel,
+  UpstreamModeMemory,
+  UpstreamModesResults,
 } from './lib/results.js';
 import {
   benchUsers,
@@ -53,12 +56,14 @@ import {
   startSdkTransport,
   startSupergateway,
   STANDIN_ARGV,
+  STANDIN_UPSTREAM_ARGV,
   type BrokerTarget,
 } from './lib/targets.js';
+import { extrapolate, slope, slopes, upstreamOf, upstreamStats } from './lib/upstream-modes.js';
 
 const QUICK = process.argv.includes('--quick');
 const PROFILE = !process.argv.includes('--no-profile');
-/** --only=latency,sdk,start,throughput,spread,big,profile,auth,memory runs just those figures (for A/B runs of a change). */
+/** --only=latency,sdk,start,throughput,spread,big,profile,auth,memory,shared runs just those figures (for A/B runs of a change). */
 const ONLY = process.argv
   .find((arg) => arg.startsWith('--only='))
   ?.slice(7)
@@ -79,6 +84,8 @@ const PLAN = QUICK
       bigSamples: 2,
       memoryLevels: [0, 10, 40],
       memoryLatencyRequests: 100,
+      upstreamLevels: [2, 10, 40],
+      idleCpuMs: 1_000,
     }
   : {
       rounds: 3,
@@ -92,6 +99,8 @@ const PLAN = QUICK
       bigSamples: 7,
       memoryLevels: [0, 100, 1000],
       memoryLatencyRequests: 500,
+      upstreamLevels: [10, 100, 1000],
+      idleCpuMs: 3_000,
     };
 const BIG_BYTES = 10 * 1024 * 1024;
 /** Hard ceiling on the whole run: whatever happens, the harness stops everything by then. */
@@ -244,6 +253,32 @@ function throughputFigure(
   };
 }
 
+/** Trials of every target at every concurrency, interleaved trial by trial so the machine's noise falls on all of them alike. */
+async function interleavedThroughput(
+  targets: readonly { readonly name: string; readonly clients: readonly EchoClient[]; readonly cpu: CpuScope }[],
+  sessions: number,
+  concurrencies: readonly number[],
+): Promise<ThroughputFigure[]> {
+  const runs = new Map<string, (LoadResult & { cpu: CpuSample })[]>();
+  for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
+    for (const target of targets) {
+      for (const concurrency of concurrencies) {
+        const key = `${target.name}|${concurrency}`;
+        runs.set(key, [...(runs.get(key) ?? []), await throughputRun(concurrency, target.clients, target.cpu)]);
+      }
+    }
+  }
+  const figures: ThroughputFigure[] = [];
+  for (const target of targets) {
+    const own = concurrencies.map((concurrency) =>
+      throughputFigure(target.name, sessions, concurrency, runs.get(`${target.name}|${concurrency}`) ?? []),
+    );
+    log(`  ${target.name}: ${own.map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
+    figures.push(...own);
+  }
+  return figures;
+}
+
 /** A small separate process that times the child's own start (bench/servers/start-timer.ts). */
 class StartTimer {
   private constructor(private readonly proc: Proc) {}
@@ -272,15 +307,20 @@ class StartTimer {
   }
 }
 
-/** Opens `count` legacy sessions, a few at a time. */
-async function openSessions(target: HttpTarget, agent: http.Agent, count: number, parallel = 8): Promise<RawLegacyClient[]> {
+/** Opens `count` legacy sessions, a few at a time; the i-th at `target(i)` when each has its own (a user's bearer). */
+async function openSessions(
+  target: HttpTarget | ((index: number) => HttpTarget),
+  agent: http.Agent,
+  count: number,
+  parallel = 8,
+): Promise<RawLegacyClient[]> {
   const clients: RawLegacyClient[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: parallel }, async () => {
       while (next < count) {
-        next++;
-        clients.push(await RawLegacyClient.open(target, agent));
+        const index = next++;
+        clients.push(await RawLegacyClient.open(typeof target === 'function' ? target(index) : target, agent));
       }
     }),
   );
@@ -433,6 +473,265 @@ async function bigResult(
   return { timeMs, peakGrowth: peak === undefined || before === undefined ? undefined : peak - before };
 }
 
+// ---- Stdio vs shared upstream (issue 12) -----------------------------------------------------------
+
+/** One broker of the stdio-vs-shared comparison: the measuring user's two clients, and the idle users' sessions of the ladder. */
+interface ModeUnderTest {
+  readonly mode: 'stdio' | 'shared';
+  readonly broker: BrokerTarget;
+  /** A Forgejo token of the measuring user, for the stand-in without the broker. */
+  readonly forgejoToken: string;
+  readonly agent: http.Agent;
+  readonly legacy: RawLegacyClient;
+  readonly modern: RawModernClient;
+  readonly idle: RawLegacyClient[];
+  readonly levels: UpstreamModeLevel[];
+}
+
+/** The broker after a full GC, and its descendants (children, or the upstream), as they stand. */
+async function modeMemory(mode: ModeUnderTest, users: number): Promise<UpstreamModeLevel> {
+  const memory = await settledMemory(mode.broker.proc);
+  const family = childrenOf(mode.broker.proc);
+  return {
+    users,
+    measured: true,
+    brokerRss: memory.rss,
+    brokerHeap: memory.heapUsed + memory.external,
+    brokerFds: openFds(mode.broker.proc.pid),
+    processes: family.count,
+    descendantsRss: family.rss,
+  };
+}
+
+/** CPU time of a process and of its descendants over a quiet window, % of one core each. */
+async function idleCpuPercent(proc: Proc, windowMs: number): Promise<{ broker: number; descendants: number }> {
+  const scope = gatewayScope(proc);
+  const before = cpuNow(scope);
+  const t0 = performance.now();
+  await delay(windowMs);
+  const after = cpuNow({ gateway: scope.gateway, children: () => before.pids });
+  const percent = (usedUs: number): number => (usedUs / ((performance.now() - t0) * 1000)) * 100;
+  return {
+    broker: percent(after.sample.gateway - before.sample.gateway),
+    descendants: percent(after.sample.children - before.sample.children),
+  };
+}
+
+/** A ladder level: the idle CPU (a quiet window that also lets the broker settle), memory, then the c=1 latency of the measuring user's session. */
+async function modeLevel(mode: ModeUnderTest, users: number, timings: { signInMs?: number; openMs?: number }): Promise<UpstreamModeLevel> {
+  await delay(1_000);
+  const idleCpu = await idleCpuPercent(mode.broker.proc, PLAN.idleCpuMs);
+  const memory = await modeMemory(mode, users);
+  const latency = await closedLoop(() => mode.legacy.echo(), {
+    concurrency: 1,
+    maxRequests: PLAN.memoryLatencyRequests,
+    maxMs: 8_000,
+    warmup: 50,
+  });
+  const level = { ...memory, idleCpuPercent: idleCpu, latency: summarize(latency.latenciesUs), ...timings };
+  log(
+    `  ${mode.mode}: ${users} users, broker RSS ${(level.brokerRss / 2 ** 20).toFixed(1)} MiB, heap ${(level.brokerHeap / 2 ** 20).toFixed(1)} MiB, ` +
+      `${level.processes} processes of ${(level.descendantsRss / 2 ** 20).toFixed(0)} MiB, idle CPU ${idleCpu.broker.toFixed(1)} + ${idleCpu.descendants.toFixed(1)} %, ` +
+      `p50 ${level.latency.p50.toFixed(0)} µs`,
+  );
+  return level;
+}
+
+/** The two brokers of the comparison, each with its measuring user signed in and holding a legacy session. */
+async function startModes(users: readonly StandinUser[], measuringUser: StandinUser): Promise<ModeUnderTest[]> {
+  const modes: ModeUnderTest[] = [];
+  for (const upstream of [
+    { mode: 'stdio', childArgv: STANDIN_ARGV },
+    { mode: 'shared', upstreamArgv: STANDIN_UPSTREAM_ARGV },
+  ] as const) {
+    log(`starting the broker in ${upstream.mode} mode and signing its measuring user in`);
+    const broker = await startBrokerTarget(procs, { name: `broker-${upstream.mode}`, upstream, users });
+    const target: HttpTarget = { url: broker.mcpUrl, bearer: await broker.token(measuringUser) };
+    const agent = keepAliveAgent();
+    modes.push({
+      mode: upstream.mode,
+      broker,
+      forgejoToken: broker.forge.issueTokens(measuringUser.login).access_token,
+      agent,
+      legacy: await RawLegacyClient.open(target, agent),
+      modern: new RawModernClient(target, agent),
+      idle: [],
+      levels: [],
+    });
+  }
+  return modes;
+}
+
+/**
+ * Level by level, the modes alternating: sign the level's new users in, open
+ * a legacy session for each, measure. A level whose children would take more
+ * than half the memory available is extrapolated instead, and says so.
+ */
+async function ladderByUsers(
+  modes: readonly ModeUnderTest[],
+  others: readonly StandinUser[],
+): Promise<Map<ModeUnderTest, UpstreamModeLevel>> {
+  const baselines = new Map<ModeUnderTest, UpstreamModeLevel>();
+  for (const mode of modes) baselines.set(mode, await modeLevel(mode, 0, {}));
+  for (const users of PLAN.upstreamLevels) {
+    for (const mode of modes) {
+      const measured = [baselines.get(mode) as UpstreamModeLevel, ...mode.levels.filter((level) => level.measured)];
+      const last = measured[measured.length - 1] as UpstreamModeLevel;
+      const previous = measured[measured.length - 2] ?? last;
+      const needs = previous === last ? 0 : slope(previous, last).totalRss * (users - last.users);
+      if (mode.levels.some((level) => !level.measured) || needs > availableMemory() / 2) {
+        mode.levels.push(extrapolate(users, previous, last));
+        log(`  ${mode.mode}: ${users} users would need ${(needs / 2 ** 30).toFixed(1)} GiB more; extrapolated, not measured`);
+        continue;
+      }
+      const t0 = performance.now();
+      const tokens = await tokensFor(mode.broker, others.slice(mode.idle.length, users));
+      const signInMs = performance.now() - t0;
+      const t1 = performance.now();
+      mode.idle.push(...(await openSessions((i) => ({ url: mode.broker.mcpUrl, bearer: tokens[i] }), mode.agent, tokens.length)));
+      mode.levels.push(await modeLevel(mode, users, { signInMs, openMs: performance.now() - t1 }));
+    }
+  }
+  return baselines;
+}
+
+/** The ladder's end: the upstream's counters, heap snapshots (shared mode), every idle session closed, what the broker gave back. */
+async function closeLadder(mode: ModeUnderTest, baseline: UpstreamModeLevel): Promise<UpstreamModeMemory> {
+  const upstreamAtTop = mode.mode === 'shared' ? await upstreamStats(mode.broker.proc.pid) : undefined;
+  // Heap snapshots only after every RSS figure is taken: writing one grows the process's own memory.
+  const held = mode.idle.length;
+  const snapshots = PROFILE && mode.mode === 'shared' && held > 0;
+  const full = `${RESULTS_DIR}/profiles/broker-${mode.mode}-${held}-users.heapsnapshot`;
+  if (snapshots) {
+    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+    await mode.broker.proc.probe('heap-snapshot', { path: full }, 120_000);
+  }
+  await closeAll(mode.idle);
+  // What stays: the measuring user's child in stdio mode, the upstream in shared mode.
+  await childrenGone(mode.broker.proc, 1);
+  await delay(1_000);
+  const afterClose = await modeMemory(mode, 0);
+  let heapPerSession: UpstreamModeMemory['heapPerSession'];
+  if (snapshots) {
+    const empty = `${RESULTS_DIR}/profiles/broker-${mode.mode}-0-users-after-close.heapsnapshot`;
+    await mode.broker.proc.probe('heap-snapshot', { path: empty }, 120_000);
+    const growth = heapGrowth(empty, full, held);
+    heapPerSession = { total: growth.total, rows: growth.rows.slice(0, 15) };
+  }
+  return {
+    mode: mode.mode,
+    baseline,
+    levels: mode.levels,
+    slopes: slopes(mode.levels),
+    afterClose,
+    ...(heapPerSession === undefined ? {} : { heapPerSession }),
+    ...(upstreamAtTop === undefined ? {} : { upstreamStats: { atTop: upstreamAtTop, atEnd: await upstreamStats(mode.broker.proc.pid) } }),
+  };
+}
+
+/**
+ * c=1 latency and c=64 throughput on the measuring user's session, both eras,
+ * interleaved between the modes and their floors (the stand-in without the
+ * broker); then, with profiling on, where each broker's CPU goes at c=64.
+ */
+async function oneSessionFigures(
+  modes: readonly ModeUnderTest[],
+  out: UpstreamModesResults,
+  profiles: BenchResults['profiles'],
+): Promise<void> {
+  const [stdio, shared] = modes as [ModeUnderTest, ModeUnderTest];
+  const child = (await RawStdioClient.start(process.execPath, STANDIN_ARGV.slice(1), childEnv(stdio.broker.forge.url, stdio.forgejoToken)))
+    .client;
+  const upstream = upstreamOf(shared.broker.proc.pid);
+  if (upstream === undefined) throw new Error('the shared-mode broker runs no upstream');
+  const agent = keepAliveAgent();
+  const direct = await RawLegacyClient.open({ url: upstream.url, bearer: shared.forgejoToken }, agent);
+  const targets: LoadTarget[] = [
+    { name: 'direct · stdio', client: child, cpu: { gateway: undefined, children: () => [child.child.pid as number] } },
+    { name: 'direct · shared', client: direct, cpu: { gateway: undefined, children: () => [upstream.pid] } },
+    ...(['legacy', 'modern'] as const).flatMap((era) =>
+      modes.map((mode) => ({
+        name: `${era} · ${mode.mode}`,
+        client: era === 'legacy' ? mode.legacy : mode.modern,
+        cpu: gatewayScope(mode.broker.proc),
+      })),
+    ),
+  ];
+  // A target whose first call fails is reported as such, and the others are measured.
+  const answering: LoadTarget[] = [];
+  for (const target of targets) {
+    try {
+      await target.client.echo();
+      answering.push(target);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      out.unavailable.push({ target: target.name, error: message });
+      log(`  ${target.name} fails, not measured: ${message.slice(0, 300)}`);
+    }
+  }
+  log('stdio vs shared: latency at concurrency 1, one session');
+  out.latency.push(...(await latencyAtOne('raw', answering, PLAN.latencyRequests, PLAN.latencyMs)));
+  log('stdio vs shared: throughput at concurrency 64, one session');
+  out.throughput.push(
+    ...(await interleavedThroughput(
+      answering.map((target) => ({ ...target, clients: [target.client] })),
+      1,
+      [64],
+    )),
+  );
+  if (PROFILE) {
+    log('stdio vs shared: CPU profiles of both brokers (legacy, c=64, one session)');
+    mkdirSync(`${RESULTS_DIR}/profiles`, { recursive: true });
+    for (const mode of modes) {
+      const name = `broker-${mode.mode}-legacy-c64`;
+      const path = `${RESULTS_DIR}/profiles/${name}.cpuprofile`;
+      await mode.broker.proc.probe('cpu-start');
+      await closedLoop(() => mode.legacy.echo(), { concurrency: 64, maxRequests: 100_000, maxMs: PLAN.throughputMs });
+      await mode.broker.proc.probe('cpu-stop', { path });
+      profiles.push({ name, ...summarizeProfile(path) });
+    }
+  }
+  await child.close();
+  await direct.close();
+  agent.destroy();
+}
+
+/**
+ * The broker with a child per session and with one shared HTTP upstream, side
+ * by side: memory and processes with 10, 100 and 1,000 signed-in users each
+ * holding a legacy session, on brokers that carried no load yet (so their
+ * RSS holds no slack from it); c=64 throughput spread over the first 100
+ * users' sessions; then, the idle sessions closed, c=1 latency and c=64
+ * throughput on one session.
+ */
+async function stdioVsShared(out: UpstreamModesResults, profiles: BenchResults['profiles']): Promise<void> {
+  const users = benchUsers(Math.max(...PLAN.upstreamLevels));
+  const [measuringUser, ...others] = users as [StandinUser, ...StandinUser[]];
+  const modes = await startModes(users, measuringUser);
+
+  log(`stdio vs shared: memory with ${PLAN.upstreamLevels.join(', ')} signed-in users, each holding a legacy session`);
+  const baselines = await ladderByUsers(modes, others);
+
+  const spread = Math.min(PLAN.sessions, ...modes.map((mode) => mode.idle.length));
+  log(`stdio vs shared: throughput at concurrency 64 spread over ${spread} users' sessions`);
+  const spreadTargets = modes.map((mode) => ({
+    name: `legacy · ${mode.mode}`,
+    clients: mode.idle.slice(0, spread),
+    cpu: gatewayScope(mode.broker.proc),
+  }));
+  for (const target of spreadTargets) await warmUp(target.clients);
+  out.throughput.push(...(await interleavedThroughput(spreadTargets, spread, [64])));
+
+  for (const mode of modes) out.memory.push(await closeLadder(mode, baselines.get(mode) as UpstreamModeLevel));
+  await oneSessionFigures(modes, out, profiles);
+  for (const mode of modes) {
+    await mode.legacy.close();
+    await procs.stop(mode.broker.proc, 20_000);
+    await mode.broker.forge.close();
+    mode.agent.destroy();
+  }
+}
+
 function ensureSupergateway(): void {
   if (existsSync(SUPERGATEWAY)) return;
   log('installing the pinned supergateway baseline into bench/supergateway (npm ci)');
@@ -492,6 +791,7 @@ async function main(): Promise<void> {
     big: [],
     auth: [],
     profiles: [],
+    upstreamModes: { latency: [], throughput: [], memory: [], unavailable: [] },
   };
 
   // ---- Main targets, all with the real stand-in child ------------------------------------
@@ -501,7 +801,7 @@ async function main(): Promise<void> {
     const spreadUsers = others.slice(0, PLAN.sessions);
     const startUsers = others.slice(PLAN.sessions, PLAN.sessions + PLAN.starts);
     log('starting the broker (serve, SQLite store, Forgejo stand-in) and signing in');
-    const broker = await startBrokerTarget(procs, { name: 'broker', childArgv: STANDIN_ARGV, users });
+    const broker = await startBrokerTarget(procs, { name: 'broker', upstream: { mode: 'stdio', childArgv: STANDIN_ARGV }, users });
     const token = await broker.token(benchUser);
     const forgejoToken = broker.forge.issueTokens('bench').access_token;
     const env = childEnv(broker.forge.url, forgejoToken);
@@ -632,25 +932,13 @@ async function main(): Promise<void> {
     if (run('throughput')) {
       log('throughput through one session at concurrency 16 and 64');
       const oneSession = raw.filter((target) => target.name !== 'bare HTTP');
-      const oneRuns = new Map<string, (LoadResult & { cpu: CpuSample })[]>();
-      for (let trial = 0; trial < PLAN.throughputTrials; trial++) {
-        for (const target of oneSession) {
-          for (const concurrency of [16, 64]) {
-            const key = `${target.name}|${concurrency}`;
-            oneRuns.set(key, [...(oneRuns.get(key) ?? []), await throughputRun(concurrency, [target.client], target.cpu)]);
-          }
-        }
-      }
-      for (const target of oneSession) {
-        for (const concurrency of [16, 64])
-          results.throughput.push(throughputFigure(target.name, 1, concurrency, oneRuns.get(`${target.name}|${concurrency}`) ?? []));
-        log(
-          `  ${target.name}: ${results.throughput
-            .slice(-2)
-            .map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`)
-            .join(', ')}`,
-        );
-      }
+      results.throughput.push(
+        ...(await interleavedThroughput(
+          oneSession.map((target) => ({ ...target, clients: [target.client] })),
+          1,
+          [16, 64],
+        )),
+      );
     }
 
     // ---- Throughput, spread over 100 sessions ---------------------------------------------------
@@ -761,7 +1049,11 @@ async function main(): Promise<void> {
     log(`memory with ${PLAN.memoryLevels.join(', ')} idle sessions (tiny bash child)`);
     const tinyArgv = ['/bin/bash', TINY_CHILD];
     const tinyUsers = benchUsers(0);
-    const tinyBroker = await startBrokerTarget(procs, { name: 'broker-tiny', childArgv: tinyArgv, users: tinyUsers });
+    const tinyBroker = await startBrokerTarget(procs, {
+      name: 'broker-tiny',
+      upstream: { mode: 'stdio', childArgv: tinyArgv },
+      users: tinyUsers,
+    });
     const tinyToken = await tinyBroker.token(tinyUsers[0] as StandinUser);
     results.memory.push(
       await memoryLadder('broker', tinyBroker.proc, { url: tinyBroker.mcpUrl, bearer: tinyToken, echoReply: 'ok' }, PROFILE),
@@ -772,6 +1064,9 @@ async function main(): Promise<void> {
     results.memory.push(await memoryLadder('supergateway', tinySg.proc, { url: tinySg.mcpUrl, echoReply: 'ok' }, false));
     await procs.stop(tinySg.proc, 20_000);
   }
+
+  // ---- Stdio vs shared upstream: a child per session, or one multi-tenant forgejo-mcp over HTTP -----------
+  if (run('shared')) await stdioVsShared(results.upstreamModes, results.profiles);
 
   results.meta.durationS = (Date.now() - started) / 1000;
   writeFileSync(`${RESULTS_DIR}/report.json`, JSON.stringify(results, null, 2) + '\n');

@@ -32,6 +32,30 @@ export function procCpuUs(pid: number): number {
   }
 }
 
+/** Memory the kernel can give new allocations without swapping (MemAvailable), in bytes. */
+export function availableMemory(): number {
+  const match = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return match === null ? Number.NaN : Number(match[1]) * 1024;
+}
+
+/** How many file descriptors (sockets, pipes, files) a process holds open. */
+export function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** The command line of a process, from /proc; empty once it is gone. */
+export function argvOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+  } catch {
+    return [];
+  }
+}
+
 /** Resets the kernel's peak-RSS mark (VmHWM) of a process (Linux: clear_refs 5). */
 export function resetPeak(pid: number): boolean {
   try {

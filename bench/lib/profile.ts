@@ -60,6 +60,9 @@ const STAGES: readonly [string, (url: string, name: string) => boolean][] = [
   ],
   ['ModernFront + ResponseWriter (src/modern/)', (url) => url.includes('/dist/src/modern/')],
   ['child stdio (src/supervisor/)', (url) => url.includes('/dist/src/supervisor/')],
+  ['UpstreamSession (src/upstream/): shared mode', (url) => url.includes('/dist/src/upstream/')],
+  ['SDK client transport (@modelcontextprotocol/client): shared mode', (url) => url.includes('/@modelcontextprotocol/client/')],
+  ['fetch (undici)', (url) => url.includes('internal/deps/undici')],
   ['pino (logging)', (url) => url.includes('/pino/') || url.includes('/sonic-boom/')],
   ['node http parser/writer (node:_http_*)', (url) => url.startsWith('node:_http_')],
 ];

@@ -1,22 +1,10 @@
 /** The bench's outputs: a Markdown report (figures, targets, method) and an SVG chart, written by hand. */
+import { fmt, mark, table, times } from './markdown.js';
+import { renderUpstreamModes } from './report-upstream.js';
 import type { BenchResults, LatencyFigure, ThroughputFigure } from './results.js';
 
 const MiB = 2 ** 20;
 const KiB = 1024;
-
-function fmt(value: number | undefined, digits = 0): string {
-  if (value === undefined || !Number.isFinite(value)) return 'n/a';
-  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
-function times(value: number | undefined): string {
-  return value === undefined || !Number.isFinite(value) ? 'n/a' : `${fmt(value, value < 10 ? 2 : 1)}×`;
-}
-
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
-}
 
 function latency(results: BenchResults, client: 'raw' | 'sdk', target: string): LatencyFigure | undefined {
   return results.latency.find((figure) => figure.client === client && figure.target === target);
@@ -89,10 +77,6 @@ export function verdicts(results: BenchResults): Verdict[] {
     });
   }
   return out;
-}
-
-function mark(met: boolean | undefined): string {
-  return met === undefined ? '?' : met ? 'met' : '**missed**';
 }
 
 export function renderMarkdown(results: BenchResults): string {
@@ -323,6 +307,7 @@ export function renderMarkdown(results: BenchResults): string {
       );
     }
   }
+  parts.push(...renderUpstreamModes(results));
   parts.push('![latency and memory against load](chart.svg)');
   return parts.join('\n\n') + '\n';
 }

@@ -74,6 +74,66 @@ export interface BigFigure {
   readonly medianPeakGrowth: number | undefined;
 }
 
+/** One level of the stdio-vs-shared ladder: `users` signed-in users, each holding one idle legacy session. */
+export interface UpstreamModeLevel {
+  readonly users: number;
+  /** false: not measured (the children would not fit in this machine's memory), extrapolated from the last two measured levels. */
+  readonly measured: boolean;
+  /** The broker process alone: RSS (median of reads after a full GC) and JS heap used + external, bytes. */
+  readonly brokerRss: number;
+  readonly brokerHeap: number;
+  /** File descriptors the broker holds: its children's pipes (stdio mode), its connections to the upstream (shared mode). */
+  readonly brokerFds: number;
+  /** The broker's descendants: its children (stdio mode) or the upstream (shared mode). */
+  readonly processes: number;
+  readonly descendantsRss: number;
+  /** CPU time the broker and its descendants spend while every session is idle, % of one core each. */
+  readonly idleCpuPercent?: { readonly broker: number; readonly descendants: number };
+  /** c=1 `echo` on the measuring session (one more user's), microseconds. */
+  readonly latency?: Summary;
+  /** Time to sign this level's new users in, and to open their sessions. */
+  readonly signInMs?: number;
+  readonly openMs?: number;
+}
+
+/** What one more signed-in user with a session costs, from the slope between two levels. */
+export interface UpstreamModeSlope {
+  readonly from: number;
+  readonly to: number;
+  /** Bytes per additional user. */
+  readonly brokerRss: number;
+  readonly brokerHeap: number;
+  readonly totalRss: number;
+  /** Processes and broker file descriptors per additional user. */
+  readonly processes: number;
+  readonly brokerFds: number;
+}
+
+export interface UpstreamModeMemory {
+  readonly mode: 'stdio' | 'shared';
+  /** Only the measuring user's session, before the first level: the projection of what the next level needs starts here. */
+  readonly baseline: UpstreamModeLevel;
+  readonly levels: UpstreamModeLevel[];
+  /** Between consecutive measured levels, then first to last measured level. */
+  readonly slopes: UpstreamModeSlope[];
+  /** Once every idle session has ended again (the users still signed in). */
+  readonly afterClose: UpstreamModeLevel;
+  /** Heap snapshot difference (every idle session vs none, after they closed), per session, by constructor. */
+  readonly heapPerSession?: { readonly total: number; readonly rows: HeapRow[] };
+  /** What the shared upstream counted (its GET /stats) with every session open, and at the end. */
+  readonly upstreamStats?: { readonly atTop: Record<string, unknown>; readonly atEnd: Record<string, unknown> };
+}
+
+/** Issue 12: the broker with a child per session (stdio) and with one shared HTTP upstream, side by side. */
+export interface UpstreamModesResults {
+  /** Targets `legacy · stdio`, `legacy · shared`, `modern · stdio`, `modern · shared`. */
+  readonly latency: LatencyFigure[];
+  readonly throughput: ThroughputFigure[];
+  readonly memory: UpstreamModeMemory[];
+  /** Targets whose first call failed, with the error: not measured. */
+  readonly unavailable: { readonly target: string; readonly error: string }[];
+}
+
 export interface BenchResults {
   readonly meta: {
     date: string;
@@ -95,4 +155,5 @@ export interface BenchResults {
   readonly big: BigFigure[];
   readonly auth: AuthFigure[];
   readonly profiles: (ProfileSummary & { readonly name: string })[];
+  readonly upstreamModes: UpstreamModesResults;
 }

@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { standinUpstreamCommand } from '../../src/demo.js';
 import { OAUTH_PATHS } from '../../src/oauth/context.js';
 import { startForgejoStandin, type ForgejoStandin, type StandinUser } from '../../src/standin/forgejo.js';
 import { obtainToken } from '../../test/support/oauth.js';
@@ -33,6 +34,8 @@ export function commandLine(argv: readonly string[]): string {
 }
 
 export const STANDIN_ARGV: readonly string[] = [process.execPath, STANDIN_CHILD, '--transport', 'stdio', '--test-tools'];
+/** The same stand-in as one multi-tenant HTTP server (`--transport http --http-port {port}`), for shared mode. */
+export const STANDIN_UPSTREAM_ARGV: readonly string[] = standinUpstreamCommand({ testTools: true });
 
 /** Users of the Forgejo stand-ins: `bench` plus `u001`… for the figures that need many users. */
 export function benchUsers(count: number): StandinUser[] {
@@ -65,9 +68,17 @@ export interface BrokerTarget {
   token(user: StandinUser): Promise<string>;
 }
 
+/**
+ * How the broker reaches forgejo-mcp: a child per session (stdio mode,
+ * BROKER_CHILD_COMMAND), or one multi-tenant HTTP server it starts, on a port
+ * it picks for `{port}`, and talks to for every user (shared mode, BROKER_UPSTREAM_COMMAND).
+ */
+export type BrokerUpstream =
+  { readonly mode: 'stdio'; readonly childArgv: readonly string[] } | { readonly mode: 'shared'; readonly upstreamArgv: readonly string[] };
+
 export interface BrokerTargetOptions {
   readonly name: string;
-  readonly childArgv: readonly string[];
+  readonly upstream: BrokerUpstream;
   readonly users: readonly StandinUser[];
   /** Extra node flags for the broker process (profiling). */
   readonly nodeFlags?: readonly string[];
@@ -99,7 +110,9 @@ export async function startBrokerTarget(procs: ProcessSet, options: BrokerTarget
         FORGEJO_URL: forge.url,
         FORGEJO_CLIENT_ID: app.clientId,
         FORGEJO_CLIENT_SECRET: app.clientSecret,
-        BROKER_CHILD_COMMAND: commandLine(options.childArgv),
+        ...(options.upstream.mode === 'stdio'
+          ? { BROKER_CHILD_COMMAND: commandLine(options.upstream.childArgv) }
+          : { BROKER_UPSTREAM_COMMAND: commandLine(options.upstream.upstreamArgv) }),
         // Production defaults otherwise; the sign-in rate limit is raised because the bench signs in 100+ users from one address,
         // and the session caps are lifted because one user holds 100 sessions (throughput) and 1,000 (memory).
         BROKER_LOG_LEVEL: 'info',

@@ -18,7 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { type AddressInfo, createServer, type Server } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -374,9 +374,29 @@ export function watchGetStream(): { fetch: typeof fetch; opened: Promise<void> }
 /** A loopback socket on a port the system picked, held for the harness's life: brokers (and restarts) take its connections. */
 export async function listenOnAnyPort(): Promise<Server> {
   const listener = createServer();
+  const sockets = new Set<Socket>();
+  listener.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  heldSockets.set(listener, sockets);
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
   return listener;
+}
+
+/** The connections each held listener accepted and that are still open. */
+const heldSockets = new WeakMap<Server, Set<Socket>>();
+
+/**
+ * Closes a listener of `listenOnAnyPort`. A connection that arrived while no
+ * broker was mounted (a client's GET stream reconnecting after the last
+ * broker stopped, say) waits for one that never comes: it is ended here, or
+ * the close would wait for it forever.
+ */
+export async function closeHeldListener(listener: Server): Promise<void> {
+  for (const socket of heldSockets.get(listener) ?? []) socket.destroy();
+  await new Promise<void>((resolve) => listener.close(() => resolve()));
 }
 
 /** A server put between the broker and the Forgejo stand-in (`forgejoFront`): its URL is the broker's FORGEJO_URL, and it is closed with the rest. */
@@ -456,7 +476,7 @@ async function startSignedInTestBroker(
       await front?.close();
       await forgejo.close();
       if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
+      await closeHeldListener(listener);
     }
   };
   try {
@@ -675,7 +695,7 @@ export async function startClientsDemo(logLevel: LogLevel = 'warn'): Promise<Cli
     forgejo: demo.forgejo,
     close: async () => {
       await demo.stop();
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
+      await closeHeldListener(listener);
     },
   };
 }
