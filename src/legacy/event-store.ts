@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from '@modelcontextprotocol/server';
 
 interface StoredEvent {
@@ -25,10 +26,15 @@ const DEFAULT_LIMITS: EventStoreLimits = { maxEvents: 256, maxAgeMs: 5 * 60_000,
  * it with `Last-Event-ID` (2025-11-25 resumability). Bounded in count, age
  * and size (a few large tool results must not pin memory for minutes): a
  * client that stays away longer re-sends its request instead.
- * Event ids are `<stream>#<sequence>`, so the stream of any id is known.
+ * Event ids are `<stream>#<store>.<sequence>`, so the stream of any id is
+ * known, and an id of another store (the session carried on by another
+ * process, whose events died with the first) is refused with 400 rather than
+ * resumed into a stream whose answer never comes: the client's request fails
+ * instead of hanging.
  */
 export class SessionEventStore implements EventStore {
   #seq = 0;
+  readonly #epoch = randomBytes(4).toString('hex');
   readonly #events: StoredEvent[] = [];
   #bytes = 0;
   /** Sizes the bridge knows (a child's line length), keyed by the message the transport will store. */
@@ -73,31 +79,37 @@ export class SessionEventStore implements EventStore {
       this.#events.splice(0, drop);
       this.#bytes -= dropped;
     }
-    return Promise.resolve(`${streamId}#${seq}`);
+    return Promise.resolve(this.#eventId(streamId, seq));
   }
 
   getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined> {
-    return Promise.resolve(parseEventId(eventId)?.streamId);
+    return Promise.resolve(this.#parse(eventId)?.streamId);
   }
 
   async replayEventsAfter(
     lastEventId: EventId,
     { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> },
   ): Promise<StreamId> {
-    const last = parseEventId(lastEventId);
+    const last = this.#parse(lastEventId);
     if (last === undefined) throw new Error('unknown event id');
     for (const event of this.#events) {
       // The priming event carries no message; nothing to replay for it.
       if (event.streamId !== last.streamId || event.seq <= last.seq || !('jsonrpc' in event.message)) continue;
-      await send(`${event.streamId}#${event.seq}`, event.message);
+      await send(this.#eventId(event.streamId, event.seq), event.message);
     }
     return last.streamId;
   }
-}
 
-function parseEventId(eventId: EventId): { streamId: StreamId; seq: number } | undefined {
-  const hash = eventId.lastIndexOf('#');
-  const seq = Number(eventId.slice(hash + 1));
-  if (hash <= 0 || !Number.isSafeInteger(seq)) return undefined;
-  return { streamId: eventId.slice(0, hash), seq };
+  #eventId(streamId: StreamId, seq: number): EventId {
+    return `${streamId}#${this.#epoch}.${seq}`;
+  }
+
+  /** The stream and sequence of one of this store's ids; undefined for any other (another process's, after a restart or on another replica). */
+  #parse(eventId: EventId): { streamId: StreamId; seq: number } | undefined {
+    const hash = eventId.lastIndexOf('#');
+    const [epoch, sequence] = eventId.slice(hash + 1).split('.');
+    const seq = Number(sequence);
+    if (hash <= 0 || epoch !== this.#epoch || !Number.isSafeInteger(seq)) return undefined;
+    return { streamId: eventId.slice(0, hash), seq };
+  }
 }

@@ -73,7 +73,17 @@ test('large results count at their size: the oldest go first, one larger than th
   const huge = result(4);
   store.hintSize(huge, 50_000);
   const hugeId = await store.storeEvent('a', huge);
-  assert.match(hugeId, /^a#\d+$/);
+  assert.match(hugeId, /^a#[0-9a-f]{8}\.\d+$/);
   assert.deepEqual(await replay(store, first), [2, 3]);
   assert.equal(store.storedBytes, 8_000);
+});
+
+test("another store's event id (the session carried on by another process) is unknown here, not an empty replay", async () => {
+  const first = new SessionEventStore();
+  const id = await first.storeEvent('stream-1', { jsonrpc: '2.0', method: 'notifications/progress' });
+  const second = new SessionEventStore();
+  await second.storeEvent('stream-1', { jsonrpc: '2.0', method: 'notifications/progress' });
+  assert.equal(await first.getStreamIdForEventId(id), 'stream-1');
+  assert.equal(await second.getStreamIdForEventId(id), undefined);
+  await assert.rejects(second.replayEventsAfter(id, { send: () => Promise.resolve() }), /unknown event id/);
 });
