@@ -308,12 +308,20 @@ export interface StoredLegacySession {
   readonly createdAt: number;
   /** When the session was last used, as recorded (coarsely: callers touch it at most about once a minute). */
   readonly lastUsedAt: number;
+  /** The replica that carries the session now: the one that started it, then whichever claimed it when that one was gone. */
+  readonly ownerReplica: string;
 }
 
 export interface LegacySessionRepository {
   /** Records a new session (or replaces the record of the same id). */
   save(session: StoredLegacySession): Promise<void>;
   find(sessionIdHash: string): Promise<StoredLegacySession | undefined>;
+  /**
+   * Makes `to` the session's owner if `from` still is (its owner is gone and
+   * several replicas may try at once: exactly one wins). Returns whether this
+   * call changed it.
+   */
+  claim(sessionIdHash: string, from: string, to: string): Promise<boolean>;
   /** Moves `lastUsedAt` forward (never back). */
   touch(sessionIdHash: string, at: number): Promise<void>;
   /** The session ended (DELETE, idle, a revoked credential): forgotten. Idempotent. */
