@@ -265,6 +265,7 @@ export class LegacyFront {
       protocolVersion,
       createdAt: now,
       lastUsedAt: now,
+      ownerReplica: this.#options.replicaId,
     };
     store.save(record).catch((error: unknown) => this.#storeFailed('save', error));
   }

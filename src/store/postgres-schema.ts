@@ -176,6 +176,10 @@ const MIGRATIONS: readonly string[] = [
     heartbeat_at BIGINT NOT NULL
   );
   `,
+  // 6: a legacy session names the replica that carries it, so that one replica adopts a gone owner's sessions.
+  `
+  ALTER TABLE legacy_sessions ADD COLUMN owner_replica TEXT NOT NULL DEFAULT '';
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

@@ -109,6 +109,7 @@ export interface LegacySessionRow {
   protocol_version: string;
   created_at: number;
   last_used_at: number;
+  owner_replica: string;
 }
 
 export interface ReplicaRow {
@@ -211,7 +212,7 @@ export function codeInsertValues(code: AuthorizationCode): unknown[] {
 
 /** The columns legacySessionInsertValues fills, in its order. */
 export const LEGACY_SESSION_INSERT_COLUMNS = `session_id_hash, user_id, forgejo_login, grant_id, client_id, initialize_params,
-  protocol_version, created_at, last_used_at`;
+  protocol_version, created_at, last_used_at, owner_replica`;
 
 export function legacySessionInsertValues(session: StoredLegacySession): unknown[] {
   return [
@@ -224,6 +225,7 @@ export function legacySessionInsertValues(session: StoredLegacySession): unknown
     session.protocolVersion,
     session.createdAt,
     session.lastUsedAt,
+    session.ownerReplica,
   ];
 }
 
@@ -345,6 +347,7 @@ export function legacySessionFromRow(row: LegacySessionRow): StoredLegacySession
     protocolVersion: row.protocol_version,
     createdAt: row.created_at,
     lastUsedAt: row.last_used_at,
+    ownerReplica: row.owner_replica,
   };
 }
 

@@ -9,10 +9,11 @@ export function sqliteLegacySessionRepository(connection: SqliteConnection): Leg
       connection.run(() => {
         connection
           .stmt(
-            `INSERT INTO legacy_sessions (${LEGACY_SESSION_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            `INSERT INTO legacy_sessions (${LEGACY_SESSION_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (session_id_hash) DO UPDATE SET user_id = excluded.user_id, forgejo_login = excluded.forgejo_login,
                grant_id = excluded.grant_id, client_id = excluded.client_id, initialize_params = excluded.initialize_params,
-               protocol_version = excluded.protocol_version, created_at = excluded.created_at, last_used_at = excluded.last_used_at`,
+               protocol_version = excluded.protocol_version, created_at = excluded.created_at, last_used_at = excluded.last_used_at,
+               owner_replica = excluded.owner_replica`,
           )
           .run(...legacySessionInsertValues(session));
       }),
@@ -22,6 +23,13 @@ export function sqliteLegacySessionRepository(connection: SqliteConnection): Leg
           LegacySessionRow | undefined;
         return row === undefined ? undefined : legacySessionFromRow(row);
       }),
+    claim: (sessionIdHash: string, from: string, to: string): Promise<boolean> =>
+      connection.run(
+        () =>
+          connection
+            .stmt('UPDATE legacy_sessions SET owner_replica = ? WHERE session_id_hash = ? AND owner_replica = ?')
+            .run(to, sessionIdHash, from).changes > 0,
+      ),
     touch: (sessionIdHash: string, at: number): Promise<void> =>
       connection.run(() => {
         connection.stmt('UPDATE legacy_sessions SET last_used_at = max(last_used_at, ?) WHERE session_id_hash = ?').run(at, sessionIdHash);

@@ -101,7 +101,7 @@ describe('sqlite store', () => {
     }
   });
 
-  it('migrates a version 4 database to version 5, keeping its legacy sessions and adding replicas', async () => {
+  it('migrates a version 4 database, keeping its legacy sessions (owned by no replica) and adding replicas', async () => {
     const dir = await sqlite.fresh();
     await mkdir(dir, { recursive: true });
     const older = new Database(join(dir, DATABASE_FILE));
@@ -129,13 +129,13 @@ describe('sqlite store', () => {
     }
 
     await withStore(sqlite, dir, randomBytes(32), async (store) => {
-      assert.deepEqual(await store.legacySessions.find('sess-1'), session);
+      assert.deepEqual(await store.legacySessions.find('sess-1'), { ...session, ownerReplica: '' }, 'no owner recorded yet');
       await store.replicas.heartbeat({ id: 'r1', url: null, startedAt: T0 }, T0);
       assert.deepEqual(await store.replicas.list(T0), [{ id: 'r1', url: null, startedAt: T0, heartbeatAt: T0 }]);
     });
     const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
     try {
-      assert.equal(db.pragma('user_version', { simple: true }), 5);
+      assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
     } finally {
       db.close();
     }

@@ -127,6 +127,7 @@ export function legacySession(sessionIdHash: string, userId: string = user.userI
     protocolVersion: '2025-03-26',
     createdAt: T0,
     lastUsedAt: T0,
+    ownerReplica: 'r1',
   };
 }
 
@@ -539,10 +540,56 @@ export function describeStore(name: string, backend: StoreBackend): void {
             protocolVersion: '2024-11-05',
             createdAt: T0 + 10,
             lastUsedAt: T0 + 20,
+            ownerReplica: 'r2',
           };
           await store.legacySessions.save(replacement);
           assert.deepEqual(await store.legacySessions.find('sess-1'), replacement);
           assert.equal(await store.legacySessions.deleteOfUser(user.userId), 0, 'nothing is left under the first user');
+        });
+      });
+
+      it('finds the replica that owns a session', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save({ ...legacySession('sess-1'), ownerReplica: 'r-owner' });
+          assert.equal((await store.legacySessions.find('sess-1'))?.ownerReplica, 'r-owner');
+        });
+      });
+
+      it('moves a session to another replica on a claim from its current owner', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          await store.legacySessions.save(legacySession('sess-2'));
+          assert.equal(await store.legacySessions.claim('sess-1', 'r1', 'r2'), true);
+          assert.deepEqual(
+            await store.legacySessions.find('sess-1'),
+            { ...legacySession('sess-1'), ownerReplica: 'r2' },
+            'only the owner moved',
+          );
+          assert.deepEqual(await store.legacySessions.find('sess-2'), legacySession('sess-2'), 'the other session stays');
+        });
+      });
+
+      it('refuses a claim from a replica that is not the owner, changing nothing', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          assert.equal(await store.legacySessions.claim('sess-1', 'r-wrong', 'r3'), false);
+          assert.deepEqual(await store.legacySessions.find('sess-1'), legacySession('sess-1'));
+          assert.equal(await store.legacySessions.claim('sess-1', 'r1', 'r2'), true);
+          assert.equal(await store.legacySessions.claim('sess-1', 'r1', 'r3'), false, 'a claim from the former owner');
+          assert.equal((await store.legacySessions.find('sess-1'))?.ownerReplica, 'r2');
+          assert.equal(await store.legacySessions.claim('sess-unknown', 'r1', 'r2'), false, 'an unknown session');
+          assert.equal(await store.legacySessions.find('sess-unknown'), undefined, 'claiming an unknown session creates none');
+        });
+      });
+
+      it('lets exactly one of concurrent claims from the same owner win', async () => {
+        await fresh(async (store) => {
+          await store.legacySessions.save(legacySession('sess-1'));
+          const claimants = Array.from({ length: CONCURRENCY }, (_, i) => `r-claimant-${i}`);
+          const won = await Promise.all(claimants.map((to) => store.legacySessions.claim('sess-1', 'r1', to)));
+          assert.equal(won.filter(Boolean).length, 1, 'exactly one claim wins');
+          const winner = claimants[won.indexOf(true)];
+          assert.equal((await store.legacySessions.find('sess-1'))?.ownerReplica, winner, 'the winner owns the session');
         });
       });
 
