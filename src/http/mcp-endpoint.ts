@@ -128,6 +128,12 @@ export class McpEndpoint {
         if (await this.#forward(owner, req, res, raw)) return;
         if (!this.#options.fleet?.sessionsOutliveOwners) throw new BrokerError('not_found', 'Session not found');
       }
+      // Shared mode: a session whose owner is gone is carried on by one replica, which the store names.
+      const carrier = forwardable ? await this.#carrier(req, owner?.id) : undefined;
+      if (carrier !== undefined) {
+        raw ??= await this.#readRaw(req);
+        if (await this.#forward(carrier, req, res, raw)) return;
+      }
       const principal = await authenticateBearer(req, res, this.#options.authenticator);
       if (principal === undefined) return;
       raw ??= await this.#readRaw(req);
@@ -205,6 +211,22 @@ export class McpEndpoint {
       );
     }
     return mark.kind === 'none';
+  }
+
+  /**
+   * Shared mode, a session this replica does not hold whose first owner is
+   * gone (or just failed, `unreachable`): the live replica that carries it
+   * now, when that is another one. A store lookup, only for such sessions.
+   */
+  async #carrier(req: IncomingMessage, unreachable: string | undefined): Promise<ReplicaInfo | undefined> {
+    const fleet = this.#options.fleet;
+    const sessionId = single(req.headers['mcp-session-id']);
+    if (fleet === undefined || !fleet.sessionsOutliveOwners || sessionId === undefined) return undefined;
+    const first = sessionOwner(sessionId);
+    if (first === undefined || first === fleet.selfId || this.#options.legacy.holds(sessionId)) return undefined;
+    if (first !== unreachable && fleet.view.find(first)?.url !== undefined) return undefined;
+    const reachable = (id: string): boolean => id !== unreachable && (id === fleet.selfId || fleet.view.find(id)?.url !== undefined);
+    return this.#other(await this.#options.legacy.carrierOf(sessionId, reachable));
   }
 
   /** The live replica that owns the request's legacy session, when that is another one. */

@@ -113,6 +113,29 @@ export class LegacyFront {
     await live.session.handle(req, res, body);
   }
 
+  /** Whether this replica holds the session now. */
+  holds(sessionId: string): boolean {
+    return this.#sessions.has(sessionId);
+  }
+
+  /**
+   * Shared mode: the replica that carries on a session whose first owner is
+   * gone. The store names it; when the one it names cannot be reached either,
+   * this replica claims it (of several trying at once, one wins). Undefined
+   * when the store has no such session.
+   */
+  async carrierOf(sessionId: string, reachable: (replicaId: string) => boolean): Promise<string | undefined> {
+    const store = this.#options.sessionStore;
+    if (store === undefined) return undefined;
+    const hash = hashSessionId(sessionId);
+    const stored = await store.find(hash);
+    if (stored === undefined) return undefined;
+    const self = this.#options.replicaId;
+    if (stored.ownerReplica === self || reachable(stored.ownerReplica)) return stored.ownerReplica;
+    if (await store.claim(hash, stored.ownerReplica, self)) return self;
+    return (await store.find(hash))?.ownerReplica;
+  }
+
   /** Ends a session, as DELETE would. */
   async end(sessionId: string, reason: string): Promise<void> {
     await this.#sessions.get(sessionId)?.session.close(reason);
