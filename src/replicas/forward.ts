@@ -89,7 +89,12 @@ export class ReplicaForwarder {
         res.flushHeaders();
         answer.pipe(res);
         answer.once('end', () => resolve());
-        answer.once('error', () => resolve());
+        // The owner died mid-answer (an SSE stream cut): the client's response is cut too, never left open
+        // (pipe does not end it), so the client sees the loss and resumes or fails instead of waiting forever.
+        answer.once('close', () => {
+          if (!answer.complete) res.destroy();
+          resolve();
+        });
       });
       // The client gave up (closed its stream, aborted its call): so does the owner's request.
       res.once('close', () => {
