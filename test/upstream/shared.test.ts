@@ -4,11 +4,19 @@
  * carrying its user's own Forgejo token.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { standinUpstreamCommand } from '../../src/demo.js';
 import type { UpstreamProcesses } from '../../src/upstream/processes.js';
-import { E2E_USERS, e2eUser, standinUpstreamCommandLine, startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
+import {
+  E2E_USERS,
+  e2eUser,
+  type SignedInTestBroker,
+  standinUpstreamCommandLine,
+  startBroker,
+  type TestBroker,
+  type TestUser,
+} from '../support/brokers.js';
 import { tokenFingerprint } from '../support/forgejo.js';
 import { childProcesses, eventually } from '../support/host.js';
 import {
@@ -43,6 +51,23 @@ async function upstreamStats(broker: TestBroker): Promise<UpstreamStats> {
   const response = await fetch(new URL('/stats', url));
   assert.equal(response.status, 200);
   return (await response.json()) as UpstreamStats;
+}
+
+/** The production wiring (sign-in through the Forgejo stand-in, SQLite) in shared mode, closed with the test. */
+async function startSignedInShared(t: TestContext, name: string): Promise<SignedInTestBroker> {
+  const harness = await startBroker({
+    wiring: 'signed-in',
+    name,
+    users: E2E_USERS,
+    childCommand: standinChildCommand({ testTools: true }),
+    env: {
+      BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: true }),
+      FORGEJO_SCOPES: 'read:user read:repository write:issue',
+      BROKER_RATE_LIMIT: '1000',
+    },
+  });
+  t.after(() => harness.close());
+  return harness;
 }
 
 /** An SDK client through the broker: `legacy` holds an MCP session, `auto` speaks 2026-07-28 (a modern call per request). */
@@ -164,18 +189,7 @@ test('a response the upstream cuts (its 30 s write limit) fails that request onl
 });
 
 test("the upstream answering 401 for one user (their grant revoked at Forgejo) ends that user's credential only", async (t) => {
-  const harness = await startBroker({
-    wiring: 'signed-in',
-    name: 'shared-401',
-    users: E2E_USERS,
-    childCommand: standinChildCommand({ testTools: true }),
-    env: {
-      BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: true }),
-      FORGEJO_SCOPES: 'read:user read:repository write:issue',
-      BROKER_RATE_LIMIT: '1000',
-    },
-  });
-  t.after(() => harness.close());
+  const harness = await startSignedInShared(t, 'shared-401');
   const mcpUrl = new URL(`${harness.url}/mcp`);
   const [carol, dave] = [e2eUser('carol'), e2eUser('dave')];
   const carolsProvider = new E2EOAuthProvider({ clientName: 'shared 401: carol' });
@@ -208,18 +222,7 @@ test("the upstream answering 401 for one user (their grant revoked at Forgejo) e
 });
 
 test('a legacy session is state: after a broker restart its client carries on with the same session; one the client ended stays ended', async (t) => {
-  const harness = await startBroker({
-    wiring: 'signed-in',
-    name: 'shared-restart',
-    users: E2E_USERS,
-    childCommand: standinChildCommand({ testTools: true }),
-    env: {
-      BROKER_UPSTREAM_COMMAND: standinUpstreamCommandLine({ testTools: true }),
-      FORGEJO_SCOPES: 'read:user read:repository write:issue',
-      BROKER_RATE_LIMIT: '1000',
-    },
-  });
-  t.after(() => harness.close());
+  const harness = await startSignedInShared(t, 'shared-restart');
   const mcpUrl = new URL(`${harness.url}/mcp`);
   const erin = e2eUser('erin');
   const provider = new E2EOAuthProvider({ clientName: 'shared restart' });
