@@ -5,61 +5,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Server as NetServer } from 'node:net';
-import type { Authenticator, ForgejoCredentials } from './auth/principal.js';
-import { ConfigError, requireForgejo, type Config } from './config/config.js';
-import {
-  MAX_CHILD_MESSAGE_BYTES,
-  REPLICA_GONE_AFTER_MS,
-  REPLICA_HEARTBEAT_MS,
-  RETRY_AFTER_SECONDS,
-  STREAM_KEEP_ALIVE_MS,
-  rateLimitFor,
-} from './config/defaults.js';
+import type { AuthParts } from './app/auth-parts.js';
+import { openSignedInAuth } from './app/signed-in.js';
+import { startUpstream, type SharedUpstream } from './app/upstream.js';
+import { ConfigError, type Config } from './config/config.js';
+import { MAX_CHILD_MESSAGE_BYTES, RETRY_AFTER_SECONDS, STREAM_KEEP_ALIVE_MS } from './config/defaults.js';
 import { errorMessage } from './errors/errors.js';
-import { ForgejoProbe } from './forgejo/probe.js';
-import { landingPage } from './http/landing.js';
 import { listenFailure } from './http/listen.js';
 import { McpEndpoint } from './http/mcp-endpoint.js';
-import type { RouteHandler } from './http/route.js';
 import { BrokerServer } from './http/server.js';
 import { LegacyFront } from './legacy/front.js';
 import type { Logger } from './log/logger.js';
 import { startMetricsListener } from './metrics/listener.js';
 import { BrokerMetrics } from './metrics/metrics.js';
 import { ModernFront } from './modern/front.js';
-import { openBrokerAuth } from './oauth/setup.js';
 import type { SpawnFunc } from './pool/child.js';
-import type { LegacySessionRepository } from './store/store.js';
 import { ChannelPool } from './pool/pool.js';
 import { ReplicaForwarder } from './replicas/forward.js';
-import { ReplicaRegistry } from './replicas/registry.js';
+import type { ReplicaRegistry } from './replicas/registry.js';
 import { processSpawner } from './supervisor/child.js';
-import { ExternalUpstream, type UpstreamEndpoint } from './upstream/endpoint.js';
-import { UpstreamProcesses } from './upstream/processes.js';
 import { upstreamSpawner } from './upstream/spawner.js';
-import { requireChildProgram } from './supervisor/executable.js';
 import { BROKER_INFO } from './version.js';
-
-/** What authentication brings to the broker: sign-in through Forgejo in production, fakes in tests. */
-export interface AuthParts {
-  readonly authenticator: Authenticator;
-  readonly credentials: ForgejoCredentials;
-  readonly routes: readonly RouteHandler[];
-  /** Why the parts are not ready (the store cannot write, Forgejo does not answer), or undefined. */
-  readonly notReadyBecause?: () => Promise<string | undefined>;
-  /** Where shared mode keeps its legacy sessions (the store); absent: they live and die with this process. */
-  readonly legacySessions?: LegacySessionRepository;
-  /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted. */
-  readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics) => void;
-  /** Called once the broker listens (the Forgejo probe's first look). */
-  readonly listening?: () => Promise<void>;
-  /** Called after every session has ended, to close what the parts hold (the store). */
-  readonly close?: () => Promise<void>;
-  /** The replicas sharing the store, this one among them (started once the broker listens); absent: this process alone. */
-  readonly replicas?: ReplicaRegistry;
-  /** The key replicas mark forwarded requests with (derived from BROKER_ENCRYPTION_KEY); with `replicas`. */
-  readonly forwardingKey?: Buffer;
-}
 
 export interface BrokerParts {
   readonly config: Config;
@@ -262,116 +228,6 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     replicas: auth.replicas,
     stopSessions,
     stop: () => (stopping ??= stop()),
-  };
-}
-
-/** Shared mode's upstream as the broker holds it: where each user's sessions go, and the processes when the broker runs them. */
-export interface SharedUpstream {
-  readonly endpointFor: (userId: string) => UpstreamEndpoint;
-  readonly processes: UpstreamProcesses | undefined;
-  stop(): Promise<void>;
-}
-
-/** Shared mode's upstream: started (and awaited) when the broker runs it, only named when someone else does; undefined in stdio mode. */
-async function startUpstream(config: Config, log: Logger, metrics: BrokerMetrics): Promise<SharedUpstream | undefined> {
-  const { upstream } = config;
-  if (upstream.kind === 'stdio') return undefined;
-  if (upstream.kind === 'url') {
-    const external = new ExternalUpstream(upstream.url, config.initTimeoutMs);
-    return { endpointFor: () => external, processes: undefined, stop: () => Promise.resolve() };
-  }
-  if (config.forgejoUrl === undefined) throw new ConfigError('FORGEJO_URL', 'is required to start the upstream');
-  const processes = new UpstreamProcesses(upstream.processes, {
-    command: upstream.command,
-    forgejoUrl: config.forgejoUrl.href.replace(/\/$/, ''),
-    envAllow: config.childEnvAllow,
-    parentEnv: process.env,
-    startTimeoutMs: config.initTimeoutMs,
-    stopGraceMs: config.childStopGraceMs,
-    log,
-    onRestart: () => metrics.upstreamRestarted(),
-    onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines),
-  });
-  try {
-    await processes.start();
-  } catch (error) {
-    await processes.stop();
-    throw error;
-  }
-  return { endpointFor: (userId) => processes.endpointFor(userId), processes, stop: () => processes.stop() };
-}
-
-/**
- * Sign-in through Forgejo (store, OAuth server, credential manager), wired so
- * a new login or a refresh moves the user's channels to the new token and a
- * revoked credential ends them.
- */
-async function openSignedInAuth(config: Config, log: Logger, clock: () => number): Promise<AuthParts> {
-  const forgejo = requireForgejo(config);
-  const { upstream } = config;
-  if (upstream.kind === 'command') await requireChildProgram(upstream.command, process.env.PATH, 'BROKER_UPSTREAM_COMMAND');
-  if (upstream.kind === 'stdio') await requireChildProgram(config.childCommand, process.env.PATH);
-  const { signIn } = config;
-  const auth = await openBrokerAuth({
-    publicUrl: config.publicUrl,
-    forgejoUrl: forgejo.forgejoUrl,
-    forgejoClientId: forgejo.clientId,
-    forgejoClientSecret: forgejo.clientSecret,
-    forgejoScopes: signIn.forgejoScopes,
-    dataDir: config.dataDir,
-    ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }),
-    ...(signIn.encryptionKey === undefined ? {} : { encryptionKey: signIn.encryptionKey }),
-    logger: log,
-    lifetimes: { accessTokenMs: signIn.accessTokenTtlMs, refreshTokenMs: signIn.refreshTokenTtlMs },
-    refreshGraceMs: signIn.refreshGraceMs,
-    unusedClientTtlMs: signIn.unusedClientTtlMs,
-    cimd: { allowPrivateNetwork: signIn.cimdAllowPrivate },
-    metadataDocuments: signIn.metadataDocuments,
-    maxUnusedClients: signIn.maxUnusedClients,
-    rateLimit: rateLimitFor(signIn.rateLimitPerMinute),
-    // Each replica enforces its share of the limit.
-    liveReplicas: () => replicas.live().length,
-    forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
-    trustedProxies: signIn.trustedProxies,
-    now: clock,
-  });
-  const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
-  // This process among the replicas, in front of its session ids and request states: 12 hex digits, no dots.
-  const replicas = new ReplicaRegistry({
-    replicas: auth.store.replicas,
-    self: { id: randomBytes(6).toString('hex'), url: config.replicaUrl },
-    heartbeatMs: REPLICA_HEARTBEAT_MS,
-    goneAfterMs: REPLICA_GONE_AFTER_MS,
-    log,
-  });
-  return {
-    authenticator: auth.authenticator,
-    credentials: auth.credentials,
-    legacySessions: auth.store.legacySessions,
-    routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
-    notReadyBecause: async () => {
-      if (!(await auth.ready())) return 'the store cannot write';
-      // The store just took a write: a heartbeat now, rather than "cannot be reached" until the next one.
-      if (replicas.notReadyBecause() !== undefined) await replicas.tick();
-      return replicas.notReadyBecause() ?? forgejoProbe.notReadyBecause();
-    },
-    listening: async () => {
-      // Others may forward here once it is in the store: only once it listens.
-      await replicas.start();
-      await forgejoProbe.start();
-    },
-    replicas,
-    forwardingKey: auth.forwardingKey,
-    connect: (pool, metrics) => {
-      auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
-      auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
-      auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));
-    },
-    close: async () => {
-      await replicas.stop();
-      forgejoProbe.close();
-      await auth.close();
-    },
   };
 }
 

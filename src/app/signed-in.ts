@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { requireForgejo, type Config } from '../config/config.js';
+import { REPLICA_GONE_AFTER_MS, REPLICA_HEARTBEAT_MS, rateLimitFor } from '../config/defaults.js';
+import { ForgejoProbe } from '../forgejo/probe.js';
+import { landingPage } from '../http/landing.js';
+import type { Logger } from '../log/logger.js';
+import { openBrokerAuth } from '../oauth/setup.js';
+import { ReplicaRegistry } from '../replicas/registry.js';
+import { requireChildProgram } from '../supervisor/executable.js';
+import type { AuthParts } from './auth-parts.js';
+
+/**
+ * Sign-in through Forgejo (store, OAuth server, credential manager), wired so
+ * a new login or a refresh moves the user's channels to the new token and a
+ * revoked credential ends them.
+ */
+export async function openSignedInAuth(config: Config, log: Logger, clock: () => number): Promise<AuthParts> {
+  const forgejo = requireForgejo(config);
+  const { upstream } = config;
+  if (upstream.kind === 'command') await requireChildProgram(upstream.command, process.env.PATH, 'BROKER_UPSTREAM_COMMAND');
+  if (upstream.kind === 'stdio') await requireChildProgram(config.childCommand, process.env.PATH);
+  const { signIn } = config;
+  const auth = await openBrokerAuth({
+    publicUrl: config.publicUrl,
+    forgejoUrl: forgejo.forgejoUrl,
+    forgejoClientId: forgejo.clientId,
+    forgejoClientSecret: forgejo.clientSecret,
+    forgejoScopes: signIn.forgejoScopes,
+    dataDir: config.dataDir,
+    ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }),
+    ...(signIn.encryptionKey === undefined ? {} : { encryptionKey: signIn.encryptionKey }),
+    logger: log,
+    lifetimes: { accessTokenMs: signIn.accessTokenTtlMs, refreshTokenMs: signIn.refreshTokenTtlMs },
+    refreshGraceMs: signIn.refreshGraceMs,
+    unusedClientTtlMs: signIn.unusedClientTtlMs,
+    cimd: { allowPrivateNetwork: signIn.cimdAllowPrivate },
+    metadataDocuments: signIn.metadataDocuments,
+    maxUnusedClients: signIn.maxUnusedClients,
+    rateLimit: rateLimitFor(signIn.rateLimitPerMinute),
+    // Each replica enforces its share of the limit.
+    liveReplicas: () => replicas.live().length,
+    forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
+    trustedProxies: signIn.trustedProxies,
+    now: clock,
+  });
+  const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
+  // This process among the replicas, in front of its session ids and request states: 12 hex digits, no dots.
+  const replicas = new ReplicaRegistry({
+    replicas: auth.store.replicas,
+    self: { id: randomBytes(6).toString('hex'), url: config.replicaUrl },
+    heartbeatMs: REPLICA_HEARTBEAT_MS,
+    goneAfterMs: REPLICA_GONE_AFTER_MS,
+    log,
+  });
+  return {
+    authenticator: auth.authenticator,
+    credentials: auth.credentials,
+    legacySessions: auth.store.legacySessions,
+    routes: [auth.routes, landingPage(config.publicUrl, forgejo.forgejoUrl)],
+    notReadyBecause: async () => {
+      if (!(await auth.ready())) return 'the store cannot write';
+      // The store just took a write: a heartbeat now, rather than "cannot be reached" until the next one.
+      if (replicas.notReadyBecause() !== undefined) await replicas.tick();
+      return replicas.notReadyBecause() ?? forgejoProbe.notReadyBecause();
+    },
+    listening: async () => {
+      // Others may forward here once it is in the store: only once it listens.
+      await replicas.start();
+      await forgejoProbe.start();
+    },
+    replicas,
+    forwardingKey: auth.forwardingKey,
+    connect: (pool, metrics) => {
+      auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
+      auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
+      auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));
+    },
+    close: async () => {
+      await replicas.stop();
+      forgejoProbe.close();
+      await auth.close();
+    },
+  };
+}
