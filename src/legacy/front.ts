@@ -126,18 +126,22 @@ export class LegacyFront {
   /**
    * Shared mode: the replica that carries on a session whose first owner is
    * gone. The store names it; when the one it names cannot be reached either,
-   * this replica claims it (of several trying at once, one wins). Undefined
-   * when the store has no such session.
+   * this replica claims it (or `claimant`, for a stopping replica handing its
+   * sessions on; of several trying at once, one wins). Undefined when the
+   * store has no such session.
    */
-  async carrierOf(sessionId: string, reachable: (replicaId: string) => boolean): Promise<string | undefined> {
+  async carrierOf(
+    sessionId: string,
+    reachable: (replicaId: string) => boolean,
+    claimant: string = this.#options.replicaId,
+  ): Promise<string | undefined> {
     const store = this.#options.sessionStore;
     if (store === undefined) return undefined;
     const hash = hashSessionId(sessionId);
     const stored = await store.find(hash);
     if (stored === undefined) return undefined;
-    const self = this.#options.replicaId;
-    if (stored.ownerReplica === self || reachable(stored.ownerReplica)) return stored.ownerReplica;
-    if (await store.claim(hash, stored.ownerReplica, self)) return self;
+    if (stored.ownerReplica === claimant || reachable(stored.ownerReplica)) return stored.ownerReplica;
+    if (await store.claim(hash, stored.ownerReplica, claimant)) return claimant;
     return (await store.find(hash))?.ownerReplica;
   }
 

@@ -251,6 +251,8 @@ for (const variant of VARIANTS) {
       t.diagnostic(describeFigures(sum));
       t.diagnostic(`404 answers: ${notFoundByMethod(callers)}`);
       if (sum.failed > 0) t.diagnostic(failureReport(callers));
+      const refused = callers.flatMap((caller) => caller.answered.filter((request) => request.status === 503));
+      assert.equal(refused.length, 0, `a stopping replica hands its requests on, never "shutting down": ${JSON.stringify(refused)}`);
       assert.equal(relogins(users) - reloginsBefore, 0, 're-logins');
       assert.equal(sum.unauthorized, 0, 'refused tokens');
       assert.equal(sum.hung, 0, `hung calls\n${failureReport(callers)}`);
