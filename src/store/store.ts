@@ -14,6 +14,8 @@
  * the epoch.
  */
 
+import type { AdminRepository, RevocationRepository } from './admin-store.js';
+
 export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post';
 
 /** A client registered through RFC 7591 dynamic client registration. */
@@ -270,6 +272,8 @@ export interface GrantRepository {
     at: number,
   ): Promise<'rotated' | 'already_rotated'>;
   revokeGrant(grantId: string, at: number): Promise<void>;
+  /** Moves the grant's last use forward (never back); callers do it at most about once a minute per grant. */
+  touch(grantId: string, at: number): Promise<void>;
   revokeAccessToken(tokenHash: string, at: number): Promise<void>;
 }
 
@@ -370,6 +374,8 @@ export interface Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly admin: AdminRepository;
+  readonly revocations: RevocationRepository;
   /**
    * Deletes what has expired and can no longer matter, and dynamically
    * registered clients created before `unusedClientsCreatedBefore` that never
