@@ -166,7 +166,11 @@ export const revoke: AdminCommand = {
     if (given.length !== 1) {
       throw new ConfigError('command line', 'admin revoke takes exactly one of --user LOGIN, --client ID, --grant ID');
     }
-    const [target, what] = await revocationTarget(store, given[0] as 'user' | 'client' | 'grant', valueFlag(args, given[0] as AdminFlag) ?? '');
+    const [target, what] = await revocationTarget(
+      store,
+      given[0] as 'user' | 'client' | 'grant',
+      valueFlag(args, given[0] as AdminFlag) ?? '',
+    );
     const outcome = await store.revocations.revoke(target, now());
     return { json: revocationJson(outcome, what), text: revocationText(outcome, what) };
   },
@@ -196,7 +200,8 @@ export const purgeClients: AdminCommand = {
 
 async function requireUser(store: Store, login: string): Promise<{ userId: string; forgejoLogin: string }> {
   const user = await store.admin.findUserByLogin(login);
-  if (user === undefined) throw new BrokerError('not_found', `no user "${login}" has signed in (forgejo-mcp-broker admin users lists them)`);
+  if (user === undefined)
+    throw new BrokerError('not_found', `no user "${login}" has signed in (forgejo-mcp-broker admin users lists them)`);
   return user;
 }
 

@@ -2,7 +2,12 @@
 
 /** A time for people: UTC to the second; `-` for none. */
 export function shownTime(ms: number | null): string {
-  return ms === null ? '-' : new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  return ms === null
+    ? '-'
+    : new Date(ms)
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z');
 }
 
 /** A time for programs: ISO 8601 in UTC, or null. */

@@ -27,6 +27,7 @@ button:focus-visible,a:focus-visible{outline:3px solid #1f5f9f;outline-offset:2p
 button.danger{border-color:#b42318;color:#b42318}
 .connection{border-top:1px solid #d8dde3;margin-top:1.2rem;padding-top:.4rem}
 .connection ul{margin:0;padding-left:1.1rem}
+.connection dd{word-break:normal;overflow-wrap:anywhere}
 .status{background:#ecf8f0;border:1px solid #57a773;border-radius:6px;padding:.6rem .8rem;margin:.8rem 0}
 .note{color:#56606b;font-size:.9rem}
 `;

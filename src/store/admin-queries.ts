@@ -100,7 +100,10 @@ export function adminRepositories(db: SqlExecutor): { admin: AdminRepository; re
       })),
     findUserByLogin: async (login) => {
       const [row] = await db.all<{ user_id: string; forgejo_login: string }>(
-        q('SELECT user_id, forgejo_login FROM users WHERE lower(forgejo_login) = lower(CAST(? AS TEXT)) ORDER BY updated_at DESC LIMIT 1', login),
+        q(
+          'SELECT user_id, forgejo_login FROM users WHERE lower(forgejo_login) = lower(CAST(? AS TEXT)) ORDER BY updated_at DESC LIMIT 1',
+          login,
+        ),
       );
       return row === undefined ? undefined : { userId: row.user_id, forgejoLogin: row.forgejo_login };
     },
