@@ -128,9 +128,6 @@ export interface ForgejoCredentialRepository {
 export interface ConsentRepository {
   record(userId: string, clientId: string, at: number): Promise<void>;
   has(userId: string, clientId: string): Promise<boolean>;
-  listClientIds(userId: string): Promise<string[]>;
-  /** Forgets the approval and revokes every grant of that (user, client). */
-  revoke(userId: string, clientId: string, at: number): Promise<void>;
 }
 
 /** An authorization request that passed validation and waits for consent or login. */
