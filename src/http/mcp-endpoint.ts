@@ -125,8 +125,8 @@ export class McpEndpoint {
       const owner = forwardable ? this.#sessionOwner(req) : undefined;
       if (owner !== undefined) {
         raw = await this.#readRaw(req);
+        // Not reached: it died since its last heartbeat. Served here as a session this replica does not know (404, or carried on).
         if (await this.#forward(owner, req, res, raw)) return;
-        if (!this.#options.fleet?.sessionsOutliveOwners) throw new BrokerError('not_found', 'Session not found');
       }
       // Shared mode: a session whose owner is gone is carried on by one replica, which the store names.
       const carrier = forwardable ? await this.#carrier(req, owner?.id) : undefined;

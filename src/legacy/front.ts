@@ -7,6 +7,7 @@ import type { SessionEvents } from '../metrics/metrics.js';
 import type { GrantHolder, HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelLease, ChannelPool } from '../pool/pool.js';
 import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
+import { answerLostStream } from './lost-answers.js';
 import { LegacySession } from './session.js';
 
 export const SESSION_ID_HEADER = 'mcp-session-id';
@@ -129,7 +130,11 @@ export class LegacyFront {
       throw new BrokerError('bad_request', 'Bad Request: Mcp-Session-Id header is required; start a session with initialize');
     }
     const live = this.#sessions.get(sessionId) ?? (await this.#adopt(sessionId, principal));
-    if (live === undefined) throw new BrokerError('not_found', 'Session not found');
+    if (live === undefined) {
+      // The resumption of a stream whose process died: its calls get their error now, then the session answers 404.
+      if (answerLostStream(req, res)) return;
+      throw new BrokerError('not_found', 'Session not found');
+    }
     if (live.grantId !== principal.grantId || live.userId !== principal.userId) {
       throw new BrokerError('forbidden', 'This session belongs to a different token');
     }
