@@ -174,7 +174,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
       return pool.inflight;
     },
   });
-  auth.connect?.(pool, metrics);
+  auth.connect?.(pool, metrics, { legacy, modern });
   const address =
     parts.listener === undefined
       ? await server.listen(config.listen.host, config.listen.port).catch(async (error: unknown) => {

@@ -1,6 +1,8 @@
 import type { Authenticator, ForgejoCredentials } from '../auth/principal.js';
 import type { RouteHandler } from '../http/route.js';
+import type { LegacyFront } from '../legacy/front.js';
 import type { BrokerMetrics } from '../metrics/metrics.js';
+import type { ModernFront } from '../modern/front.js';
 import type { ChannelPool } from '../pool/pool.js';
 import type { ReplicaRegistry } from '../replicas/registry.js';
 import type { LegacySessionRepository } from '../store/store.js';
@@ -14,8 +16,12 @@ export interface AuthParts {
   readonly notReadyBecause?: () => Promise<string | undefined>;
   /** Where shared mode keeps its legacy sessions (the store); absent: they live and die with this process. */
   readonly legacySessions?: LegacySessionRepository;
-  /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted. */
-  readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics) => void;
+  /** Called once the pool and fronts exist: credential changes rotate channels, revocations end sessions, refreshes are counted. */
+  readonly connect?: (
+    pool: ChannelPool,
+    metrics: BrokerMetrics,
+    fronts: { readonly legacy: LegacyFront; readonly modern: ModernFront },
+  ) => void;
   /** Called once the broker listens (the Forgejo probe's first look). */
   readonly listening?: () => Promise<void>;
   /** Called after every session has ended, to close what the parts hold (the store). */

@@ -6,6 +6,7 @@ import { landingPage } from '../http/landing.js';
 import type { Logger } from '../log/logger.js';
 import { openBrokerAuth } from '../oauth/setup.js';
 import { ReplicaRegistry } from '../replicas/registry.js';
+import { LiveSessions } from '../revocation/live-sessions.js';
 import { requireChildProgram } from '../supervisor/executable.js';
 import type { AuthParts } from './auth-parts.js';
 
@@ -20,7 +21,10 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
   if (upstream.kind === 'command') await requireChildProgram(upstream.command, process.env.PATH, 'BROKER_UPSTREAM_COMMAND');
   if (upstream.kind === 'stdio') await requireChildProgram(config.childCommand, process.env.PATH);
   const { signIn } = config;
+  // This broker's live sessions, bound to its fronts in connect(): the Connections page lists them, revocations end them.
+  const sessions = new LiveSessions();
   const auth = await openBrokerAuth({
+    sessions,
     publicUrl: config.publicUrl,
     forgejoUrl: forgejo.forgejoUrl,
     forgejoClientId: forgejo.clientId,
@@ -67,10 +71,13 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
       // Others may forward here once it is in the store: only once it listens.
       await replicas.start();
       await forgejoProbe.start();
+      // From now on a revocation made anywhere (admin revoke, another replica) ends this one's sessions within a poll.
+      await auth.revocations.start();
     },
     replicas,
     forwardingKey: auth.forwardingKey,
-    connect: (pool, metrics) => {
+    connect: (pool, metrics, fronts) => {
+      sessions.bind({ ...fronts, pool });
       auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
       auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
       auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));

@@ -4,6 +4,7 @@ import type { Principal } from '../auth/principal.js';
 import { BrokerError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
+import type { GrantHolder, HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelLease, ChannelPool } from '../pool/pool.js';
 import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
 import { answerLostStream } from './lost-answers.js';
@@ -37,11 +38,12 @@ export interface LegacyFrontOptions {
 /** How often a session's last use is written to the store, at most. */
 const STORED_TOUCH_INTERVAL_MS = 60_000;
 
-interface LiveSession {
+interface LiveSession extends GrantHolder {
   readonly session: LegacySession;
   readonly lease: ChannelLease;
-  readonly userId: string;
-  readonly grantId: string;
+  readonly startedAt: number;
+  /** When a request of the client last came (the Connections page shows it). */
+  lastUsedAt: number;
   /** When the store last heard the session was used (shared mode). */
   storedTouchAt: number;
 }
@@ -81,6 +83,32 @@ export class LegacyFront {
     return [...(this.#sessionsByUser.get(userId) ?? [])];
   }
 
+  /** The user's live sessions on this replica, for their Connections page. */
+  sessionsOf(userId: string): LiveSessionView[] {
+    return this.sessionIdsOf(userId).flatMap((sessionId) => {
+      const live = this.#sessions.get(sessionId);
+      return live === undefined
+        ? []
+        : [
+            {
+              era: 'legacy' as const,
+              sessionIdHash: hashSessionId(sessionId),
+              clientId: live.clientId,
+              grantId: live.grantId,
+              startedAt: live.startedAt,
+              lastUsedAt: live.lastUsedAt,
+            },
+          ];
+    });
+  }
+
+  /** Ends the live sessions whose grant `match` accepts (a revocation); returns how many. */
+  async endWhere(match: HolderMatch, reason: string): Promise<number> {
+    const ending = [...this.#sessions.values()].filter((live) => match(live));
+    await Promise.all(ending.map((live) => live.session.close(reason)));
+    return ending.length;
+  }
+
   /** A live session, for tests. */
   sessionOf(sessionId: string): LegacySession | undefined {
     return this.#sessions.get(sessionId)?.session;
@@ -112,6 +140,7 @@ export class LegacyFront {
     }
     if (Array.isArray(body)) checkBatchAllowed(live.session);
     live.lease.touch();
+    live.lastUsedAt = this.#now();
     this.#touchStored(live);
     clearTimeout(this.#initTimers.get(live.session));
     this.#initTimers.delete(live.session);
@@ -214,12 +243,16 @@ export class LegacyFront {
       onInitialized: () => {
         this.#starting.delete(session);
         lease.commit();
+        const now = this.#now();
         const live: LiveSession = {
           session,
           lease,
           userId: principal.userId,
+          clientId: principal.clientId,
           grantId: principal.grantId,
-          storedTouchAt: this.#now(),
+          startedAt: now,
+          lastUsedAt: now,
+          storedTouchAt: now,
         };
         this.#register(live);
         registered = true;

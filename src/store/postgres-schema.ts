@@ -180,6 +180,21 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE legacy_sessions ADD COLUMN owner_replica TEXT NOT NULL DEFAULT '';
   `,
+  // 7: reserved for the audit log (issue 14, built beside this one); the merge puts its migration here.
+  `SELECT 1;`,
+  // 8: when each grant was last used (for the Connections page and the admin commands), and the revocation log every broker follows.
+  `
+  ALTER TABLE grants ADD COLUMN last_used_at BIGINT;
+  CREATE INDEX grants_client ON grants (client_id);
+  CREATE TABLE revocations (
+    id BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    user_id TEXT,
+    client_id TEXT,
+    grant_id TEXT,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

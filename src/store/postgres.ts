@@ -1,10 +1,12 @@
 import type pg from 'pg';
 
+import { adminRepositories } from './admin-queries.js';
+import { REVOCATION_LOG_KEPT_MS, type AdminRepository, type RevocationRepository } from './admin-store.js';
 import { createPool, withTransaction, type PgPoolOptions } from './pg-pool.js';
 import { postgresAuthorizationRepositories } from './postgres-authorization.js';
 import { postgresCredentialRepositories } from './postgres-credentials.js';
 import { postgresGrantRepositories } from './postgres-grants.js';
-import { DB_NOW_MS, type Params } from './postgres-queries.js';
+import { DB_NOW_MS, postgresExecutor, type Params } from './postgres-queries.js';
 import { migratePostgres } from './postgres-schema.js';
 import { postgresLegacySessionRepository } from './postgres-sessions.js';
 import { postgresReplicaRepository } from './postgres-replicas.js';
@@ -75,6 +77,8 @@ class PostgresStore implements Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly admin: AdminRepository;
+  readonly revocations: RevocationRepository;
 
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
@@ -95,6 +99,7 @@ class PostgresStore implements Store {
     } = postgresAuthorizationRepositories(pool, key));
     this.legacySessions = postgresLegacySessionRepository(pool);
     this.replicas = postgresReplicaRepository(pool);
+    ({ admin: this.admin, revocations: this.revocations } = adminRepositories(postgresExecutor(pool)));
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
@@ -120,6 +125,7 @@ class PostgresStore implements Store {
         [],
       );
       rows += await deleted('DELETE FROM sign_ins WHERE expires_at <= $1', [now]);
+      rows += await deleted('DELETE FROM revocations WHERE created_at <= $1', [now - REVOCATION_LOG_KEPT_MS]);
       // Leases left by a replica that died while refreshing.
       await client.query(`DELETE FROM refresh_leases WHERE expires_at <= ${DB_NOW_MS}`);
       const unusedClients = await deleted('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < $1', [
