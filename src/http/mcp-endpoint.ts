@@ -8,7 +8,7 @@ import type { ModernFront } from '../modern/front.js';
 import { RequestStateCodec } from '../modern/request-state.js';
 import { validateModernRequest } from '../modern/validate.js';
 import type { FleetView, ReplicaInfo } from '../replicas/fleet.js';
-import { rendezvousOwner, type ReplicaForwarder } from '../replicas/forward.js';
+import { rendezvousOwner, STOPPING_HEADER, type ReplicaForwarder } from '../replicas/forward.js';
 import { parseJsonBody, readBody } from './body.js';
 import { sendBrokerError, sendJsonRpcError, toBrokerError } from './errors.js';
 
@@ -121,8 +121,9 @@ export class McpEndpoint {
       const forwardable = this.#forwardable(req);
       if (this.#options.draining()) {
         if (await this.#handOff(req, res)) return;
-        // One another replica forwarded here (it has not seen this one go yet) is served while the sessions still live.
-        if (forwardable || this.#options.fleet === undefined) throw new BrokerError('unavailable', 'The broker is shutting down');
+        // With replicas, what cannot be handed on (forwarded here by one that has not seen this one go yet, no other
+        // replica reachable) is served while the sessions still live; the fronts refuse once they stopped.
+        if (this.#options.fleet === undefined) throw new BrokerError('unavailable', 'The broker is shutting down');
       }
       let raw: Buffer | undefined;
       // Session traffic goes to the replica whose session it is, before anything else is spent on it here.
@@ -146,6 +147,7 @@ export class McpEndpoint {
     } catch (thrown) {
       const error = toBrokerError(thrown);
       if (error === undefined) throw thrown;
+      if (error.kind === 'unavailable' && this.#options.draining()) res.setHeader(STOPPING_HEADER, '1');
       sendBrokerError(res, error, {
         retryAfterSeconds: this.#options.retryAfterSeconds,
         ...(error.kind === 'credential_revoked'

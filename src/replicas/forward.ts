@@ -6,6 +6,8 @@ import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 const FORWARDED_BY = 'x-forgejo-mcp-broker-forwarded-by';
 const FORWARDED_AT = 'x-forgejo-mcp-broker-forwarded-at';
 const FORWARDED_SIGNATURE = 'x-forgejo-mcp-broker-forwarded-signature';
+/** On a refusal by a replica that is stopping: the forwarding replica serves the request as if that one were gone. */
+export const STOPPING_HEADER = 'x-forgejo-mcp-broker-stopping';
 /** A forwarded request older than this (clock skew between replicas included) is refused. */
 const MAX_FORWARD_AGE_MS = 60_000;
 
@@ -92,6 +94,12 @@ export class ReplicaForwarder {
         else res.destroy(error);
       });
       outgoing.once('response', (answer) => {
+        if (answer.headers[STOPPING_HEADER] !== undefined) {
+          // Nothing written yet: the caller falls back as for an owner that is gone.
+          answer.resume();
+          reject(new Error('the replica is stopping'));
+          return;
+        }
         answered = true;
         const forwardedHeaders: Record<string, string | string[]> = {};
         for (const [name, value] of Object.entries(answer.headers)) {
