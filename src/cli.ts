@@ -5,6 +5,7 @@
  * FORGEJO_URL is set) or the self-contained `demo`.
  */
 import { createBroker, stopOnSignals } from './app.js';
+import { reloadPolicyOnHangup } from './app/governance.js';
 import { parseCommandLine, usage } from './config/command-line.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { standinChildCommand, startDemo } from './demo.js';
@@ -35,6 +36,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (command === 'serve') {
     const broker = await createBroker({ config, log });
     stopOnSignals(() => broker.stop(), log);
+    reloadPolicyOnHangup(broker.policy, log);
     return;
   }
   const demo = await startDemo(config, log, { keepDataDir: env.BROKER_DATA_DIR !== undefined });

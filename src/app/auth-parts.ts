@@ -1,3 +1,4 @@
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Authenticator, ForgejoCredentials } from '../auth/principal.js';
 import type { RouteHandler } from '../http/route.js';
 import type { BrokerMetrics } from '../metrics/metrics.js';
@@ -24,4 +25,6 @@ export interface AuthParts {
   readonly replicas?: ReplicaRegistry;
   /** The key replicas mark forwarded requests with (derived from BROKER_ENCRYPTION_KEY); with `replicas`. */
   readonly forwardingKey?: Buffer;
+  /** The audit log in the store (BROKER_AUDIT); absent: nothing is recorded. `close` writes what it still holds. */
+  readonly audit?: AuditLog;
 }

@@ -1,6 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import { AuditLog } from '../audit/audit-log.js';
+import { auditedSecurityEvents, type SecurityEvents } from '../audit/security-events.js';
 import { requireForgejo, type Config } from '../config/config.js';
-import { REPLICA_GONE_AFTER_MS, REPLICA_HEARTBEAT_MS, rateLimitFor } from '../config/defaults.js';
+import {
+  AUDIT_BATCH_SIZE,
+  AUDIT_FLUSH_MS,
+  AUDIT_MAX_QUEUED,
+  AUDIT_PURGE_INTERVAL_MS,
+  REPLICA_GONE_AFTER_MS,
+  REPLICA_HEARTBEAT_MS,
+  rateLimitFor,
+} from '../config/defaults.js';
 import { ForgejoProbe } from '../forgejo/probe.js';
 import { landingPage } from '../http/landing.js';
 import type { Logger } from '../log/logger.js';
@@ -20,6 +30,8 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
   if (upstream.kind === 'command') await requireChildProgram(upstream.command, process.env.PATH, 'BROKER_UPSTREAM_COMMAND');
   if (upstream.kind === 'stdio') await requireChildProgram(config.childCommand, process.env.PATH);
   const { signIn } = config;
+  // The OAuth server reports to the audit log, which needs the store the server opens: joined once both exist.
+  let securityEvents: SecurityEvents | undefined;
   const auth = await openBrokerAuth({
     publicUrl: config.publicUrl,
     forgejoUrl: forgejo.forgejoUrl,
@@ -41,8 +53,25 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
     liveReplicas: () => replicas.live().length,
     forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
     trustedProxies: signIn.trustedProxies,
+    securityEvents: (event) => securityEvents?.(event),
     now: clock,
   });
+  const audit = config.audit.enabled
+    ? new AuditLog({
+        repository: auth.store.audit,
+        log,
+        storeArguments: config.audit.storeArguments,
+        retentionMs: config.audit.retentionMs,
+        maxQueued: AUDIT_MAX_QUEUED,
+        batchSize: AUDIT_BATCH_SIZE,
+        flushMs: AUDIT_FLUSH_MS,
+        purgeIntervalMs: AUDIT_PURGE_INTERVAL_MS,
+        clientName: async (clientId) => (await auth.store.clients.find(clientId))?.clientName ?? undefined,
+        userLogin: async (userId) => (await auth.store.users.find(userId))?.forgejoLogin,
+        now: clock,
+      })
+    : undefined;
+  if (audit !== undefined) securityEvents = auditedSecurityEvents(audit, clock);
   const forgejoProbe = new ForgejoProbe({ forgejoUrl: forgejo.forgejoUrl, log });
   // This process among the replicas, in front of its session ids and request states: 12 hex digits, no dots.
   const replicas = new ReplicaRegistry({
@@ -70,14 +99,23 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
     },
     replicas,
     forwardingKey: auth.forwardingKey,
+    ...(audit === undefined ? {} : { audit }),
     connect: (pool, metrics) => {
       auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
-      auth.credentials.onCredentialRevoked((userId) => void pool.endUser(userId, 'credential_revoked'));
-      auth.credentials.onRefreshOutcome((outcome) => metrics.forgejoRefresh(outcome));
+      auth.credentials.onCredentialRevoked((userId) => {
+        securityEvents?.({ kind: 'revocation', userId, clientId: null, detail: 'Forgejo credential ended; sessions ended', failed: true });
+        void pool.endUser(userId, 'credential_revoked');
+      });
+      auth.credentials.onRefreshOutcome((outcome, userId) => {
+        metrics.forgejoRefresh(outcome);
+        if (outcome !== 'ok')
+          securityEvents?.({ kind: 'refresh_failure', userId, clientId: null, detail: `Forgejo refresh ${outcome}`, failed: true });
+      });
     },
     close: async () => {
       await replicas.stop();
       forgejoProbe.close();
+      await audit?.close();
       await auth.close();
     },
   };

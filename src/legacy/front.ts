@@ -5,6 +5,7 @@ import { BrokerError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
 import type { ChannelLease, ChannelPool } from '../pool/pool.js';
+import type { CallGate, CallerGate } from '../policy/gate.js';
 import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
 import { LegacySession } from './session.js';
 
@@ -30,6 +31,8 @@ export interface LegacyFrontOptions {
   readonly idleTimeoutMs: number;
   /** This replica's id, in front of every session id it mints (`<replica>.<random>`): any replica knows the owner without asking the store. */
   readonly replicaId: string;
+  /** The tool policy and the audit log, which every client request passes; none in most tests. */
+  readonly gate?: CallGate;
   readonly now?: () => number;
 }
 
@@ -41,6 +44,7 @@ interface LiveSession {
   readonly lease: ChannelLease;
   readonly userId: string;
   readonly grantId: string;
+  readonly gate: CallerGate | undefined;
   /** When the store last heard the session was used (shared mode). */
   storedTouchAt: number;
 }
@@ -107,6 +111,7 @@ export class LegacyFront {
     }
     if (Array.isArray(body)) checkBatchAllowed(live.session);
     live.lease.touch();
+    await live.gate?.refresh();
     this.#touchStored(live);
     clearTimeout(this.#initTimers.get(live.session));
     this.#initTimers.delete(live.session);
@@ -197,11 +202,19 @@ export class LegacyFront {
       throw new BrokerError('unavailable', 'The broker is shutting down');
     }
     const log = this.#options.log.child({ sessionId, user: principal.forgejoLogin });
+    let gate: CallerGate | undefined;
+    try {
+      gate = await this.#options.gate?.caller(principal, 'legacy', sessionId);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
     let registered = false;
     const session: LegacySession = new LegacySession({
       sessionId,
       log,
       openChannel: (handlers) => lease.open({ log, ...handlers }),
+      ...(gate === undefined ? {} : { guard: (request, sink) => gate.pass(request, sink) }),
       onInitialized: () => {
         this.#starting.delete(session);
         lease.commit();
@@ -210,6 +223,7 @@ export class LegacyFront {
           lease,
           userId: principal.userId,
           grantId: principal.grantId,
+          gate,
           storedTouchAt: this.#now(),
         };
         this.#register(live);

@@ -183,7 +183,10 @@ export class AuthorizationFlow {
     const live = credential !== undefined && credential.revokedAt === null;
     const remembered = userId !== null && (await store.consents.has(userId, client.clientId));
     if (userId !== null && live && (remembered || pending.approved)) {
-      if (!remembered) await store.consents.record(userId, client.clientId, this.#context.now());
+      if (!remembered) {
+        await store.consents.record(userId, client.clientId, this.#context.now());
+        this.#context.events({ kind: 'consent', userId, clientId: client.clientId, detail: 'client approved' });
+      }
       await this.#finishWithCode(res, pending);
       return;
     }
@@ -259,6 +262,7 @@ export class AuthorizationFlow {
       expiresAt: issuedAt + this.#context.lifetimes.authorizationCodeMs,
     });
     await store.clients.markSignedIn(taken.clientId, issuedAt);
+    this.#context.events({ kind: 'sign_in', userId: pending.userId, clientId: taken.clientId, detail: 'authorization code issued' });
     redirect(res, this.#authorizationResponse(taken.redirectUri, { code, state: taken.state }));
   }
 

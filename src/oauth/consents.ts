@@ -60,6 +60,7 @@ export class ConsentManagement {
       if (clientId === undefined) throw new OAuthError('invalid_request', 'client_id is required');
       await this.#context.store.consents.revoke(signIn.userId, clientId, this.#context.now());
       this.#context.logger.info({ event: 'approval_revoked', userId: signIn.userId, clientId }, 'approval revoked');
+      this.#context.events({ kind: 'revocation', userId: signIn.userId, clientId, detail: 'approval revoked by the user' });
       res.writeHead(303, { location: `${this.#context.issuer}${OAUTH_PATHS.consents}`, 'cache-control': 'no-store' });
       res.end();
     } catch (error) {

@@ -1,3 +1,4 @@
+import type { SecurityEvents } from '../audit/security-events.js';
 import type { Logger } from '../log/logger.js';
 import type { ForgejoTokens, Store, User } from '../store/store.js';
 import type { ClientAssertionVerifier } from './client-assertion.js';
@@ -77,4 +78,6 @@ export interface OAuthContext {
   /** Verifies private_key_jwt client assertions. */
   readonly assertions: ClientAssertionVerifier;
   readonly cookies: CookieNames;
+  /** Sign-ins, consents and revocations, for the audit log. */
+  readonly events: SecurityEvents;
 }

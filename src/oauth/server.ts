@@ -14,6 +14,7 @@
  * on well-kept primitives: node:crypto for randomness, SHA-256 and
  * AES-256-GCM, and oauth4webapi for every request to Forgejo.
  */
+import { NO_SECURITY_EVENTS, type SecurityEvents } from '../audit/security-events.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { errorMessage } from '../errors/errors.js';
@@ -64,6 +65,8 @@ export interface OAuthServerOptions {
   readonly trustedProxies?: readonly AddressRange[];
   /** How often expired rows are purged. Default 10 min. */
   readonly sweepIntervalMs?: number;
+  /** Sign-ins, consents and revocations, for the audit log. Default: none. */
+  readonly securityEvents?: SecurityEvents;
   readonly now?: () => number;
 }
 
@@ -131,6 +134,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     lifetimes,
     refreshGraceMs: options.refreshGraceMs ?? lifetimes.refreshTokenMs,
     cookies: cookieNames(options.publicUrl),
+    events: options.securityEvents ?? NO_SECURITY_EVENTS,
   };
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);

@@ -8,7 +8,9 @@ import { DB_NOW_MS, type Params } from './postgres-queries.js';
 import { migratePostgres } from './postgres-schema.js';
 import { postgresLegacySessionRepository } from './postgres-sessions.js';
 import { postgresReplicaRepository } from './postgres-replicas.js';
+import { postgresAuditRepository } from './postgres-audit.js';
 import type {
+  AuditRepository,
   AuthorizationCodeRepository,
   ClientRepository,
   ConsentRepository,
@@ -75,6 +77,7 @@ class PostgresStore implements Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly audit: AuditRepository;
 
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
@@ -95,6 +98,7 @@ class PostgresStore implements Store {
     } = postgresAuthorizationRepositories(pool, key));
     this.legacySessions = postgresLegacySessionRepository(pool);
     this.replicas = postgresReplicaRepository(pool);
+    this.audit = postgresAuditRepository(pool);
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {

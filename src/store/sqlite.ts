@@ -10,7 +10,9 @@ import { sqliteCredentialRepositories } from './sqlite-credentials.js';
 import { sqliteGrantRepositories } from './sqlite-grants.js';
 import { sqliteLegacySessionRepository } from './sqlite-sessions.js';
 import { sqliteReplicaRepository } from './sqlite-replicas.js';
+import { sqliteAuditRepository } from './sqlite-audit.js';
 import type {
+  AuditRepository,
   AuthorizationCodeRepository,
   ClientRepository,
   ConsentRepository,
@@ -95,6 +97,7 @@ class SqliteStore implements Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly audit: AuditRepository;
 
   constructor(db: Database.Database, key: Buffer) {
     const connection = new SqliteConnection(db);
@@ -110,6 +113,7 @@ class SqliteStore implements Store {
     } = sqliteAuthorizationRepositories(connection, key));
     this.legacySessions = sqliteLegacySessionRepository(connection);
     this.replicas = sqliteReplicaRepository(connection);
+    this.audit = sqliteAuditRepository(connection);
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {

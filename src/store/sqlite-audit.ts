@@ -1,0 +1,28 @@
+import { AUDIT_COLUMN_COUNT, AUDIT_INSERT_COLUMNS, auditFromRow, auditInsertValues, auditWhere, type AuditRow } from './audit-rows.js';
+import type { SqliteConnection } from './sqlite-connection.js';
+import type { AuditQuery, AuditRecord, AuditRepository, StoredAuditRecord } from './store.js';
+
+/** The audit log's records. */
+export function sqliteAuditRepository(connection: SqliteConnection): AuditRepository {
+  const insert = `INSERT INTO audit_records (${AUDIT_INSERT_COLUMNS}) VALUES (${Array(AUDIT_COLUMN_COUNT).fill('?').join(', ')})`;
+  return {
+    append: (records: readonly AuditRecord[]): Promise<void> =>
+      connection.run(() => {
+        const statement = connection.stmt(insert);
+        // One transaction per batch: one commit (and one fsync) for all of them.
+        connection.db.transaction(() => {
+          for (const record of records) statement.run(...auditInsertValues(record));
+        })();
+      }),
+    list: (query: AuditQuery): Promise<StoredAuditRecord[]> =>
+      connection.run(() => {
+        const where = auditWhere(query, () => '?');
+        const rows = connection.db
+          .prepare(`SELECT * FROM audit_records ${where.sql} ORDER BY at DESC, id DESC LIMIT ?`)
+          .all(...where.params, query.limit) as AuditRow[];
+        return rows.map(auditFromRow);
+      }),
+    deleteBefore: (before: number): Promise<number> =>
+      connection.run(() => connection.stmt('DELETE FROM audit_records WHERE at < ?').run(before).changes),
+  };
+}
