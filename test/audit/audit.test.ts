@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { adminAudit, type AuditEntry } from '../../src/admin/audit.js';
+import { adminAudit } from '../../src/admin/audit.js';
 import { argumentsDigest } from '../../src/audit/arguments.js';
 import { openPostgresStore } from '../../src/store/postgres.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { Store } from '../../src/store/store.js';
+import { auditJson } from '../support/audit.js';
 import { startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
 import { eventually, freshDataDirs } from '../support/host.js';
 import { text } from '../support/mcp-clients.js';
@@ -25,13 +26,6 @@ async function connectIn(broker: TestBroker, user: TestUser, era: 'legacy' | 'mo
   const client = new Client({ name: `audit-${era}`, version: '1.0.0' }, { versionNegotiation: { mode: era === 'modern' ? 'auto' : 'legacy' } });
   await client.connect(new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }));
   return client;
-}
-
-/** `admin audit --json` with these arguments. */
-export async function auditJson(store: Pick<Store, 'audit'>, args: readonly string[] = []): Promise<AuditEntry[]> {
-  let output = '';
-  await adminAudit(store, [...args, '--json'], { write: (chunk: string) => (output += chunk) });
-  return JSON.parse(output) as AuditEntry[];
 }
 
 function storeSuite(name: string, open: () => Promise<Store>): void {
@@ -122,4 +116,42 @@ test('a failing audit store fails no call: the records are dropped, counted and 
     async () => /forgejo_mcp_broker_audit_records_dropped_total\{reason="store_failed"\} 3/.test((await broker.metrics.render()).body),
     'three records counted as dropped',
   );
+});
+
+test('admin audit prints a table for people and refuses arguments it does not know', async () => {
+  const store = await openSqliteStore({ dataDir: dataDir(), encryptionKey: randomBytes(32) });
+  try {
+    await store.audit.append([
+      {
+        at: Date.parse('2026-01-02T03:04:05Z'),
+        kind: 'tool_call',
+        userId: '1',
+        forgejoLogin: 'alice',
+        clientId: 'c1',
+        clientName: 'Claude',
+        era: 'modern',
+        sessionRef: null,
+        tool: 'merge_pull_request',
+        outcome: 'refused',
+        errorCode: -32010,
+        detail: 'BROKER_TOOLS_PRESET=read-only',
+        durationMs: 0,
+        requestBytes: 40,
+        responseBytes: 120,
+        argumentsSha256: 'ab',
+        arguments: null,
+      },
+    ]);
+    let table = '';
+    await adminAudit(store, ['--since', '3650d'], { write: (chunk: string) => (table += chunk) }, () => Date.parse('2026-01-03T00:00:00Z'));
+    assert.match(table, /^TIME +USER +CLIENT +ERA +TOOL \/ EVENT +OUTCOME +MS +DETAIL$/m);
+    assert.match(table, /2026-01-02T03:04:05.000Z +alice +Claude +modern +merge_pull_request +refused -32010 +0 +BROKER_TOOLS_PRESET=read-only/);
+    let none = '';
+    await adminAudit(store, ['--since=1h'], { write: (chunk: string) => (none += chunk) }, () => Date.parse('2026-01-03T00:00:00Z'));
+    assert.equal(none, 'No audit records.\n');
+    await assert.rejects(adminAudit(store, ['--everything'], { write: () => undefined }), /unknown argument --everything/);
+    await assert.rejects(adminAudit(store, ['--since', 'yesterday'], { write: () => undefined }), /not a duration/);
+  } finally {
+    await store.close();
+  }
 });

@@ -265,13 +265,19 @@ export class TestBroker {
             purgeIntervalMs: 3_600_000,
             clientName: (clientId) => Promise.resolve(`${clientId} name`),
           });
-    const running = await createBroker({
-      config: { ...config, policy: { ...config.policy, ...options.policy } },
-      log,
-      auth: { authenticator, credentials, routes: [], ...(audit === undefined ? {} : { audit, close: () => audit.close() }) },
-      ...(spawn !== undefined ? { spawn: () => spawn } : wrapSpawn !== undefined ? { spawn: wrapSpawn } : {}),
-      ...(options.now === undefined ? {} : { clock: options.now }),
-    });
+    let running: RunningBroker;
+    try {
+      running = await createBroker({
+        config: { ...config, policy: { ...config.policy, ...options.policy } },
+        log,
+        auth: { authenticator, credentials, routes: [], ...(audit === undefined ? {} : { audit, close: () => audit.close() }) },
+        ...(spawn !== undefined ? { spawn: () => spawn } : wrapSpawn !== undefined ? { spawn: wrapSpawn } : {}),
+        ...(options.now === undefined ? {} : { clock: options.now }),
+      });
+    } catch (error) {
+      await forge.close();
+      throw error;
+    }
     return new TestBroker(forge, running, authenticator, credentials);
   }
 
