@@ -181,7 +181,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
       return pool.inflight;
     },
   });
-  auth.connect?.(pool, metrics);
+  auth.connect?.(pool, metrics, governance.policy);
   const address =
     parts.listener === undefined
       ? await server.listen(config.listen.host, config.listen.port).catch(async (error: unknown) => {

@@ -3,6 +3,7 @@ import type { Authenticator, ForgejoCredentials } from '../auth/principal.js';
 import type { RouteHandler } from '../http/route.js';
 import type { BrokerMetrics } from '../metrics/metrics.js';
 import type { ChannelPool } from '../pool/pool.js';
+import type { ToolPolicy } from '../policy/policy.js';
 import type { ReplicaRegistry } from '../replicas/registry.js';
 import type { LegacySessionRepository } from '../store/store.js';
 
@@ -15,8 +16,8 @@ export interface AuthParts {
   readonly notReadyBecause?: () => Promise<string | undefined>;
   /** Where shared mode keeps its legacy sessions (the store); absent: they live and die with this process. */
   readonly legacySessions?: LegacySessionRepository;
-  /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted. */
-  readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics) => void;
+  /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted, the consent page learns the tool policy. */
+  readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics, policy: ToolPolicy) => void;
   /** Called once the broker listens (the Forgejo probe's first look). */
   readonly listening?: () => Promise<void>;
   /** Called after every session has ended, to close what the parts hold (the store). */

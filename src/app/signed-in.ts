@@ -15,6 +15,7 @@ import { ForgejoProbe } from '../forgejo/probe.js';
 import { landingPage } from '../http/landing.js';
 import type { Logger } from '../log/logger.js';
 import { openBrokerAuth } from '../oauth/setup.js';
+import type { ToolPolicy } from '../policy/policy.js';
 import { ReplicaRegistry } from '../replicas/registry.js';
 import { requireChildProgram } from '../supervisor/executable.js';
 import type { AuthParts } from './auth-parts.js';
@@ -32,6 +33,8 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
   const { signIn } = config;
   // The OAuth server reports to the audit log, which needs the store the server opens: joined once both exist.
   let securityEvents: SecurityEvents | undefined;
+  // The tool policy opens with the broker's other parts, after the OAuth server: the consent page asks it once it exists.
+  let toolPolicy: ToolPolicy | undefined;
   const auth = await openBrokerAuth({
     publicUrl: config.publicUrl,
     forgejoUrl: forgejo.forgejoUrl,
@@ -54,6 +57,7 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
     forgejoRefreshTimeoutMs: signIn.forgejoRefreshTimeoutMs,
     trustedProxies: signIn.trustedProxies,
     securityEvents: (event) => securityEvents?.(event),
+    toolPolicyFor: (user) => toolPolicy?.describeFor(user) ?? Promise.resolve({ lines: [], mayDiffer: false }),
     now: clock,
   });
   const audit = config.audit.enabled
@@ -100,7 +104,8 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
     replicas,
     forwardingKey: auth.forwardingKey,
     ...(audit === undefined ? {} : { audit }),
-    connect: (pool, metrics) => {
+    connect: (pool, metrics, policy) => {
+      toolPolicy = policy;
       auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
       auth.credentials.onCredentialRevoked((userId) => {
         securityEvents?.({ kind: 'revocation', userId, clientId: null, detail: 'Forgejo credential ended; sessions ended', failed: true });

@@ -210,6 +210,7 @@ export class AuthorizationFlow {
       await this.#context.store.pendingAuthorizations.update(pending.id, { csrfTokenHash: sha256Hex(token) });
     }
     const user = pending.userId === null ? undefined : await this.#context.store.users.find(pending.userId);
+    const policy = await this.#context.consentTerms.toolPolicyFor(user);
     const html = renderConsentPage({
       clientName: client.clientName,
       clientId: client.clientId,
@@ -220,6 +221,9 @@ export class AuthorizationFlow {
       loopbackOnly: client.redirectUris.every(isLoopbackRedirect),
       forgeHost: this.#context.forgejo.baseUrl.host,
       signedInAs: user?.forgejoLogin ?? null,
+      abilities: this.#context.consentTerms.abilities,
+      toolPolicy: policy.lines,
+      policyMayDiffer: policy.mayDiffer,
       requestId: pending.id,
       csrfToken: token,
       action: `${this.#context.issuer}${OAUTH_PATHS.consent}`,

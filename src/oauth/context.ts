@@ -80,4 +80,19 @@ export interface OAuthContext {
   readonly cookies: CookieNames;
   /** Sign-ins, consents and revocations, for the audit log. */
   readonly events: SecurityEvents;
+  /** What the consent page says a client will be able to do. */
+  readonly consentTerms: ConsentTerms;
+}
+
+/** What an approved client may do: the Forgejo scopes in words, and the tool policy for a user (undefined: not known yet). */
+export interface ConsentTerms {
+  readonly abilities: readonly string[];
+  toolPolicyFor(user: { readonly userId: string; readonly forgejoLogin: string } | undefined): Promise<ToolPolicyWords>;
+}
+
+export interface ToolPolicyWords {
+  /** Empty: every tool. */
+  readonly lines: readonly string[];
+  /** The user is not known, and rules for particular users or teams exist. */
+  readonly mayDiffer: boolean;
 }

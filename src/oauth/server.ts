@@ -15,6 +15,7 @@
  * AES-256-GCM, and oauth4webapi for every request to Forgejo.
  */
 import { NO_SECURITY_EVENTS, type SecurityEvents } from '../audit/security-events.js';
+import { scopesInWords } from './scope-words.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { errorMessage } from '../errors/errors.js';
@@ -28,7 +29,7 @@ import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from 
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { ClientDirectory } from './clients.js';
 import { ConsentManagement } from './consents.js';
-import { OAUTH_PATHS, cookieNames, type ForgejoLogin, type LoginSink, type OAuthContext, type OAuthLifetimes } from './context.js';
+import { OAUTH_PATHS, cookieNames, type ConsentTerms, type ForgejoLogin, type LoginSink, type OAuthContext, type OAuthLifetimes } from './context.js';
 import { OAuthError } from './errors.js';
 import { TrustedProxies, clientAddress, type AddressRange } from './client-address.js';
 import { DEFAULT_LIFETIMES, DEFAULT_RATE_LIMIT } from '../config/defaults.js';
@@ -67,6 +68,10 @@ export interface OAuthServerOptions {
   readonly sweepIntervalMs?: number;
   /** Sign-ins, consents and revocations, for the audit log. Default: none. */
   readonly securityEvents?: SecurityEvents;
+  /** FORGEJO_SCOPES, for the consent page's words. Default: none (full access). */
+  readonly forgejoScopes?: string;
+  /** The tool policy in words for the consent page. Default: every tool. */
+  readonly toolPolicyFor?: ConsentTerms['toolPolicyFor'];
   readonly now?: () => number;
 }
 
@@ -135,6 +140,10 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     refreshGraceMs: options.refreshGraceMs ?? lifetimes.refreshTokenMs,
     cookies: cookieNames(options.publicUrl),
     events: options.securityEvents ?? NO_SECURITY_EVENTS,
+    consentTerms: {
+      abilities: scopesInWords(options.forgejoScopes ?? ''),
+      toolPolicyFor: options.toolPolicyFor ?? (() => Promise.resolve({ lines: [], mayDiffer: false })),
+    },
   };
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);

@@ -45,7 +45,7 @@ export class ToolPolicy {
   }
 
   /** What this caller may use now. Team rules ask Forgejo (cached briefly). */
-  async filterFor(principal: Principal): Promise<ToolFilter> {
+  async filterFor(principal: Pick<Principal, 'userId' | 'forgejoLogin'>): Promise<ToolFilter> {
     const rule = await this.#ruleOf(principal);
     if (rule === undefined) return this.#baseFilter;
     let filter = this.#byRule.get(rule.name);
@@ -64,7 +64,13 @@ export class ToolPolicy {
     this.#log.info({ event: 'policy_reloaded', rules: file.rules.length }, 'tool policy reloaded');
   }
 
-  async #ruleOf(principal: Principal): Promise<(RuleSpec & { name: string }) | undefined> {
+  /** The policy for a user in words (the consent page); for a user not known yet, the one for everyone without a rule of their own. */
+  async describeFor(user: Pick<Principal, 'userId' | 'forgejoLogin'> | undefined): Promise<{ lines: string[]; mayDiffer: boolean }> {
+    if (user === undefined) return { lines: this.#baseFilter.describe(), mayDiffer: (this.#file?.rules.length ?? 0) > 0 };
+    return { lines: (await this.filterFor(user)).describe(), mayDiffer: false };
+  }
+
+  async #ruleOf(principal: Pick<Principal, 'userId' | 'forgejoLogin'>): Promise<(RuleSpec & { name: string }) | undefined> {
     const rules = this.#file?.rules ?? [];
     if (rules.length === 0) return undefined;
     const login = principal.forgejoLogin.toLowerCase();

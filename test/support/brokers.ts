@@ -848,7 +848,16 @@ export const OAUTH_USERS: readonly StandinUser[] = [
 export type HarnessOptions = Partial<
   Pick<
     OAuthServerOptions,
-    'lifetimes' | 'refreshGraceMs' | 'rateLimit' | 'cimd' | 'unusedClientTtlMs' | 'maxUnusedClients' | 'metadataDocuments'
+    | 'lifetimes'
+    | 'refreshGraceMs'
+    | 'rateLimit'
+    | 'cimd'
+    | 'unusedClientTtlMs'
+    | 'maxUnusedClients'
+    | 'metadataDocuments'
+    | 'securityEvents'
+    | 'forgejoScopes'
+    | 'toolPolicyFor'
   >
 >;
 
