@@ -40,7 +40,8 @@ export interface AuditEntry {
 
 const DEFAULT_LIMIT = 100;
 
-export const ADMIN_AUDIT_USAGE = 'usage: forgejo-mcp-broker admin audit [--user LOGIN] [--tool GLOB] [--since DURATION] [--limit N] [--json]';
+export const ADMIN_AUDIT_USAGE =
+  'usage: forgejo-mcp-broker admin audit [--user LOGIN] [--tool GLOB] [--since DURATION] [--limit N] [--json]';
 
 /** Parses the command's arguments (`--flag value` or `--flag=value`); a mistake is a `bad_request` BrokerError naming it. */
 export function parseAdminAuditArgs(args: readonly string[]): AdminAuditArgs {
@@ -84,7 +85,13 @@ export function parseAdminAuditArgs(args: readonly string[]): AdminAuditArgs {
         throw new BrokerError('bad_request', `unknown argument ${arg}\n${ADMIN_AUDIT_USAGE}`);
     }
   }
-  return { ...(user === undefined ? {} : { user }), ...(tool === undefined ? {} : { tool }), ...(sinceMs === undefined ? {} : { sinceMs }), limit, json };
+  return {
+    ...(user === undefined ? {} : { user }),
+    ...(tool === undefined ? {} : { tool }),
+    ...(sinceMs === undefined ? {} : { sinceMs }),
+    limit,
+    json,
+  };
 }
 
 /** Runs `admin audit` against an opened store, writing to `out`. */

@@ -103,7 +103,8 @@ export class AuditLog {
         (deleted) => {
           if (deleted > 0) this.#options.log.info({ event: 'audit_purged', records: deleted }, 'old audit records deleted');
         },
-        (error: unknown) => this.#options.log.warn({ event: 'audit_purge_failed', err: errorMessage(error) }, 'could not purge the audit log'),
+        (error: unknown) =>
+          this.#options.log.warn({ event: 'audit_purge_failed', err: errorMessage(error) }, 'could not purge the audit log'),
       );
     };
     purge();

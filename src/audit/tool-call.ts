@@ -42,7 +42,13 @@ export function sessionRef(sessionId: string): string {
  * the call is counted and queued for the audit log with its outcome, duration
  * and sizes.
  */
-export function reportedSink(sink: RequestSink, request: JSONRPCRequest, tool: string, caller: Caller, reporting: ToolCallReporting): RequestSink {
+export function reportedSink(
+  sink: RequestSink,
+  request: JSONRPCRequest,
+  tool: string,
+  caller: Caller,
+  reporting: ToolCallReporting,
+): RequestSink {
   const at = reporting.now();
   const started = performance.now();
   return {
@@ -66,7 +72,14 @@ export function reportedSink(sink: RequestSink, request: JSONRPCRequest, tool: s
 }
 
 /** A call the policy refused: counted, and queued for the audit log. */
-export function reportRefusal(request: JSONRPCRequest, tool: string, caller: Caller, policy: string, answer: ClientResponse, reporting: ToolCallReporting): void {
+export function reportRefusal(
+  request: JSONRPCRequest,
+  tool: string,
+  caller: Caller,
+  policy: string,
+  answer: ClientResponse,
+  reporting: ToolCallReporting,
+): void {
   reporting.events?.toolRefused(policy);
   reporting.events?.toolCall(tool, 'refused', caller.era);
   reporting.audit?.record({

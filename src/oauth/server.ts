@@ -29,7 +29,15 @@ import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from 
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { ClientDirectory } from './clients.js';
 import { ConsentManagement } from './consents.js';
-import { OAUTH_PATHS, cookieNames, type ConsentTerms, type ForgejoLogin, type LoginSink, type OAuthContext, type OAuthLifetimes } from './context.js';
+import {
+  OAUTH_PATHS,
+  cookieNames,
+  type ConsentTerms,
+  type ForgejoLogin,
+  type LoginSink,
+  type OAuthContext,
+  type OAuthLifetimes,
+} from './context.js';
 import { OAuthError } from './errors.js';
 import { TrustedProxies, clientAddress, type AddressRange } from './client-address.js';
 import { DEFAULT_LIFETIMES, DEFAULT_RATE_LIMIT } from '../config/defaults.js';

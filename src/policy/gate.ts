@@ -74,7 +74,7 @@ export class CallerGate {
   pass(request: JSONRPCRequest, sink: RequestSink): GateDecision {
     const named = NAMED[request.method];
     if (named !== undefined) {
-      const value = (request.params as Record<string, unknown> | undefined)?.[named.param];
+      const value = request.params?.[named.param];
       const name = typeof value === 'string' ? value : '';
       const policy = this.#filter.refusedBy(named.kind, name);
       if (policy !== undefined) {

@@ -6,9 +6,7 @@
 export function globMatcher(patterns: readonly string[]): (name: string) => boolean {
   if (patterns.length === 0) return () => false;
   const source = patterns
-    .map((pattern) =>
-      [...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join(''),
-    )
+    .map((pattern) => [...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join(''))
     .join('|');
   const regex = new RegExp(`^(?:${source})$`, 's');
   return (name) => regex.test(name);

@@ -59,8 +59,7 @@ export function parsePolicyFile(json: unknown, path: string): PolicyFile {
   };
   if (!isObject(json)) return fail('the file', 'must hold a JSON object with "default" and/or "rules"');
   for (const key of Object.keys(json)) if (key !== 'default' && key !== 'rules') fail(`"${key}"`, 'is not a known key (default, rules)');
-  const defaultRule =
-    json.default === undefined ? undefined : ruleSpec(json.default, '"default"', 'policy file default', RULE_KEYS, fail);
+  const defaultRule = json.default === undefined ? undefined : ruleSpec(json.default, '"default"', 'policy file default', RULE_KEYS, fail);
   const rulesJson = json.rules ?? [];
   if (!Array.isArray(rulesJson)) return fail('"rules"', 'must be a list');
   const names = new Set<string>();

@@ -677,7 +677,10 @@ ${error === undefined ? '' : `<p class="warn" role="alert">${escapeHtml(error)}<
     if (grant === undefined || user === undefined) return sendJson(res, 401, { message: 'token is required', url: `${url}/api/swagger` });
     const scopes = effectiveScopes(grant.scope);
     if (!scopes.has('all') && !scopes.has('read:user') && !scopes.has('write:user')) {
-      return sendJson(res, 403, { message: `token does not have at least one of required scope(s): [read:user]`, url: `${url}/api/swagger` });
+      return sendJson(res, 403, {
+        message: `token does not have at least one of required scope(s): [read:user]`,
+        url: `${url}/api/swagger`,
+      });
     }
     const teams = (user.teams ?? []).map((membership, index) => teamJson(membership, index, url));
     const page = Math.max(1, Number(requestUrl.searchParams.get('page') ?? '1') || 1);

@@ -21,6 +21,7 @@ export function postgresAuditRepository(pool: pg.Pool): AuditRepository {
       );
       return result.rows.map(auditFromRow);
     },
-    deleteBefore: async (before: number): Promise<number> => (await pool.query('DELETE FROM audit_records WHERE at < $1', [before])).rowCount ?? 0,
+    deleteBefore: async (before: number): Promise<number> =>
+      (await pool.query('DELETE FROM audit_records WHERE at < $1', [before])).rowCount ?? 0,
   };
 }

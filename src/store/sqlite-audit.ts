@@ -9,10 +9,17 @@ export function sqliteAuditRepository(connection: SqliteConnection): AuditReposi
     append: (records: readonly AuditRecord[]): Promise<void> =>
       connection.run(() => {
         const statement = connection.stmt(insert);
-        // One transaction per batch: one commit (and one fsync) for all of them.
-        connection.db.transaction(() => {
-          for (const record of records) statement.run(...auditInsertValues(record));
-        })();
+        // One transaction per batch, committed without its own fsync (WAL with synchronous=NORMAL): the
+        // records survive the process dying, and reach the disk with the next durable commit or checkpoint.
+        // better-sqlite3 blocks the event loop while it commits, and credentials need FULL; audit records do not.
+        connection.db.pragma('synchronous = NORMAL');
+        try {
+          connection.db.transaction(() => {
+            for (const record of records) statement.run(...auditInsertValues(record));
+          })();
+        } finally {
+          connection.db.pragma('synchronous = FULL');
+        }
       }),
     list: (query: AuditQuery): Promise<StoredAuditRecord[]> =>
       connection.run(() => {

@@ -46,7 +46,16 @@ function heldRepository(): { repository: AuditRepository; written: AuditRecord[]
 }
 
 function options(repository: AuditRepository, maxQueued: number) {
-  return { repository, log: silentLogger(), storeArguments: false, retentionMs: 1000, maxQueued, batchSize: 2, flushMs: 1, purgeIntervalMs: 3_600_000 };
+  return {
+    repository,
+    log: silentLogger(),
+    storeArguments: false,
+    retentionMs: 1000,
+    maxQueued,
+    batchSize: 2,
+    flushMs: 1,
+    purgeIntervalMs: 3_600_000,
+  };
 }
 
 test('beyond its bound the queue drops records and counts them, and the metric shows it; the rest are written in batches', async () => {

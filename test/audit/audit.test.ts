@@ -23,8 +23,13 @@ const dataDir = freshDataDirs('broker-audit-');
 
 /** An SDK client in the era asked for: `modern` negotiates 2026-07-28, `legacy` initialises a session. */
 async function connectIn(broker: TestBroker, user: TestUser, era: 'legacy' | 'modern'): Promise<Client> {
-  const client = new Client({ name: `audit-${era}`, version: '1.0.0' }, { versionNegotiation: { mode: era === 'modern' ? 'auto' : 'legacy' } });
-  await client.connect(new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }));
+  const client = new Client(
+    { name: `audit-${era}`, version: '1.0.0' },
+    { versionNegotiation: { mode: era === 'modern' ? 'auto' : 'legacy' } },
+  );
+  await client.connect(
+    new StreamableHTTPClientTransport(broker.mcpUrl, { requestInit: { headers: { Authorization: `Bearer ${user.bearer}` } } }),
+  );
   return client;
 }
 
@@ -145,7 +150,10 @@ test('admin audit prints a table for people and refuses arguments it does not kn
     let table = '';
     await adminAudit(store, ['--since', '3650d'], { write: (chunk: string) => (table += chunk) }, () => Date.parse('2026-01-03T00:00:00Z'));
     assert.match(table, /^TIME +USER +CLIENT +ERA +TOOL \/ EVENT +OUTCOME +MS +DETAIL$/m);
-    assert.match(table, /2026-01-02T03:04:05.000Z +alice +Claude +modern +merge_pull_request +refused -32010 +0 +BROKER_TOOLS_PRESET=read-only/);
+    assert.match(
+      table,
+      /2026-01-02T03:04:05.000Z +alice +Claude +modern +merge_pull_request +refused -32010 +0 +BROKER_TOOLS_PRESET=read-only/,
+    );
     let none = '';
     await adminAudit(store, ['--since=1h'], { write: (chunk: string) => (none += chunk) }, () => Date.parse('2026-01-03T00:00:00Z'));
     assert.equal(none, 'No audit records.\n');

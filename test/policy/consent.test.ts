@@ -20,7 +20,8 @@ for (const [scopes, expected] of [
   test(`the consent page names the scopes (${scopes === '' ? 'none' : scopes}) and the tool policy`, async (t) => {
     const harness = await OAuthHarness.start({
       forgejoScopes: scopes,
-      toolPolicyFor: () => Promise.resolve({ lines: ['Only tools that read (the read-only preset): nothing can be changed on the forge.'], mayDiffer: true }),
+      toolPolicyFor: () =>
+        Promise.resolve({ lines: ['Only tools that read (the read-only preset): nothing can be changed on the forge.'], mayDiffer: true }),
     });
     t.after(() => harness.close());
     const client = await harness.register();

@@ -26,7 +26,10 @@ import { eventually, freshDataDirs } from '../support/host.js';
 const dataDir = freshDataDirs('broker-policy-');
 
 async function connectIn(url: URL, bearer: string, era: 'legacy' | 'modern'): Promise<Client> {
-  const client = new Client({ name: `policy-${era}`, version: '1.0.0' }, { versionNegotiation: { mode: era === 'modern' ? 'auto' : 'legacy' } });
+  const client = new Client(
+    { name: `policy-${era}`, version: '1.0.0' },
+    { versionNegotiation: { mode: era === 'modern' ? 'auto' : 'legacy' } },
+  );
   await client.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { Authorization: `Bearer ${bearer}` } } }));
   return client;
 }

@@ -71,7 +71,10 @@ export function startBroker<Front extends ForgejoFrontServer>(
   },
 ): Promise<SignedInTestBroker<Front>>;
 export function startBroker(options: SignedInTestBrokerOptions & { readonly wiring: 'signed-in' }): Promise<SignedInTestBroker>;
-export function startBroker(options: { readonly wiring: 'process'; readonly env?: Readonly<Record<string, string>> }): Promise<BrokerProcess>;
+export function startBroker(options: {
+  readonly wiring: 'process';
+  readonly env?: Readonly<Record<string, string>>;
+}): Promise<BrokerProcess>;
 export function startBroker(
   options:
     | (TestBrokerOptions & { readonly wiring?: 'fakes' })

@@ -195,7 +195,9 @@ export class TestForge {
       this.teamRequests++;
       res.writeHead(user === undefined ? 401 : 200, { 'content-type': 'application/json' });
       res.end(
-        JSON.stringify(user === undefined ? { message: 'invalid token' } : (user.teams ?? []).map((team, i) => teamJson(team, i, this.url))),
+        JSON.stringify(
+          user === undefined ? { message: 'invalid token' } : (user.teams ?? []).map((team, i) => teamJson(team, i, this.url)),
+        ),
       );
       return;
     }
