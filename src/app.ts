@@ -181,7 +181,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
       return pool.inflight;
     },
   });
-  auth.connect?.(pool, metrics, governance.policy);
+  auth.connect?.(pool, metrics, { legacy, modern }, governance.policy);
   const address =
     parts.listener === undefined
       ? await server.listen(config.listen.host, config.listen.port).catch(async (error: unknown) => {
@@ -211,9 +211,10 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     server.startDraining();
     // Out of the store first: the other replicas stop sending this one's sessions and users here at their next look.
     await auth.replicas?.stop();
-    // Requests waiting on a child get the grace period to finish; then every session and child ends.
+    // Requests waiting on a child (or on the replica they were forwarded to) get the grace period to finish; then every session and child ends.
     const deadline = Date.now() + config.shutdownGraceMs;
-    while (pool.inflight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    const inflight = (): number => pool.inflight + (forwarder?.inflight ?? 0);
+    while (inflight() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
     await stopSessions();
     await upstream?.stop();
     await server.closeConnections();

@@ -2,8 +2,9 @@
 /**
  * forgejo-mcp-broker: the one entry point. Parses and validates the
  * command line and the configuration, then runs the broker (`serve`, when
- * FORGEJO_URL is set) or the self-contained `demo`.
+ * FORGEJO_URL is set), the self-contained `demo`, or an `admin` command on the store.
  */
+import { runAdmin } from './admin/cli.js';
 import { createBroker, stopOnSignals } from './app.js';
 import { reloadPolicyOnHangup } from './app/governance.js';
 import { parseCommandLine, usage } from './config/command-line.js';
@@ -15,6 +16,10 @@ import { createLogger } from './log/logger.js';
 import { BROKER_INFO } from './version.js';
 
 async function main(argv: readonly string[]): Promise<void> {
+  if (argv[0] === 'admin') {
+    process.exitCode = await runAdmin(argv.slice(1), process.env, process.stdout, process.stderr);
+    return;
+  }
   const commandLine = parseCommandLine(argv, process.env);
   if (commandLine.action === 'help') {
     process.stdout.write(usage());

@@ -1,7 +1,9 @@
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Authenticator, ForgejoCredentials } from '../auth/principal.js';
 import type { RouteHandler } from '../http/route.js';
+import type { LegacyFront } from '../legacy/front.js';
 import type { BrokerMetrics } from '../metrics/metrics.js';
+import type { ModernFront } from '../modern/front.js';
 import type { ChannelPool } from '../pool/pool.js';
 import type { ToolPolicy } from '../policy/policy.js';
 import type { ReplicaRegistry } from '../replicas/registry.js';
@@ -16,8 +18,13 @@ export interface AuthParts {
   readonly notReadyBecause?: () => Promise<string | undefined>;
   /** Where shared mode keeps its legacy sessions (the store); absent: they live and die with this process. */
   readonly legacySessions?: LegacySessionRepository;
-  /** Called once the pool exists: credential changes rotate channels, revocations end them, refreshes are counted, the consent page learns the tool policy. */
-  readonly connect?: (pool: ChannelPool, metrics: BrokerMetrics, policy: ToolPolicy) => void;
+  /** Called once the pool and fronts exist: credential changes rotate channels, revocations end sessions, refreshes are counted, the consent page learns the tool policy. */
+  readonly connect?: (
+    pool: ChannelPool,
+    metrics: BrokerMetrics,
+    fronts: { readonly legacy: LegacyFront; readonly modern: ModernFront },
+    policy: ToolPolicy,
+  ) => void;
   /** Called once the broker listens (the Forgejo probe's first look). */
   readonly listening?: () => Promise<void>;
   /** Called after every session has ended, to close what the parts hold (the store). */

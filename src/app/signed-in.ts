@@ -17,6 +17,7 @@ import type { Logger } from '../log/logger.js';
 import { openBrokerAuth } from '../oauth/setup.js';
 import type { ToolPolicy } from '../policy/policy.js';
 import { ReplicaRegistry } from '../replicas/registry.js';
+import { LiveSessions } from '../revocation/live-sessions.js';
 import { requireChildProgram } from '../supervisor/executable.js';
 import type { AuthParts } from './auth-parts.js';
 
@@ -35,7 +36,10 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
   let securityEvents: SecurityEvents | undefined;
   // The tool policy opens with the broker's other parts, after the OAuth server: the consent page asks it once it exists.
   let toolPolicy: ToolPolicy | undefined;
+  // This broker's live sessions, bound to its fronts in connect(): the Connections page lists them, revocations end them.
+  const sessions = new LiveSessions();
   const auth = await openBrokerAuth({
+    sessions,
     publicUrl: config.publicUrl,
     forgejoUrl: forgejo.forgejoUrl,
     forgejoClientId: forgejo.clientId,
@@ -100,12 +104,15 @@ export async function openSignedInAuth(config: Config, log: Logger, clock: () =>
       // Others may forward here once it is in the store: only once it listens.
       await replicas.start();
       await forgejoProbe.start();
+      // From now on a revocation made anywhere (admin revoke, another replica) ends this one's sessions within a poll.
+      await auth.revocations.start();
     },
     replicas,
     forwardingKey: auth.forwardingKey,
     ...(audit === undefined ? {} : { audit }),
-    connect: (pool, metrics, policy) => {
+    connect: (pool, metrics, fronts, policy) => {
       toolPolicy = policy;
+      sessions.bind({ ...fronts, pool });
       auth.credentials.onCredentialChanged((userId) => void pool.rotateUser(userId));
       auth.credentials.onCredentialRevoked((userId) => {
         securityEvents?.({ kind: 'revocation', userId, clientId: null, detail: 'Forgejo credential ended; sessions ended', failed: true });

@@ -70,7 +70,7 @@ export function parseCommandLine(argv: readonly string[], env: Env): CommandLine
   if (command !== 'serve' && command !== 'demo') {
     throw new ConfigError(
       'command line',
-      `unknown command "${command}": the commands are serve and demo (forgejo-mcp-broker --help lists every option)`,
+      `unknown command "${command}": the commands are serve, demo and admin (forgejo-mcp-broker --help lists every option)`,
     );
   }
   return { action: 'run', command, env: merged };
@@ -91,7 +91,8 @@ function swallowedByNpm(env: Env): void {
   );
 }
 
-function unknownFlag(flag: string): ConfigError {
+/** The error for a flag no table knows, with the nearest valid one. */
+export function unknownFlag(flag: string): ConfigError {
   const nearest = nearestFlag(flag.replace(/^-+/, ''));
   const hint = nearest === undefined ? '' : `; did you mean ${nearest}?`;
   return new ConfigError(flag, `unknown option${hint} (forgejo-mcp-broker --help lists every option)`);
@@ -145,12 +146,15 @@ function example(option: OptionSpec): string {
 export function usage(): string {
   const lines = [
     'Usage: forgejo-mcp-broker [serve|demo] [options]',
+    '       forgejo-mcp-broker admin <command> [options]',
     '       npm start -- [serve|demo] [options]    (npm needs the -- to pass options on)',
     '',
     'Commands:',
     '  serve   Run the broker in front of the Forgejo at FORGEJO_URL (the default when it is set).',
     '  demo    Run the broker with an embedded Forgejo stand-in and stand-in forgejo-mcp',
     '          (the default when FORGEJO_URL is not set).',
+    '  admin   List users, clients and grants, revoke access, purge unused clients, on the',
+    '          store of this configuration (forgejo-mcp-broker admin --help).',
     '',
     'Options: each sets the environment variable named beside it, and wins over it.',
     'Write --name value or --name=value; durations as 500ms, 30s, 15m, 1h30m.',

@@ -29,6 +29,9 @@ export function rateLimitFor(perMinute: number): { burst: number; perMinute: num
 
 /** How often a replica records in the store that it is alive, and reads which others are. */
 export const REPLICA_HEARTBEAT_MS = 2_000;
+
+/** How often every broker reads the store's revocation log: a revocation made anywhere ends live sessions within about this long. */
+export const REVOCATION_POLL_MS = 1_000;
 /** A replica whose last heartbeat is older than this counts as gone (three missed heartbeats). */
 export const REPLICA_GONE_AFTER_MS = 6_000;
 /** A gone replica's row is deleted once its last heartbeat is this old (one killed outright never removes its own). */

@@ -3,7 +3,8 @@ import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
-import { sessionOwner, type LegacyFront } from '../legacy/front.js';
+import type { LegacyFront } from '../legacy/front.js';
+import { sessionOwner } from '../legacy/session-id.js';
 import type { ModernFront } from '../modern/front.js';
 import { RequestStateCodec } from '../modern/request-state.js';
 import { validateModernRequest } from '../modern/validate.js';
@@ -25,7 +26,7 @@ export interface McpEndpointOptions {
   readonly modern: ModernFront;
   readonly maxBodyBytes: number;
   readonly retryAfterSeconds: number;
-  /** True once the broker is stopping: new requests are refused with 503. */
+  /** True once the broker is stopping: new requests go to another replica (see `#handOff`), or are refused with 503. */
   readonly draining: () => boolean;
   /** Several replicas: requests that belong to another one are forwarded there. Absent: one broker. */
   readonly fleet?: Fleet;
@@ -118,15 +119,19 @@ export class McpEndpoint {
       return;
     }
     try {
-      if (this.#options.draining()) throw new BrokerError('unavailable', 'The broker is shutting down');
       const forwardable = this.#forwardable(req);
+      if (this.#options.draining()) {
+        if (await this.#handOff(req, res)) return;
+        // One another replica forwarded here (it has not seen this one go yet) is served while the sessions still live.
+        if (forwardable || this.#options.fleet === undefined) throw new BrokerError('unavailable', 'The broker is shutting down');
+      }
       let raw: Buffer | undefined;
       // Session traffic goes to the replica whose session it is, before anything else is spent on it here.
       const owner = forwardable ? this.#sessionOwner(req) : undefined;
       if (owner !== undefined) {
         raw = await this.#readRaw(req);
+        // Not reached: it died since its last heartbeat. Served here as a session this replica does not know (404, or carried on).
         if (await this.#forward(owner, req, res, raw)) return;
-        if (!this.#options.fleet?.sessionsOutliveOwners) throw new BrokerError('not_found', 'Session not found');
       }
       // Shared mode: a session whose owner is gone is carried on by one replica, which the store names.
       const carrier = forwardable ? await this.#carrier(req, owner?.id) : undefined;
@@ -251,6 +256,39 @@ export class McpEndpoint {
     if (fleet === undefined || id === undefined || id === fleet.selfId) return undefined;
     const replica = fleet.view.find(id);
     return replica?.url === undefined ? undefined : replica;
+  }
+
+  /**
+   * A stopping replica hands each new request to the replica that serves it
+   * once this one is gone, so its clients see no refusal: a session of another
+   * replica goes there; in shared mode one of this replica's sessions goes to
+   * the replica that carries it on (claimed for it now); anything else to the
+   * user's owner among the others. In stdio mode a session of this replica
+   * ends with it: 404 now, and its client starts a new one elsewhere. False
+   * when there is no other replica to hand to.
+   */
+  async #handOff(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const fleet = this.#options.fleet;
+    if (fleet === undefined || !this.#forwardable(req)) return false;
+    const others = fleet.view.live().filter((replica) => replica.id !== fleet.selfId && replica.url !== undefined);
+    if (others.length === 0) return false;
+    const sessionId = single(req.headers['mcp-session-id']);
+    let target: ReplicaInfo | undefined;
+    if (sessionId !== undefined) {
+      target = this.#sessionOwner(req);
+      if (target === undefined && !fleet.sessionsOutliveOwners) throw new BrokerError('not_found', 'Session not found');
+      if (target === undefined) {
+        const heir = rendezvousOwner(sessionId, others);
+        const reachable = (id: string): boolean => id !== fleet.selfId && fleet.view.find(id)?.url !== undefined;
+        target = this.#other(await this.#options.legacy.carrierOf(sessionId, reachable, heir?.id));
+      }
+    } else {
+      const principal = await authenticateBearer(req, res, this.#options.authenticator);
+      if (principal === undefined) return true;
+      target = rendezvousOwner(principal.userId, others);
+    }
+    if (target === undefined) return false;
+    return this.#forward(target, req, res, await this.#readRaw(req));
   }
 
   /** Forwards to the owner; false (nothing sent) when it cannot be reached: it died since its last heartbeat. */

@@ -1,13 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal.js';
 import { BrokerError, errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
+import type { GrantHolder, HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelLease, ChannelPool } from '../pool/pool.js';
 import type { CallGate, CallerGate } from '../policy/gate.js';
 import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
+import { answerLostStream } from './lost-answers.js';
 import { LegacySession } from './session.js';
+import { hashSessionId, newSessionId } from './session-id.js';
 
 export const SESSION_ID_HEADER = 'mcp-session-id';
 
@@ -39,12 +41,13 @@ export interface LegacyFrontOptions {
 /** How often a session's last use is written to the store, at most. */
 const STORED_TOUCH_INTERVAL_MS = 60_000;
 
-interface LiveSession {
+interface LiveSession extends GrantHolder {
   readonly session: LegacySession;
   readonly lease: ChannelLease;
-  readonly userId: string;
-  readonly grantId: string;
   readonly gate: CallerGate | undefined;
+  readonly startedAt: number;
+  /** When a request of the client last came (the Connections page shows it). */
+  lastUsedAt: number;
   /** When the store last heard the session was used (shared mode). */
   storedTouchAt: number;
 }
@@ -84,6 +87,32 @@ export class LegacyFront {
     return [...(this.#sessionsByUser.get(userId) ?? [])];
   }
 
+  /** The user's live sessions on this replica, for their Connections page. */
+  sessionsOf(userId: string): LiveSessionView[] {
+    return this.sessionIdsOf(userId).flatMap((sessionId) => {
+      const live = this.#sessions.get(sessionId);
+      return live === undefined
+        ? []
+        : [
+            {
+              era: 'legacy' as const,
+              sessionIdHash: hashSessionId(sessionId),
+              clientId: live.clientId,
+              grantId: live.grantId,
+              startedAt: live.startedAt,
+              lastUsedAt: live.lastUsedAt,
+            },
+          ];
+    });
+  }
+
+  /** Ends the live sessions whose grant `match` accepts (a revocation); returns how many. */
+  async endWhere(match: HolderMatch, reason: string): Promise<number> {
+    const ending = [...this.#sessions.values()].filter((live) => match(live));
+    await Promise.all(ending.map((live) => live.session.close(reason)));
+    return ending.length;
+  }
+
   /** A live session, for tests. */
   sessionOf(sessionId: string): LegacySession | undefined {
     return this.#sessions.get(sessionId)?.session;
@@ -105,12 +134,17 @@ export class LegacyFront {
       throw new BrokerError('bad_request', 'Bad Request: Mcp-Session-Id header is required; start a session with initialize');
     }
     const live = this.#sessions.get(sessionId) ?? (await this.#adopt(sessionId, principal));
-    if (live === undefined) throw new BrokerError('not_found', 'Session not found');
+    if (live === undefined) {
+      // The resumption of a stream whose process died: its calls get their error now, then the session answers 404.
+      if (answerLostStream(req, res)) return;
+      throw new BrokerError('not_found', 'Session not found');
+    }
     if (live.grantId !== principal.grantId || live.userId !== principal.userId) {
       throw new BrokerError('forbidden', 'This session belongs to a different token');
     }
     if (Array.isArray(body)) checkBatchAllowed(live.session);
     live.lease.touch();
+    live.lastUsedAt = this.#now();
     await live.gate?.refresh();
     this.#touchStored(live);
     clearTimeout(this.#initTimers.get(live.session));
@@ -126,18 +160,22 @@ export class LegacyFront {
   /**
    * Shared mode: the replica that carries on a session whose first owner is
    * gone. The store names it; when the one it names cannot be reached either,
-   * this replica claims it (of several trying at once, one wins). Undefined
-   * when the store has no such session.
+   * this replica claims it (or `claimant`, for a stopping replica handing its
+   * sessions on; of several trying at once, one wins). Undefined when the
+   * store has no such session.
    */
-  async carrierOf(sessionId: string, reachable: (replicaId: string) => boolean): Promise<string | undefined> {
+  async carrierOf(
+    sessionId: string,
+    reachable: (replicaId: string) => boolean,
+    claimant: string = this.#options.replicaId,
+  ): Promise<string | undefined> {
     const store = this.#options.sessionStore;
     if (store === undefined) return undefined;
     const hash = hashSessionId(sessionId);
     const stored = await store.find(hash);
     if (stored === undefined) return undefined;
-    const self = this.#options.replicaId;
-    if (stored.ownerReplica === self || reachable(stored.ownerReplica)) return stored.ownerReplica;
-    if (await store.claim(hash, stored.ownerReplica, self)) return self;
+    if (stored.ownerReplica === claimant || reachable(stored.ownerReplica)) return stored.ownerReplica;
+    if (await store.claim(hash, stored.ownerReplica, claimant)) return claimant;
     return (await store.find(hash))?.ownerReplica;
   }
 
@@ -218,13 +256,17 @@ export class LegacyFront {
       onInitialized: () => {
         this.#starting.delete(session);
         lease.commit();
+        const now = this.#now();
         const live: LiveSession = {
           session,
           lease,
           userId: principal.userId,
+          clientId: principal.clientId,
           grantId: principal.grantId,
           gate,
-          storedTouchAt: this.#now(),
+          startedAt: now,
+          lastUsedAt: now,
+          storedTouchAt: now,
         };
         this.#register(live);
         registered = true;
@@ -345,22 +387,6 @@ function checkBatchAllowed(session: LegacySession): void {
   if (version !== undefined && version >= FIRST_VERSION_WITHOUT_BATCHES) {
     throw new BrokerError('bad_request', `Invalid Request: JSON-RPC batches are not allowed in protocol version ${version}`);
   }
-}
-
-/** Session ids are stored as hashes, as tokens are: a copy of the store does not hand out live sessions. */
-function hashSessionId(sessionId: string): string {
-  return createHash('sha256').update(sessionId).digest('hex');
-}
-
-/** The replica a session id names as its owner; undefined for an id without one. */
-export function sessionOwner(sessionId: string): string | undefined {
-  const dot = sessionId.indexOf('.');
-  return dot <= 0 ? undefined : sessionId.slice(0, dot);
-}
-
-/** 192 random bits, base64url: visible ASCII as the transport spec requires. */
-function newSessionId(): string {
-  return randomBytes(24).toString('base64url');
 }
 
 function isInitializeRequest(body: unknown): boolean {

@@ -15,12 +15,15 @@ import type { ChannelHandlers } from '../pool/pool.js';
 import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
 import type { GateDecision } from '../policy/gate.js';
 import { SessionEventStore } from './event-store.js';
+import { answerLostStream } from './lost-answers.js';
 
 /** What a client is told to wait before reconnecting a lost SSE stream. */
-const SSE_RETRY_MS = 1000;
+const SSE_RETRY_MS = 500;
 
 /** Bodies the HTTP layer already read and parsed, handed to the transport with the request. */
 const parsedBodies = new WeakMap<object, unknown>();
+/** GET requests resuming another process's GET stream, whose events are gone: opened as a fresh stream instead. */
+const freshStreams = new WeakSet<object>();
 
 export interface LegacySessionOptions {
   readonly sessionId: string;
@@ -59,6 +62,7 @@ export class LegacySession {
    */
   readonly #listener = getRequestListener(
     async (request, env: { incoming: object }) => {
+      if (freshStreams.has(env.incoming)) request = withoutLastEventId(request);
       const response = await this.transport.handleRequest(request, { parsedBody: parsedBodies.get(env.incoming) });
       if (response.body !== null && !response.headers.has('content-length')) response.headers.set('transfer-encoding', 'chunked');
       return response;
@@ -108,8 +112,19 @@ export class LegacySession {
 
   /** Serves one HTTP request of this session. */
   async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    const lastEventId = req.headers['last-event-id'];
+    if (req.method === 'GET' && typeof lastEventId === 'string' && !this.events.holds(lastEventId)) {
+      // A stream of the process that held this session before (shared mode): its events died with it.
+      if (answerLostStream(req, res)) return;
+      freshStreams.add(req);
+    }
     if (parsedBody !== undefined) parsedBodies.set(req, parsedBody);
-    await this.#listener(req, res);
+    const release = req.method === 'POST' ? this.events.expectStream(requestIdsIn(parsedBody)) : undefined;
+    try {
+      await this.#listener(req, res);
+    } finally {
+      release?.();
+    }
   }
 
   /**
@@ -225,4 +240,16 @@ export class LegacySession {
       }
     });
   }
+}
+
+/** The ids of the requests in a POST body (one message or a batch). */
+function requestIdsIn(body: unknown): RequestId[] {
+  const messages: unknown[] = Array.isArray(body) ? body : [body];
+  return messages.flatMap((message) => (isJSONRPCRequest(message) ? [message.id] : []));
+}
+
+function withoutLastEventId(request: Request): Request {
+  const headers = new Headers(request.headers);
+  headers.delete('last-event-id');
+  return new Request(request.url, { method: request.method, headers });
 }

@@ -20,6 +20,7 @@ import type { Principal } from '../auth/principal.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
+import type { HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelPool } from '../pool/pool.js';
 import type { ClientResponse } from '../pool/request-sink.js';
 import type { CallGate } from '../policy/gate.js';
@@ -93,6 +94,16 @@ export class ModernFront implements CallHost {
     return this.#users.active;
   }
 
+  /** The user's channel as each of their grants used it, on this replica. */
+  sessionsOf(userId: string): LiveSessionView[] {
+    return this.#users.sessionsOf(userId);
+  }
+
+  /** A revocation: ends the listen streams of the grants `match` accepts, and the channels only they used. */
+  endWhere(match: HolderMatch, reason: string): Promise<number> {
+    return this.#users.endWhere(match, reason);
+  }
+
   /** Ends every user's channel and refuses new requests. */
   stop(): Promise<void> {
     return this.#users.stop();
@@ -107,7 +118,7 @@ export class ModernFront implements CallHost {
         this.#discover(res, user, message.id);
         return;
       case 'subscriptions/listen':
-        await this.#listen(res, user, message);
+        await this.#listen(res, user, message, principal.grantId);
         return;
     }
     const capabilities = (meta[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined) ?? {};
@@ -248,7 +259,7 @@ export class ModernFront implements CallHost {
     new ResponseWriter(res, () => undefined).final({ jsonrpc: '2.0', id, result });
   }
 
-  async #listen(res: ServerResponse, user: UserChannel, message: JSONRPCRequest): Promise<void> {
+  async #listen(res: ServerResponse, user: UserChannel, message: JSONRPCRequest, grantId: string): Promise<void> {
     const requested = ((message.params as { notifications?: Record<string, unknown> } | undefined)?.notifications ?? {}) as {
       toolsListChanged?: boolean;
       promptsListChanged?: boolean;
@@ -272,6 +283,7 @@ export class ModernFront implements CallHost {
       for (const uri of uris) void user.unsubscribeResource(uri);
     });
     const listener: ChangeListener = {
+      grantId,
       wants: (notification) => {
         switch (notification.method) {
           case 'notifications/tools/list_changed':

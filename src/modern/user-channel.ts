@@ -2,10 +2,13 @@ import type { InitializeResult, JSONRPCNotification, JSONRPCRequest, LoggingLeve
 import { isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ChildChannel } from '../pool/channel.js';
+import type { GrantHolder, HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelLease } from '../pool/pool.js';
 
 /** A listener for a user's change notifications: one `subscriptions/listen` stream. */
 export interface ChangeListener {
+  /** The grant whose request opened the stream: a revocation of it ends the stream. */
+  readonly grantId: string;
   /** Whether this listener wants the notification. */
   wants(notification: JSONRPCNotification): boolean;
   deliver(notification: JSONRPCNotification): void;
@@ -39,6 +42,8 @@ export class UserChannel {
   #logLevel: LoggingLevel | undefined;
   /** The child's tools by name, fetched on first need and dropped when the child says they changed. */
   #tools: Promise<Map<string, Tool>> | undefined;
+  /** The grants whose requests came through this channel, with when (the Connections page, revocations). */
+  readonly #callers = new Map<string, { holder: GrantHolder; firstUsedAt: number; lastUsedAt: number }>();
 
   readonly #lease: ChannelLease;
 
@@ -56,9 +61,39 @@ export class UserChannel {
     return this.#listeners.size > 0;
   }
 
-  /** A request of this user arrived (the idle reaper's clock). */
-  touch(): void {
+  /** A request of this user arrived (the idle reaper's clock), from this grant. */
+  touch(holder: GrantHolder, at: number): void {
     this.#lease.touch();
+    const caller = this.#callers.get(holder.grantId);
+    if (caller === undefined) this.#callers.set(holder.grantId, { holder, firstUsedAt: at, lastUsedAt: at });
+    else caller.lastUsedAt = at;
+  }
+
+  /** Each grant that used the channel, as a session of its client. */
+  sessions(): LiveSessionView[] {
+    return [...this.#callers.values()].map(({ holder, firstUsedAt, lastUsedAt }) => ({
+      era: 'modern' as const,
+      clientId: holder.clientId,
+      grantId: holder.grantId,
+      startedAt: firstUsedAt,
+      lastUsedAt,
+    }));
+  }
+
+  /**
+   * A revocation: forgets the grants `match` accepts and ends their listen
+   * streams. Returns how many grants were forgotten and how many still use
+   * the channel.
+   */
+  forget(match: HolderMatch): { readonly forgotten: number; readonly left: number } {
+    let forgotten = 0;
+    for (const [grantId, caller] of this.#callers) {
+      if (!match(caller.holder)) continue;
+      this.#callers.delete(grantId);
+      forgotten++;
+      for (const listener of this.#listeners) if (listener.grantId === grantId) listener.end();
+    }
+    return { forgotten, left: this.#callers.size };
   }
 
   addListener(listener: ChangeListener): void {

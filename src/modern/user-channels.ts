@@ -6,6 +6,7 @@ import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
 import type { ChildChannel } from '../pool/channel.js';
+import type { HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelPool } from '../pool/pool.js';
 import { UserChannel } from './user-channel.js';
 
@@ -20,6 +21,7 @@ export interface UserChannelsOptions {
   readonly pool: ChannelPool;
   readonly log: Logger;
   readonly events?: Pick<SessionEvents, 'sessionStarted' | 'sessionEnded'>;
+  readonly now?: () => number;
 }
 
 /** The modern era's per-user channels: one per user, borrowed from the pool and initialised by the broker. */
@@ -30,8 +32,11 @@ export class UserChannels {
 
   readonly #options: UserChannelsOptions;
 
+  readonly #now: () => number;
+
   constructor(options: UserChannelsOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Number of users with a live channel. */
@@ -47,7 +52,7 @@ export class UserChannels {
     if (this.#stopped) return Promise.reject(new BrokerError('unavailable', 'The broker is shutting down'));
     const existing = this.#channels.get(principal.userId);
     if (existing !== undefined && !existing.channel.ended) {
-      existing.touch();
+      existing.touch(principal, this.#now());
       return Promise.resolve(existing);
     }
     let starting = this.#starting.get(principal.userId);
@@ -55,7 +60,32 @@ export class UserChannels {
       starting = this.#start(principal, clientInfo).finally(() => this.#starting.delete(principal.userId));
       this.#starting.set(principal.userId, starting);
     }
-    return starting;
+    return starting.then((user) => {
+      user.touch(principal, this.#now());
+      return user;
+    });
+  }
+
+  /** The user's channel as each of their grants used it, for their Connections page. */
+  sessionsOf(userId: string): LiveSessionView[] {
+    return this.#channels.get(userId)?.sessions() ?? [];
+  }
+
+  /**
+   * A revocation: forgets the grants `match` accepts on every channel, ending
+   * their listen streams, and closes a channel no other grant of its user
+   * uses (its child with it). Returns how many grants were forgotten.
+   */
+  async endWhere(match: HolderMatch, reason: string): Promise<number> {
+    let forgotten = 0;
+    const closing: Promise<void>[] = [];
+    for (const user of this.#channels.values()) {
+      const outcome = user.forget(match);
+      forgotten += outcome.forgotten;
+      if (outcome.forgotten > 0 && outcome.left === 0) closing.push(user.channel.close(reason));
+    }
+    await Promise.all(closing);
+    return forgotten;
   }
 
   /** Ends every user's channel and refuses new ones. */

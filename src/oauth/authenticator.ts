@@ -1,5 +1,7 @@
 import type { AuthFailure, Authenticator, Principal } from '../auth/principal.js';
 import type { GrantRepository } from '../store/store.js';
+import { errorMessage } from '../errors/errors.js';
+import type { Logger } from '../log/logger.js';
 import { sha256Hex } from './tokens.js';
 
 export interface BrokerAuthenticatorOptions {
@@ -7,8 +9,15 @@ export interface BrokerAuthenticatorOptions {
   /** `<public>/mcp`: tokens bound to anything else are refused. */
   readonly resource: string;
   readonly resourceMetadataUrl: string;
+  /** Where a failed last-use write is told. */
+  readonly logger?: Logger;
   readonly now?: () => number;
 }
+
+/** A grant's last use is written at most this often per broker process: seldom enough to cost nothing per request. */
+const GRANT_TOUCH_INTERVAL_MS = 60_000;
+/** Above this many remembered grants, those not written within the interval are forgotten. */
+const GRANT_TOUCH_MEMORY = 10_000;
 
 /**
  * The production Authenticator: a broker access token is an opaque random
@@ -21,8 +30,12 @@ export class BrokerAuthenticator implements Authenticator {
   readonly #grants: GrantRepository;
   readonly #resource: string;
   readonly #now: () => number;
+  readonly #logger: Logger | undefined;
+  /** When each grant's last use was last written by this process. */
+  readonly #touched = new Map<string, number>();
 
   constructor(options: BrokerAuthenticatorOptions) {
+    this.#logger = options.logger;
     this.#grants = options.grants;
     this.#resource = options.resource;
     this.resourceMetadataUrl = options.resourceMetadataUrl;
@@ -38,6 +51,7 @@ export class BrokerAuthenticator implements Authenticator {
     if (token.expiresAt <= this.#now()) return invalid('access token expired');
     if (token.grant.resource !== this.#resource) return invalid('access token was not issued for this resource');
     if (token.credentialRevoked) return invalid('the Forgejo sign-in has ended; sign in again');
+    this.#touch(token.grant.grantId);
     return {
       userId: token.grant.userId,
       forgejoLogin: token.forgejoLogin,
@@ -45,6 +59,20 @@ export class BrokerAuthenticator implements Authenticator {
       tokenHash,
       grantId: token.grant.grantId,
     };
+  }
+
+  /** Records the grant's use for the Connections page and `admin grants`, at most once an interval, without waiting. */
+  #touch(grantId: string): void {
+    const now = this.#now();
+    const last = this.#touched.get(grantId);
+    if (last !== undefined && now - last < GRANT_TOUCH_INTERVAL_MS) return;
+    if (this.#touched.size >= GRANT_TOUCH_MEMORY) {
+      for (const [id, at] of this.#touched) if (now - at >= GRANT_TOUCH_INTERVAL_MS) this.#touched.delete(id);
+    }
+    this.#touched.set(grantId, now);
+    this.#grants.touch(grantId, now).catch((error: unknown) => {
+      this.#logger?.warn({ event: 'grant_touch_failed', err: errorMessage(error) }, "could not record the grant's last use");
+    });
   }
 }
 

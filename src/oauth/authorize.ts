@@ -9,7 +9,7 @@ import { OAUTH_PATHS, type OAuthContext } from './context.js';
 import { OAuthError, toOAuthError, toOAuthErrorResponse } from './errors.js';
 import { parseCookies, readForm, redirect, serializeCookie, singleParam } from './http.js';
 import { renderConsentPage, renderMessagePage, sendPage } from './pages.js';
-import { isLoopbackRedirect, redirectUriMatches } from './redirect-uri.js';
+import { describeRedirectTarget, isLoopbackRedirect, redirectUriMatches } from './redirect-uri.js';
 import { checkResource } from './resource.js';
 import { equalHashes, isS256Challenge, randomToken, sha256Hex } from './tokens.js';
 
@@ -227,6 +227,7 @@ export class AuthorizationFlow {
       requestId: pending.id,
       csrfToken: token,
       action: `${this.#context.issuer}${OAUTH_PATHS.consent}`,
+      connectionsUrl: `${this.#context.issuer}${OAUTH_PATHS.consents}`,
     });
     sendPage(res, 200, html, [this.#context.forgejo.baseUrl.origin, formTarget(pending.redirectUri)]);
   }
@@ -378,11 +379,6 @@ function singleParamOrUndefined(params: URLSearchParams, name: string): string |
   } catch {
     return undefined;
   }
-}
-
-function describeRedirectTarget(redirectUri: string): string {
-  const url = new URL(redirectUri);
-  return url.protocol === 'http:' || url.protocol === 'https:' ? url.host : `${url.protocol}// (an application on this device)`;
 }
 
 /** The CSP form-action source that allows the redirect to this URI. */

@@ -23,6 +23,13 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace}
 a{color:#1f5f9f}
 label{display:block;margin:.9rem 0 .3rem;color:#56606b}
 input:not([type=hidden]){font:inherit;width:100%;box-sizing:border-box;padding:.5rem .6rem;border:1px solid #d8dde3;border-radius:6px}
+button:focus-visible,a:focus-visible{outline:3px solid #1f5f9f;outline-offset:2px}
+button.danger{border-color:#b42318;color:#b42318}
+.connection{border-top:1px solid #d8dde3;margin-top:1.2rem;padding-top:.4rem}
+.connection ul{margin:0;padding-left:1.1rem}
+.connection dd{word-break:normal;overflow-wrap:anywhere}
+.status{background:#ecf8f0;border:1px solid #57a773;border-radius:6px;padding:.6rem .8rem;margin:.8rem 0}
+.note{color:#56606b;font-size:.9rem}
 `;
 
 const STYLE_HASH = createHash('sha256').update(STYLE).digest('base64');
@@ -50,6 +57,37 @@ export interface ConsentView {
   readonly requestId: string;
   readonly csrfToken: string;
   readonly action: string;
+  /** The user's Connections page, where the approval can be revoked later. */
+  readonly connectionsUrl: string;
+}
+
+/** One live session of a connection on the Connections page. */
+export interface SessionLine {
+  readonly era: 'legacy' | 'modern';
+  readonly startedAt: number;
+  readonly lastUsedAt: number;
+  /** Known from the store only: another broker process holds it (shared mode). */
+  readonly elsewhere: boolean;
+}
+
+export interface ConnectionView {
+  readonly name: string;
+  readonly clientId: string;
+  /** Hosts (or app schemes) its redirect URIs go to. */
+  readonly returnsTo: readonly string[];
+  readonly approvedAt: number;
+  readonly lastUsedAt: number | null;
+  readonly sessions: readonly SessionLine[];
+}
+
+export interface ConnectionsView {
+  readonly login: string | null;
+  readonly forgeHost: string;
+  readonly connections: readonly ConnectionView[];
+  readonly action: string;
+  readonly csrf: string;
+  /** The name of the client just revoked, for the status line. */
+  readonly revoked: string | null;
 }
 
 export function escapeHtml(value: string): string {
@@ -77,7 +115,7 @@ export function renderConsentPage(view: ConsentView): string {
   return page(
     'Allow access to your forge?',
     `<h1>Allow <strong>${escapeHtml(name)}</strong> to use ${escapeHtml(view.forgeHost)} as you?</h1>
-<p>The application will act on the forge with your permissions through this broker, until you revoke its access.</p>
+<p>The application will act on the forge with your permissions through this broker, until you revoke its access on your <a href="${escapeHtml(view.connectionsUrl)}">Connections</a> page.</p>
 <dl>${rows.map(([term, value]) => `<dt>${escapeHtml(term)}</dt><dd>${escapeHtml(value)}</dd>`).join('')}</dl>
 <h2>What it will be able to do</h2>
 <ul>${view.abilities.map((line) => `<li>${escapeHtml(line)}</li>`).join('')}</ul>
@@ -95,6 +133,59 @@ ${view.signedInAs === null ? `<p>After you approve, you sign in at ${escapeHtml(
 </div>
 </form>`,
   );
+}
+
+/** The user's Connections page: each approved client, its use and live sessions, and a Revoke form per client. */
+export function renderConnectionsPage(view: ConnectionsView): string {
+  const forge = escapeHtml(view.forgeHost);
+  const status =
+    view.revoked === null
+      ? ''
+      : `<p class="status" role="status">You revoked <strong>${escapeHtml(view.revoked)}</strong>: its tokens no longer work and its sessions have ended.</p>\n`;
+  const intro =
+    view.connections.length === 0
+      ? `<p>No application is connected to ${forge} through this broker as you.</p>`
+      : `<p>These applications can use ${forge} as you through this broker. Revoking one ends its access at once: its tokens stop working, its open sessions close on every server of this broker, and it must ask for your approval again.</p>`;
+  const sections = view.connections.map((connection, index) => {
+    const id = `connection-${index + 1}`;
+    const rows: [string, string][] = [
+      ['Client ID', `<code>${escapeHtml(connection.clientId)}</code>`],
+      ['Returns to', connection.returnsTo.length === 0 ? 'unknown' : connection.returnsTo.map(escapeHtml).join(', ')],
+      ['Approved', timeHtml(connection.approvedAt)],
+      ['Last used', connection.lastUsedAt === null ? 'not yet' : timeHtml(connection.lastUsedAt)],
+      ['Live sessions', sessionsHtml(connection.sessions)],
+    ];
+    return `<section class="connection" aria-labelledby="${id}">
+<h2 id="${id}">${escapeHtml(connection.name)}</h2>
+<dl>${rows.map(([term, value]) => `<dt>${escapeHtml(term)}</dt><dd>${value}</dd>`).join('')}</dl>
+<form method="post" action="${escapeHtml(view.action)}">
+<input type="hidden" name="client_id" value="${escapeHtml(connection.clientId)}">
+<input type="hidden" name="csrf" value="${escapeHtml(view.csrf)}">
+<button type="submit" class="danger" aria-label="Revoke ${escapeHtml(connection.name)}">Revoke</button>
+</form>
+</section>`;
+  });
+  const who = view.login === null ? '' : `<p>Signed in as <strong>${escapeHtml(view.login)}</strong> at ${forge}.</p>\n`;
+  const note =
+    view.connections.length === 0
+      ? ''
+      : '\n<p class="note">Live sessions are those this server of the broker holds, and, when the broker shares one upstream, the MCP sessions its other servers hold. Times are in UTC.</p>';
+  return page('Your connections', `<h1>Your connections</h1>\n${who}${status}${intro}\n${sections.join('\n')}${note}`);
+}
+
+function timeHtml(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `<time datetime="${iso}">${iso.slice(0, 16).replace('T', ' ')} UTC</time>`;
+}
+
+function sessionsHtml(sessions: readonly SessionLine[]): string {
+  if (sessions.length === 0) return 'none';
+  const line = (session: SessionLine): string => {
+    const kind = session.era === 'legacy' ? 'MCP session' : 'Stateless MCP requests';
+    const where = session.elsewhere ? ' (on another server of this broker)' : '';
+    return `<li>${kind}${where} since ${timeHtml(session.startedAt)}, last request ${timeHtml(session.lastUsedAt)}</li>`;
+  };
+  return `<ul>${sessions.map(line).join('')}</ul>`;
 }
 
 export function renderMessagePage(title: string, message: string): string {

@@ -67,3 +67,9 @@ export function redirectUriMatches(registered: string, presented: string): boole
   const b = new URL(presented);
   return a.pathname === b.pathname && a.search === b.search;
 }
+
+/** Where a redirect URI sends the browser, for people: the host, or for a native app its scheme. */
+export function describeRedirectTarget(redirectUri: string): string {
+  const url = new URL(redirectUri);
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.host : `${url.protocol}// (an application on this device)`;
+}

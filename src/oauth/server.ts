@@ -21,6 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage } from '../errors/errors.js';
 import { MCP_PATH, type RouteHandler } from '../http/route.js';
 import type { Logger } from '../log/logger.js';
+import type { RevocationTarget } from '../store/admin-store.js';
 import type { Store } from '../store/store.js';
 import { BROKER_INFO } from '../version.js';
 import { BrokerAuthenticator } from './authenticator.js';
@@ -28,7 +29,7 @@ import { AuthorizationFlow } from './authorize.js';
 import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from './cimd.js';
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { ClientDirectory } from './clients.js';
-import { ConsentManagement } from './consents.js';
+import { ConnectionsPage, type ConnectionSessions } from './connections.js';
 import {
   OAUTH_PATHS,
   cookieNames,
@@ -72,6 +73,10 @@ export interface OAuthServerOptions {
   readonly liveReplicas?: () => number;
   /** BROKER_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client to rate-limit. Default none. */
   readonly trustedProxies?: readonly AddressRange[];
+  /** This broker's live sessions, for the Connections page; absent (an OAuth server without a broker): none listed. */
+  readonly liveSessions?: ConnectionSessions;
+  /** How the Connections page revokes (the revocation follower, so live sessions end too); default: in the store only. */
+  readonly revoke?: (target: RevocationTarget) => Promise<unknown>;
   /** How often expired rows are purged. Default 10 min. */
   readonly sweepIntervalMs?: number;
   /** Sign-ins, consents and revocations, for the audit log. Default: none. */
@@ -155,7 +160,10 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
   };
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);
-  const consents = new ConsentManagement(context);
+  const connections = new ConnectionsPage(context, {
+    sessions: options.liveSessions ?? { of: () => [] },
+    revoke: options.revoke ?? ((target) => options.store.revocations.revoke(target, now())),
+  });
   const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now, options.liveReplicas);
   const trustedProxies = new TrustedProxies(options.trustedProxies ?? []);
   const unusedClientTtlMs = options.unusedClientTtlMs ?? 24 * 3_600_000;
@@ -246,10 +254,10 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       case OAUTH_PATHS.consents:
         if (limited(req, res, 'authorize')) return true;
         if (req.method === 'POST') {
-          await consents.revoke(req, res);
+          await connections.revoke(req, res);
           return true;
         }
-        return onlyMethod(req, res, 'GET', () => consents.list(req, res));
+        return onlyMethod(req, res, 'GET', () => connections.list(req, res, url));
       case OAUTH_PATHS.token:
         return onlyMethod(req, res, 'POST', async () => {
           if (!limited(req, res, 'token')) await api(req, res, () => tokenEndpoint.token(req, res));
@@ -272,6 +280,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     routes,
     authenticator: new BrokerAuthenticator({
       grants: options.store.grants,
+      logger,
       resource,
       resourceMetadataUrl: context.resourceMetadataUrl,
       now,

@@ -1,6 +1,9 @@
 import { DEFAULT_REFRESH_TIMEOUT_MS, ForgejoClient } from '../forgejo/client.js';
 import { ForgejoCredentialManager } from '../forgejo/credentials.js';
+import { REVOCATION_POLL_MS } from '../config/defaults.js';
 import type { Logger } from '../log/logger.js';
+import { RevocationFollower } from '../revocation/follower.js';
+import { LiveSessions } from '../revocation/live-sessions.js';
 import { replicaForwardingKey } from '../replicas/secret.js';
 import { loadEncryptionKey } from '../store/encryption-key.js';
 import { DEFAULT_REFRESH_LEASE_MS, openPostgresStore } from '../store/postgres.js';
@@ -29,6 +32,10 @@ export interface BrokerAuthOptions extends Omit<OAuthServerOptions, 'store' | 'f
   readonly forgejoTimeoutMs?: number;
   /** BROKER_FORGEJO_REFRESH_TIMEOUT: per refresh at Forgejo. Default 30 s. */
   readonly forgejoRefreshTimeoutMs?: number;
+  /** This broker's live sessions, bound to its fronts later: the Connections page lists them, revocations end them. */
+  readonly sessions?: LiveSessions;
+  /** How often the revocation log is read. Default REVOCATION_POLL_MS. */
+  readonly revocationPollMs?: number;
   readonly logger: Logger;
 }
 
@@ -42,6 +49,8 @@ export interface BrokerAuth {
   readonly store: Store;
   /** The key replicas mark forwarded requests with, derived from the encryption key (which stays here). */
   readonly forwardingKey: Buffer;
+  /** Follows the store's revocation log (start it once the broker serves); the Connections page revokes through it. */
+  readonly revocations: RevocationFollower;
   /** For `/readyz`: whether the store answers. */
   ready(): Promise<boolean>;
   close(): Promise<void>;
@@ -75,16 +84,33 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
     now: options.now,
   });
   const credentials = new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: options.logger, now: options.now });
-  const server = createOAuthServer({ ...options, store, forgejo, logins: credentials });
+  const sessions = options.sessions ?? new LiveSessions();
+  const revocations = new RevocationFollower({
+    revocations: store.revocations,
+    end: (target, reason) => sessions.end(target, reason),
+    log: options.logger,
+    intervalMs: options.revocationPollMs ?? REVOCATION_POLL_MS,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+  const server = createOAuthServer({
+    ...options,
+    store,
+    forgejo,
+    logins: credentials,
+    liveSessions: sessions,
+    revoke: (target) => revocations.revoke(target),
+  });
   return {
     routes: server.routes,
     authenticator: server.authenticator,
     credentials,
     store,
     forwardingKey: replicaForwardingKey(key),
+    revocations,
     ready: () => store.ready(),
     close: async () => {
       server.close();
+      revocations.stop();
       credentials.close();
       await store.close();
     },

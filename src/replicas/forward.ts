@@ -28,6 +28,7 @@ export class ReplicaForwarder {
   readonly #key: Buffer;
   readonly #http = new Agent({ keepAlive: true });
   readonly #https = new HttpsAgent({ keepAlive: true });
+  #calls = 0;
 
   constructor(selfId: string, key: Buffer) {
     this.#selfId = selfId;
@@ -53,6 +54,18 @@ export class ReplicaForwarder {
    * reached: the caller decides what a gone owner means.
    */
   forward(req: IncomingMessage, res: ServerResponse, base: URL, body: Buffer | undefined): Promise<void> {
+    // A stopping replica waits for its forwarded calls as for its own; a GET stream lasts as long as its client.
+    if (req.method === 'GET') return this.#forward(req, res, base, body);
+    this.#calls++;
+    return this.#forward(req, res, base, body).finally(() => this.#calls--);
+  }
+
+  /** Forwarded requests other than GET streams whose answer is not complete yet. */
+  get inflight(): number {
+    return this.#calls;
+  }
+
+  #forward(req: IncomingMessage, res: ServerResponse, base: URL, body: Buffer | undefined): Promise<void> {
     const target = new URL(req.url ?? '/', base);
     const at = Date.now();
     const headers: Record<string, string | string[]> = {};

@@ -1,6 +1,5 @@
 import type pg from 'pg';
 
-import { withTransaction } from './pg-pool.js';
 import { one, POSTGRES_COLUMNS } from './postgres-queries.js';
 import {
   CLIENT_INSERT_COLUMNS,
@@ -71,22 +70,6 @@ export function postgresAuthorizationRepositories(
       const row = await one(pool, 'SELECT 1 FROM consents WHERE user_id = $1 AND client_id = $2', [userId, clientId]);
       return row !== undefined;
     },
-    listClientIds: async (userId: string): Promise<string[]> => {
-      const result = await pool.query<{ client_id: string }>(
-        'SELECT client_id FROM consents WHERE user_id = $1 ORDER BY created_at, client_id',
-        [userId],
-      );
-      return result.rows.map((row) => row.client_id);
-    },
-    revoke: (userId: string, clientId: string, at: number): Promise<void> =>
-      withTransaction(pool, async (client) => {
-        await client.query('DELETE FROM consents WHERE user_id = $1 AND client_id = $2', [userId, clientId]);
-        await client.query('UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL', [
-          at,
-          userId,
-          clientId,
-        ]);
-      }),
   };
 
   const pendingAuthorizations: PendingAuthorizationRepository = {

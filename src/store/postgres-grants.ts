@@ -62,8 +62,8 @@ export function postgresGrantRepositories(pool: pg.Pool): { codes: Authorization
         );
         if (claimed.rowCount !== 1) return false;
         await client.query(
-          `INSERT INTO grants (grant_id, user_id, client_id, resource, scope, created_at, revoked_at)
-           VALUES ($1, $2, $3, $4, $5, $6, NULL)`,
+          `INSERT INTO grants (grant_id, user_id, client_id, resource, scope, created_at, revoked_at, last_used_at)
+           VALUES ($1, $2, $3, $4, $5, $6, NULL, $6)`,
           [grant.grantId, grant.userId, grant.clientId, grant.resource, grant.scope, grant.createdAt],
         );
         await insertTokens(client, grant.grantId, tokens);
@@ -113,10 +113,20 @@ export function postgresGrantRepositories(pool: pg.Pool): { codes: Authorization
         );
         if (old === undefined) return 'already_rotated';
         await insertTokens(client, old.grant_id, tokens);
+        await client.query('UPDATE grants SET last_used_at = GREATEST(coalesce(last_used_at, 0), $1) WHERE grant_id = $2', [
+          at,
+          old.grant_id,
+        ]);
         return 'rotated';
       }),
     revokeGrant: async (grantId: string, at: number): Promise<void> => {
       await pool.query('UPDATE grants SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL', [at, grantId]);
+    },
+    touch: async (grantId: string, at: number): Promise<void> => {
+      await pool.query('UPDATE grants SET last_used_at = $1 WHERE grant_id = $2 AND (last_used_at IS NULL OR last_used_at < $1)', [
+        at,
+        grantId,
+      ]);
     },
     revokeAccessToken: async (tokenHash: string, at: number): Promise<void> => {
       await pool.query('UPDATE access_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL', [at, tokenHash]);

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 
 import { BrokerError } from '../errors/errors.js';
+import type { SqlExecutor } from './admin-queries.js';
 import { withTransaction } from './pg-pool.js';
 import type { DialectColumns } from './rows.js';
 
@@ -47,4 +48,26 @@ function stringList(value: unknown, column: string): string[] {
     throw new BrokerError('internal', `clients.${column} is not a list of strings`);
   }
   return value;
+}
+
+/** The admin queries' executor over the pool: `?` placeholders become `$1`, `$2`, … */
+export function postgresExecutor(pool: pg.Pool): SqlExecutor {
+  const numbered = (sql: string): string => {
+    let n = 0;
+    return sql.replace(/\?/g, () => `$${++n}`);
+  };
+  return {
+    all: async <R>(statement: { sql: string; params: readonly unknown[] }): Promise<R[]> =>
+      (await pool.query(numbered(statement.sql), [...statement.params])).rows as R[],
+    transaction: (statements) =>
+      withTransaction(pool, async (client) => {
+        const results: { changes: number; rows: unknown[] }[] = [];
+        for (const statement of statements) {
+          const result = await client.query(numbered(statement.sql), [...statement.params]);
+          results.push({ changes: result.rowCount ?? 0, rows: result.rows });
+        }
+        return results;
+      }),
+    readStringList: POSTGRES_COLUMNS.readStringList,
+  };
 }

@@ -205,6 +205,19 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_records_at ON audit_records (at);
   CREATE INDEX audit_records_login_at ON audit_records (forgejo_login, at);
   `,
+  // 8: when each grant was last used (for the Connections page and the admin commands), and the revocation log every broker follows.
+  `
+  ALTER TABLE grants ADD COLUMN last_used_at BIGINT;
+  CREATE INDEX grants_client ON grants (client_id);
+  CREATE TABLE revocations (
+    id BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    user_id TEXT,
+    client_id TEXT,
+    grant_id TEXT,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

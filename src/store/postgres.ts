@@ -1,10 +1,12 @@
 import type pg from 'pg';
 
+import { adminRepositories } from './admin-queries.js';
+import { REVOCATION_LOG_KEPT_MS, type AdminRepository, type RevocationRepository } from './admin-store.js';
 import { createPool, withTransaction, type PgPoolOptions } from './pg-pool.js';
 import { postgresAuthorizationRepositories } from './postgres-authorization.js';
 import { postgresCredentialRepositories } from './postgres-credentials.js';
 import { postgresGrantRepositories } from './postgres-grants.js';
-import { DB_NOW_MS, type Params } from './postgres-queries.js';
+import { DB_NOW_MS, postgresExecutor, type Params } from './postgres-queries.js';
 import { migratePostgres } from './postgres-schema.js';
 import { postgresLegacySessionRepository } from './postgres-sessions.js';
 import { postgresReplicaRepository } from './postgres-replicas.js';
@@ -78,6 +80,8 @@ class PostgresStore implements Store {
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
   readonly audit: AuditRepository;
+  readonly admin: AdminRepository;
+  readonly revocations: RevocationRepository;
 
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
@@ -99,6 +103,7 @@ class PostgresStore implements Store {
     this.legacySessions = postgresLegacySessionRepository(pool);
     this.replicas = postgresReplicaRepository(pool);
     this.audit = postgresAuditRepository(pool);
+    ({ admin: this.admin, revocations: this.revocations } = adminRepositories(postgresExecutor(pool)));
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
@@ -124,6 +129,7 @@ class PostgresStore implements Store {
         [],
       );
       rows += await deleted('DELETE FROM sign_ins WHERE expires_at <= $1', [now]);
+      rows += await deleted('DELETE FROM revocations WHERE created_at <= $1', [now - REVOCATION_LOG_KEPT_MS]);
       // Leases left by a replica that died while refreshing.
       await client.query(`DELETE FROM refresh_leases WHERE expires_at <= ${DB_NOW_MS}`);
       const unusedClients = await deleted('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < $1', [

@@ -67,22 +67,6 @@ export function sqliteAuthorizationRepositories(
         const row = connection.stmt('SELECT 1 FROM consents WHERE user_id = ? AND client_id = ?').get(userId, clientId);
         return row !== undefined;
       }),
-    listClientIds: (userId: string): Promise<string[]> =>
-      connection.run(() => {
-        const rows = connection.stmt('SELECT client_id FROM consents WHERE user_id = ? ORDER BY created_at').all(userId) as {
-          client_id: string;
-        }[];
-        return rows.map((row) => row.client_id);
-      }),
-    revoke: (userId: string, clientId: string, at: number): Promise<void> =>
-      connection.run(() => {
-        connection.db.transaction(() => {
-          connection.stmt('DELETE FROM consents WHERE user_id = ? AND client_id = ?').run(userId, clientId);
-          connection
-            .stmt('UPDATE grants SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL')
-            .run(at, userId, clientId);
-        })();
-      }),
   };
 
   const pendingAuthorizations: PendingAuthorizationRepository = {

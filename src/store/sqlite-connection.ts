@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 
+import type { SqlExecutor } from './admin-queries.js';
 import type { DialectColumns } from './rows.js';
 
 /** SQLite has no boolean or list type: flags are INTEGER 0/1, lists JSON in TEXT. */
@@ -36,4 +37,29 @@ export class SqliteConnection {
     }
     return statement;
   }
+}
+
+/** The admin queries' executor over the one connection; a transaction runs synchronously, so nothing interleaves. */
+export function sqliteExecutor(connection: SqliteConnection): SqlExecutor {
+  return {
+    all: <R>(statement: { sql: string; params: readonly unknown[] }): Promise<R[]> =>
+      connection.run(() => connection.stmt(statement.sql).all(...statement.params) as R[]),
+    transaction: (statements) =>
+      connection.run(() =>
+        connection.db.transaction(() =>
+          statements.map((statement) => {
+            const prepared = connection.stmt(statement.sql);
+            if (prepared.reader) {
+              const rows = prepared.all(...statement.params);
+              return { changes: rows.length, rows };
+            }
+            return { changes: prepared.run(...statement.params).changes, rows: [] };
+          }),
+        )(),
+      ),
+    readStringList: (value, column) => {
+      if (typeof value !== 'string') throw new Error(`clients.${column} is not JSON text`);
+      return SQLITE_COLUMNS.readStringList(value, column);
+    },
+  };
 }

@@ -60,10 +60,10 @@ export function sqliteGrantRepositories(connection: SqliteConnection): { codes: 
           if (claimed.changes === 0) return false;
           connection
             .stmt(
-              `INSERT INTO grants (grant_id, user_id, client_id, resource, scope, created_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, NULL)`,
+              `INSERT INTO grants (grant_id, user_id, client_id, resource, scope, created_at, revoked_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?, ?, NULL, ?)`,
             )
-            .run(grant.grantId, grant.userId, grant.clientId, grant.resource, grant.scope, grant.createdAt);
+            .run(grant.grantId, grant.userId, grant.clientId, grant.resource, grant.scope, grant.createdAt, grant.createdAt);
           insertTokens(connection, grant.grantId, tokens);
           return true;
         })();
@@ -115,6 +115,7 @@ export function sqliteGrantRepositories(connection: SqliteConnection): { codes: 
             { grant_id: string } | undefined;
           if (old === undefined) return 'already_rotated';
           insertTokens(connection, old.grant_id, tokens);
+          connection.stmt('UPDATE grants SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE grant_id = ?').run(at, old.grant_id);
           return 'rotated';
         })();
         return outcome;
@@ -122,6 +123,12 @@ export function sqliteGrantRepositories(connection: SqliteConnection): { codes: 
     revokeGrant: (grantId: string, at: number): Promise<void> =>
       connection.run(() => {
         connection.stmt('UPDATE grants SET revoked_at = ? WHERE grant_id = ? AND revoked_at IS NULL').run(at, grantId);
+      }),
+    touch: (grantId: string, at: number): Promise<void> =>
+      connection.run(() => {
+        connection
+          .stmt('UPDATE grants SET last_used_at = ? WHERE grant_id = ? AND (last_used_at IS NULL OR last_used_at < ?)')
+          .run(at, grantId, at);
       }),
     revokeAccessToken: (tokenHash: string, at: number): Promise<void> =>
       connection.run(() => {

@@ -3,9 +3,11 @@ import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
 
+import { adminRepositories } from './admin-queries.js';
+import { REVOCATION_LOG_KEPT_MS, type AdminRepository, type RevocationRepository } from './admin-store.js';
 import { migrate } from './schema.js';
 import { sqliteAuthorizationRepositories } from './sqlite-authorization.js';
-import { SqliteConnection } from './sqlite-connection.js';
+import { SqliteConnection, sqliteExecutor } from './sqlite-connection.js';
 import { sqliteCredentialRepositories } from './sqlite-credentials.js';
 import { sqliteGrantRepositories } from './sqlite-grants.js';
 import { sqliteLegacySessionRepository } from './sqlite-sessions.js';
@@ -98,6 +100,8 @@ class SqliteStore implements Store {
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
   readonly audit: AuditRepository;
+  readonly admin: AdminRepository;
+  readonly revocations: RevocationRepository;
 
   constructor(db: Database.Database, key: Buffer) {
     const connection = new SqliteConnection(db);
@@ -114,6 +118,7 @@ class SqliteStore implements Store {
     this.legacySessions = sqliteLegacySessionRepository(connection);
     this.replicas = sqliteReplicaRepository(connection);
     this.audit = sqliteAuditRepository(connection);
+    ({ admin: this.admin, revocations: this.revocations } = adminRepositories(sqliteExecutor(connection)));
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
@@ -141,6 +146,7 @@ class SqliteStore implements Store {
           )
           .run().changes;
         rows += this.#connection.stmt('DELETE FROM sign_ins WHERE expires_at <= ?').run(now).changes;
+        rows += this.#connection.stmt('DELETE FROM revocations WHERE created_at <= ?').run(now - REVOCATION_LOG_KEPT_MS).changes;
         const unusedClients = this.#connection
           .stmt('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < ?')
           .run(unusedClientsCreatedBefore).changes;

@@ -17,6 +17,8 @@ import type { AuditRepository } from './audit-records.js';
 
 export type { AuditKind, AuditOutcome, AuditQuery, AuditRecord, AuditRepository, StoredAuditRecord } from './audit-records.js';
 
+import type { AdminRepository, RevocationRepository } from './admin-store.js';
+
 export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post';
 
 /** A client registered through RFC 7591 dynamic client registration. */
@@ -129,9 +131,6 @@ export interface ForgejoCredentialRepository {
 export interface ConsentRepository {
   record(userId: string, clientId: string, at: number): Promise<void>;
   has(userId: string, clientId: string): Promise<boolean>;
-  listClientIds(userId: string): Promise<string[]>;
-  /** Forgets the approval and revokes every grant of that (user, client). */
-  revoke(userId: string, clientId: string, at: number): Promise<void>;
 }
 
 /** An authorization request that passed validation and waits for consent or login. */
@@ -273,6 +272,8 @@ export interface GrantRepository {
     at: number,
   ): Promise<'rotated' | 'already_rotated'>;
   revokeGrant(grantId: string, at: number): Promise<void>;
+  /** Moves the grant's last use forward (never back); callers do it at most about once a minute per grant. */
+  touch(grantId: string, at: number): Promise<void>;
   revokeAccessToken(tokenHash: string, at: number): Promise<void>;
 }
 
@@ -374,6 +375,8 @@ export interface Store {
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
   readonly audit: AuditRepository;
+  readonly admin: AdminRepository;
+  readonly revocations: RevocationRepository;
   /**
    * Deletes what has expired and can no longer matter, and dynamically
    * registered clients created before `unusedClientsCreatedBefore` that never

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
-import { SessionEventStore } from '../../src/legacy/event-store.js';
+import { requestIdsOfEventId, SessionEventStore } from '../../src/legacy/event-store.js';
 
 function note(n: number): JSONRPCMessage {
   return { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: n } };
@@ -86,4 +86,47 @@ test("another store's event id (the session carried on by another process) is un
   assert.equal(await first.getStreamIdForEventId(id), 'stream-1');
   assert.equal(await second.getStreamIdForEventId(id), undefined);
   await assert.rejects(second.replayEventsAfter(id, { send: () => Promise.resolve() }), /unknown event id/);
+});
+
+/** What the SDK's transport stores first on a POST's stream: an event without a message, for the client to resume from. */
+const PRIMING = {} as JSONRPCMessage;
+
+test("a POST's stream carries the ids of its requests in every event id, readable by any other process", async () => {
+  const store = new SessionEventStore();
+  const release = store.expectStream([7, 'call-8']);
+  const priming = await store.storeEvent('post-1', PRIMING);
+  release();
+  const progress = await store.storeEvent('post-1', note(1));
+  assert.deepEqual(requestIdsOfEventId(priming), [7, 'call-8']);
+  assert.deepEqual(requestIdsOfEventId(progress), [7, 'call-8']);
+  assert.equal(await store.getStreamIdForEventId(priming), 'post-1');
+  assert.deepEqual(await replay(store, priming), [1], 'the tag does not change what is replayed');
+  assert.equal(new SessionEventStore().holds(priming), false, "another process's store does not hold it");
+  assert.equal(store.holds(priming), true);
+});
+
+test('the GET stream and a stream no POST announced carry no request ids', async () => {
+  const store = new SessionEventStore();
+  assert.equal(requestIdsOfEventId(await store.storeEvent('_GET_stream', note(1))), undefined);
+  assert.equal(requestIdsOfEventId(await store.storeEvent('post-1', PRIMING)), undefined);
+});
+
+test('two POSTs announced at once: which stream is whose is unknown, so neither is tagged (never a wrong id)', async () => {
+  const store = new SessionEventStore();
+  const releases = [store.expectStream([1]), store.expectStream([2])];
+  assert.equal(requestIdsOfEventId(await store.storeEvent('post-1', PRIMING)), undefined);
+  for (const release of releases) release();
+  const next = store.expectStream([3]);
+  assert.deepEqual(requestIdsOfEventId(await store.storeEvent('post-2', PRIMING)), [3], 'released announcements are forgotten');
+  next();
+});
+
+test('ids that are not a batch of JSON-RPC ids are not read from an event id', () => {
+  const encode = (value: unknown): string => `s#e.1.${Buffer.from(JSON.stringify(value)).toString('base64url')}`;
+  assert.deepEqual(requestIdsOfEventId(encode([1, 'a'])), [1, 'a']);
+  for (const bad of [[], [null], [{ id: 1 }], [1.5], ['x'.repeat(257)], Array.from({ length: 65 }, (_, i) => i), 'a', 1]) {
+    assert.equal(requestIdsOfEventId(encode(bad)), undefined, JSON.stringify(bad).slice(0, 40));
+  }
+  assert.equal(requestIdsOfEventId('s#e.1.%%%'), undefined);
+  assert.equal(requestIdsOfEventId('no-hash'), undefined);
 });

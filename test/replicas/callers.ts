@@ -6,9 +6,17 @@
  * new session (initialize again) and repeats the call on it, once.
  */
 import assert from 'node:assert/strict';
-import { Client, SdkError, SdkErrorCode, StreamableHTTPClientTransport, UnauthorizedError } from '@modelcontextprotocol/client';
+import {
+  Client,
+  INTERNAL_ERROR,
+  isJSONRPCRequest,
+  SdkError,
+  SdkErrorCode,
+  StreamableHTTPClientTransport,
+  UnauthorizedError,
+} from '@modelcontextprotocol/client';
 import type { StandinUser } from '../../src/standin/forgejo.js';
-import { CLIENT_INFO, E2EOAuthProvider, getMe, signInWithSdk, text } from '../support/mcp-clients.js';
+import { CLIENT_INFO, E2EOAuthProvider, getMe, httpStatus, signInWithSdk, text } from '../support/mcp-clients.js';
 import { TestBrowser } from '../support/oauth.js';
 import type { Topology } from './topology.js';
 
@@ -55,6 +63,8 @@ export interface CallerFigures {
   notFound: number;
   /** Sessions started again after the first one. */
   reinitialised: number;
+  /** Calls re-issued because their response stream broke (2026-07-28). */
+  reissued: number;
   /** Calls that did not settle within CALL_BOUND_MS. */
   hung: number;
   /** 401s the SDK could not get past with its refresh token. */
@@ -82,7 +92,7 @@ export interface CallerOptions {
 const MAX_SESSIONS = 8;
 
 export class Caller {
-  readonly figures: CallerFigures = { calls: 0, ok: 0, failed: 0, notFound: 0, reinitialised: 0, hung: 0, unauthorized: 0 };
+  readonly figures: CallerFigures = { calls: 0, ok: 0, failed: 0, notFound: 0, reinitialised: 0, reissued: 0, hung: 0, unauthorized: 0 };
   /** The first few failures' messages. */
   readonly failures: string[] = [];
   /** When each 404 arrived (Date.now()). */
@@ -128,6 +138,7 @@ export class Caller {
       await client.close().catch(() => undefined);
       throw error;
     }
+    if (this.options.era === 'modern') failCallsOnBrokenStreams(transport);
     this.#client = client;
   }
 
@@ -162,7 +173,12 @@ export class Caller {
     this.lastOk = false;
     try {
       if (this.#client === undefined) await this.open();
-      return await this.#counted(what);
+      return await this.#counted(what).catch((error: unknown) => {
+        // 2026-07-28: a broken response stream lost the request; the client re-issues it as a new one.
+        if (!isBrokenStream(error)) throw error;
+        this.figures.reissued++;
+        return this.#counted(what);
+      });
     } catch (error) {
       if (httpStatus(error) !== 404 || !this.options.reinitialiseOn404) {
         this.#classify(error);
@@ -233,13 +249,39 @@ export function callOptions(): { timeout: number } {
   return { timeout: CALL_BOUND_MS };
 }
 
-/** The HTTP status an SDK error carries (SdkHttpError), if any. */
-export function httpStatus(error: unknown): number | undefined {
-  for (let cause = error, depth = 0; cause instanceof Error && depth < 3; cause = cause.cause, depth++) {
-    const status = (cause as { status?: unknown }).status;
-    if (typeof status === 'number') return status;
-  }
-  return undefined;
+/** What `failCallsOnBrokenStreams` answers a call whose response stream ended without its answer with. */
+const BROKEN_STREAM = 'the response stream ended without an answer';
+
+function isBrokenStream(error: unknown): boolean {
+  return error instanceof Error && error.message.includes(BROKEN_STREAM);
+}
+
+/**
+ * What the 2026-07-28 transport asks of a client and the SDK (2.4) does not do:
+ * a response stream that ends without its answer (the replica serving it died)
+ * lost the request. The SDK's transport says so (`onRequestStreamEnd`) but its
+ * protocol layer waits for an answer until its timeout; here the call fails at
+ * once, so the caller can re-issue it.
+ */
+function failCallsOnBrokenStreams(transport: StreamableHTTPClientTransport): void {
+  const answered = new Set<unknown>();
+  const deliver = transport.onmessage;
+  transport.onmessage = (message) => {
+    if ('id' in message && !('method' in message)) answered.add(message.id);
+    deliver?.(message);
+  };
+  const send = transport.send.bind(transport);
+  transport.send = (message, options) => {
+    if (!isJSONRPCRequest(message)) return send(message, options);
+    return send(message, {
+      ...options,
+      onRequestStreamEnd: () => {
+        options?.onRequestStreamEnd?.();
+        if (answered.delete(message.id)) return;
+        transport.onmessage?.({ jsonrpc: '2.0', id: message.id, error: { code: INTERNAL_ERROR, message: BROKEN_STREAM } });
+      },
+    });
+  };
 }
 
 class BoundExceeded extends Error {
@@ -257,7 +299,7 @@ function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
 
 /** Figures summed over callers. */
 export function totals(callers: readonly Caller[]): CallerFigures {
-  const sum: CallerFigures = { calls: 0, ok: 0, failed: 0, notFound: 0, reinitialised: 0, hung: 0, unauthorized: 0 };
+  const sum: CallerFigures = { calls: 0, ok: 0, failed: 0, notFound: 0, reinitialised: 0, reissued: 0, hung: 0, unauthorized: 0 };
   for (const { figures } of callers) for (const key of Object.keys(sum) as (keyof CallerFigures)[]) sum[key] += figures[key];
   return sum;
 }

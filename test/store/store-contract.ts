@@ -402,7 +402,7 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
-    it('remembers consent per user and client, and revoking it revokes their grants', async () => {
+    it('remembers consent per user and client; the Connections view lists them in order, and revoking one revokes its grants', async () => {
       await fresh(async (store) => {
         await store.credentials.replaceAfterLogin(user, tokens, T0);
         await store.consents.record(user.userId, client.clientId, T0);
@@ -410,13 +410,28 @@ export function describeStore(name: string, backend: StoreBackend): void {
         await store.consents.record(user.userId, 'client-0', T0 + 3);
         assert.equal(await store.consents.has(user.userId, client.clientId), true);
         assert.equal(await store.consents.has('7', client.clientId), false);
-        assert.deepEqual(await store.consents.listClientIds(user.userId), [client.clientId, 'client-0'], 'in order of approval');
         await store.codes.create(code('code-f'));
         await store.codes.consume('code-f', T0);
         await store.grants.createFromCode('code-f', grant('g5'), { accessTokenHash: 'at7', accessExpiresAt: T0 + HOUR });
-        await store.consents.revoke(user.userId, client.clientId, T0 + 2);
+        await store.grants.touch('g5', T0 + 1);
+        assert.deepEqual(
+          (await store.admin.connections(user.userId)).map((c) => [c.clientId, c.approvedAt, c.lastUsedAt, c.activeGrants]),
+          [
+            [client.clientId, T0, T0 + 1, 1],
+            ['client-0', T0 + 3, null, 0],
+          ],
+          'in order of approval, the first approval kept',
+        );
+        const outcome = await store.revocations.revoke({ kind: 'connection', userId: user.userId, clientId: client.clientId }, T0 + 2);
+        assert.deepEqual([outcome.grants, outcome.consents, outcome.signIns], [1, 1, 0]);
         assert.equal(await store.consents.has(user.userId, client.clientId), false);
         assert.equal((await store.grants.findAccessToken('at7'))?.grant.revokedAt, T0 + 2);
+        assert.deepEqual(await store.revocations.since(0, 10), [outcome.revocation]);
+        assert.equal(await store.revocations.latestId(), outcome.revocation.id);
+        const second = await store.revocations.revoke({ kind: 'user', userId: user.userId }, T0 + 4);
+        assert.ok(second.revocation.id > outcome.revocation.id, 'log ids grow');
+        assert.deepEqual(await store.revocations.since(outcome.revocation.id, 10), [second.revocation]);
+        assert.equal(second.consents, 1, "the user's other approval goes too");
       });
     });
 

@@ -404,31 +404,51 @@ export function watchGetStream(): { fetch: typeof fetch; opened: Promise<void> }
  * production.
  */
 
-/** A loopback socket on a port the system picked, held for the harness's life: brokers (and restarts) take its connections. */
+/**
+ * A loopback socket on a port the system picked, held for the harness's life:
+ * brokers (and restarts) take its connections. A connection that arrives while
+ * no broker is mounted (a restart's gap) waits, as in a listen backlog, and
+ * goes to the next broker `handOverWaiting` is called for.
+ */
 export async function listenOnAnyPort(): Promise<Server> {
   const listener = createServer();
   const sockets = new Set<Socket>();
+  const waiting = new Set<Socket>();
   listener.on('connection', (socket: Socket) => {
+    if (sockets.has(socket)) return;
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      waiting.delete(socket);
+    });
+    // This handler alone: no broker took it.
+    if (listener.listenerCount('connection') === 1) waiting.add(socket);
   });
-  heldSockets.set(listener, sockets);
+  heldSockets.set(listener, { sockets, waiting });
   listener.listen(0, '127.0.0.1');
   await once(listener, 'listening');
   return listener;
 }
 
-/** The connections each held listener accepted and that are still open. */
-const heldSockets = new WeakMap<Server, Set<Socket>>();
+/** The connections each held listener accepted and that are still open, and those no broker took yet. */
+const heldSockets = new WeakMap<Server, { readonly sockets: Set<Socket>; readonly waiting: Set<Socket> }>();
+
+/** Gives the broker just mounted on a held listener the connections that arrived while none was. */
+export function handOverWaiting(listener: Server): void {
+  const held = heldSockets.get(listener);
+  if (held === undefined) return;
+  const waiting = [...held.waiting];
+  held.waiting.clear();
+  for (const socket of waiting) listener.emit('connection', socket);
+}
 
 /**
- * Closes a listener of `listenOnAnyPort`. A connection that arrived while no
- * broker was mounted (a client's GET stream reconnecting after the last
- * broker stopped, say) waits for one that never comes: it is ended here, or
- * the close would wait for it forever.
+ * Closes a listener of `listenOnAnyPort`. A connection that arrived after the
+ * last broker stopped waits for one that never comes: it is ended here, or the
+ * close would wait for it forever.
  */
 export async function closeHeldListener(listener: Server): Promise<void> {
-  for (const socket of heldSockets.get(listener) ?? []) socket.destroy();
+  for (const socket of heldSockets.get(listener)?.sockets ?? []) socket.destroy();
   await new Promise<void>((resolve) => listener.close(() => resolve()));
 }
 
@@ -495,6 +515,7 @@ async function startSignedInTestBroker(
   let broker: RunningBroker | undefined;
   const startBroker = async (config: Config, log: Logger): Promise<void> => {
     broker = await createBroker({ config, log, listener });
+    handOverWaiting(listener);
     options.onBrokerStarted?.(broker);
   };
   const stopBroker = async (): Promise<void> => {

@@ -15,6 +15,7 @@ import {
   type StoredOAuthClientInformation,
   type StoredOAuthTokens,
   StreamableHTTPClientTransport,
+  type StreamableHTTPClientTransportOptions,
   UnauthorizedError,
   type VersionNegotiationMode,
 } from '@modelcontextprotocol/client';
@@ -195,8 +196,13 @@ export interface Connected {
 }
 
 /** A Client on a fresh transport with the provider; the SDK adds the bearer token and handles 401s. */
-export async function connect(mcpUrl: URL, provider: E2EOAuthProvider, mode: VersionNegotiationMode = 'legacy'): Promise<Connected> {
-  const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+export async function connect(
+  mcpUrl: URL,
+  provider: E2EOAuthProvider,
+  mode: VersionNegotiationMode = 'legacy',
+  transportOptions: Pick<StreamableHTTPClientTransportOptions, 'fetch' | 'reconnectionScheduler'> = {},
+): Promise<Connected> {
+  const transport = new StreamableHTTPClientTransport(mcpUrl, { ...transportOptions, authProvider: provider });
   const client = new Client(CLIENT_INFO, { versionNegotiation: { mode } });
   await client.connect(transport);
   return { client, transport };
@@ -388,4 +394,13 @@ export function launchChromium(): Promise<Browser> {
       '--no-first-run',
     ],
   });
+}
+
+/** The HTTP status an SDK error carries (SdkHttpError), if any. */
+export function httpStatus(error: unknown): number | undefined {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 3; cause = cause.cause, depth++) {
+    const status = (cause as { status?: unknown }).status;
+    if (typeof status === 'number') return status;
+  }
+  return undefined;
 }

@@ -255,6 +255,11 @@ export class UserAgent {
 
   constructor(private readonly user: Credentials) {}
 
+  /** Its browser, with the cookies the sign-in left (the broker's sign-in cookie among them). */
+  get browser(): TestBrowser {
+    return this.#browser;
+  }
+
   private request(url: string, form?: URLSearchParams): Promise<Response> {
     if (form === undefined) return this.#browser.request(url);
     return this.#browser.request(url, { form: Object.fromEntries(form), headers: { origin: new URL(url).origin } });
@@ -327,14 +332,19 @@ export function authorizationUrl(
  * The whole sign-in of an MCP client for `user`: discovery, registration,
  * authorize, consent (Approve), Forgejo login, code exchange.
  */
-export async function obtainToken(mcpUrl: string, user: Credentials, clientName: string): Promise<TokenSet> {
+export async function obtainToken(
+  mcpUrl: string,
+  user: Credentials,
+  clientName: string,
+  agent: UserAgent = new UserAgent(user),
+): Promise<TokenSet & { readonly clientId: string }> {
   const metadata = await discoverBroker(mcpUrl);
   // Nothing listens there: the user agent stops at the redirect and reads its query, as a native client would.
   const redirectUri = 'http://127.0.0.1:9/callback';
   const client = await registerClient(metadata, clientName, [redirectUri]);
   const { verifier, challenge } = await pkce();
   const state = randomBytes(16).toString('base64url');
-  const arrival = await new UserAgent(user).run(authorizationUrl(metadata, client.clientId, redirectUri, challenge, state), redirectUri);
+  const arrival = await agent.run(authorizationUrl(metadata, client.clientId, redirectUri, challenge, state), redirectUri);
   const error = arrival.searchParams.get('error');
   if (error !== null) throw new Error(`authorization failed: ${error} ${arrival.searchParams.get('error_description') ?? ''}`);
   if (arrival.searchParams.get('state') !== state) throw new Error('authorization response: state mismatch');
@@ -357,6 +367,7 @@ export async function obtainToken(mcpUrl: string, user: Credentials, clientName:
   const refreshToken = body.refresh_token;
   const expiresIn = body.expires_in;
   return {
+    clientId: client.clientId,
     accessToken: stringField(body, 'access_token', 'token response'),
     ...(typeof refreshToken === 'string' ? { refreshToken } : {}),
     ...(typeof expiresIn === 'number' ? { expiresIn } : {}),
