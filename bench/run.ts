@@ -9,7 +9,7 @@
  * --quick runs every figure with a fraction of the samples (for a smoke
  * check of the harness, not for numbers); --no-profile skips the CPU
  * profiles and heap snapshots of the broker; --only runs some phases
- * (latency, sdk, start, throughput, spread, big, profile, auth, memory, shared).
+ * (latency, sdk, start, throughput, spread, big, profile, auth, memory, shared, audit).
  * BENCH_BROKER_CLI=/path/to/dist/src/cli.js measures another build of the
  * broker, for an A/B comparison of a change.
  */
@@ -19,6 +19,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type http from 'node:http';
 import type { StandinUser } from '../src/standin/forgejo.js';
+import { measureAuditCost } from './lib/audit-cost.js';
 import { measureAuthCost } from './lib/auth-cost.js';
 import { heapGrowth } from './lib/heap.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
@@ -63,7 +64,7 @@ import { extrapolate, slope, slopes, upstreamOf, upstreamStats } from './lib/ups
 
 const QUICK = process.argv.includes('--quick');
 const PROFILE = !process.argv.includes('--no-profile');
-/** --only=latency,sdk,start,throughput,spread,big,profile,auth,memory,shared runs just those figures (for A/B runs of a change). */
+/** --only=latency,sdk,start,throughput,spread,big,profile,auth,memory,shared,audit runs just those figures (for A/B runs of a change). */
 const ONLY = process.argv
   .find((arg) => arg.startsWith('--only='))
   ?.slice(7)
@@ -768,7 +769,8 @@ async function tokensFor(broker: BrokerTarget, users: readonly StandinUser[]): P
 async function main(): Promise<void> {
   const started = Date.now();
   mkdirSync(RESULTS_DIR, { recursive: true });
-  ensureSupergateway();
+  // Only the side-by-side phases need the baseline; `--only=audit` (or shared) runs without installing it.
+  if (['latency', 'sdk', 'start', 'throughput', 'spread', 'big', 'profile', 'auth', 'memory'].some(run)) ensureSupergateway();
   const { commit, dirtySrc } = gitDescribe();
   const results: BenchResults = {
     meta: {
@@ -1067,6 +1069,17 @@ async function main(): Promise<void> {
 
   // ---- Stdio vs shared upstream: a child per session, or one multi-tenant forgejo-mcp over HTTP -----------
   if (run('shared')) await stdioVsShared(results.upstreamModes, results.profiles);
+
+  // ---- The audit log's cost: bursts of 1,000 tools/call, audit on against off ---------------------------
+  if (run('audit')) {
+    log('audit log: bursts of 1,000 tools/call, BROKER_AUDIT on against off (same run, alternating)');
+    const figure = await measureAuditCost(procs, QUICK, log);
+    results.auditCost = figure;
+    log(
+      `audit on ${figure.auditOnCallsPerS.toFixed(0)} calls/s, off ${figure.auditOffCallsPerS.toFixed(0)} calls/s: ` +
+        `ratio ${figure.ratio.toFixed(3)} (${((1 - figure.ratio) * 100).toFixed(1)}% cost); ${figure.recorded} of ${figure.called} calls recorded`,
+    );
+  }
 
   results.meta.durationS = (Date.now() - started) / 1000;
   writeFileSync(`${RESULTS_DIR}/report.json`, JSON.stringify(results, null, 2) + '\n');

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Server as NetServer } from 'node:net';
 import type { AuthParts } from './app/auth-parts.js';
+import { openGovernance } from './app/governance.js';
 import { openSignedInAuth } from './app/signed-in.js';
 import { startUpstream, type SharedUpstream } from './app/upstream.js';
 import { ConfigError, type Config } from './config/config.js';
@@ -20,6 +21,7 @@ import { startMetricsListener } from './metrics/listener.js';
 import { BrokerMetrics } from './metrics/metrics.js';
 import { ModernFront } from './modern/front.js';
 import type { SpawnFunc } from './pool/child.js';
+import type { ToolPolicy } from './policy/policy.js';
 import { ChannelPool } from './pool/pool.js';
 import { ReplicaForwarder } from './replicas/forward.js';
 import type { ReplicaRegistry } from './replicas/registry.js';
@@ -57,6 +59,8 @@ export interface RunningBroker {
   readonly upstream: SharedUpstream | undefined;
   /** The replicas sharing the store, this one among them; undefined when the auth parts bring none. */
   readonly replicas: ReplicaRegistry | undefined;
+  /** The tool policy in force (`reload()` rereads BROKER_POLICY_FILE). */
+  readonly policy: ToolPolicy;
   /** The middle step of `stop`: every session and channel ends, new ones are refused; HTTP still answers. */
   stopSessions(): Promise<void>;
   /** Graceful stop: no new requests, in-flight ones finish (bounded), every child stops, connections close, the parts close. */
@@ -94,6 +98,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
       onLogLinesSuppressed: (lines) => metrics.childLogLinesSuppressed(lines),
     })(spec);
   };
+  const governance = await openGovernance(config, log, metrics, auth, clock);
   const upstream = await startUpstream(config, log, metrics);
   const base: SpawnFunc =
     upstream === undefined
@@ -124,6 +129,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     idleTimeoutMs: config.idleTimeoutMs,
     replicaId,
     events: metrics,
+    gate: governance.gate,
     now: clock,
     // Shared mode: a session is state, carried on by the next broker process (or another replica).
     ...(upstream === undefined || auth.legacySessions === undefined ? {} : { sessionStore: auth.legacySessions }),
@@ -136,6 +142,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     serverInfo: BROKER_INFO,
     keepAliveMs: STREAM_KEEP_ALIVE_MS,
     replicaId,
+    gate: governance.gate,
   });
   // Several replicas: what belongs to another one (its sessions, its parked calls, its users) is forwarded there.
   const forwarder = auth.forwardingKey === undefined ? undefined : new ReplicaForwarder(replicaId, auth.forwardingKey);
@@ -174,7 +181,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
       return pool.inflight;
     },
   });
-  auth.connect?.(pool, metrics, { legacy, modern });
+  auth.connect?.(pool, metrics, { legacy, modern }, governance.policy);
   const address =
     parts.listener === undefined
       ? await server.listen(config.listen.host, config.listen.port).catch(async (error: unknown) => {
@@ -227,6 +234,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     replicaId,
     upstream,
     replicas: auth.replicas,
+    policy: governance.policy,
     stopSessions,
     stop: () => (stopping ??= stop()),
   };

@@ -6,6 +6,7 @@
  */
 import { runAdmin } from './admin/cli.js';
 import { createBroker, stopOnSignals } from './app.js';
+import { reloadPolicyOnHangup } from './app/governance.js';
 import { parseCommandLine, usage } from './config/command-line.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { standinChildCommand, startDemo } from './demo.js';
@@ -40,6 +41,7 @@ async function main(argv: readonly string[]): Promise<void> {
   if (command === 'serve') {
     const broker = await createBroker({ config, log });
     stopOnSignals(() => broker.stop(), log);
+    reloadPolicyOnHangup(broker.policy, log);
     return;
   }
   const demo = await startDemo(config, log, { keepDataDir: env.BROKER_DATA_DIR !== undefined });

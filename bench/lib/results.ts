@@ -1,3 +1,4 @@
+import type { AuditCostFigure } from './audit-cost.js';
 import type { AuthFigure } from './auth-cost.js';
 import type { HeapRow } from './heap.js';
 import type { ProfileSummary } from './profile.js';
@@ -156,4 +157,6 @@ export interface BenchResults {
   readonly auth: AuthFigure[];
   readonly profiles: (ProfileSummary & { readonly name: string })[];
   readonly upstreamModes: UpstreamModesResults;
+  /** `--only=audit`: the audit log's cost on a burst of tool calls. */
+  auditCost?: AuditCostFigure;
 }

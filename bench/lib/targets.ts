@@ -82,6 +82,8 @@ export interface BrokerTargetOptions {
   readonly users: readonly StandinUser[];
   /** Extra node flags for the broker process (profiling). */
   readonly nodeFlags?: readonly string[];
+  /** Extra broker variables (BROKER_AUDIT=off for the audit phase's baseline). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** The broker as an operator runs it, with its own Forgejo stand-in (in this process) to sign in at. */
@@ -120,6 +122,7 @@ export async function startBrokerTarget(procs: ProcessSet, options: BrokerTarget
         BROKER_MAX_SESSIONS: '0',
         BROKER_MAX_SESSIONS_PER_USER: '0',
         BROKER_SHUTDOWN_GRACE: '5s',
+        ...options.env,
       },
     },
   );

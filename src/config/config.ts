@@ -3,11 +3,13 @@ import { parse as parseShellWords } from 'shell-quote';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { parseAddressRange, type AddressRange } from '../oauth/client-address.js';
 import { parseEncryptionKey } from '../store/encryption-key.js';
-import { parseDuration } from './duration.js';
-import { optionOf, type Variable } from './options.js';
+import type { Variable } from './options.js';
+import { ConfigError, count, duration, flag, list, onOff, optional, read, setting, type Env } from './values.js';
+import { auditConfig, policyConfig, type AuditConfig, type PolicyConfig } from './governance.js';
 import { exposureWarnings, type ConfigWarning } from './warnings.js';
 
 export type { ConfigWarning } from './warnings.js';
+export { ConfigError, type Env } from './values.js';
 
 /** The broker's whole configuration, parsed and validated once at start. */
 export interface Config {
@@ -53,6 +55,8 @@ export interface Config {
   readonly bodyTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly signIn: SignInConfig;
+  readonly audit: AuditConfig;
+  readonly policy: PolicyConfig;
   /** Settings that work but are probably not what the operator meant; logged at start. */
   readonly warnings: readonly ConfigWarning[];
 }
@@ -103,18 +107,6 @@ export interface SignInConfig {
   readonly trustedProxies: readonly AddressRange[];
 }
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
-
-export type Env = Readonly<Record<string, string | undefined>>;
-
 export function loadConfig(env: Env): Config {
   const listen = parseListen('BROKER_LISTEN', setting(env, 'BROKER_LISTEN') as string);
   const configuredPublicUrl = read(env, 'BROKER_PUBLIC_URL');
@@ -149,6 +141,8 @@ export function loadConfig(env: Env): Config {
     ...requestTimeouts(env),
     logLevel: logLevel(setting(env, 'BROKER_LOG_LEVEL') as string),
     signIn: signInConfig(env),
+    audit: auditConfig(env),
+    policy: policyConfig(env),
     warnings: exposureWarnings(listen, publicUrl, configuredPublicUrl !== undefined),
   };
 }
@@ -241,60 +235,6 @@ function addressRange(name: Variable, text: string): AddressRange {
   if (range === undefined)
     throw new ConfigError(name, `"${text}" is not an IP address or CIDR network (for example 10.0.0.0/8 or fd00::/8)`);
   return range;
-}
-
-function flag(env: Env, name: Variable): boolean {
-  const text = setting(env, name)?.toLowerCase();
-  if (text === undefined || text === 'false' || text === '0' || text === 'no') return false;
-  if (text === 'true' || text === '1' || text === 'yes') return true;
-  throw new ConfigError(name, `"${text}" is not true or false`);
-}
-
-function onOff(env: Env, name: Variable): boolean {
-  const text = setting(env, name)?.toLowerCase();
-  if (text === 'on') return true;
-  if (text === 'off') return false;
-  return flag(env, name);
-}
-
-function optional<T>(env: Env, name: Variable, parse: (name: Variable, text: string) => T): T | undefined {
-  const text = read(env, name);
-  return text === undefined ? undefined : parse(name, text);
-}
-
-function read(env: Env, name: Variable): string | undefined {
-  const value = env[name];
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
-}
-
-/** The configured value, else the table's default. */
-function setting(env: Env, name: Variable): string | undefined {
-  return read(env, name) ?? optionOf(name).default;
-}
-
-function list(env: Env, name: Variable): string[] {
-  return (read(env, name) ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter((item) => item !== '');
-}
-
-function duration(env: Env, name: Variable, zeroAllowed = false): number {
-  const text = setting(env, name) ?? '';
-  if (zeroAllowed && text === '0') return 0;
-  const ms = parseDuration(text);
-  if (ms === undefined || (ms <= 0 && !(zeroAllowed && ms === 0))) {
-    throw new ConfigError(name, `"${text}" is not a duration (use forms like 500ms, 30s, 15m, 1h)`);
-  }
-  return ms;
-}
-
-function count(env: Env, name: Variable, min = 0): number {
-  const text = setting(env, name) ?? '';
-  if (!/^\d+$/.test(text) || Number(text) < min || !Number.isSafeInteger(Number(text))) {
-    throw new ConfigError(name, `"${text}" is not a whole number${min > 0 ? ` of at least ${min}` : ''}`);
-  }
-  return Number(text);
 }
 
 function httpUrl(name: string, text: string): URL {

@@ -36,3 +36,13 @@ export const REVOCATION_POLL_MS = 1_000;
 export const REPLICA_GONE_AFTER_MS = 6_000;
 /** A gone replica's row is deleted once its last heartbeat is this old (one killed outright never removes its own). */
 export const REPLICA_FORGET_AFTER_MS = 3_600_000;
+
+/** The audit log: records waiting for the store, at most (beyond, they are dropped and counted). */
+export const AUDIT_MAX_QUEUED = 10_000;
+/** The audit log writes a batch once it holds this many records, or after AUDIT_FLUSH_MS. */
+export const AUDIT_BATCH_SIZE = 500;
+export const AUDIT_FLUSH_MS = 250;
+/** How often records older than BROKER_AUDIT_RETENTION are deleted. */
+export const AUDIT_PURGE_INTERVAL_MS = 3_600_000;
+/** How long a user's Forgejo team memberships are trusted before the policy asks Forgejo again. */
+export const TEAM_CACHE_MS = 60_000;

@@ -3,22 +3,9 @@
  * command line accepts exactly its flags, and `--help` prints it; the
  * README's configuration table is checked against it by a test.
  */
-export interface OptionSpec {
-  /** The flag, without its dashes: `--listen`. */
-  readonly name: string;
-  /** The environment variable the flag overrides. */
-  readonly variable: string;
-  /** What the value looks like, for `--help`; undefined for a switch, which needs no value. */
-  readonly value: string | undefined;
-  /** The value used when neither flag nor variable is set; undefined: none. */
-  readonly default?: string;
-  /** How `--help` and the README describe a default that is no literal value. */
-  readonly defaultText?: string;
-  readonly meaning: string;
-  /** Names people reach for instead of this one (`--port`), so the error can point here. */
-  readonly alsoKnownAs?: readonly string[];
-}
+import type { OptionSpec } from './option-spec.js';
 
+export type { OptionSpec } from './option-spec.js';
 export const OPTIONS = [
   {
     name: 'forgejo-url',
@@ -328,6 +315,62 @@ export const OPTIONS = [
     defaultText: 'empty',
     meaning: 'Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.',
     alsoKnownAs: ['proxies', 'trust-proxy'],
+  },
+  {
+    name: 'audit',
+    variable: 'BROKER_AUDIT',
+    value: 'on|off',
+    default: 'on',
+    meaning: "Record every tools/call, sign-in, consent, revocation and refresh failure in the store's audit log.",
+  },
+  {
+    name: 'audit-arguments',
+    variable: 'BROKER_AUDIT_ARGUMENTS',
+    value: undefined,
+    default: 'false',
+    meaning: "Keep tool calls' arguments in the audit log (values of secret-looking keys redacted); otherwise only their SHA-256.",
+  },
+  {
+    name: 'audit-retention',
+    variable: 'BROKER_AUDIT_RETENTION',
+    value: 'duration',
+    default: '90d',
+    meaning: 'Audit records older than this are deleted, in the background.',
+  },
+  {
+    name: 'tools-allow',
+    variable: 'BROKER_TOOLS_ALLOW',
+    value: 'globs',
+    defaultText: 'every tool',
+    meaning: 'Only tools matching one of these comma-separated globs (* and ?) are listed and callable.',
+  },
+  {
+    name: 'tools-deny',
+    variable: 'BROKER_TOOLS_DENY',
+    value: 'globs',
+    defaultText: 'none',
+    meaning: 'Tools matching one of these globs are hidden and refused; deny wins over allow.',
+  },
+  {
+    name: 'tools-preset',
+    variable: 'BROKER_TOOLS_PRESET',
+    value: 'preset',
+    defaultText: 'none',
+    meaning: "read-only: only forgejo-mcp's read tools (get_*, list_*, search_* and the like, an exact list).",
+  },
+  {
+    name: 'policy-file',
+    variable: 'BROKER_POLICY_FILE',
+    value: 'path',
+    defaultText: 'none',
+    meaning: 'JSON file of per-user and per-team tool rules; checked at start, reloaded on SIGHUP.',
+  },
+  {
+    name: 'policy-applies-to',
+    variable: 'BROKER_POLICY_APPLIES_TO',
+    value: 'kinds',
+    default: 'tools',
+    meaning: 'What the allow and deny globs filter: tools, and also prompts (by name) and resources (by URI) when listed.',
   },
   {
     name: 'log-level',

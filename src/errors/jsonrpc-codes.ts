@@ -23,6 +23,8 @@ const CODES = {
   sessionNotFound: -32001,
   /** The child did not answer within the broker's request timeout (was -32001, which also meant session not found). */
   upstreamTimeout: -32003,
+  /** The broker's tool policy refuses this tool (or prompt, or resource) for this caller; `data.policy` names the rule. */
+  refusedByPolicy: -32010,
 } as const;
 
 /** Plain numbers, so a code read off the wire compares with them. */

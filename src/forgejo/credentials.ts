@@ -36,7 +36,7 @@ type CredentialEnd = 'refused' | 'expired';
 /** How one refresh sent to Forgejo ended: new tokens, the refresh token refused, or no telling. */
 export type RefreshOutcome = 'ok' | 'refused' | 'unknown';
 
-export type RefreshOutcomeListener = (outcome: RefreshOutcome) => void;
+export type RefreshOutcomeListener = (outcome: RefreshOutcome, userId: string) => void;
 
 interface UserRefreshState {
   /** The refresh in flight for this user: every caller joins it. */
@@ -210,13 +210,13 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       tokens = await this.#forgejo.refresh(credential.refreshToken);
     } catch (error) {
       if (isForgejoError(error, 'grant_refused')) {
-        this.#emit(this.#outcomeListeners, 'refused');
+        this.#emitOutcome('refused', userId);
         return this.#afterRefusal(credential, state, error, afterLostAnswer);
       }
-      this.#emit(this.#outcomeListeners, 'unknown');
+      this.#emitOutcome('unknown', userId);
       return this.#afterUnknownOutcome(credential, state, error);
     }
-    this.#emit(this.#outcomeListeners, 'ok');
+    this.#emitOutcome('ok', userId);
     const stored = await this.#credentials.storeRefreshed(userId, credential.generation, tokens, this.#now());
     state.failures = 0;
     if (stored === undefined) {
@@ -314,6 +314,16 @@ export class ForgejoCredentialManager implements ForgejoCredentials {
       state.retryTimer.unref();
     }
     return toAccess(credential);
+  }
+
+  #emitOutcome(outcome: RefreshOutcome, userId: string): void {
+    for (const listener of this.#outcomeListeners) {
+      try {
+        listener(outcome, userId);
+      } catch (error) {
+        this.#logger.error({ event: 'credential_listener_failed', value: outcome, err: errorMessage(error) }, 'credential listener failed');
+      }
+    }
   }
 
   #emit<T>(listeners: Set<(value: T) => void>, value: T): void {

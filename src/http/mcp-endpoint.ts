@@ -3,7 +3,8 @@ import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
-import { sessionOwner, type LegacyFront } from '../legacy/front.js';
+import type { LegacyFront } from '../legacy/front.js';
+import { sessionOwner } from '../legacy/session-id.js';
 import type { ModernFront } from '../modern/front.js';
 import { RequestStateCodec } from '../modern/request-state.js';
 import { validateModernRequest } from '../modern/validate.js';

@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal.js';
 import { BrokerError, errorMessage } from '../errors/errors.js';
@@ -6,9 +5,11 @@ import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
 import type { GrantHolder, HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelLease, ChannelPool } from '../pool/pool.js';
+import type { CallGate, CallerGate } from '../policy/gate.js';
 import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
 import { answerLostStream } from './lost-answers.js';
 import { LegacySession } from './session.js';
+import { hashSessionId, newSessionId } from './session-id.js';
 
 export const SESSION_ID_HEADER = 'mcp-session-id';
 
@@ -32,6 +33,8 @@ export interface LegacyFrontOptions {
   readonly idleTimeoutMs: number;
   /** This replica's id, in front of every session id it mints (`<replica>.<random>`): any replica knows the owner without asking the store. */
   readonly replicaId: string;
+  /** The tool policy and the audit log, which every client request passes; none in most tests. */
+  readonly gate?: CallGate;
   readonly now?: () => number;
 }
 
@@ -41,6 +44,7 @@ const STORED_TOUCH_INTERVAL_MS = 60_000;
 interface LiveSession extends GrantHolder {
   readonly session: LegacySession;
   readonly lease: ChannelLease;
+  readonly gate: CallerGate | undefined;
   readonly startedAt: number;
   /** When a request of the client last came (the Connections page shows it). */
   lastUsedAt: number;
@@ -141,6 +145,7 @@ export class LegacyFront {
     if (Array.isArray(body)) checkBatchAllowed(live.session);
     live.lease.touch();
     live.lastUsedAt = this.#now();
+    await live.gate?.refresh();
     this.#touchStored(live);
     clearTimeout(this.#initTimers.get(live.session));
     this.#initTimers.delete(live.session);
@@ -235,11 +240,19 @@ export class LegacyFront {
       throw new BrokerError('unavailable', 'The broker is shutting down');
     }
     const log = this.#options.log.child({ sessionId, user: principal.forgejoLogin });
+    let gate: CallerGate | undefined;
+    try {
+      gate = await this.#options.gate?.caller(principal, 'legacy', sessionId);
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
     let registered = false;
     const session: LegacySession = new LegacySession({
       sessionId,
       log,
       openChannel: (handlers) => lease.open({ log, ...handlers }),
+      ...(gate === undefined ? {} : { guard: (request, sink) => gate.pass(request, sink) }),
       onInitialized: () => {
         this.#starting.delete(session);
         lease.commit();
@@ -250,6 +263,7 @@ export class LegacyFront {
           userId: principal.userId,
           clientId: principal.clientId,
           grantId: principal.grantId,
+          gate,
           startedAt: now,
           lastUsedAt: now,
           storedTouchAt: now,
@@ -373,22 +387,6 @@ function checkBatchAllowed(session: LegacySession): void {
   if (version !== undefined && version >= FIRST_VERSION_WITHOUT_BATCHES) {
     throw new BrokerError('bad_request', `Invalid Request: JSON-RPC batches are not allowed in protocol version ${version}`);
   }
-}
-
-/** Session ids are stored as hashes, as tokens are: a copy of the store does not hand out live sessions. */
-function hashSessionId(sessionId: string): string {
-  return createHash('sha256').update(sessionId).digest('hex');
-}
-
-/** The replica a session id names as its owner; undefined for an id without one. */
-export function sessionOwner(sessionId: string): string | undefined {
-  const dot = sessionId.indexOf('.');
-  return dot <= 0 ? undefined : sessionId.slice(0, dot);
-}
-
-/** 192 random bits, base64url: visible ASCII as the transport spec requires. */
-function newSessionId(): string {
-  return randomBytes(24).toString('base64url');
 }
 
 function isInitializeRequest(body: unknown): boolean {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
-import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
+import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
 import {
   WebStandardStreamableHTTPServerTransport,
   isJSONRPCNotification,
@@ -12,7 +12,8 @@ import type { Logger } from '../log/logger.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ChildChannel } from '../pool/channel.js';
 import type { ChannelHandlers } from '../pool/pool.js';
-import type { ClientResponse } from '../pool/request-sink.js';
+import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
+import type { GateDecision } from '../policy/gate.js';
 import { SessionEventStore } from './event-store.js';
 import { answerLostStream } from './lost-answers.js';
 
@@ -36,6 +37,8 @@ export interface LegacySessionOptions {
   readonly onInitialized: () => void;
   /** Called once when the session ends: DELETE, child exit, a failed or rejected initialize, or close(). */
   readonly onClosed: (reason: string) => void;
+  /** The tool policy and the audit log: what to forward a client request with, or the answer refusing it. */
+  readonly guard?: (request: JSONRPCRequest, sink: RequestSink) => GateDecision;
 }
 
 /**
@@ -196,7 +199,7 @@ export class LegacySession {
     if (isJSONRPCRequest(message)) {
       const clientId = message.id;
       const initialize = message.method === 'initialize';
-      channel.request(message, {
+      const sink: RequestSink = {
         notify: (notification) => this.#toClient(notification, clientId),
         serverRequest: (request) => this.#toClient(request, clientId),
         respond: (response, lineLength) => {
@@ -207,7 +210,10 @@ export class LegacySession {
           // A session exists only once its initialize succeeded; the client got the error and nothing stays.
           if (initialize && !initialized) void this.close('initialize_failed');
         },
-      });
+      };
+      const decision = this.#options.guard?.(message, sink) ?? { sink };
+      if ('refused' in decision) this.#toClient(decision.refused, undefined);
+      else channel.request(message, decision.sink);
       return;
     }
     if (isJSONRPCNotification(message)) {

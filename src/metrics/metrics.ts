@@ -1,6 +1,13 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
+import type { AuditDropReason } from '../audit/audit-log.js';
+import type { Era, ToolCallEvents } from '../audit/tool-call.js';
 import type { RefreshOutcome } from '../forgejo/credentials.js';
+import type { AuditOutcome } from '../store/store.js';
+
+/** Tool names a client sends become label values: past this many distinct ones (or an odd name), they count as `other`. */
+const MAX_TOOL_LABELS = 500;
+const TOOL_LABEL = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** How a rotation went for one channel: moved to a new child, followed by a shared upstream's session, failed, or ended (revoked). */
 export type RotationResult = 'moved' | 'followed' | 'failed' | 'revoked';
@@ -24,7 +31,7 @@ export interface SessionGauges {
  * several brokers in one process never share counters), plus Node's process
  * metrics (memory, CPU, event-loop lag, handles).
  */
-export class BrokerMetrics implements SessionEvents {
+export class BrokerMetrics implements SessionEvents, ToolCallEvents {
   readonly registry = new Registry();
   readonly #started: Counter<'era'>;
   readonly #ended: Counter<'era' | 'reason'>;
@@ -33,6 +40,10 @@ export class BrokerMetrics implements SessionEvents {
   readonly #forgejoRefreshes: Counter<'outcome'>;
   readonly #upstreamRestarts: Counter;
   readonly #childLogSuppressed: Counter;
+  readonly #toolCalls: Counter<'tool' | 'outcome' | 'era'>;
+  readonly #toolRefusals: Counter<'policy'>;
+  readonly #auditDropped: Counter<'reason'>;
+  readonly #toolLabels = new Set<string>();
 
   constructor() {
     const registers = [this.registry];
@@ -79,6 +90,25 @@ export class BrokerMetrics implements SessionEvents {
       help: "Log lines of children's output (stderr, stdout garbage) beyond their rate limit, not written",
       registers,
     });
+    this.#toolCalls = new Counter({
+      name: 'forgejo_mcp_broker_tool_calls_total',
+      help: 'tools/call requests, by tool, outcome (ok, error, refused) and era',
+      labelNames: ['tool', 'outcome', 'era'],
+      registers,
+    });
+    this.#toolRefusals = new Counter({
+      name: 'forgejo_mcp_broker_tool_calls_refused_total',
+      help: 'tools/call requests the tool policy refused, by the rule that refused them',
+      labelNames: ['policy'],
+      registers,
+    });
+    this.#auditDropped = new Counter({
+      name: 'forgejo_mcp_broker_audit_records_dropped_total',
+      help: 'Audit records never written: the queue was full, or the store failed',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['queue_full', 'store_failed'] satisfies AuditDropReason[]) this.#auditDropped.inc({ reason }, 0);
   }
 
   /** Gauges computed at scrape time from the live registry. */
@@ -136,6 +166,25 @@ export class BrokerMetrics implements SessionEvents {
 
   childLogLinesSuppressed(lines: number): void {
     this.#childLogSuppressed.inc(lines);
+  }
+
+  toolCall(tool: string, outcome: AuditOutcome, era: Era): void {
+    this.#toolCalls.inc({ tool: this.#toolLabel(tool), outcome, era });
+  }
+
+  toolRefused(policy: string): void {
+    this.#toolRefusals.inc({ policy });
+  }
+
+  auditDropped(reason: AuditDropReason, count: number): void {
+    this.#auditDropped.inc({ reason }, count);
+  }
+
+  #toolLabel(tool: string): string {
+    if (this.#toolLabels.has(tool)) return tool;
+    if (!TOOL_LABEL.test(tool) || this.#toolLabels.size >= MAX_TOOL_LABELS) return 'other';
+    this.#toolLabels.add(tool);
+    return tool;
   }
 
   /** The exposition, for GET /metrics. */

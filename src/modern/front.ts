@@ -23,6 +23,7 @@ import type { SessionEvents } from '../metrics/metrics.js';
 import type { HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelPool } from '../pool/pool.js';
 import type { ClientResponse } from '../pool/request-sink.js';
+import type { CallGate } from '../policy/gate.js';
 import { ModernCall, type CallHost, type Round } from './call.js';
 import { paramHeaderMismatch, paramHeadersOf } from './param-headers.js';
 import { RequestStateCodec, type RequestStateClaims } from './request-state.js';
@@ -43,6 +44,8 @@ export interface ModernFrontOptions {
   readonly keepAliveMs: number;
   /** This replica's id, in front of every `requestState` it issues (a retry landing elsewhere is forwarded here). */
   readonly replicaId: string;
+  /** The tool policy and the audit log, which every request passes; none in most tests. */
+  readonly gate?: CallGate;
 }
 
 /** The results a client may cache (`CacheableResult` in the 2026-07-28 schema). */
@@ -133,6 +136,15 @@ export class ModernFront implements CallHost {
       this.#resume(res, principal, message, requestState, round);
       return;
     }
+    const call = new ModernCall(this, user, message, principal);
+    // The retry fields belong to the broker; the child only ever sees the original request.
+    const forwarded = forLegacyChild(message);
+    const gate = await this.#options.gate?.caller(principal, 'modern');
+    const decision = gate?.pass(forwarded, call) ?? { sink: call };
+    if ('refused' in decision) {
+      new ResponseWriter(res, () => undefined).final(decision.refused);
+      return;
+    }
     if (message.method === 'tools/call') {
       const mismatch = await this.#paramHeaderProblem(req, user, message);
       if (mismatch !== undefined) {
@@ -143,10 +155,8 @@ export class ModernFront implements CallHost {
         return;
       }
     }
-    const call = new ModernCall(this, user, message, principal);
     call.attach(this.#writerFor(res, call), round);
-    // The retry fields belong to the broker; the child only ever sees the original request.
-    call.handle = user.channel.request(forLegacyChild(message), call);
+    call.handle = user.channel.request(forwarded, decision.sink);
   }
 
   /** Checks `Mcp-Param-*` headers against the arguments, for tools whose schema declares `x-mcp-header`. */

@@ -183,7 +183,10 @@ export class AuthorizationFlow {
     const live = credential !== undefined && credential.revokedAt === null;
     const remembered = userId !== null && (await store.consents.has(userId, client.clientId));
     if (userId !== null && live && (remembered || pending.approved)) {
-      if (!remembered) await store.consents.record(userId, client.clientId, this.#context.now());
+      if (!remembered) {
+        await store.consents.record(userId, client.clientId, this.#context.now());
+        this.#context.events({ kind: 'consent', userId, clientId: client.clientId, detail: 'client approved' });
+      }
       await this.#finishWithCode(res, pending);
       return;
     }
@@ -207,6 +210,7 @@ export class AuthorizationFlow {
       await this.#context.store.pendingAuthorizations.update(pending.id, { csrfTokenHash: sha256Hex(token) });
     }
     const user = pending.userId === null ? undefined : await this.#context.store.users.find(pending.userId);
+    const policy = await this.#context.consentTerms.toolPolicyFor(user);
     const html = renderConsentPage({
       clientName: client.clientName,
       clientId: client.clientId,
@@ -217,6 +221,9 @@ export class AuthorizationFlow {
       loopbackOnly: client.redirectUris.every(isLoopbackRedirect),
       forgeHost: this.#context.forgejo.baseUrl.host,
       signedInAs: user?.forgejoLogin ?? null,
+      abilities: this.#context.consentTerms.abilities,
+      toolPolicy: policy.lines,
+      policyMayDiffer: policy.mayDiffer,
       requestId: pending.id,
       csrfToken: token,
       action: `${this.#context.issuer}${OAUTH_PATHS.consent}`,
@@ -260,6 +267,7 @@ export class AuthorizationFlow {
       expiresAt: issuedAt + this.#context.lifetimes.authorizationCodeMs,
     });
     await store.clients.markSignedIn(taken.clientId, issuedAt);
+    this.#context.events({ kind: 'sign_in', userId: pending.userId, clientId: taken.clientId, detail: 'authorization code issued' });
     redirect(res, this.#authorizationResponse(taken.redirectUri, { code, state: taken.state }));
   }
 

@@ -103,6 +103,7 @@ export class ConnectionsPage {
       if (clientId === undefined) throw new OAuthError('invalid_request', 'client_id is required');
       await this.#options.revoke({ kind: 'connection', userId: signIn.userId, clientId });
       this.#context.logger.info({ event: 'approval_revoked', userId: signIn.userId, clientId }, 'approval revoked');
+      this.#context.events({ kind: 'revocation', userId: signIn.userId, clientId, detail: 'approval revoked by the user' });
       const back = new URL(this.#context.issuer + OAUTH_PATHS.consents);
       back.searchParams.set('revoked', clientId);
       res.writeHead(303, { location: back.href, 'cache-control': 'no-store' });

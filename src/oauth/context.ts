@@ -1,3 +1,4 @@
+import type { SecurityEvents } from '../audit/security-events.js';
 import type { Logger } from '../log/logger.js';
 import type { ForgejoTokens, Store, User } from '../store/store.js';
 import type { ClientAssertionVerifier } from './client-assertion.js';
@@ -77,4 +78,21 @@ export interface OAuthContext {
   /** Verifies private_key_jwt client assertions. */
   readonly assertions: ClientAssertionVerifier;
   readonly cookies: CookieNames;
+  /** Sign-ins, consents and revocations, for the audit log. */
+  readonly events: SecurityEvents;
+  /** What the consent page says a client will be able to do. */
+  readonly consentTerms: ConsentTerms;
+}
+
+/** What an approved client may do: the Forgejo scopes in words, and the tool policy for a user (undefined: not known yet). */
+export interface ConsentTerms {
+  readonly abilities: readonly string[];
+  toolPolicyFor(user: { readonly userId: string; readonly forgejoLogin: string } | undefined): Promise<ToolPolicyWords>;
+}
+
+export interface ToolPolicyWords {
+  /** Empty: every tool. */
+  readonly lines: readonly string[];
+  /** The user is not known, and rules for particular users or teams exist. */
+  readonly mayDiffer: boolean;
 }

@@ -48,6 +48,12 @@ export interface ConsentView {
   readonly loopbackOnly: boolean;
   readonly forgeHost: string;
   readonly signedInAs: string | null;
+  /** The Forgejo scopes in words (scope-words.ts). */
+  readonly abilities: readonly string[];
+  /** The tool policy that applies to this user, in words; empty: every tool. */
+  readonly toolPolicy: readonly string[];
+  /** The user is not known yet, and rules for particular users or teams exist. */
+  readonly policyMayDiffer: boolean;
   readonly requestId: string;
   readonly csrfToken: string;
   readonly action: string;
@@ -111,6 +117,11 @@ export function renderConsentPage(view: ConsentView): string {
     `<h1>Allow <strong>${escapeHtml(name)}</strong> to use ${escapeHtml(view.forgeHost)} as you?</h1>
 <p>The application will act on the forge with your permissions through this broker, until you revoke its access on your <a href="${escapeHtml(view.connectionsUrl)}">Connections</a> page.</p>
 <dl>${rows.map(([term, value]) => `<dt>${escapeHtml(term)}</dt><dd>${escapeHtml(value)}</dd>`).join('')}</dl>
+<h2>What it will be able to do</h2>
+<ul>${view.abilities.map((line) => `<li>${escapeHtml(line)}</li>`).join('')}</ul>
+<h2>Tools it may use</h2>
+<ul>${(view.toolPolicy.length === 0 ? ['Every tool the forge’s MCP server offers.'] : view.toolPolicy).map((line) => `<li>${escapeHtml(line)}</li>`).join('')}</ul>
+${view.policyMayDiffer ? '<p>Rules for particular users or teams may change this once you have signed in.</p>' : ''}
 ${warnings.map((warning) => `<p class="warn">${escapeHtml(warning)}</p>`).join('\n')}
 ${view.signedInAs === null ? `<p>After you approve, you sign in at ${escapeHtml(view.forgeHost)}.</p>` : ''}
 <form method="post" action="${escapeHtml(view.action)}">

@@ -14,6 +14,8 @@
  * on well-kept primitives: node:crypto for randomness, SHA-256 and
  * AES-256-GCM, and oauth4webapi for every request to Forgejo.
  */
+import { NO_SECURITY_EVENTS, type SecurityEvents } from '../audit/security-events.js';
+import { scopesInWords } from './scope-words.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { errorMessage } from '../errors/errors.js';
@@ -28,7 +30,15 @@ import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from 
 import { ClientAssertionVerifier } from './client-assertion.js';
 import { ClientDirectory } from './clients.js';
 import { ConnectionsPage, type ConnectionSessions } from './connections.js';
-import { OAUTH_PATHS, cookieNames, type ForgejoLogin, type LoginSink, type OAuthContext, type OAuthLifetimes } from './context.js';
+import {
+  OAUTH_PATHS,
+  cookieNames,
+  type ConsentTerms,
+  type ForgejoLogin,
+  type LoginSink,
+  type OAuthContext,
+  type OAuthLifetimes,
+} from './context.js';
 import { OAuthError } from './errors.js';
 import { TrustedProxies, clientAddress, type AddressRange } from './client-address.js';
 import { DEFAULT_LIFETIMES, DEFAULT_RATE_LIMIT } from '../config/defaults.js';
@@ -69,6 +79,12 @@ export interface OAuthServerOptions {
   readonly revoke?: (target: RevocationTarget) => Promise<unknown>;
   /** How often expired rows are purged. Default 10 min. */
   readonly sweepIntervalMs?: number;
+  /** Sign-ins, consents and revocations, for the audit log. Default: none. */
+  readonly securityEvents?: SecurityEvents;
+  /** FORGEJO_SCOPES, for the consent page's words. Default: none (full access). */
+  readonly forgejoScopes?: string;
+  /** The tool policy in words for the consent page. Default: every tool. */
+  readonly toolPolicyFor?: ConsentTerms['toolPolicyFor'];
   readonly now?: () => number;
 }
 
@@ -136,6 +152,11 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
     lifetimes,
     refreshGraceMs: options.refreshGraceMs ?? lifetimes.refreshTokenMs,
     cookies: cookieNames(options.publicUrl),
+    events: options.securityEvents ?? NO_SECURITY_EVENTS,
+    consentTerms: {
+      abilities: scopesInWords(options.forgejoScopes ?? ''),
+      toolPolicyFor: options.toolPolicyFor ?? (() => Promise.resolve({ lines: [], mayDiffer: false })),
+    },
   };
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);

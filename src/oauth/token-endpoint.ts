@@ -66,11 +66,23 @@ export class TokenEndpoint {
     if (access !== undefined) {
       if (access.grant.clientId !== client.clientId) throw new OAuthError('invalid_request', 'token was issued to another client');
       await grants.revokeAccessToken(tokenHash, now);
+      this.#context.events({
+        kind: 'revocation',
+        userId: access.grant.userId,
+        clientId: client.clientId,
+        detail: 'access token revoked by the client',
+      });
     } else {
       const refresh = await grants.findRefreshToken(tokenHash);
       if (refresh !== undefined) {
         if (refresh.grant.clientId !== client.clientId) throw new OAuthError('invalid_request', 'token was issued to another client');
         await grants.revokeGrant(refresh.grant.grantId, now);
+        this.#context.events({
+          kind: 'revocation',
+          userId: refresh.grant.userId,
+          clientId: client.clientId,
+          detail: 'refresh token revoked by the client; grant ended',
+        });
       }
     }
     // RFC 7009 §2.2: 200 whether or not the token was known.
@@ -93,6 +105,13 @@ export class TokenEndpoint {
     if (consumption.status === 'replayed') {
       // OAuth 2.1 §4.1.3: a code used twice revokes what it produced.
       if (consumption.grantId !== null) await store.grants.revokeGrant(consumption.grantId, now());
+      this.#context.events({
+        kind: 'revocation',
+        userId: null,
+        clientId: client.clientId,
+        detail: 'authorization code replayed; grant revoked',
+        failed: true,
+      });
       this.#context.logger.warn(
         { event: 'authorization_code_replayed', clientId: client.clientId, grantId: consumption.grantId },
         'authorization code replayed; grant revoked',
@@ -151,6 +170,13 @@ export class TokenEndpoint {
         if (successor !== undefined) return successor;
         // A rotated refresh token came back after its successor was used: someone else has a copy (OAuth 2.1 §4.3.1).
         await store.grants.revokeGrant(view.grant.grantId, at);
+        this.#context.events({
+          kind: 'revocation',
+          userId: view.grant.userId,
+          clientId: client.clientId,
+          detail: 'refresh token reused; grant revoked',
+          failed: true,
+        });
         this.#context.logger.warn(
           { event: 'refresh_token_reused', clientId: client.clientId, grantId: view.grant.grantId },
           'refresh token reused; grant revoked',

@@ -40,9 +40,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { escapeHtml, renderMessagePage, renderPage } from '../oauth/pages.js';
 import { createRepositoryApi, type StandinRepositorySeed } from './forgejo-repositories.js';
-import type { StandinUser } from './forgejo-user.js';
+import { teamJson, type StandinUser } from './forgejo-user.js';
 
-export type { StandinUser } from './forgejo-user.js';
+export type { StandinTeam, StandinUser } from './forgejo-user.js';
 
 export interface StandinApplication {
   readonly clientId: string;
@@ -663,9 +663,29 @@ ${error === undefined ? '' : `<p class="warn" role="alert">${escapeHtml(error)}<
         return sendJson(res, 200, { version });
       case 'GET /api/v1/user':
         return handleApiUser(req, res);
+      case 'GET /api/v1/user/teams':
+        return handleApiUserTeams(req, res, requestUrl);
       default:
         return handleRepositoryApi(req, res, requestUrl);
     }
+  }
+
+  /** `GET /api/v1/user/teams`: the token's user's teams across organizations, paged (`page`, `limit`, default 30), read:user as /user. */
+  function handleApiUserTeams(req: IncomingMessage, res: ServerResponse, requestUrl: URL): void {
+    const grant = accessGrant(bearerToken(req));
+    const user = grant === undefined ? undefined : options.users.find((candidate) => candidate.id === grant.userId);
+    if (grant === undefined || user === undefined) return sendJson(res, 401, { message: 'token is required', url: `${url}/api/swagger` });
+    const scopes = effectiveScopes(grant.scope);
+    if (!scopes.has('all') && !scopes.has('read:user') && !scopes.has('write:user')) {
+      return sendJson(res, 403, {
+        message: `token does not have at least one of required scope(s): [read:user]`,
+        url: `${url}/api/swagger`,
+      });
+    }
+    const teams = (user.teams ?? []).map((membership, index) => teamJson(membership, index, url));
+    const page = Math.max(1, Number(requestUrl.searchParams.get('page') ?? '1') || 1);
+    const limit = Math.max(1, Number(requestUrl.searchParams.get('limit') ?? '30') || 30);
+    sendJson(res, 200, teams.slice((page - 1) * limit, page * limit), { 'x-total-count': String(teams.length) });
   }
 
   async function handleRepositoryApi(req: IncomingMessage, res: ServerResponse, requestUrl: URL): Promise<void> {

@@ -10,7 +10,9 @@ import { DB_NOW_MS, postgresExecutor, type Params } from './postgres-queries.js'
 import { migratePostgres } from './postgres-schema.js';
 import { postgresLegacySessionRepository } from './postgres-sessions.js';
 import { postgresReplicaRepository } from './postgres-replicas.js';
+import { postgresAuditRepository } from './postgres-audit.js';
 import type {
+  AuditRepository,
   AuthorizationCodeRepository,
   ClientRepository,
   ConsentRepository,
@@ -77,6 +79,7 @@ class PostgresStore implements Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly audit: AuditRepository;
   readonly admin: AdminRepository;
   readonly revocations: RevocationRepository;
 
@@ -99,6 +102,7 @@ class PostgresStore implements Store {
     } = postgresAuthorizationRepositories(pool, key));
     this.legacySessions = postgresLegacySessionRepository(pool);
     this.replicas = postgresReplicaRepository(pool);
+    this.audit = postgresAuditRepository(pool);
     ({ admin: this.admin, revocations: this.revocations } = adminRepositories(postgresExecutor(pool)));
   }
 

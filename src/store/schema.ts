@@ -161,8 +161,31 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE legacy_sessions ADD COLUMN owner_replica TEXT NOT NULL DEFAULT '';
   `,
-  // 7: reserved for the audit log (issue 14, built beside this one); the merge puts its migration here.
-  `SELECT 1;`,
+  // 7: the audit log: every tool call and every sign-in, consent, revocation and refresh failure.
+  `
+  CREATE TABLE audit_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT,
+    forgejo_login TEXT,
+    client_id TEXT,
+    client_name TEXT,
+    era TEXT,
+    session_ref TEXT,
+    tool TEXT,
+    outcome TEXT NOT NULL,
+    error_code INTEGER,
+    detail TEXT,
+    duration_ms INTEGER,
+    request_bytes INTEGER,
+    response_bytes INTEGER,
+    arguments_sha256 TEXT,
+    arguments TEXT
+  );
+  CREATE INDEX audit_records_at ON audit_records (at);
+  CREATE INDEX audit_records_login_at ON audit_records (forgejo_login, at);
+  `,
   // 8: when each grant was last used (for the Connections page and the admin commands), and the revocation log every broker follows.
   `
   ALTER TABLE grants ADD COLUMN last_used_at INTEGER;

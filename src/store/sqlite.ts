@@ -12,7 +12,9 @@ import { sqliteCredentialRepositories } from './sqlite-credentials.js';
 import { sqliteGrantRepositories } from './sqlite-grants.js';
 import { sqliteLegacySessionRepository } from './sqlite-sessions.js';
 import { sqliteReplicaRepository } from './sqlite-replicas.js';
+import { sqliteAuditRepository } from './sqlite-audit.js';
 import type {
+  AuditRepository,
   AuthorizationCodeRepository,
   ClientRepository,
   ConsentRepository,
@@ -97,6 +99,7 @@ class SqliteStore implements Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly audit: AuditRepository;
   readonly admin: AdminRepository;
   readonly revocations: RevocationRepository;
 
@@ -114,6 +117,7 @@ class SqliteStore implements Store {
     } = sqliteAuthorizationRepositories(connection, key));
     this.legacySessions = sqliteLegacySessionRepository(connection);
     this.replicas = sqliteReplicaRepository(connection);
+    this.audit = sqliteAuditRepository(connection);
     ({ admin: this.admin, revocations: this.revocations } = adminRepositories(sqliteExecutor(connection)));
   }
 

@@ -13,6 +13,9 @@
  * sealed with AES-256-GCM by the store itself. Times are milliseconds since
  * the epoch.
  */
+import type { AuditRepository } from './audit-records.js';
+
+export type { AuditKind, AuditOutcome, AuditQuery, AuditRecord, AuditRepository, StoredAuditRecord } from './audit-records.js';
 
 import type { AdminRepository, RevocationRepository } from './admin-store.js';
 
@@ -371,6 +374,7 @@ export interface Store {
   readonly signIns: SignInRepository;
   readonly legacySessions: LegacySessionRepository;
   readonly replicas: ReplicaRepository;
+  readonly audit: AuditRepository;
   readonly admin: AdminRepository;
   readonly revocations: RevocationRepository;
   /**

@@ -30,13 +30,14 @@ test("defaults: loopback listen, ./data, forgejo-mcp over stdio, the seed's inte
   assert.match(config.dataDir, /\/data$/);
 });
 
-test('durations accept 30s, 15m, 1h, 500ms and compounds, nothing else', () => {
+test('durations accept 30s, 15m, 1h, 90d, 500ms and compounds, nothing else', () => {
   assert.equal(parseDuration('30s'), 30_000);
   assert.equal(parseDuration('15m'), 900_000);
   assert.equal(parseDuration('1h'), 3_600_000);
   assert.equal(parseDuration('500ms'), 500);
   assert.equal(parseDuration('1h30m'), 5_400_000);
-  for (const bad of ['', '10', 'abc', '5 minutes', '1d', '-1s', '1s x']) assert.equal(parseDuration(bad), undefined, bad);
+  assert.equal(parseDuration('90d'), 90 * 86_400_000);
+  for (const bad of ['', '10', 'abc', '5 minutes', '1w', '-1s', '1s x']) assert.equal(parseDuration(bad), undefined, bad);
 });
 
 test('the child command is split like a shell would, never run through one', () => {

@@ -25,6 +25,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createBroker, stopOnSignals, type RunningBroker } from '../../src/app.js';
+import { reloadPolicyOnHangup } from '../../src/app/governance.js';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import type { PolicyConfig } from '../../src/config/governance.js';
 import type { Authenticator, AuthFailure, ForgejoAccess, ForgejoCredentials, Principal } from '../../src/auth/principal.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { DEMO_USERS, standinChildCommand, standinUpstreamCommand, startDemo } from '../../src/demo.js';
@@ -68,7 +71,10 @@ export function startBroker<Front extends ForgejoFrontServer>(
   },
 ): Promise<SignedInTestBroker<Front>>;
 export function startBroker(options: SignedInTestBrokerOptions & { readonly wiring: 'signed-in' }): Promise<SignedInTestBroker>;
-export function startBroker(options: { readonly wiring: 'process' }): Promise<BrokerProcess>;
+export function startBroker(options: {
+  readonly wiring: 'process';
+  readonly env?: Readonly<Record<string, string>>;
+}): Promise<BrokerProcess>;
 export function startBroker(
   options:
     | (TestBrokerOptions & { readonly wiring?: 'fakes' })
@@ -76,11 +82,11 @@ export function startBroker(
         readonly wiring: 'signed-in';
         readonly forgejoFront?: (forgejo: ForgejoStandin) => Promise<ForgejoFrontServer>;
       })
-    | { readonly wiring: 'process' } = {},
+    | { readonly wiring: 'process'; readonly env?: Readonly<Record<string, string>> } = {},
 ): Promise<TestBroker | SignedInTestBroker<ForgejoFrontServer | undefined> | BrokerProcess> {
   switch (options.wiring) {
     case 'process':
-      return startBrokerProcess();
+      return startBrokerProcess(options.env ?? {});
     case 'signed-in':
       return startSignedInTestBroker(options);
     default:
@@ -178,6 +184,12 @@ export interface TestBrokerOptions {
   readonly upstreamCommand?: readonly string[];
   readonly log?: Logger;
   readonly now?: () => number;
+  /** The audit log goes to this store's audit repository (written every few milliseconds); absent: no audit log. */
+  readonly auditStore?: Pick<Store, 'audit'>;
+  /** BROKER_AUDIT_ARGUMENTS. */
+  readonly auditArguments?: boolean;
+  /** The tool policy's settings (BROKER_TOOLS_*, BROKER_POLICY_*); unset ones as loadConfig leaves them. */
+  readonly policy?: Partial<PolicyConfig>;
 }
 
 export interface TestUser {
@@ -241,13 +253,34 @@ export class TestBroker {
       shutdownGraceMs: 1000,
     };
     const { spawn, wrapSpawn } = options;
-    const running = await createBroker({
-      config,
-      log: options.log ?? silentLogger(),
-      auth: { authenticator, credentials, routes: [] },
-      ...(spawn !== undefined ? { spawn: () => spawn } : wrapSpawn !== undefined ? { spawn: wrapSpawn } : {}),
-      ...(options.now === undefined ? {} : { clock: options.now }),
-    });
+    const log = options.log ?? silentLogger();
+    const audit =
+      options.auditStore === undefined
+        ? undefined
+        : new AuditLog({
+            repository: options.auditStore.audit,
+            log,
+            storeArguments: options.auditArguments ?? false,
+            retentionMs: config.audit.retentionMs,
+            maxQueued: 10_000,
+            batchSize: 100,
+            flushMs: 5,
+            purgeIntervalMs: 3_600_000,
+            clientName: (clientId) => Promise.resolve(`${clientId} name`),
+          });
+    let running: RunningBroker;
+    try {
+      running = await createBroker({
+        config: { ...config, policy: { ...config.policy, ...options.policy } },
+        log,
+        auth: { authenticator, credentials, routes: [], ...(audit === undefined ? {} : { audit, close: () => audit.close() }) },
+        ...(spawn !== undefined ? { spawn: () => spawn } : wrapSpawn !== undefined ? { spawn: wrapSpawn } : {}),
+        ...(options.now === undefined ? {} : { clock: options.now }),
+      });
+    } catch (error) {
+      await forge.close();
+      throw error;
+    }
     return new TestBroker(forge, running, authenticator, credentials);
   }
 
@@ -275,11 +308,11 @@ export class TestBroker {
     return new URL('/mcp', this.url);
   }
 
-  /** A new Forgejo user with a Forgejo token the forge knows and a broker bearer token. */
-  addUser(login?: string): TestUser {
+  /** A new Forgejo user with a Forgejo token the forge knows and a broker bearer token; `teams` are their Forgejo teams. */
+  addUser(login?: string, teams: readonly { org: string; team: string }[] = []): TestUser {
     const n = this.nextUser++;
     const user = { userId: String(n), login: login ?? `user${n}`, bearer: randomToken(), forgejoToken: randomToken() };
-    this.forge.addToken(user.forgejoToken, { id: n, login: user.login });
+    this.forge.addToken(user.forgejoToken, { id: n, login: user.login, teams });
     this.credentials.set(user.userId, { accessToken: user.forgejoToken, expiresAt: Date.now() + 3_600_000 });
     this.grantBearer(user, user.bearer, `grant-${n}`);
     return user;
@@ -839,7 +872,16 @@ export const OAUTH_USERS: readonly StandinUser[] = [
 export type HarnessOptions = Partial<
   Pick<
     OAuthServerOptions,
-    'lifetimes' | 'refreshGraceMs' | 'rateLimit' | 'cimd' | 'unusedClientTtlMs' | 'maxUnusedClients' | 'metadataDocuments'
+    | 'lifetimes'
+    | 'refreshGraceMs'
+    | 'rateLimit'
+    | 'cimd'
+    | 'unusedClientTtlMs'
+    | 'maxUnusedClients'
+    | 'metadataDocuments'
+    | 'securityEvents'
+    | 'forgejoScopes'
+    | 'toolPolicyFor'
   >
 >;
 
@@ -1088,9 +1130,10 @@ export async function signedInTokens(harness: OAuthHarness, client: RegisteredTe
  * Prints one JSON line `{url, bearer}` when ready. Used to prove what
  * happens when the broker process is signalled or killed.
  */
-async function runBrokerProcess(): Promise<void> {
+async function runBrokerProcess(env: Readonly<Record<string, string>>): Promise<void> {
   const forge = await TestForge.start();
   const config = loadConfig({
+    ...env,
     BROKER_LISTEN: '127.0.0.1:0',
     FORGEJO_URL: forge.url,
     BROKER_CHILD_COMMAND: `'${process.execPath}' '${STANDIN_CHILD}' --transport stdio --test-tools`,
@@ -1110,6 +1153,7 @@ async function runBrokerProcess(): Promise<void> {
     await broker.stop();
     await forge.close();
   }, log);
+  reloadPolicyOnHangup(broker.policy, log);
   process.stdout.write(JSON.stringify({ url: broker.url, bearer }) + '\n');
 }
 
@@ -1123,11 +1167,14 @@ export interface BrokerProcess {
   readonly bearer: string;
 }
 
-async function startBrokerProcess(): Promise<BrokerProcess> {
-  const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), BROKER_PROCESS_ARGUMENT], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startBrokerProcess(env: Readonly<Record<string, string>>): Promise<BrokerProcess> {
+  const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), BROKER_PROCESS_ARGUMENT, JSON.stringify(env)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const [line] = (await once(createInterface({ input: proc.stdout as NodeJS.ReadableStream }), 'line')) as [string];
   const { url, bearer } = JSON.parse(line) as { url: string; bearer: string };
   return { proc, url, bearer };
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === BROKER_PROCESS_ARGUMENT) await runBrokerProcess();
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === BROKER_PROCESS_ARGUMENT)
+  await runBrokerProcess(JSON.parse(process.argv[3] ?? '{}') as Record<string, string>);

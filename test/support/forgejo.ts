@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ForgejoStandin } from '../../src/standin/forgejo.js';
+import { teamJson, type StandinTeam } from '../../src/standin/forgejo-user.js';
 
 // --- the recording front
 /**
@@ -151,16 +152,21 @@ export class ForgejoFront {
 export interface ForgeUser {
   readonly id: number;
   readonly login: string;
+  /** Organization teams, as `GET /api/v1/user/teams` lists them. */
+  readonly teams?: readonly StandinTeam[];
 }
 
 /**
  * The two Forgejo API calls a child makes (`/api/v1/version` at start,
- * `/api/v1/user` for get_me), on a real loopback server, for core tests that
+ * `/api/v1/user` for get_me), and the one the tool policy makes
+ * (`/api/v1/user/teams`), on a real loopback server, for core tests that
  * need no OAuth. Tokens are added as the test mints them.
  */
 export class TestForge {
   private readonly tokens = new Map<string, ForgeUser>();
   versionStatus = 200;
+  /** `GET /api/v1/user/teams` requests answered. */
+  teamRequests = 0;
 
   private readonly server: Server = createServer((req, res) => this.serve(req.url ?? '', req.headers.authorization, res));
   url = '';
@@ -183,13 +189,25 @@ export class TestForge {
       res.end(JSON.stringify({ version: '11.0.0+gitea-1.22.0' }));
       return;
     }
-    if (path === '/api/v1/user') {
-      const token = /^(?:token|bearer) (.+)$/i.exec(authorization ?? '')?.[1];
-      const user = token === undefined ? undefined : this.tokens.get(token);
+    const token = /^(?:token|bearer) (.+)$/i.exec(authorization ?? '')?.[1];
+    const user = token === undefined ? undefined : this.tokens.get(token);
+    if (path.startsWith('/api/v1/user/teams')) {
+      this.teamRequests++;
       res.writeHead(user === undefined ? 401 : 200, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify(
-          user === undefined ? { message: 'invalid token' } : { ...user, full_name: user.login, email: `${user.login}@example.test` },
+          user === undefined ? { message: 'invalid token' } : (user.teams ?? []).map((team, i) => teamJson(team, i, this.url)),
+        ),
+      );
+      return;
+    }
+    if (path === '/api/v1/user') {
+      res.writeHead(user === undefined ? 401 : 200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify(
+          user === undefined
+            ? { message: 'invalid token' }
+            : { id: user.id, login: user.login, full_name: user.login, email: `${user.login}@example.test` },
         ),
       );
       return;
