@@ -4,7 +4,7 @@ import { parseDuration } from '../config/duration.js';
 import { OPTIONS, type OptionSpec } from '../config/options.js';
 
 /** The flags the admin commands take besides the configuration's; each command says which of them it accepts. */
-export type AdminFlag = 'json' | 'user' | 'client' | 'grant' | 'all' | 'older-than';
+export type AdminFlag = 'json' | 'user' | 'client' | 'grant' | 'all' | 'older-than' | 'tool' | 'since' | 'limit';
 
 /** Flags that take a value, and what it looks like (for errors and --help). */
 export const VALUE_FLAGS: Readonly<Partial<Record<AdminFlag, string>>> = {
@@ -12,9 +12,12 @@ export const VALUE_FLAGS: Readonly<Partial<Record<AdminFlag, string>>> = {
   client: 'id',
   grant: 'id',
   'older-than': 'duration',
+  tool: 'glob',
+  since: 'duration',
+  limit: 'count',
 };
 
-const ADMIN_FLAGS = new Set<string>(['json', 'user', 'client', 'grant', 'all', 'older-than']);
+const ADMIN_FLAGS = new Set<string>(['json', 'user', 'client', 'grant', 'all', 'older-than', 'tool', 'since', 'limit']);
 const CONFIG_OPTIONS: ReadonlyMap<string, OptionSpec> = new Map(OPTIONS.map((option: OptionSpec) => [option.name, option]));
 
 export interface AdminArguments {

@@ -2,18 +2,10 @@
  * `forgejo-mcp-broker admin audit [--user LOGIN] [--tool GLOB] [--since 1h] [--limit N] [--json]`:
  * the audit log, newest first, from the store the configuration names.
  */
-import { parseDuration } from '../config/duration.js';
-import { BrokerError } from '../errors/errors.js';
-import type { AuditQuery, Store, StoredAuditRecord } from '../store/store.js';
-
-export interface AdminAuditArgs {
-  readonly user?: string;
-  readonly tool?: string;
-  /** How far back, as a duration (`1h`, `7d`). */
-  readonly sinceMs?: number;
-  readonly limit: number;
-  readonly json: boolean;
-}
+import { ConfigError } from '../config/config.js';
+import type { AuditQuery, StoredAuditRecord } from '../store/store.js';
+import { durationFlag, valueFlag, type AdminArguments } from './arguments.js';
+import type { AdminCommand } from './commands.js';
 
 /** One record as `--json` prints it. */
 export interface AuditEntry {
@@ -40,79 +32,39 @@ export interface AuditEntry {
 
 const DEFAULT_LIMIT = 100;
 
-export const ADMIN_AUDIT_USAGE =
-  'usage: forgejo-mcp-broker admin audit [--user LOGIN] [--tool GLOB] [--since DURATION] [--limit N] [--json]';
-
-/** Parses the command's arguments (`--flag value` or `--flag=value`); a mistake is a `bad_request` BrokerError naming it. */
-export function parseAdminAuditArgs(args: readonly string[]): AdminAuditArgs {
-  let user: string | undefined;
-  let tool: string | undefined;
-  let sinceMs: number | undefined;
-  let limit = DEFAULT_LIMIT;
-  let json = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    const eq = arg.indexOf('=');
-    const flag = eq < 0 ? arg : arg.slice(0, eq);
-    const value = (): string => {
-      const given = eq < 0 ? args[++i] : arg.slice(eq + 1);
-      if (given === undefined || given === '') throw new BrokerError('bad_request', `${flag} needs a value\n${ADMIN_AUDIT_USAGE}`);
-      return given;
+export const audit: AdminCommand = {
+  summary: 'Show the audit log (tool calls, refusals, sign-ins, consents, revocations), newest first.',
+  synopsis: 'audit [--user LOGIN] [--tool GLOB] [--since DURATION] [--limit N] [--json]',
+  details: [
+    'OUTCOME is ok, error (with its JSON-RPC code) or refused (the tool policy); arguments appear only with',
+    'BROKER_AUDIT_ARGUMENTS=true, secrets redacted.',
+    '',
+  ],
+  flags: ['json', 'user', 'tool', 'since', 'limit'],
+  run: async ({ store, now }, args) => {
+    const user = valueFlag(args, 'user');
+    const tool = valueFlag(args, 'tool');
+    const sinceMs = args.flags.has('since') ? durationFlag(args, 'since', 0) : undefined;
+    const query: AuditQuery = {
+      limit: limitFlag(args),
+      ...(user === undefined ? {} : { forgejoLogin: user }),
+      ...(tool === undefined ? {} : { toolGlob: tool }),
+      ...(sinceMs === undefined ? {} : { since: now() - sinceMs }),
     };
-    switch (flag) {
-      case '--user':
-        user = value();
-        break;
-      case '--tool':
-        tool = value();
-        break;
-      case '--since': {
-        const text = value();
-        sinceMs = parseDuration(text);
-        if (sinceMs === undefined) throw new BrokerError('bad_request', `--since "${text}" is not a duration (like 30m, 1h, 7d)`);
-        break;
-      }
-      case '--limit': {
-        const text = value();
-        limit = Number(text);
-        if (!/^\d+$/.test(text) || limit < 1) throw new BrokerError('bad_request', `--limit "${text}" is not a whole number of at least 1`);
-        break;
-      }
-      case '--json':
-        json = true;
-        break;
-      default:
-        throw new BrokerError('bad_request', `unknown argument ${arg}\n${ADMIN_AUDIT_USAGE}`);
-    }
-  }
-  return {
-    ...(user === undefined ? {} : { user }),
-    ...(tool === undefined ? {} : { tool }),
-    ...(sinceMs === undefined ? {} : { sinceMs }),
-    limit,
-    json,
-  };
+    const entries = (await store.audit.list(query)).map(auditEntry);
+    return { json: entries, text: renderAuditText(entries) };
+  },
+};
+
+function limitFlag(args: AdminArguments): number {
+  const text = valueFlag(args, 'limit');
+  if (text === undefined) return DEFAULT_LIMIT;
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1) throw new ConfigError('--limit', `"${text}" is not a whole number of at least 1`);
+  return limit;
 }
 
-/** Runs `admin audit` against an opened store, writing to `out`. */
-export async function adminAudit(
-  store: Pick<Store, 'audit'>,
-  args: readonly string[],
-  out: { write(text: string): unknown },
-  now: () => number = Date.now,
-): Promise<void> {
-  const parsed = parseAdminAuditArgs(args);
-  const query: AuditQuery = {
-    limit: parsed.limit,
-    ...(parsed.user === undefined ? {} : { forgejoLogin: parsed.user }),
-    ...(parsed.tool === undefined ? {} : { toolGlob: parsed.tool }),
-    ...(parsed.sinceMs === undefined ? {} : { since: now() - parsed.sinceMs }),
-  };
-  const entries = (await store.audit.list(query)).map(auditEntry);
-  out.write(parsed.json ? renderAuditJson(entries) : renderAuditText(entries));
-}
-
-export function auditEntry(record: StoredAuditRecord): AuditEntry {
+function auditEntry(record: StoredAuditRecord): AuditEntry {
   return {
     id: record.id,
     time: new Date(record.at).toISOString(),
@@ -135,12 +87,8 @@ export function auditEntry(record: StoredAuditRecord): AuditEntry {
   };
 }
 
-export function renderAuditJson(entries: readonly AuditEntry[]): string {
-  return `${JSON.stringify(entries, null, 2)}\n`;
-}
-
 /** A table for people: one line per record, newest first. */
-export function renderAuditText(entries: readonly AuditEntry[]): string {
+function renderAuditText(entries: readonly AuditEntry[]): string {
   if (entries.length === 0) return 'No audit records.\n';
   const header = ['TIME', 'USER', 'CLIENT', 'ERA', 'TOOL / EVENT', 'OUTCOME', 'MS', 'DETAIL'];
   const rows = entries.map((entry) => [

@@ -3,20 +3,19 @@ import { parseCommandLine } from '../config/command-line.js';
 import { errorMessage } from '../errors/errors.js';
 import { createLogger } from '../log/logger.js';
 import { parseAdminArguments } from './arguments.js';
+import { audit } from './audit.js';
 import { clients, grants, purgeClients, revoke, users, type AdminCommand } from './commands.js';
 import { openAdminStore } from './open-store.js';
 import { jsonDocument } from './render.js';
 
-/**
- * The admin commands, by name. A command is one entry: `admin audit` (the
- * audit log's `adminAudit` from ./audit.js) joins as `audit: adminAudit`.
- */
+/** The admin commands, by name. */
 export const ADMIN_COMMANDS: Readonly<Record<string, AdminCommand>> = {
   users,
   clients,
   grants,
   revoke,
   'purge-clients': purgeClients,
+  audit,
 };
 
 export interface AdminOutput {

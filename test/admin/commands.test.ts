@@ -5,8 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
+import type { AuditEntry } from '../../src/admin/audit.js';
 import { MCP_PATH } from '../../src/http/route.js';
 import type { SignedInTestBroker } from '../support/brokers.js';
+import { eventually } from '../support/host.js';
 import { CLIENT_REDIRECT, discoverBroker, registerClient } from '../support/oauth.js';
 import { adminJson, forEachStore, runAdmin, signIn, type SignedInUser } from './support.js';
 
@@ -75,6 +77,17 @@ forEachStore('admin commands', (store) => {
     const nobody = await runAdmin(['grants', '--user', 'nobody'], env);
     assert.equal(nobody.code, 1);
     assert.match(nobody.stderr, /no user "nobody" has signed in/);
+  });
+
+  it('audit --json [--user LOGIN] shows what the running broker recorded: the sign-in and the consent', async () => {
+    await eventually(async () => {
+      const kinds = new Set((await adminJson<AuditEntry[]>(['audit', '--user', 'erin'], env)).map((entry) => entry.kind));
+      return kinds.has('sign_in') && kinds.has('consent');
+    }, "erin's sign-in and consent in the audit log");
+    assert.deepEqual(await adminJson<AuditEntry[]>(['audit', '--user', 'nobody'], env), []);
+    const table = await runAdmin(['audit', '--limit', '1'], env);
+    assert.equal(table.code, 0);
+    assert.match(table.stdout, /^TIME +USER +CLIENT/);
   });
 
   it('purge-clients removes only never-used registrations, and spares young ones by default', async () => {

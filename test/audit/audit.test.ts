@@ -8,12 +8,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { adminAudit } from '../../src/admin/audit.js';
 import { argumentsDigest } from '../../src/audit/arguments.js';
 import { openPostgresStore } from '../../src/store/postgres.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { Store } from '../../src/store/store.js';
-import { auditJson } from '../support/audit.js';
+import { adminAudit, auditJson } from '../support/audit.js';
 import { startBroker, type TestBroker, type TestUser } from '../support/brokers.js';
 import { eventually, freshDataDirs } from '../support/host.js';
 import { text } from '../support/mcp-clients.js';
@@ -147,18 +146,17 @@ test('admin audit prints a table for people and refuses arguments it does not kn
         arguments: null,
       },
     ]);
-    let table = '';
-    await adminAudit(store, ['--since', '3650d'], { write: (chunk: string) => (table += chunk) }, () => Date.parse('2026-01-03T00:00:00Z'));
+    const at = (): number => Date.parse('2026-01-03T00:00:00Z');
+    const { text: table } = await adminAudit(store, ['--since', '3650d'], at);
     assert.match(table, /^TIME +USER +CLIENT +ERA +TOOL \/ EVENT +OUTCOME +MS +DETAIL$/m);
     assert.match(
       table,
       /2026-01-02T03:04:05.000Z +alice +Claude +modern +merge_pull_request +refused -32010 +0 +BROKER_TOOLS_PRESET=read-only/,
     );
-    let none = '';
-    await adminAudit(store, ['--since=1h'], { write: (chunk: string) => (none += chunk) }, () => Date.parse('2026-01-03T00:00:00Z'));
-    assert.equal(none, 'No audit records.\n');
-    await assert.rejects(adminAudit(store, ['--everything'], { write: () => undefined }), /unknown argument --everything/);
-    await assert.rejects(adminAudit(store, ['--since', 'yesterday'], { write: () => undefined }), /not a duration/);
+    assert.equal((await adminAudit(store, ['--since=1h'], at)).text, 'No audit records.\n');
+    await assert.rejects(adminAudit(store, ['--everything']), /--everything/);
+    await assert.rejects(adminAudit(store, ['--since', 'yesterday']), /not a duration/);
+    await assert.rejects(adminAudit(store, ['--limit', '0']), /not a whole number/);
   } finally {
     await store.close();
   }
