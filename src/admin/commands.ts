@@ -1,6 +1,7 @@
 import { ConfigError } from '../config/config.js';
 import { BrokerError } from '../errors/errors.js';
 import type { RevocationOutcome, RevocationTarget } from '../store/admin-store.js';
+import type { AuditRecord } from '../store/audit-records.js';
 import type { Store } from '../store/store.js';
 import { durationFlag, valueFlag, type AdminArguments, type AdminFlag } from './arguments.js';
 import { jsonTime, shownTime, table } from './render.js';
@@ -172,6 +173,7 @@ export const revoke: AdminCommand = {
       valueFlag(args, given[0] as AdminFlag) ?? '',
     );
     const outcome = await store.revocations.revoke(target, now());
+    await store.audit.append([adminRevocationRecord(target, what, now())]);
     return { json: revocationJson(outcome, what), text: revocationText(outcome, what) };
   },
 };
@@ -222,6 +224,29 @@ async function revocationTarget(store: Store, flag: 'user' | 'client' | 'grant',
       return [{ kind: 'grant', grantId: value }, `grant ${value} of ${grant.forgejoLogin ?? grant.userId} for ${grant.clientId}`];
     }
   }
+}
+
+/** The audit log's line for a revocation made here (the brokers record those made through them). */
+function adminRevocationRecord(target: RevocationTarget, what: string, at: number): AuditRecord {
+  return {
+    at,
+    kind: 'revocation',
+    userId: target.kind === 'user' ? target.userId : null,
+    forgejoLogin: null,
+    clientId: target.kind === 'client' ? target.clientId : null,
+    clientName: null,
+    era: null,
+    sessionRef: null,
+    tool: null,
+    outcome: 'ok',
+    errorCode: null,
+    detail: `admin revoke: ${what}`,
+    durationMs: null,
+    requestBytes: null,
+    responseBytes: null,
+    argumentsSha256: null,
+    arguments: null,
+  };
 }
 
 function revocationJson(outcome: RevocationOutcome, what: string): unknown {

@@ -129,6 +129,16 @@ forEachStore('admin commands', (store) => {
     const text = await runAdmin(['revoke', '--grant', grant.grantId], env);
     assert.equal(text.code, 0);
     assert.match(text.stdout, /^Revoked grant .* 0 grants, 0 approvals/, 'revoking again changes nothing');
+    const revocations = (await adminJson<AuditEntry[]>(['audit'], env)).filter((entry) => entry.detail?.startsWith('admin revoke: '));
+    assert.deepEqual(
+      revocations.map((entry) => [entry.kind, entry.clientId]).reverse(),
+      [
+        ['revocation', null],
+        ['revocation', second.clientId],
+        ['revocation', null],
+      ],
+      'each admin revoke is in the audit log',
+    );
   });
 
   it('mistakes exit 2 (the command line) or 1 (nothing to act on) with a message saying what is wrong', async () => {

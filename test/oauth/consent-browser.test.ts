@@ -61,10 +61,26 @@ describe(
         const deny = page.getByRole('button', { name: 'Deny', exact: true });
         assert.equal(await approve.count(), 1);
         assert.equal(await deny.count(), 1);
+        // What the client will be able to do: the configured Forgejo scopes in words, and the tool policy.
+        assert.ok(await page.getByRole('heading', { name: 'What it will be able to do' }).isVisible());
+        assert.ok(await page.getByRole('heading', { name: 'Tools it may use' }).isVisible());
+        assert.match(
+          await page.locator('ul').first().innerText(),
+          /Full access to your account/,
+          'no FORGEJO_SCOPES: full access, said so',
+        );
+        assert.ok(await page.getByRole('link', { name: 'Connections' }).isVisible(), 'the Connections page is linked');
         await mkdir(ARTIFACTS, { recursive: true });
         await page.screenshot({ path: resolve(ARTIFACTS, 'consent.png'), fullPage: true });
 
-        await approve.click();
+        // The keyboard alone reaches Approve.
+        let focused = '';
+        for (let presses = 0; presses < 12 && focused !== 'Approve'; presses++) {
+          await page.keyboard.press('Tab');
+          focused = await page.locator(':focus').innerText();
+        }
+        assert.equal(focused, 'Approve', 'Tab reaches Approve');
+        await page.keyboard.press('Enter');
         await page.waitForURL((url) => url.href.startsWith(harness.forgejo.url));
         const user = USERS[0];
         assert.ok(user);
