@@ -1,6 +1,14 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import { SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
-import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
+import {
+  isInitializedNotification,
+  isInitializeRequest,
+  isJSONRPCErrorResponse,
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+} from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
@@ -8,6 +16,7 @@ import type { Child, ChildExit } from '../pool/child.js';
 import { ClientState } from '../pool/client-state.js';
 import type { ClientResponse } from '../pool/request-sink.js';
 import type { UpstreamEndpoint } from './endpoint.js';
+import { connectionCut, connectionRefused, post, UpstreamHttpError } from './post.js';
 
 export interface UpstreamSessionOptions {
   readonly endpoint: UpstreamEndpoint;
@@ -44,6 +53,12 @@ const REPLAY_ID_PREFIX = 'broker-upstream-replay-';
  * get a JSON-RPC error. A response stream the upstream cuts before its
  * answer (forgejo-mcp cuts every response after 30 s) is an error for that
  * request only.
+ *
+ * The SDK's client transport carries the protocol: the initialize handshake
+ * (it takes the session id), the initialized notification (after which it
+ * opens and reopens the GET stream, resuming it), the DELETE. Every other
+ * message, the hot path, is posted by `post` on node:http (README, "Shared
+ * upstream: the request path").
  */
 export class UpstreamSession implements Child {
   readonly pid = undefined;
@@ -126,7 +141,7 @@ export class UpstreamSession implements Child {
         await previous;
         try {
           transport = await this.#connected();
-          await transport.send(message);
+          await this.#send(transport, message);
         } finally {
           sent();
         }
@@ -134,8 +149,7 @@ export class UpstreamSession implements Child {
       }
       await this.#notificationsSent;
       transport = await this.#connected();
-      const id = isJSONRPCRequest(message) ? message.id : undefined;
-      await transport.send(message, id === undefined ? undefined : { onRequestStreamEnd: () => this.#streamEnded(id) });
+      await this.#send(transport, message);
     } catch (error) {
       if (this.#stopping !== undefined) return;
       const lost = transport === undefined ? undefined : this.#lost(error, transport);
@@ -174,20 +188,79 @@ export class UpstreamSession implements Child {
     const transport = new StreamableHTTPClientTransport(url, {
       authProvider: {
         token: () => Promise.resolve(this.#token),
-        onUnauthorized: async () => {
-          const refused = this.#token;
-          this.#refusing ??= this.#options.refused(refused).finally(() => (this.#refusing = undefined));
-          this.#token = await this.#refusing;
-        },
+        onUnauthorized: () => this.#reauthorise(this.#token),
       },
       reconnectionOptions: STREAM_RECONNECTION,
     });
-    transport.onmessage = (message) => this.#received(transport, message);
+    transport.onmessage = (message) => this.#received(transport, message, JSON.stringify(message).length);
     transport.onerror = (error) => this.#transportError(transport, error);
     await transport.start();
     this.#transport = transport;
     this.#url = url;
     return transport;
+  }
+
+  /** The handshake goes through the SDK transport, everything else straight to the upstream. */
+  #send(transport: StreamableHTTPClientTransport, message: JSONRPCMessage): Promise<void> {
+    if (isInitializeRequest(message) || isInitializedNotification(message)) {
+      const id = isJSONRPCRequest(message) ? message.id : undefined;
+      return transport.send(message, id === undefined ? undefined : { onRequestStreamEnd: () => this.#streamEnded(id) });
+    }
+    return this.#post(transport, message);
+  }
+
+  /**
+   * One message POSTed with the current token and the session's headers; the
+   * messages of its answer (a JSON body or an SSE stream) are received as
+   * they come. A 401 gets a token from `refused` and one more try; a stream
+   * cut before its answer is resumed where the upstream gave event ids,
+   * otherwise it fails the request.
+   */
+  async #post(transport: StreamableHTTPClientTransport, message: JSONRPCMessage, retried = false): Promise<void> {
+    const token = this.#token;
+    const headers: OutgoingHttpHeaders = {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
+    if (transport.sessionId !== undefined) headers['mcp-session-id'] = transport.sessionId;
+    if (transport.protocolVersion !== undefined) headers['mcp-protocol-version'] = transport.protocolVersion;
+    const outcome = await post({
+      url: this.#url as URL,
+      headers,
+      body: JSON.stringify(message),
+      onMessage: (received, length) => this.#received(transport, received, length),
+      onMalformed: (length) =>
+        this.#options.log.warn(
+          { event: 'upstream_not_jsonrpc', bytes: length },
+          'the upstream sent a message that is not JSON-RPC 2.0; dropped',
+        ),
+    });
+    switch (outcome.kind) {
+      case 'accepted':
+        return;
+      case 'delivered': {
+        if (outcome.answered || !isJSONRPCRequest(message)) return;
+        const id = message.id;
+        if (outcome.lastEventId === undefined) this.#streamEnded(id);
+        else await transport.resumeStream(outcome.lastEventId).catch(() => this.#streamEnded(id));
+        return;
+      }
+      case 'unexpected':
+        throw new BrokerError('child_failed', `the MCP server answered with ${outcome.contentType ?? 'no content type'}`);
+      case 'refused':
+        if (outcome.status === 401 && !retried) {
+          await this.#reauthorise(token);
+          return this.#post(transport, message, true);
+        }
+        throw new UpstreamHttpError(outcome.status, outcome.text);
+    }
+  }
+
+  /** The upstream refused `token` (401): from now on, the token `refused` resolves with; single flight. */
+  async #reauthorise(token: string): Promise<void> {
+    this.#refusing ??= this.#options.refused(token).finally(() => (this.#refusing = undefined));
+    this.#token = await this.#refusing;
   }
 
   /**
@@ -196,7 +269,8 @@ export class UpstreamSession implements Child {
    * or nothing listens where it was.
    */
   #lost(error: unknown, transport: StreamableHTTPClientTransport): 'forgotten' | 'unreachable' | undefined {
-    if (error instanceof SdkHttpError) return error.status === 404 && transport.sessionId !== undefined ? 'forgotten' : undefined;
+    if (error instanceof SdkHttpError || error instanceof UpstreamHttpError)
+      return error.status === 404 && transport.sessionId !== undefined ? 'forgotten' : undefined;
     return connectionRefused(error) ? 'unreachable' : undefined;
   }
 
@@ -236,7 +310,7 @@ export class UpstreamSession implements Child {
     });
   }
 
-  #received(transport: StreamableHTTPClientTransport, message: JSONRPCMessage): void {
+  #received(transport: StreamableHTTPClientTransport, message: JSONRPCMessage, length: number): void {
     if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
       const reply = typeof message.id === 'string' ? this.#replies.get(message.id) : undefined;
       if (reply !== undefined) {
@@ -256,7 +330,7 @@ export class UpstreamSession implements Child {
           transport.setProtocolVersion(message.result.protocolVersion);
       }
     }
-    this.onmessage?.(message, JSON.stringify(message).length);
+    this.onmessage?.(message, length);
   }
 
   /** A request's response stream ended: without its answer, the request failed (cut by the upstream, or it died). */
@@ -307,16 +381,4 @@ export class UpstreamSession implements Child {
 
 function isInitializeResult(result: unknown): result is { protocolVersion: string } {
   return typeof (result as { protocolVersion?: unknown } | undefined)?.protocolVersion === 'string';
-}
-
-/** fetch failed after the request went out: the upstream closed the connection without an answer (its write timeout, or it died). */
-function connectionCut(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
-  return error instanceof TypeError && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET');
-}
-
-/** fetch failed before any byte reached the upstream: nothing listens there (it died, or is restarting). */
-function connectionRefused(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
-  return error instanceof TypeError && cause?.code === 'ECONNREFUSED';
 }
