@@ -21,6 +21,7 @@ import type http from 'node:http';
 import type { StandinUser } from '../src/standin/forgejo.js';
 import { measureAuditCost } from './lib/audit-cost.js';
 import { measureAuthCost } from './lib/auth-cost.js';
+import { measureFirstCalls } from './lib/first-calls.js';
 import { heapGrowth } from './lib/heap.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
 import {
@@ -86,6 +87,7 @@ const PLAN = QUICK
       memoryLevels: [0, 10, 40],
       memoryLatencyRequests: 100,
       upstreamLevels: [2, 10, 40],
+      firstCallUsers: 6,
       idleCpuMs: 1_000,
     }
   : {
@@ -101,6 +103,7 @@ const PLAN = QUICK
       memoryLevels: [0, 100, 1000],
       memoryLatencyRequests: 500,
       upstreamLevels: [10, 100, 1000],
+      firstCallUsers: 16,
       idleCpuMs: 3_000,
     };
 const BIG_BYTES = 10 * 1024 * 1024;
@@ -706,8 +709,9 @@ async function oneSessionFigures(
  * throughput on one session.
  */
 async function stdioVsShared(out: UpstreamModesResults, profiles: BenchResults['profiles']): Promise<void> {
-  const users = benchUsers(Math.max(...PLAN.upstreamLevels));
+  const users = benchUsers(Math.max(...PLAN.upstreamLevels) + PLAN.firstCallUsers);
   const [measuringUser, ...others] = users as [StandinUser, ...StandinUser[]];
+  const newcomers = others.splice(others.length - PLAN.firstCallUsers);
   const modes = await startModes(users, measuringUser);
 
   log(`stdio vs shared: memory with ${PLAN.upstreamLevels.join(', ')} signed-in users, each holding a legacy session`);
@@ -724,6 +728,25 @@ async function stdioVsShared(out: UpstreamModesResults, profiles: BenchResults['
   out.throughput.push(...(await interleavedThroughput(spreadTargets, spread, [64])));
 
   for (const mode of modes) out.memory.push(await closeLadder(mode, baselines.get(mode) as UpstreamModeLevel));
+  log(`stdio vs shared: the first call of ${newcomers.length} new users (signed in, no call yet) against their next`);
+  const firstCallModes = [];
+  for (const mode of modes)
+    firstCallModes.push({ mode: mode.mode, url: mode.broker.mcpUrl, agent: mode.agent, bearers: await tokensFor(mode.broker, newcomers) });
+  const [, shared] = modes as [ModeUnderTest, ModeUnderTest];
+  const upstream = upstreamOf(shared.broker.proc.pid);
+  const direct =
+    upstream === undefined
+      ? undefined
+      : {
+          url: upstream.url,
+          agent: shared.agent,
+          forgejoTokens: newcomers.map((user) => shared.broker.forge.issueTokens(user.login).access_token),
+        };
+  out.firstCalls.push(...(await measureFirstCalls(firstCallModes, direct)));
+  for (const figure of out.firstCalls)
+    log(
+      `  ${figure.target}: first ${figure.first.p50.toFixed(0)} µs, next ${figure.next.p50.toFixed(0)} µs, added p50 ${figure.added.p50.toFixed(0)} µs`,
+    );
   await oneSessionFigures(modes, out, profiles);
   for (const mode of modes) {
     await mode.legacy.close();
@@ -793,7 +816,7 @@ async function main(): Promise<void> {
     big: [],
     auth: [],
     profiles: [],
-    upstreamModes: { latency: [], throughput: [], memory: [], unavailable: [] },
+    upstreamModes: { latency: [], throughput: [], memory: [], unavailable: [], firstCalls: [] },
   };
 
   // ---- Main targets, all with the real stand-in child ------------------------------------

@@ -1,6 +1,7 @@
 import type { AuditCostFigure } from './audit-cost.js';
 import type { AuthFigure } from './auth-cost.js';
 import type { HeapRow } from './heap.js';
+import type { FirstCallFigure } from './first-calls.js';
 import type { ProfileSummary } from './profile.js';
 import type { Summary } from './stats.js';
 
@@ -133,6 +134,8 @@ export interface UpstreamModesResults {
   readonly memory: UpstreamModeMemory[];
   /** Targets whose first call failed, with the error: not measured. */
   readonly unavailable: { readonly target: string; readonly error: string }[];
+  /** Issue 16: a new user's first call against their next one, per era and mode. */
+  readonly firstCalls: FirstCallFigure[];
 }
 
 export interface BenchResults {
