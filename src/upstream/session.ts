@@ -57,8 +57,8 @@ const REPLAY_ID_PREFIX = 'broker-upstream-replay-';
  * The SDK's client transport carries the protocol: the initialize handshake
  * (it takes the session id), the initialized notification (after which it
  * opens and reopens the GET stream, resuming it), the DELETE. Every other
- * message, the hot path, is posted by `post` on node:http (README, "Shared
- * upstream: the request path").
+ * message, the hot path, is posted by `post` on node:http (why: README,
+ * "Shared mode", the request path).
  */
 export class UpstreamSession implements Child {
   readonly pid = undefined;
