@@ -45,17 +45,18 @@ interface Replicas {
 
 /** Replica A serves the OAuth endpoints (and /mcp, with a Bearer challenge); B shares the store and the public URL. */
 async function startReplicas(name: string, store: { databaseUrl?: string; dataDir: string; encryptionKey: Buffer }): Promise<Replicas> {
-  let routes: BrokerAuth['routes'] | undefined;
-  let authenticate: BrokerAuth['authenticator'] | undefined;
+  // Replica A, once open: the server listens first, for the public URL.
+  const serving: { auth?: BrokerAuth } = {};
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     void (async () => {
-      if (routes !== undefined && (await routes(req, res, url))) return;
+      const { auth } = serving;
+      if (auth !== undefined && (await auth.routes(req, res, url))) return;
       const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
-      const result = bearer === undefined ? undefined : await authenticate?.authenticate(bearer);
+      const result = bearer === undefined ? undefined : await auth?.authenticator.authenticate(bearer);
       if (result === undefined || 'error' in result) {
         res.writeHead(401, {
-          'www-authenticate': `Bearer resource_metadata="${authenticate?.resourceMetadataUrl ?? ''}"`,
+          'www-authenticate': `Bearer resource_metadata="${auth?.authenticator.resourceMetadataUrl ?? ''}"`,
         });
       } else res.writeHead(204);
       res.end();
@@ -94,8 +95,7 @@ async function startReplicas(name: string, store: { databaseUrl?: string; dataDi
   };
   const a = await open();
   const b = await open();
-  routes = a.auth.routes;
-  authenticate = a.auth.authenticator;
+  serving.auth = a.auth;
   return {
     url,
     forge,
