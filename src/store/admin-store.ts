@@ -125,7 +125,7 @@ export interface RevocationOutcome {
 export interface RevocationRepository {
   /**
    * In one transaction: revokes the target's grants (their tokens answer 401
-   * from the next request on), forgets approvals (`user`, `client`,
+   * within a follower's poll on every broker), forgets approvals (`user`, `client`,
    * `connection`) and sign-ins (`user`) and stored sessions, and appends the
    * revocation to the log every broker follows to end live sessions.
    */
