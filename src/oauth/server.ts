@@ -143,6 +143,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       cimd,
       // The issuer, as draft-ietf-oauth-rfc7523bis asks, and the token endpoint RFC 7523 §3 allows and clients still send.
       audiences: [issuer, `${issuer}${OAUTH_PATHS.token}`],
+      replays: options.store.assertionReplays,
       now,
     }),
     forgejo: options.forgejo,

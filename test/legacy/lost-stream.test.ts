@@ -78,10 +78,17 @@ for (const mode of ['stdio', 'shared'] as const) {
     const { client, transport } = await connect(mcpUrl, provider, 'legacy', { fetch: cuttable, reconnectionScheduler: scheduler });
     t.after(() => client.close());
     const sessionId = transport.sessionId;
-    // An event on the GET stream, so the client resumes that stream too, from an id of this process.
-    const listChanged = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
-    await client.callTool({ name: 'add_tool', arguments: { name: 'added_before_restart' } });
-    await listChanged;
+    // An event on the GET stream, so the client resumes that stream too, from an id of this process. A change made
+    // before the broker (or, in shared mode, the upstream) holds its GET stream goes nowhere: tools are added until one arrives.
+    let listChanged = false;
+    client.setNotificationHandler('notifications/tools/list_changed', () => {
+      listChanged = true;
+    });
+    let added = 0;
+    await eventually(async () => {
+      if (!listChanged) await client.callTool({ name: 'add_tool', arguments: { name: `added_before_restart_${++added}` } });
+      return listChanged;
+    }, 'a tool list change on the GET stream');
     let started: (() => void) | undefined;
     const running = new Promise<void>((resolve) => (started = resolve));
     const call = client.callTool({ name: 'sleep', arguments: { ms: 300 } }, { onprogress: () => started?.(), timeout: 120_000 });
