@@ -10,6 +10,7 @@ const MAX_DEPTH = 512;
 type Span = readonly [start: number, end: number];
 
 const QUOTE = 0x22;
+const CARRIAGE_RETURN = 0x0d;
 const BACKSLASH = 0x5c;
 const NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
 
@@ -42,6 +43,8 @@ export class RawAnswer {
    * error, JSON that is not valid), which the caller parses as usual.
    */
   static scan(chunks: readonly Buffer[]): RawAnswer | undefined {
+    // A carriage return is JSON whitespace, but ends a line in an SSE event: such a line is parsed and written anew.
+    if (chunks.some((chunk) => chunk.includes(CARRIAGE_RETURN))) return undefined;
     const scanner = new Scanner(chunks);
     const top = scanner.document();
     if (top === undefined) return undefined;

@@ -44,6 +44,8 @@ test('anything but a valid JSON-RPC result is left to the ordinary parse', () =>
     '{"jsonrpc":"1.0","id":1,"result":{}}',
     '{"jsonrpc":"2.0","id":1,"result":{"a":01}}',
     '{"jsonrpc":"2.0","id":1,"result":[]}',
+    // Valid JSON, but a carriage return would end the line of an SSE event it is written into.
+    '{"jsonrpc":"2.0",\r"id":1,"result":{}}',
   ]) {
     assert.equal(RawAnswer.scan(chunked(line, 4)), undefined, line);
   }
