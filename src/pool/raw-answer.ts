@@ -43,8 +43,6 @@ export class RawAnswer {
    * error, JSON that is not valid), which the caller parses as usual.
    */
   static scan(chunks: readonly Buffer[]): RawAnswer | undefined {
-    // A carriage return is JSON whitespace, but ends a line in an SSE event: such a line is parsed and written anew.
-    if (chunks.some((chunk) => chunk.includes(CARRIAGE_RETURN))) return undefined;
     const scanner = new Scanner(chunks);
     const top = scanner.document();
     if (top === undefined) return undefined;
@@ -56,6 +54,8 @@ export class RawAnswer {
     if (scanner.text(jsonrpc) !== '"2.0"' || top.resultOpen === undefined) return undefined;
     const idText = scanner.text(id);
     if (!idText.startsWith('"') && !NUMBER.test(idText)) return undefined;
+    // A carriage return is JSON whitespace, but ends a line in an SSE event: such an answer is parsed and written anew.
+    if (carriageReturnBefore(chunks, top.end)) return undefined;
     return new RawAnswer(chunks, id, top.resultOpen, top.resultKeys, top.end);
   }
 
@@ -370,4 +370,16 @@ export function byteLength(bytes: readonly Buffer[]): number {
   let length = 0;
   for (const chunk of bytes) length += chunk.length;
   return length;
+}
+
+/** Whether a carriage return comes before byte `end` of the line (one after it, a CRLF line end, is not the answer's). */
+function carriageReturnBefore(chunks: readonly Buffer[], end: number): boolean {
+  let offset = 0;
+  for (const chunk of chunks) {
+    if (offset >= end) return false;
+    const at = chunk.indexOf(CARRIAGE_RETURN);
+    if (at !== -1 && offset + at < end) return true;
+    offset += chunk.length;
+  }
+  return false;
 }
