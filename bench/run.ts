@@ -6,8 +6,12 @@
  *
  *   node dist/bench/run.js [--quick] [--no-profile] [--only=phase,...]
  *
- * --quick runs every figure with a fraction of the samples (for a smoke
- * check of the harness, not for numbers); --no-profile skips the CPU
+ * --quick is the regression guard run by hand before merging a hot-path
+ * change (under two minutes): latency, one-session throughput at c=64, the
+ * 10 MB result and token validation, against the bare bridge, without
+ * supergateway, and prints issue 16's ratios with their verdicts; with
+ * --only it runs those phases with a fraction of the samples (a smoke
+ * check of the harness, not numbers). --no-profile skips the CPU
  * profiles and heap snapshots of the broker; --only runs some phases
  * (latency, sdk, start, throughput, spread, big, profile, auth, memory, shared, audit).
  * BENCH_BROKER_CLI=/path/to/dist/src/cli.js measures another build of the
@@ -36,7 +40,7 @@ import {
 import { RESULTS_DIR, ROOT, START_TIMER, SUPERGATEWAY, SUPERGATEWAY_DIR, TINY_CHILD } from './lib/paths.js';
 import { availableMemory, descendants, openFds, procCpuUs, procMemory, ProcessSet, resetPeak, type Proc } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
-import { renderChart, renderMarkdown } from './lib/report.js';
+import { renderChart, renderGuard, renderMarkdown } from './lib/report.js';
 import { median, percentile, summarize } from './lib/stats.js';
 import type {
   BenchResults,
@@ -70,20 +74,24 @@ const ONLY = process.argv
   .find((arg) => arg.startsWith('--only='))
   ?.slice(7)
   .split(',');
-const run = (phase: string): boolean => ONLY === undefined || ONLY.includes(phase);
+/** What --quick runs without --only: the phases issue 16's ratios come from. */
+const QUICK_PHASES = ['latency', 'throughput', 'big', 'auth'];
+const run = (phase: string): boolean => (ONLY === undefined ? !QUICK || QUICK_PHASES.includes(phase) : ONLY.includes(phase));
+/** The quick guard compares with the floor (the bare bridge), not with supergateway: it neither installs nor starts it. */
+const WITH_SUPERGATEWAY = !QUICK;
 
 /** How much of everything: the full run stays under ten minutes on the 2-core bench machine. */
 const PLAN = QUICK
   ? {
-      rounds: 2,
-      latencyRequests: 150,
-      latencyMs: 1_000,
+      rounds: 3,
+      latencyRequests: 400,
+      latencyMs: 1_500,
       sdkRequests: 80,
-      throughputTrials: 1,
-      throughputMs: 800,
+      throughputTrials: 3,
+      throughputMs: 1_000,
       sessions: 10,
       starts: 2,
-      bigSamples: 2,
+      bigSamples: 3,
       memoryLevels: [0, 10, 40],
       memoryLatencyRequests: 100,
       upstreamLevels: [2, 10, 40],
@@ -793,7 +801,9 @@ async function main(): Promise<void> {
   const started = Date.now();
   mkdirSync(RESULTS_DIR, { recursive: true });
   // Only the side-by-side phases need the baseline; `--only=audit` (or shared) runs without installing it.
-  if (['latency', 'sdk', 'start', 'throughput', 'spread', 'big', 'profile', 'auth', 'memory'].some(run)) ensureSupergateway();
+  if (WITH_SUPERGATEWAY && ['latency', 'sdk', 'start', 'throughput', 'spread', 'big', 'profile', 'auth', 'memory'].some(run)) {
+    ensureSupergateway();
+  }
   const { commit, dirtySrc } = gitDescribe();
   const results: BenchResults = {
     meta: {
@@ -830,8 +840,10 @@ async function main(): Promise<void> {
     const token = await broker.token(benchUser);
     const forgejoToken = broker.forge.issueTokens('bench').access_token;
     const env = childEnv(broker.forge.url, forgejoToken);
-    log('starting supergateway, bare HTTP, bare bridge');
-    const supergateway = await startSupergateway(procs, 'supergateway', STANDIN_ARGV, broker.forge.url, forgejoToken);
+    log(`starting ${WITH_SUPERGATEWAY ? 'supergateway, ' : ''}bare HTTP, bare bridge`);
+    const supergateway = WITH_SUPERGATEWAY
+      ? await startSupergateway(procs, 'supergateway', STANDIN_ARGV, broker.forge.url, forgejoToken)
+      : undefined;
     const bareHttp = await startBareHttp(procs);
     const sdkTransport = await startSdkTransport(procs);
     const bareBridge = await startBareBridge(procs, broker.forge.url, forgejoToken);
@@ -865,11 +877,15 @@ async function main(): Promise<void> {
         client: await RawLegacyClient.open({ url: bareBridge.mcpUrl }, agents.bridge),
         cpu: gatewayScope(bareBridge.proc),
       },
-      {
-        name: 'supergateway',
-        client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg),
-        cpu: gatewayScope(supergateway.proc),
-      },
+      ...(supergateway === undefined
+        ? []
+        : [
+            {
+              name: 'supergateway',
+              client: await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg),
+              cpu: gatewayScope(supergateway.proc),
+            },
+          ]),
       { name: 'broker legacy', client: await RawLegacyClient.open(brokerTarget, agents.broker), cpu: gatewayScope(broker.proc) },
       { name: 'broker modern', client: new RawModernClient(brokerTarget, agents.modern), cpu: gatewayScope(broker.proc) },
     ];
@@ -883,20 +899,26 @@ async function main(): Promise<void> {
     // ---- Latency at c=1 ---------------------------------------------------------------------
     if (run('latency')) {
       log('latency at concurrency 1, raw clients');
-      results.latency.push(...(await latencyAtOne('raw', raw, PLAN.latencyRequests, PLAN.latencyMs)));
-      log('latency at concurrency 1: supergateway, 2026-07-28 request (a child spawned per request)');
-      const sgModern = new RawModernClient({ url: supergateway.mcpUrl }, agents.sg);
-      const sgModernRuns: LoadResult[] = [];
-      for (let round = 0; round < PLAN.rounds; round++)
-        sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
-      results.latency.push(latencyFigure('raw', 'supergateway modern', sgModernRuns));
+      // The quick guard: the floor, the bridge and the broker only.
+      const measured = QUICK ? raw.filter((target) => !['bare HTTP', 'SDK transport alone'].includes(target.name)) : raw;
+      results.latency.push(...(await latencyAtOne('raw', measured, PLAN.latencyRequests, PLAN.latencyMs)));
+      if (supergateway !== undefined) {
+        log('latency at concurrency 1: supergateway, 2026-07-28 request (a child spawned per request)');
+        const sgModern = new RawModernClient({ url: supergateway.mcpUrl }, agents.sg);
+        const sgModernRuns: LoadResult[] = [];
+        for (let round = 0; round < PLAN.rounds; round++)
+          sgModernRuns.push(await closedLoop(() => sgModern.echo(), { concurrency: 1, maxRequests: 4, maxMs: 5_000 }));
+        results.latency.push(latencyFigure('raw', 'supergateway modern', sgModernRuns));
+      }
     }
 
     if (run('sdk')) {
       log('latency at concurrency 1, SDK clients');
       const sdk: Pick<LoadTarget, 'name' | 'client'>[] = [
         { name: 'direct (stdio)', client: await SdkClient.stdio(process.execPath, STANDIN_ARGV.slice(1), env) },
-        { name: 'supergateway', client: await SdkClient.http({ url: supergateway.mcpUrl }, 'legacy') },
+        ...(supergateway === undefined
+          ? []
+          : [{ name: 'supergateway', client: await SdkClient.http({ url: supergateway.mcpUrl }, 'legacy') }]),
         { name: 'broker legacy', client: await SdkClient.http(brokerTarget, 'legacy') },
         { name: 'broker modern', client: await SdkClient.http(brokerTarget, 'auto') },
       ];
@@ -928,10 +950,12 @@ async function main(): Promise<void> {
         t0 = performance.now();
         await fresh.echo();
         starts.modern.push(performance.now() - t0);
-        t0 = performance.now();
-        const sgSession = await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg);
-        starts.sg.push(performance.now() - t0);
-        await sgSession.close();
+        if (supergateway !== undefined) {
+          t0 = performance.now();
+          const sgSession = await RawLegacyClient.open({ url: supergateway.mcpUrl }, agents.sg);
+          starts.sg.push(performance.now() - t0);
+          await sgSession.close();
+        }
       }
       await startTimer.stop(procs);
       const startFigure = (target: string, samples: number[], own: number[] | undefined): SessionStartFigure => {
@@ -949,19 +973,23 @@ async function main(): Promise<void> {
         startFigure('child alone (from a small Node process): spawn → first echo answered', starts.childFirstCall, undefined),
         startFigure('broker legacy: initialize answered (vs child → initialize)', starts.legacy, starts.child),
         startFigure("broker modern: a user's first echo answered (vs child → first echo)", starts.modern, starts.childFirstCall),
-        startFigure('supergateway: initialize answered (vs child → initialize)', starts.sg, starts.child),
       );
+      if (starts.sg.length > 0)
+        results.sessionStart.push(startFigure('supergateway: initialize answered (vs child → initialize)', starts.sg, starts.child));
     }
 
     // ---- Throughput, one session --------------------------------------------------------------
     if (run('throughput')) {
-      log('throughput through one session at concurrency 16 and 64');
-      const oneSession = raw.filter((target) => target.name !== 'bare HTTP');
+      log(`throughput through one session at concurrency ${QUICK ? '64' : '16 and 64'}`);
+      // The quick guard: c=64 through the bridge and the broker only.
+      const oneSession = raw.filter((target) =>
+        QUICK ? ['bare bridge', 'broker legacy', 'broker modern'].includes(target.name) : target.name !== 'bare HTTP',
+      );
       results.throughput.push(
         ...(await interleavedThroughput(
           oneSession.map((target) => ({ ...target, clients: [target.client] })),
           1,
-          [16, 64],
+          QUICK ? [64] : [16, 64],
         )),
       );
     }
@@ -970,14 +998,14 @@ async function main(): Promise<void> {
     if (run('spread')) {
       log(`throughput spread over ${PLAN.sessions} sessions`);
       for (const [name, target, agent, proc] of [
-        ['supergateway', { url: supergateway.mcpUrl }, agents.sg, supergateway.proc],
-        ['broker legacy', brokerTarget, agents.broker, broker.proc],
-      ] as const) {
+        ...(supergateway === undefined ? [] : [['supergateway', { url: supergateway.mcpUrl }, agents.sg, supergateway.proc] as const]),
+        ['broker legacy', brokerTarget, agents.broker, broker.proc] as const,
+      ]) {
         const clients = await openSessions(target, agent, PLAN.sessions);
         await warmUp(clients);
         results.throughput.push(...(await throughputTrials(name, PLAN.sessions, [16, 64], clients, gatewayScope(proc))));
         await closeAll(clients);
-        await childrenGone(name === 'supergateway' ? supergateway.proc : broker.proc, name === 'supergateway' ? 1 : 2);
+        await childrenGone(proc, name === 'supergateway' ? 1 : 2);
         const last = results.throughput.slice(-2);
         log(`  ${name}: ${last.map((figure) => `c=${figure.concurrency} ${figure.medianRps.toFixed(0)}/s`).join(', ')}`);
       }
@@ -1000,9 +1028,11 @@ async function main(): Promise<void> {
     if (run('big')) {
       log('a 10 MB tool result');
       const bigTargets: [string, EchoClient, Proc | undefined][] = [
-        ['direct (stdio)', direct, undefined],
+        ...(QUICK ? [] : [['direct (stdio)', direct, undefined] as [string, EchoClient, Proc | undefined]]),
         ['bare bridge', rawClient('bare bridge'), bareBridge.proc],
-        ['supergateway', rawClient('supergateway'), supergateway.proc],
+        ...(supergateway === undefined
+          ? []
+          : [['supergateway', rawClient('supergateway'), supergateway.proc] as [string, EchoClient, Proc]]),
         ['broker legacy', rawClient('broker legacy'), broker.proc],
         ['broker modern', rawClient('broker modern'), broker.proc],
       ];
@@ -1061,7 +1091,7 @@ async function main(): Promise<void> {
 
     await direct.close();
     await procs.stop(broker.proc);
-    await procs.stop(supergateway.proc);
+    if (supergateway !== undefined) await procs.stop(supergateway.proc);
     await procs.stop(bareHttp.proc);
     await procs.stop(sdkTransport.proc);
     await procs.stop(bareBridge.proc);
@@ -1085,9 +1115,11 @@ async function main(): Promise<void> {
     );
     await procs.stop(tinyBroker.proc, 20_000);
     await tinyBroker.forge.close();
-    const tinySg = await startSupergateway(procs, 'supergateway-tiny', tinyArgv, 'http://127.0.0.1:9', 'unused');
-    results.memory.push(await memoryLadder('supergateway', tinySg.proc, { url: tinySg.mcpUrl, echoReply: 'ok' }, false));
-    await procs.stop(tinySg.proc, 20_000);
+    if (WITH_SUPERGATEWAY) {
+      const tinySg = await startSupergateway(procs, 'supergateway-tiny', tinyArgv, 'http://127.0.0.1:9', 'unused');
+      results.memory.push(await memoryLadder('supergateway', tinySg.proc, { url: tinySg.mcpUrl, echoReply: 'ok' }, false));
+      await procs.stop(tinySg.proc, 20_000);
+    }
   }
 
   // ---- Stdio vs shared upstream: a child per session, or one multi-tenant forgejo-mcp over HTTP -----------
@@ -1109,6 +1141,7 @@ async function main(): Promise<void> {
   writeFileSync(`${RESULTS_DIR}/chart.svg`, renderChart(results));
   writeFileSync(`${RESULTS_DIR}/report.md`, renderMarkdown(results));
   log(`done in ${results.meta.durationS.toFixed(0)} s: bench/results/report.md, report.json, chart.svg`);
+  process.stdout.write(`\n${renderGuard(results)}\n`);
 }
 
 const watchdog = setTimeout(() => {

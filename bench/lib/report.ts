@@ -1,82 +1,21 @@
 /** The bench's outputs: a Markdown report (figures, targets, method) and an SVG chart, written by hand. */
 import { fmt, mark, table, times } from './markdown.js';
 import { renderUpstreamModes } from './report-upstream.js';
-import type { BenchResults, LatencyFigure, ThroughputFigure } from './results.js';
+import type { BenchResults } from './results.js';
+import { issue16Verdicts, latency, throughput, verdicts } from './verdicts.js';
 
 const MiB = 2 ** 20;
 const KiB = 1024;
 
-function latency(results: BenchResults, client: 'raw' | 'sdk', target: string): LatencyFigure | undefined {
-  return results.latency.find((figure) => figure.client === client && figure.target === target);
-}
-
-function throughput(results: BenchResults, target: string, sessions: number, concurrency: number): ThroughputFigure | undefined {
-  return results.throughput.find(
-    (figure) => figure.target === target && figure.sessions === sessions && figure.concurrency === concurrency,
-  );
-}
-
-export interface Verdict {
-  readonly target: string;
-  readonly figure: string;
-  readonly met: boolean | undefined;
-}
-
-/** Where each of issue 6's targets stands in this run. */
-export function verdicts(results: BenchResults): Verdict[] {
-  const out: Verdict[] = [];
-  const floor = latency(results, 'raw', 'direct (stdio)')?.summary.p50;
-  const sg = latency(results, 'raw', 'supergateway')?.summary.p50;
-  for (const era of ['broker legacy', 'broker modern']) {
-    const broker = latency(results, 'raw', era)?.summary.p50;
-    const added = broker === undefined || floor === undefined ? undefined : broker - floor;
-    const sgAdded = sg === undefined || floor === undefined ? undefined : sg - floor;
-    out.push({
-      target: `p50 added latency at c=1 ≤ supergateway's, auth on (${era.replace('broker ', '')})`,
-      figure: `${fmt(added)} µs vs ${fmt(sgAdded)} µs (${times(added !== undefined && sgAdded !== undefined ? added / sgAdded : undefined)})`,
-      met: added === undefined || sgAdded === undefined ? undefined : added <= sgAdded,
-    });
-  }
-  const sessions = Math.max(...results.throughput.map((figure) => figure.sessions));
-  for (const era of ['broker legacy', 'broker modern']) {
-    for (const count of [1, sessions]) {
-      const broker = throughput(results, era, count, 64)?.medianRps;
-      const base = throughput(results, 'supergateway', count, 64)?.medianRps;
-      const ratio = broker === undefined || base === undefined ? undefined : broker / base;
-      out.push({
-        target: `throughput at c=64 ≥ 1.5× supergateway's (${era.replace('broker ', '')}, ${count} session${count === 1 ? '' : 's'})`,
-        figure: `${fmt(broker)} vs ${fmt(base)} req/s (${times(ratio)})`,
-        met: ratio === undefined ? undefined : ratio >= 1.5,
-      });
-    }
-  }
-  const memory = results.memory.find((figure) => figure.gateway === 'broker');
-  if (memory !== undefined) {
-    out.push({
-      target: '< 100 KB of broker RSS per idle session',
-      figure: `${fmt(memory.rssBytesPerSession / KiB, 1)} KiB per session (heap + external: ${fmt(memory.heapBytesPerSession / KiB, 1)} KiB)`,
-      met: memory.rssBytesPerSession < 100 * 1000,
-    });
-    const first = memory.levels[0];
-    const last = memory.levels[memory.levels.length - 1];
-    const ratio = first === undefined || last === undefined ? undefined : last.latency.p50 / first.latency.p50;
-    out.push({
-      target: `flat latency with ${last?.idleSessions ?? '?'} idle sessions (p50 within 1.25× of 0)`,
-      figure: `p50 ${fmt(first?.latency.p50)} µs → ${fmt(last?.latency.p50)} µs (${times(ratio)})`,
-      met: ratio === undefined ? undefined : ratio <= 1.25,
-    });
-  }
-  for (const era of ['broker legacy', 'broker modern']) {
-    const big = results.big.find((figure) => figure.target === era);
-    const growth = big?.medianPeakGrowth;
-    const ratio = growth === undefined || big === undefined ? undefined : growth / big.bytes;
-    out.push({
-      target: `10 MB result: peak RSS growth < 3× the message (${era.replace('broker ', '')})`,
-      figure: `${fmt(growth === undefined ? undefined : growth / MiB, 1)} MiB (${times(ratio)})`,
-      met: ratio === undefined ? undefined : ratio < 3,
-    });
-  }
-  return out;
+/** Issue 16's ratios side by side with their targets and verdicts: what `--quick` prints. */
+export function renderGuard(results: BenchResults): string {
+  return [
+    `Issue 16 targets (${results.meta.quick ? 'quick run' : 'full run'}, commit ${results.meta.commit}, ${fmt(results.meta.durationS)} s):`,
+    table(
+      ['target', 'this run', 'verdict'],
+      issue16Verdicts(results).map((v) => [v.target, v.figure, mark(v.met)]),
+    ),
+  ].join('\n');
 }
 
 export function renderMarkdown(results: BenchResults): string {
@@ -92,6 +31,17 @@ export function renderMarkdown(results: BenchResults): string {
       'A shared, noisy 2-core machine: read medians and ratios between targets measured in the same run, interleaved round by round, never single timings.',
       'Every target runs the same stand-in child (`dist/src/standin/forgejo-mcp.js`, an SDK stdio server) except the memory ladder (a tiny bash child, `bench/tiny-child.sh`).',
     ].join('\n'),
+  );
+
+  parts.push('## Targets (issue 16: close to the floor)');
+  parts.push(
+    table(
+      ['target', 'this run', 'verdict'],
+      issue16Verdicts(results).map((v) => [v.target, v.figure, mark(v.met)]),
+    ),
+  );
+  parts.push(
+    'The floor is the *bare bridge*; *added* latency is over the child alone (*direct (stdio)*). A target without figures in this run shows `n/a` and `?`.',
   );
 
   parts.push('## Targets (issue 6)');
@@ -275,12 +225,17 @@ export function renderMarkdown(results: BenchResults): string {
   parts.push('## Token validation per request');
   parts.push(
     table(
-      ['case', 'µs per call (median of batches)', 'calls'],
-      results.auth.map((figure) => [figure.name, fmt(figure.perCallUs, 1), fmt(figure.calls)]),
+      ['case', 'µs per call (median of batches)', 'store reads per call', 'calls'],
+      results.auth.map((figure) => [
+        figure.name,
+        fmt(figure.perCallUs, 1),
+        figure.storeReadsPerCall === undefined ? '—' : fmt(figure.storeReadsPerCall, 3),
+        fmt(figure.calls),
+      ]),
     ),
   );
   parts.push(
-    "Measured directly: `BrokerAuthenticator.authenticate` on the broker's own SQLite store (the one the running broker signed the bench users into). The broker has no token cache: every `/mcp` request pays the *hot* figure.",
+    "Measured directly: `BrokerAuthenticator.authenticate` on the broker's own SQLite store (the one the running broker signed the bench users into), without and with the broker's token cache (kept fresh by a revocation follower on that store, as in the broker). Store reads are counted per call: a hot `/mcp` request pays the *cached* figure.",
   );
 
   if (results.profiles.length > 0) {

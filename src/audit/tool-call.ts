@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { JSONRPCRequest } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
+import { passedThrough } from '../pool/raw-answer.js';
 import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
 import type { AuditOutcome } from '../store/store.js';
 import type { AuditLog } from './audit-log.js';
@@ -109,6 +110,8 @@ function callerFields(caller: Caller, tool: string, at: number) {
 
 function outcomeOf(response: ClientResponse): { outcome: AuditOutcome; errorCode: number | null; detail: string | null } {
   if ('error' in response) return { outcome: 'error', errorCode: response.error.code, detail: response.error.message.slice(0, MAX_DETAIL) };
+  // A result passed through as the child's bytes is parsed only when it is a tool's error.
+  if (passedThrough(response)?.raw.isError === false) return { outcome: 'ok', errorCode: null, detail: null };
   const result = response.result as { isError?: unknown; content?: unknown };
   if (result.isError !== true) return { outcome: 'ok', errorCode: null, detail: null };
   // A tool's own error: its text says what went wrong.

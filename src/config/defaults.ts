@@ -32,6 +32,9 @@ export const REPLICA_HEARTBEAT_MS = 2_000;
 
 /** How often every broker reads the store's revocation log: a revocation made anywhere ends live sessions within about this long. */
 export const REVOCATION_POLL_MS = 1_000;
+
+/** Access tokens each broker remembers as accepted (the token cache), at most: about 2.5 MB. */
+export const TOKEN_CACHE_ENTRIES = 10_000;
 /** A replica whose last heartbeat is older than this counts as gone (three missed heartbeats). */
 export const REPLICA_GONE_AFTER_MS = 6_000;
 /** A gone replica's row is deleted once its last heartbeat is this old (one killed outright never removes its own). */

@@ -122,9 +122,9 @@ export class McpEndpoint {
       const forwardable = this.#forwardable(req);
       if (this.#options.draining()) {
         if (await this.#handOff(req, res)) return;
-        // With replicas, what cannot be handed on (forwarded here by one that has not seen this one go yet, no other
-        // replica reachable) is served while the sessions still live; the fronts refuse once they stopped.
-        if (this.#options.fleet === undefined) throw new BrokerError('unavailable', 'The broker is shutting down');
+        // Alone, a stopping broker refuses (the client retries after the restart). With other replicas, what cannot be
+        // handed on (forwarded here by one that has not seen this one go) is served while the sessions still live.
+        if (this.#otherReplicas().length === 0) throw new BrokerError('unavailable', 'The broker is shutting down');
       }
       let raw: Buffer | undefined;
       // Session traffic goes to the replica whose session it is, before anything else is spent on it here.
@@ -271,9 +271,8 @@ export class McpEndpoint {
    */
   async #handOff(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const fleet = this.#options.fleet;
-    if (fleet === undefined || !this.#forwardable(req)) return false;
-    const others = fleet.view.live().filter((replica) => replica.id !== fleet.selfId && replica.url !== undefined);
-    if (others.length === 0) return false;
+    const others = this.#otherReplicas();
+    if (fleet === undefined || others.length === 0 || !this.#forwardable(req)) return false;
     const sessionId = single(req.headers['mcp-session-id']);
     let target: ReplicaInfo | undefined;
     if (sessionId !== undefined) {
@@ -291,6 +290,12 @@ export class McpEndpoint {
     }
     if (target === undefined) return false;
     return this.#forward(target, req, res, await this.#readRaw(req));
+  }
+
+  /** The live replicas besides this one that can be reached. */
+  #otherReplicas(): readonly ReplicaInfo[] {
+    const fleet = this.#options.fleet;
+    return fleet === undefined ? [] : fleet.view.live().filter((replica) => replica.id !== fleet.selfId && replica.url !== undefined);
   }
 
   /** Forwards to the owner; false (nothing sent) when it cannot be reached: it died since its last heartbeat. */

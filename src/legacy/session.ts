@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ChildChannel } from '../pool/channel.js';
 import type { ChannelHandlers } from '../pool/pool.js';
+import { passedThrough } from '../pool/raw-answer.js';
 import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
 import type { GateDecision } from '../policy/gate.js';
 import { SessionEventStore } from './event-store.js';
@@ -202,7 +203,9 @@ export class LegacySession {
       const sink: RequestSink = {
         notify: (notification) => this.#toClient(notification, clientId),
         serverRequest: (request) => this.#toClient(request, clientId),
-        respond: (response, lineLength) => {
+        respond: (answer, lineLength) => {
+          // The SDK transport serialises the answer anyway: the resumption store keeps the parsed form, not the child's bytes as well.
+          const response = passedThrough(answer) === undefined ? answer : { ...answer };
           if (lineLength !== undefined) this.events.hintSize(response, lineLength);
           const initialized = initialize && isJSONRPCResultResponse(response);
           if (initialized) this.#options.onInitialized();

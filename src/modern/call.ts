@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { ClientCapabilities, JSONRPCNotification, JSONRPCRequest, LoggingLevel, RequestId } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
+import { withId } from '../pool/raw-answer.js';
 import type { ClientResponse, InflightRequest, RequestSink } from '../pool/request-sink.js';
 import { LOG_SEVERITY, type UserChannel } from './user-channel.js';
 import type { ResponseWriter } from './writer.js';
@@ -130,7 +131,7 @@ export class ModernCall implements RequestSink {
       return;
     }
     this.#detach();
-    const answer = this.#host.stamp({ ...response, id: round.clientId }, this.request.method);
+    const answer = this.#host.stamp(withId(response, round.clientId), this.request.method);
     writer.final(answer, 'error' in answer ? httpStatusOf(answer.error.code) : 200);
   }
 

@@ -22,6 +22,7 @@ import type { Logger } from '../log/logger.js';
 import type { SessionEvents } from '../metrics/metrics.js';
 import type { HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelPool } from '../pool/pool.js';
+import { passedThrough, passThrough, type RawAnswer } from '../pool/raw-answer.js';
 import type { ClientResponse } from '../pool/request-sink.js';
 import type { CallGate } from '../policy/gate.js';
 import { ModernCall, type CallHost, type Round } from './call.js';
@@ -235,6 +236,8 @@ export class ModernFront implements CallHost {
 
   /** A final result in the modern shape: `resultType`, cache hints where the schema has them, the server's identity. */
   stamp(response: ClientResponse, method: string): ClientResponse {
+    const through = passedThrough(response);
+    if (through !== undefined && !through.raw.resultHas('_meta')) return this.#stampPassedThrough(through.raw, response.id, method);
     if (!isJSONRPCResultResponse(response)) return response;
     const result = response.result as Record<string, unknown>;
     const meta = (result._meta as Record<string, unknown> | undefined) ?? {};
@@ -245,6 +248,15 @@ export class ModernFront implements CallHost {
       _meta: { ...meta, [SERVER_INFO_META_KEY]: meta[SERVER_INFO_META_KEY] ?? this.#options.serverInfo },
     };
     return { ...response, result: stamped };
+  }
+
+  /** The same stamp for an answer passed through as bytes: the fields it lacks go in front of the result's own. */
+  #stampPassedThrough(raw: RawAnswer, id: RequestId, method: string): ClientResponse {
+    const fields: Record<string, unknown> = CACHEABLE.has(method) ? { ...DEFAULT_CACHE_HINTS } : {};
+    if (!raw.resultHas('resultType')) fields.resultType = 'complete';
+    fields._meta = { [SERVER_INFO_META_KEY]: this.#options.serverInfo };
+    const members = Object.entries(fields).filter(([key]) => !raw.resultHas(key));
+    return passThrough(raw, id, members.map(([key, value]) => `${JSON.stringify(key)}:${JSON.stringify(value)},`).join(''));
   }
 
   #discover(res: ServerResponse, user: UserChannel, id: RequestId): void {

@@ -1,5 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
+import { passedBytes, writeAll, byteLength } from '../pool/raw-answer.js';
+import type { ClientResponse } from '../pool/request-sink.js';
 
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',
@@ -61,6 +63,13 @@ export class ResponseWriter {
       this.#res.end();
       return;
     }
+    const bytes = passedBytes(message as ClientResponse);
+    if (bytes !== undefined) {
+      this.#res.writeHead(httpStatus, { 'content-type': 'application/json', 'content-length': byteLength(bytes) });
+      writeAll(this.#res, bytes);
+      this.#res.end();
+      return;
+    }
     const body = JSON.stringify(message);
     this.#res.writeHead(httpStatus, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.#res.end(body);
@@ -73,7 +82,9 @@ export class ResponseWriter {
   #writeEvent(message: JSONRPCMessage): void {
     this.#res.cork();
     this.#res.write('event: message\ndata: ');
-    this.#res.write(JSON.stringify(message));
+    const bytes = 'id' in message ? passedBytes(message as ClientResponse) : undefined;
+    if (bytes === undefined) this.#res.write(JSON.stringify(message));
+    else writeAll(this.#res, bytes);
     this.#res.write('\n\n');
     this.#res.uncork();
   }

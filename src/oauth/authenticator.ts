@@ -2,6 +2,7 @@ import type { AuthFailure, Authenticator, Principal } from '../auth/principal.js
 import type { GrantRepository } from '../store/store.js';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
+import type { TokenCache } from './token-cache.js';
 import { sha256Hex } from './tokens.js';
 
 export interface BrokerAuthenticatorOptions {
@@ -11,6 +12,8 @@ export interface BrokerAuthenticatorOptions {
   readonly resourceMetadataUrl: string;
   /** Where a failed last-use write is told. */
   readonly logger?: Logger;
+  /** Accepted tokens, so a hot request reads no store; only where the revocation log is followed. Absent: every request reads the store. */
+  readonly cache?: TokenCache;
   readonly now?: () => number;
 }
 
@@ -23,7 +26,8 @@ const GRANT_TOUCH_MEMORY = 10_000;
  * The production Authenticator: a broker access token is an opaque random
  * string; the store knows only its SHA-256. A token is accepted while it is
  * known, unexpired, unrevoked, its grant unrevoked, bound to this broker's
- * /mcp, and its user's Forgejo credential alive.
+ * /mcp, and its user's Forgejo credential alive. With a cache, an accepted
+ * token is remembered until it expires or the revocation log names it.
  */
 export class BrokerAuthenticator implements Authenticator {
   readonly resourceMetadataUrl: string;
@@ -31,6 +35,7 @@ export class BrokerAuthenticator implements Authenticator {
   readonly #resource: string;
   readonly #now: () => number;
   readonly #logger: Logger | undefined;
+  readonly #cache: TokenCache | undefined;
   /** When each grant's last use was last written by this process. */
   readonly #touched = new Map<string, number>();
 
@@ -40,11 +45,18 @@ export class BrokerAuthenticator implements Authenticator {
     this.#resource = options.resource;
     this.resourceMetadataUrl = options.resourceMetadataUrl;
     this.#now = options.now ?? Date.now;
+    this.#cache = options.cache;
   }
 
   async authenticate(bearerToken: string): Promise<Principal | AuthFailure> {
     if (bearerToken === '') return invalid('bearer token is empty');
     const tokenHash = sha256Hex(bearerToken);
+    const cached = this.#cache?.find(tokenHash);
+    if (cached !== undefined) {
+      this.#touch(cached.grantId);
+      return cached;
+    }
+    const epoch = this.#cache?.epoch ?? 0;
     const token = await this.#grants.findAccessToken(tokenHash);
     if (token === undefined) return invalid('unknown access token');
     if (token.revokedAt !== null || token.grant.revokedAt !== null) return invalid('access token was revoked');
@@ -52,13 +64,15 @@ export class BrokerAuthenticator implements Authenticator {
     if (token.grant.resource !== this.#resource) return invalid('access token was not issued for this resource');
     if (token.credentialRevoked) return invalid('the Forgejo sign-in has ended; sign in again');
     this.#touch(token.grant.grantId);
-    return {
+    const principal: Principal = {
       userId: token.grant.userId,
       forgejoLogin: token.forgejoLogin,
       clientId: token.grant.clientId,
       tokenHash,
       grantId: token.grant.grantId,
     };
+    this.#cache?.remember(principal, token.expiresAt, epoch);
+    return principal;
   }
 
   /** Records the grant's use for the Connections page and `admin grants`, at most once an interval, without waiting. */

@@ -1,3 +1,4 @@
+import type { AssertionReplayRepository } from '../store/assertion-replays.js';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 
 import { freshnessMs, parseCacheControl, type CimdOptions, type ClientKeySource } from './cimd.js';
@@ -34,7 +35,6 @@ const KEY_REFETCH_MIN_MS = 60_000;
 const MAX_ASSERTION_LIFETIME_MS = 10 * 60_000;
 const MAX_JWKS_BYTES = 64 * 1024;
 const CLOCK_TOLERANCE_S = 30;
-const MAX_REMEMBERED_ASSERTIONS = 100_000;
 
 interface CachedKeys {
   readonly keys: JWTVerifyGetKey;
@@ -46,14 +46,14 @@ export interface ClientAssertionOptions {
   readonly cimd: CimdOptions;
   /** Accepted `aud` values: the issuer and the endpoints that take an assertion. */
   readonly audiences: readonly string[];
+  /** Assertions already accepted, until they expire: each proves possession once (RFC 7523 §3, item 7), on every replica. */
+  readonly replays: AssertionReplayRepository;
   readonly now: () => number;
 }
 
 export class ClientAssertionVerifier {
   readonly #options: ClientAssertionOptions;
   readonly #keySets = new Map<string, CachedKeys>();
-  /** Assertions already accepted, until they expire: each proves possession once (RFC 7523 §3, item 7). */
-  readonly #used = new Map<string, number>();
 
   constructor(options: ClientAssertionOptions) {
     this.#options = options;
@@ -73,7 +73,7 @@ export class ClientAssertionVerifier {
         requiredClaims: ['exp'],
       });
       // Without a jti, the assertion itself is what may not come twice.
-      this.#remember(`${clientId} ${typeof payload.jti === 'string' ? payload.jti : sha256Hex(assertion)}`, payload.exp as number);
+      await this.#remember(`${clientId} ${typeof payload.jti === 'string' ? payload.jti : sha256Hex(assertion)}`, payload.exp as number);
     };
     try {
       try {
@@ -89,26 +89,15 @@ export class ClientAssertionVerifier {
     }
   }
 
-  /** Records a replay key until `exp`; refuses one already recorded. */
-  #remember(key: string, exp: number): void {
+  /** Records a replay key until `exp` in the store (every replica sees it); refuses one already recorded. */
+  async #remember(key: string, exp: number): Promise<void> {
     const now = this.#options.now();
     const expiresAt = exp * 1000;
     if (expiresAt - now > MAX_ASSERTION_LIFETIME_MS) {
       throw new OAuthError('invalid_client', 'client authentication failed: client assertion lives longer than ten minutes');
     }
-    const seen = this.#used.get(key);
-    if (seen !== undefined && seen > now)
-      throw new OAuthError('invalid_client', 'client authentication failed: client assertion was already used');
-    if (this.#used.size >= MAX_REMEMBERED_ASSERTIONS) {
-      for (const [entry, until] of this.#used) if (until <= now) this.#used.delete(entry);
-    }
-    // Still full (someone presenting valid assertions of their own by the thousand): forget the oldest rather than
-    // refuse everyone. Forgetting only matters to an assertion captured in transit and replayed within minutes.
-    for (const entry of this.#used.keys()) {
-      if (this.#used.size < MAX_REMEMBERED_ASSERTIONS) break;
-      this.#used.delete(entry);
-    }
-    this.#used.set(key, expiresAt + CLOCK_TOLERANCE_S * 1000);
+    const first = await this.#options.replays.use(sha256Hex(key), expiresAt + CLOCK_TOLERANCE_S * 1000, now);
+    if (!first) throw new OAuthError('invalid_client', 'client authentication failed: client assertion was already used');
   }
 
   async #keys(source: ClientKeySource, afterUnknownKid: boolean): Promise<JWTVerifyGetKey> {

@@ -1,5 +1,6 @@
 import type { SecurityEvents } from '../audit/security-events.js';
 import type { Logger } from '../log/logger.js';
+import type { RevocationTarget, TokenNotice } from '../store/admin-store.js';
 import type { ForgejoTokens, Store, User } from '../store/store.js';
 import type { ClientAssertionVerifier } from './client-assertion.js';
 import type { ClientDirectory } from './clients.js';
@@ -82,6 +83,16 @@ export interface OAuthContext {
   readonly events: SecurityEvents;
   /** What the consent page says a client will be able to do. */
   readonly consentTerms: ConsentTerms;
+  /** Where revocations and token notices go: the revocation log, so every replica learns of them. */
+  readonly revocations: RevocationWriter;
+}
+
+/** Writes the revocation log (the revocation follower in a broker: it applies what it wrote here at once). */
+export interface RevocationWriter {
+  /** Revokes the target's grants, approvals and sessions, and logs it. */
+  revoke(target: RevocationTarget): Promise<unknown>;
+  /** Logs a change already stored that makes tokens invalid. */
+  notice(notice: TokenNotice): Promise<unknown>;
 }
 
 /** What an approved client may do: the Forgejo scopes in words, and the tool policy for a user (undefined: not known yet). */

@@ -21,10 +21,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage } from '../errors/errors.js';
 import { MCP_PATH, type RouteHandler } from '../http/route.js';
 import type { Logger } from '../log/logger.js';
-import type { RevocationTarget } from '../store/admin-store.js';
+import type { RevocationTarget, TokenNotice } from '../store/admin-store.js';
 import type { Store } from '../store/store.js';
 import { BROKER_INFO } from '../version.js';
 import { BrokerAuthenticator } from './authenticator.js';
+import type { TokenCache } from './token-cache.js';
 import { AuthorizationFlow } from './authorize.js';
 import { DEFAULT_CIMD_OPTIONS, ClientMetadataDocuments, type CimdOptions } from './cimd.js';
 import { ClientAssertionVerifier } from './client-assertion.js';
@@ -77,6 +78,10 @@ export interface OAuthServerOptions {
   readonly liveSessions?: ConnectionSessions;
   /** How the Connections page revokes (the revocation follower, so live sessions end too); default: in the store only. */
   readonly revoke?: (target: RevocationTarget) => Promise<unknown>;
+  /** How the token endpoints log a revoked access token (the revocation follower); default: in the store only. */
+  readonly notice?: (notice: TokenNotice) => Promise<unknown>;
+  /** Accepted tokens, for the authenticator; only where the revocation log is followed (it keeps the cache fresh). Default: none. */
+  readonly tokenCache?: TokenCache;
   /** How often expired rows are purged. Default 10 min. */
   readonly sweepIntervalMs?: number;
   /** Sign-ins, consents and revocations, for the audit log. Default: none. */
@@ -143,6 +148,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       cimd,
       // The issuer, as draft-ietf-oauth-rfc7523bis asks, and the token endpoint RFC 7523 §3 allows and clients still send.
       audiences: [issuer, `${issuer}${OAUTH_PATHS.token}`],
+      replays: options.store.assertionReplays,
       now,
     }),
     forgejo: options.forgejo,
@@ -157,12 +163,16 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       abilities: scopesInWords(options.forgejoScopes ?? ''),
       toolPolicyFor: options.toolPolicyFor ?? (() => Promise.resolve({ lines: [], mayDiffer: false })),
     },
+    revocations: {
+      revoke: options.revoke ?? ((target) => options.store.revocations.revoke(target, now())),
+      notice: options.notice ?? ((notice) => options.store.revocations.notice(notice, now())),
+    },
   };
   const flow = new AuthorizationFlow(context);
   const tokenEndpoint = new TokenEndpoint(context);
   const connections = new ConnectionsPage(context, {
     sessions: options.liveSessions ?? { of: () => [] },
-    revoke: options.revoke ?? ((target) => options.store.revocations.revoke(target, now())),
+    revoke: (target) => context.revocations.revoke(target),
   });
   const limiter = new RateLimiter(options.rateLimit ?? DEFAULT_RATE_LIMIT, now, options.liveReplicas);
   const trustedProxies = new TrustedProxies(options.trustedProxies ?? []);
@@ -283,6 +293,7 @@ export function createOAuthServer(options: OAuthServerOptions): OAuthServer {
       logger,
       resource,
       resourceMetadataUrl: context.resourceMetadataUrl,
+      ...(options.tokenCache === undefined ? {} : { cache: options.tokenCache }),
       now,
     }),
     sweep,

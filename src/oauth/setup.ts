@@ -1,6 +1,7 @@
 import { DEFAULT_REFRESH_TIMEOUT_MS, ForgejoClient } from '../forgejo/client.js';
 import { ForgejoCredentialManager } from '../forgejo/credentials.js';
-import { REVOCATION_POLL_MS } from '../config/defaults.js';
+import { REVOCATION_POLL_MS, TOKEN_CACHE_ENTRIES } from '../config/defaults.js';
+import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import { RevocationFollower } from '../revocation/follower.js';
 import { LiveSessions } from '../revocation/live-sessions.js';
@@ -12,6 +13,7 @@ import type { Store } from '../store/store.js';
 import type { RouteHandler } from '../http/route.js';
 import type { BrokerAuthenticator } from './authenticator.js';
 import { OAUTH_PATHS } from './context.js';
+import { TokenCache } from './token-cache.js';
 import { createOAuthServer, type OAuthServerOptions } from './server.js';
 
 export interface BrokerAuthOptions extends Omit<OAuthServerOptions, 'store' | 'forgejo' | 'logins'> {
@@ -85,12 +87,27 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
   });
   const credentials = new ForgejoCredentialManager({ credentials: store.credentials, forgejo, logger: options.logger, now: options.now });
   const sessions = options.sessions ?? new LiveSessions();
+  const intervalMs = options.revocationPollMs ?? REVOCATION_POLL_MS;
+  // Trusted while the log is read: a few missed polls, and every request goes to the store again.
+  const tokenCache = new TokenCache({ maxEntries: TOKEN_CACHE_ENTRIES, maxStalenessMs: 3 * intervalMs, now: options.now });
   const revocations = new RevocationFollower({
     revocations: store.revocations,
     end: (target, reason) => sessions.end(target, reason),
     log: options.logger,
-    intervalMs: options.revocationPollMs ?? REVOCATION_POLL_MS,
+    tokens: tokenCache,
+    intervalMs,
     ...(options.now === undefined ? {} : { now: options.now }),
+  });
+  // An ended credential refuses the user's tokens from the store on; the log tells every replica's cache.
+  credentials.onCredentialRevoked((userId) => {
+    revocations
+      .notice({ kind: 'credential', userId })
+      .catch((error: unknown) =>
+        options.logger.error(
+          { event: 'credential_notice_failed', userId, err: errorMessage(error) },
+          "could not log the ended credential: other replicas may accept the user's cached tokens until they expire",
+        ),
+      );
   });
   const server = createOAuthServer({
     ...options,
@@ -99,6 +116,8 @@ export async function openBrokerAuth(options: BrokerAuthOptions): Promise<Broker
     logins: credentials,
     liveSessions: sessions,
     revoke: (target) => revocations.revoke(target),
+    notice: (notice) => revocations.notice(notice),
+    tokenCache,
   });
   return {
     routes: server.routes,

@@ -53,7 +53,12 @@ export class TokenEndpoint {
     }
   }
 
-  /** POST /oauth/revoke: revoking an access token ends it; a refresh token ends its whole grant. */
+  /**
+   * POST /oauth/revoke: revoking an access token ends it; a refresh token
+   * ends its whole grant. Both go to the revocation log, as every grant
+   * revocation here does, so every replica drops the token from its cache
+   * (and, for a grant, ends its live sessions).
+   */
   async revoke(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const form = await readForm(req);
     const client = await this.#authenticateClient(req, form);
@@ -66,6 +71,8 @@ export class TokenEndpoint {
     if (access !== undefined) {
       if (access.grant.clientId !== client.clientId) throw new OAuthError('invalid_request', 'token was issued to another client');
       await grants.revokeAccessToken(tokenHash, now);
+      // Stored first: a failure to log it answers an error, and the client's retry logs it.
+      await this.#context.revocations.notice({ kind: 'access_token', grantId: access.grant.grantId });
       this.#context.events({
         kind: 'revocation',
         userId: access.grant.userId,
@@ -76,7 +83,7 @@ export class TokenEndpoint {
       const refresh = await grants.findRefreshToken(tokenHash);
       if (refresh !== undefined) {
         if (refresh.grant.clientId !== client.clientId) throw new OAuthError('invalid_request', 'token was issued to another client');
-        await grants.revokeGrant(refresh.grant.grantId, now);
+        await this.#context.revocations.revoke({ kind: 'grant', grantId: refresh.grant.grantId });
         this.#context.events({
           kind: 'revocation',
           userId: refresh.grant.userId,
@@ -104,7 +111,7 @@ export class TokenEndpoint {
     if (consumption.status === 'unknown') throw new OAuthError('invalid_grant', 'authorization code is invalid or expired');
     if (consumption.status === 'replayed') {
       // OAuth 2.1 §4.1.3: a code used twice revokes what it produced.
-      if (consumption.grantId !== null) await store.grants.revokeGrant(consumption.grantId, now());
+      if (consumption.grantId !== null) await this.#context.revocations.revoke({ kind: 'grant', grantId: consumption.grantId });
       this.#context.events({
         kind: 'revocation',
         userId: null,
@@ -169,7 +176,7 @@ export class TokenEndpoint {
         const successor = await this.#unusedSuccessor(refreshToken, view, at);
         if (successor !== undefined) return successor;
         // A rotated refresh token came back after its successor was used: someone else has a copy (OAuth 2.1 §4.3.1).
-        await store.grants.revokeGrant(view.grant.grantId, at);
+        await this.#context.revocations.revoke({ kind: 'grant', grantId: view.grant.grantId });
         this.#context.events({
           kind: 'revocation',
           userId: view.grant.userId,

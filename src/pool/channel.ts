@@ -12,6 +12,8 @@ import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { Child } from './child.js';
 import { ClientState } from './client-state.js';
+import type { Link, Pending } from './pending.js';
+import { passThrough, type RawAnswer } from './raw-answer.js';
 import type { ClientResponse, InflightRequest, RequestSink } from './request-sink.js';
 import { ServerRequests } from './server-requests.js';
 
@@ -25,25 +27,6 @@ export interface ChannelOptions {
   readonly onEnded: (reason: string) => void;
   /** Messages from the child that belong to no request in flight (list_changed, resources/updated, …). */
   readonly onUnrelated: (message: JSONRPCNotification | JSONRPCRequest) => void;
-}
-
-/** A child as the channel uses it: the process plus its bookkeeping. */
-interface Link {
-  readonly child: Child;
-  readonly generation: number;
-  /** Requests forwarded to this child and not yet answered. */
-  inflight: number;
-  retiring: boolean;
-  drained: (() => void) | undefined;
-}
-
-interface Pending extends InflightRequest {
-  readonly params: JSONRPCRequest['params'];
-  readonly progressToken: string | number | undefined;
-  /** True for the broker's own requests (the replay, the modern handshake, the tool list); their answers go to the sink only. */
-  readonly internal: boolean;
-  link: Link | undefined;
-  timer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -262,6 +245,7 @@ export class ChildChannel {
   #attach(child: Child): Link {
     const link: Link = { child, generation: this.#generation++, inflight: 0, retiring: false, drained: undefined };
     child.onmessage = (message, lineLength) => this.#fromChild(link, message, lineLength);
+    child.onanswer = (answer) => this.#fromChildAnswer(link, answer);
     void child.exited.then((exit) => this.#childExited(link, exit.code, exit.signal));
     return link;
   }
@@ -323,6 +307,21 @@ export class ChildChannel {
     this.#forget(childId, pending);
     if (isJSONRPCResultResponse(message)) this.#state.succeeded(pending.method, pending.params, message.result);
     pending.sink.respond({ ...message, id: pending.clientId }, lineLength);
+  }
+
+  /** A large answer, kept as the child's bytes: only its id is renamed, on its way out. */
+  #fromChildAnswer(link: Link, answer: RawAnswer): void {
+    const childId = answer.id;
+    const pending = typeof childId === 'number' ? this.#pending.get(childId) : undefined;
+    // Unmatched ones are dropped there; the broker's own requests and initialize (whose result the channel keeps) read the result.
+    if (pending === undefined || pending.link !== link || pending.internal || pending.method === 'initialize') {
+      this.#fromChildResponse(link, answer.message(), answer.length);
+      return;
+    }
+    this.#forget(childId as number, pending);
+    // Only initialize's result is kept; the rest of the client state is the requests' params.
+    this.#state.succeeded(pending.method, pending.params, undefined);
+    pending.sink.respond(passThrough(answer, pending.clientId), answer.length);
   }
 
   #fromChildNotification(link: Link, notification: JSONRPCNotification): void {

@@ -1,4 +1,5 @@
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
+import type { RawAnswer } from './raw-answer.js';
 
 /** How a child ended. */
 export interface ChildExit {
@@ -20,6 +21,11 @@ export interface Child {
    * the length of its line (what the message costs to keep or resend).
    */
   onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
+  /**
+   * Set by the owner; a child that can hands a large successful answer here as
+   * the bytes it wrote instead of to `onmessage` (a child that cannot never calls it).
+   */
+  onanswer?: ((answer: RawAnswer) => void) | undefined;
   /** Settles once the child has exited (the `done` signal). */
   readonly exited: Promise<ChildExit>;
   /** Stops the child; idempotent; resolves when it is gone. */

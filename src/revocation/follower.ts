@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
-import type { Revocation, RevocationOutcome, RevocationRepository, RevocationTarget } from '../store/admin-store.js';
+import type { LogEntry, RevocationOutcome, RevocationRepository, RevocationTarget, TokenNotice } from '../store/admin-store.js';
 import type { EndedSessions } from './live-sessions.js';
 
 export interface RevocationFollowerOptions {
@@ -8,9 +8,20 @@ export interface RevocationFollowerOptions {
   /** Ends a revocation's live sessions on this replica. */
   readonly end: (target: RevocationTarget, reason: string) => Promise<EndedSessions>;
   readonly log: Logger;
+  /** What this replica cached about tokens (the token cache): told of every entry, and of each read to the log's end. */
+  readonly tokens?: FollowedTokens;
   /** How often the log is read. */
   readonly intervalMs: number;
   readonly now?: () => number;
+}
+
+/** What remembers tokens, and must drop them when the log names them. */
+export interface FollowedTokens {
+  forget(target: LogEntry['target']): unknown;
+  /** The log was read to its end by a read that started at `at`. */
+  followed(at: number): void;
+  /** The log cannot be read. */
+  lost(): void;
 }
 
 /** Entries read per look; more wait for the next one. */
@@ -27,8 +38,9 @@ const GAP_PATIENCE_MS = 30_000;
 /**
  * Follows the store's revocation log, so that a revocation made anywhere
  * (`admin revoke`, another replica's Connections page) ends the live
- * sessions it names on this replica within one interval. Tokens need none
- * of this: every request's token is checked against the store.
+ * sessions it names on this replica within one interval, and drops the
+ * tokens it names from the token cache (notices, which end no session, only
+ * that).
  *
  * Why polling and not PostgreSQL LISTEN/NOTIFY: one mechanism for both
  * stores (SQLite has no notifications, and a second broker process on the
@@ -58,7 +70,9 @@ export class RevocationFollower {
 
   /** Starts at the newest entry (a broker that starts holds no session an older one could name) and looks every interval. */
   async start(): Promise<void> {
+    const at = this.#now();
     this.#floor = await this.#options.revocations.latestId();
+    this.#options.tokens?.followed(at);
     this.#timer = setInterval(() => void this.poll(), this.#options.intervalMs);
     this.#timer.unref();
   }
@@ -73,6 +87,12 @@ export class RevocationFollower {
     const outcome = await this.#options.revocations.revoke(target, this.#now());
     await this.poll();
     return outcome;
+  }
+
+  /** Appends a notice (the change it tells of is stored already), then applies it here at once; the other replicas follow within an interval. */
+  async notice(notice: TokenNotice): Promise<void> {
+    await this.#options.revocations.notice(notice, this.#now());
+    await this.poll();
   }
 
   /** One look at the log. Single flight: a call during a look gets the one look queued after it. */
@@ -94,7 +114,8 @@ export class RevocationFollower {
   }
 
   async #look(): Promise<void> {
-    let entries: Revocation[];
+    let entries: LogEntry[];
+    const at = this.#now();
     try {
       entries = await this.#options.revocations.since(this.#floor, BATCH);
     } catch (error) {
@@ -105,6 +126,7 @@ export class RevocationFollower {
         );
       }
       this.#failing = true;
+      this.#options.tokens?.lost();
       return;
     }
     this.#failing = false;
@@ -115,13 +137,28 @@ export class RevocationFollower {
       await this.#apply(entry);
     }
     this.#advance();
+    // A full batch may have more behind it: the log is read to its end only when a look finds fewer.
+    if (entries.length < BATCH) this.#options.tokens?.followed(at);
   }
 
-  async #apply(entry: Revocation): Promise<void> {
+  async #apply(entry: LogEntry): Promise<void> {
+    const tokens = this.#options.tokens?.forget(entry.target);
+    const { target } = entry;
+    if (target.kind === 'access_token' || target.kind === 'credential') {
+      this.#options.log.debug({ event: 'token_notice_applied', revocationId: entry.id, ...target, tokens }, 'token notice applied');
+      return;
+    }
     try {
-      const ended = await this.#options.end(entry.target, 'revoked');
+      const ended = await this.#options.end(target, 'revoked');
       this.#options.log.info(
-        { event: 'revocation_applied', revocationId: entry.id, ...entry.target, legacySessions: ended.legacy, modernGrants: ended.modern },
+        {
+          event: 'revocation_applied',
+          revocationId: entry.id,
+          ...target,
+          tokens,
+          legacySessions: ended.legacy,
+          modernGrants: ended.modern,
+        },
         'revocation applied',
       );
     } catch (error) {

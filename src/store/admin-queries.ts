@@ -3,7 +3,7 @@ import type {
   ClientSummary,
   Connection,
   GrantSummary,
-  Revocation,
+  LogEntry,
   RevocationOutcome,
   RevocationRepository,
   RevocationTarget,
@@ -66,7 +66,7 @@ interface GrantRow {
 
 interface RevocationRow {
   id: number;
-  kind: RevocationTarget['kind'];
+  kind: LogEntry['target']['kind'];
   user_id: string | null;
   client_id: string | null;
   grant_id: string | null;
@@ -223,7 +223,19 @@ export function adminRepositories(db: SqlExecutor): { admin: AdminRepository; re
         storedSessions: changes(3),
       };
     },
-    since: async (afterId, limit): Promise<Revocation[]> =>
+    notice: async (notice, at) => {
+      const [inserted] = await db.transaction([
+        q(
+          'INSERT INTO revocations (kind, user_id, client_id, grant_id, created_at) VALUES (?, ?, NULL, ?, ?) RETURNING id',
+          notice.kind,
+          notice.kind === 'credential' ? notice.userId : null,
+          notice.kind === 'access_token' ? notice.grantId : null,
+          at,
+        ),
+      ]);
+      return Number((inserted?.rows[0] as { id: number } | undefined)?.id);
+    },
+    since: async (afterId, limit): Promise<LogEntry[]> =>
       (
         await db.all<RevocationRow>(
           q('SELECT id, kind, user_id, client_id, grant_id, created_at FROM revocations WHERE id > ? ORDER BY id LIMIT ?', afterId, limit),
@@ -269,7 +281,9 @@ function targetCondition(target: RevocationTarget): [string, unknown[]] {
 }
 
 /** Undefined for a row a newer broker wrote with a kind this one does not know: it is skipped. */
-function targetFromRow(row: RevocationRow): RevocationTarget | undefined {
+function targetFromRow(row: RevocationRow): LogEntry['target'] | undefined {
+  if (row.kind === 'access_token' && row.grant_id !== null) return { kind: 'access_token', grantId: row.grant_id };
+  if (row.kind === 'credential' && row.user_id !== null) return { kind: 'credential', userId: row.user_id };
   if (row.kind === 'user' && row.user_id !== null) return { kind: 'user', userId: row.user_id };
   if (row.kind === 'client' && row.client_id !== null) return { kind: 'client', clientId: row.client_id };
   if (row.kind === 'grant' && row.grant_id !== null) return { kind: 'grant', grantId: row.grant_id };

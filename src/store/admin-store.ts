@@ -93,6 +93,23 @@ export interface Revocation {
   readonly at: number;
 }
 
+/**
+ * What the log also carries, ending no grant or session of its own: a change
+ * that makes tokens invalid, so every broker stops trusting the principals it
+ * cached for them. `access_token`: one access token of the grant was revoked
+ * (RFC 7009); the grant's cached tokens are dropped. `credential`: the user's
+ * Forgejo credential ended; the user's cached tokens are dropped.
+ */
+export type TokenNotice =
+  { readonly kind: 'access_token'; readonly grantId: string } | { readonly kind: 'credential'; readonly userId: string };
+
+/** An entry of the log as a follower reads it: a revocation, or a notice. */
+export interface LogEntry {
+  readonly id: number;
+  readonly target: RevocationTarget | TokenNotice;
+  readonly at: number;
+}
+
 export interface RevocationOutcome {
   readonly revocation: Revocation;
   /** Grants revoked by this call (already revoked ones are not counted). */
@@ -108,13 +125,15 @@ export interface RevocationOutcome {
 export interface RevocationRepository {
   /**
    * In one transaction: revokes the target's grants (their tokens answer 401
-   * from the next request on), forgets approvals (`user`, `client`,
+   * within a follower's poll on every broker), forgets approvals (`user`, `client`,
    * `connection`) and sign-ins (`user`) and stored sessions, and appends the
    * revocation to the log every broker follows to end live sessions.
    */
   revoke(target: RevocationTarget, at: number): Promise<RevocationOutcome>;
+  /** Appends a notice to the log (the change it tells of is already stored); its id. */
+  notice(notice: TokenNotice, at: number): Promise<number>;
   /** Log entries after `afterId`, oldest first, at most `limit`. */
-  since(afterId: number, limit: number): Promise<Revocation[]>;
+  since(afterId: number, limit: number): Promise<LogEntry[]>;
   /** The newest entry's id; 0 for an empty log. */
   latestId(): Promise<number>;
 }

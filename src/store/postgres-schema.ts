@@ -218,6 +218,13 @@ const MIGRATIONS: readonly string[] = [
     created_at BIGINT NOT NULL
   );
   `,
+  // 9: client assertions already used, so that every replica refuses a second use.
+  `
+  CREATE TABLE used_assertions (
+    key_hash TEXT PRIMARY KEY,
+    valid_until BIGINT NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;

@@ -7,6 +7,7 @@ import { postgresAuthorizationRepositories } from './postgres-authorization.js';
 import { postgresCredentialRepositories } from './postgres-credentials.js';
 import { postgresGrantRepositories } from './postgres-grants.js';
 import { DB_NOW_MS, postgresExecutor, type Params } from './postgres-queries.js';
+import { assertionReplayRepository, type AssertionReplayRepository } from './assertion-replays.js';
 import { migratePostgres } from './postgres-schema.js';
 import { postgresLegacySessionRepository } from './postgres-sessions.js';
 import { postgresReplicaRepository } from './postgres-replicas.js';
@@ -82,6 +83,7 @@ class PostgresStore implements Store {
   readonly audit: AuditRepository;
   readonly admin: AdminRepository;
   readonly revocations: RevocationRepository;
+  readonly assertionReplays: AssertionReplayRepository;
 
   constructor(pool: pg.Pool, options: PostgresStoreOptions) {
     this.#pool = pool;
@@ -104,6 +106,7 @@ class PostgresStore implements Store {
     this.replicas = postgresReplicaRepository(pool);
     this.audit = postgresAuditRepository(pool);
     ({ admin: this.admin, revocations: this.revocations } = adminRepositories(postgresExecutor(pool)));
+    this.assertionReplays = assertionReplayRepository(postgresExecutor(pool));
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
@@ -130,6 +133,7 @@ class PostgresStore implements Store {
       );
       rows += await deleted('DELETE FROM sign_ins WHERE expires_at <= $1', [now]);
       rows += await deleted('DELETE FROM revocations WHERE created_at <= $1', [now - REVOCATION_LOG_KEPT_MS]);
+      rows += await deleted('DELETE FROM used_assertions WHERE valid_until <= $1', [now]);
       // Leases left by a replica that died while refreshing.
       await client.query(`DELETE FROM refresh_leases WHERE expires_at <= ${DB_NOW_MS}`);
       const unusedClients = await deleted('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < $1', [

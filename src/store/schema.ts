@@ -199,6 +199,13 @@ const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // 9: client assertions already used, so that every replica refuses a second use.
+  `
+  CREATE TABLE used_assertions (
+    key_hash TEXT PRIMARY KEY,
+    valid_until INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -12,6 +12,7 @@ import { sqliteCredentialRepositories } from './sqlite-credentials.js';
 import { sqliteGrantRepositories } from './sqlite-grants.js';
 import { sqliteLegacySessionRepository } from './sqlite-sessions.js';
 import { sqliteReplicaRepository } from './sqlite-replicas.js';
+import { assertionReplayRepository, type AssertionReplayRepository } from './assertion-replays.js';
 import { sqliteAuditRepository } from './sqlite-audit.js';
 import type {
   AuditRepository,
@@ -102,6 +103,7 @@ class SqliteStore implements Store {
   readonly audit: AuditRepository;
   readonly admin: AdminRepository;
   readonly revocations: RevocationRepository;
+  readonly assertionReplays: AssertionReplayRepository;
 
   constructor(db: Database.Database, key: Buffer) {
     const connection = new SqliteConnection(db);
@@ -119,6 +121,7 @@ class SqliteStore implements Store {
     this.replicas = sqliteReplicaRepository(connection);
     this.audit = sqliteAuditRepository(connection);
     ({ admin: this.admin, revocations: this.revocations } = adminRepositories(sqliteExecutor(connection)));
+    this.assertionReplays = assertionReplayRepository(sqliteExecutor(connection));
   }
 
   purge(now: number, unusedClientsCreatedBefore: number): Promise<PurgeResult> {
@@ -147,6 +150,7 @@ class SqliteStore implements Store {
           .run().changes;
         rows += this.#connection.stmt('DELETE FROM sign_ins WHERE expires_at <= ?').run(now).changes;
         rows += this.#connection.stmt('DELETE FROM revocations WHERE created_at <= ?').run(now - REVOCATION_LOG_KEPT_MS).changes;
+        rows += this.#connection.stmt('DELETE FROM used_assertions WHERE valid_until <= ?').run(now).changes;
         const unusedClients = this.#connection
           .stmt('DELETE FROM clients WHERE first_sign_in_at IS NULL AND created_at < ?')
           .run(unusedClientsCreatedBefore).changes;

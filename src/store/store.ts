@@ -14,6 +14,7 @@
  * the epoch.
  */
 import type { AuditRepository } from './audit-records.js';
+import type { AssertionReplayRepository } from './assertion-replays.js';
 
 export type { AuditKind, AuditOutcome, AuditQuery, AuditRecord, AuditRepository, StoredAuditRecord } from './audit-records.js';
 
@@ -377,6 +378,8 @@ export interface Store {
   readonly audit: AuditRepository;
   readonly admin: AdminRepository;
   readonly revocations: RevocationRepository;
+  /** Client assertions already used (their `jti`), for every replica. */
+  readonly assertionReplays: AssertionReplayRepository;
   /**
    * Deletes what has expired and can no longer matter, and dynamically
    * registered clients created before `unusedClientsCreatedBefore` that never

@@ -4,6 +4,7 @@ import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Child, ChildExit, ChildSpec, SpawnFunc } from '../pool/child.js';
 import { childEnvironment } from './env.js';
+import { RAW_ANSWER_MIN_BYTES, RawAnswer } from '../pool/raw-answer.js';
 import { LineSplitter } from './lines.js';
 import { settlesWithin, signalProcessGroup } from './process-group.js';
 import { ChildLogLimiter } from './log-limiter.js';
@@ -28,6 +29,7 @@ export function processSpawner(options: ProcessSpawnOptions): SpawnFunc {
 
 class ProcessChild implements Child {
   onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
+  onanswer: ((answer: RawAnswer) => void) | undefined;
   readonly exited: Promise<ChildExit>;
   #exitInfo: ChildExit | undefined;
   #stopping: Promise<ChildExit> | undefined;
@@ -63,6 +65,7 @@ class ProcessChild implements Child {
         );
         void this.stop();
       },
+      { minBytes: RAW_ANSWER_MIN_BYTES, onLine: (chunks) => this.#receiveLarge(chunks) },
     );
     proc.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
     // A token could appear in a debug line; it never reaches the log.
@@ -131,6 +134,17 @@ class ProcessChild implements Child {
 
   #signal(signal: NodeJS.Signals): void {
     if (this.#exitInfo === undefined) signalProcessGroup(this.#proc, signal);
+  }
+
+  /** A large line: an answer passes through as bytes when the owner takes it so; anything else is parsed as usual. */
+  #receiveLarge(chunks: Buffer[]): void {
+    const answer = this.onanswer === undefined ? undefined : RawAnswer.scan(chunks);
+    if (answer !== undefined) {
+      this.onanswer?.(answer);
+      return;
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    this.#receive(text.endsWith('\r') ? text.slice(0, -1) : text);
   }
 
   #receive(line: string): void {

@@ -1,3 +1,9 @@
+/** Lines from this size on are handed over as the chunks they came in, never joined. */
+export interface LargeLines {
+  readonly minBytes: number;
+  readonly onLine: (chunks: Buffer[]) => void;
+}
+
 /**
  * Splits a byte stream into newline-terminated lines. Chunks are kept in a
  * list and joined once per line, so a line of many megabytes costs one copy,
@@ -10,11 +16,13 @@ export class LineSplitter {
   readonly #maxLineBytes: number;
   readonly #onLine: (line: string) => void;
   readonly #onOverflow: () => void;
+  readonly #large: LargeLines | undefined;
 
-  constructor(maxLineBytes: number, onLine: (line: string) => void, onOverflow: () => void) {
+  constructor(maxLineBytes: number, onLine: (line: string) => void, onOverflow: () => void, large?: LargeLines) {
     this.#maxLineBytes = maxLineBytes;
     this.#onLine = onLine;
     this.#onOverflow = onOverflow;
+    this.#large = large;
   }
 
   push(chunk: Buffer): void {
@@ -24,6 +32,14 @@ export class LineSplitter {
       start = nl + 1;
       if (this.#pendingBytes + piece.length > this.#maxLineBytes) {
         this.#overflow();
+        continue;
+      }
+      const large = this.#large;
+      if (large !== undefined && this.#pendingBytes + piece.length >= large.minBytes) {
+        const chunks = [...this.#pending, piece];
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        large.onLine(chunks);
         continue;
       }
       let line: Buffer = piece;

@@ -174,6 +174,19 @@ export function describeStore(name: string, backend: StoreBackend): void {
       });
     });
 
+    it('records a used client assertion once until it expires, for every replica on the store; the purge forgets expired ones', async () => {
+      const location = await backend.fresh();
+      await withStore(backend, location, key, async (store) => {
+        await withStore(backend, location, key, async (otherReplica) => {
+          assert.equal(await store.assertionReplays.use('jti-hash', T0 + 60_000, T0), true, 'first use');
+          assert.equal(await otherReplica.assertionReplays.use('jti-hash', T0 + 60_000, T0 + 1), false, 'a second use, anywhere');
+          assert.equal(await store.assertionReplays.use('jti-hash', T0 + 120_000, T0 + 60_000), true, 'expired: the key may come again');
+          await store.purge(T0 + 200_000, 0);
+          assert.equal(await otherReplica.assertionReplays.use('jti-hash', T0 + 300_000, T0 + 200_001), true, 'purged');
+        });
+      });
+    });
+
     it('counts the registered clients that never signed in', async () => {
       await fresh(async (store) => {
         assert.equal(await store.clients.countUnused(), 0);
