@@ -67,6 +67,13 @@ export interface RunningBroker {
   stop(): Promise<void>;
 }
 
+/**
+ * A stopping replica among others keeps its connections until no request came
+ * for this long: the balancer has taken it out (a health check every 500 ms or
+ * 1 s is usual), or it only ever sees new connections, which it then cannot open.
+ */
+const HANDOFF_QUIET_MS = 1000;
+
 /** Wires the parts and listens. */
 export async function createBroker(parts: BrokerParts): Promise<RunningBroker> {
   const { config, log } = parts;
@@ -208,13 +215,22 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
   };
   let stopping: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
-    server.startDraining();
+    const deadline = Date.now() + config.shutdownGraceMs;
+    const pause = (): Promise<unknown> => new Promise((resolve) => setTimeout(resolve, 25));
+    // With other replicas, requests the balancer still sends here (until its health check sees /readyz fail) are
+    // handed on. Connections stay open until requests stop coming: an idle one closed now could be closing under a
+    // request on its way, which the balancer cannot retry (a POST) and the client sees fail.
+    const handingOn = (auth.replicas?.live().length ?? 1) > 1;
+    server.startDraining(handingOn);
     // Out of the store first: the other replicas stop sending this one's sessions and users here at their next look.
     await auth.replicas?.stop();
+    if (handingOn) {
+      while (server.quietMs < HANDOFF_QUIET_MS && Date.now() < deadline) await pause();
+      server.stopAccepting();
+    }
     // Requests waiting on a child (or on the replica they were forwarded to) get the grace period to finish; then every session and child ends.
-    const deadline = Date.now() + config.shutdownGraceMs;
     const inflight = (): number => pool.inflight + (forwarder?.inflight ?? 0);
-    while (inflight() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    while (inflight() > 0 && Date.now() < deadline) await pause();
     await stopSessions();
     await upstream?.stop();
     await server.closeConnections();

@@ -40,11 +40,13 @@ export interface ListenAddress {
 export class BrokerServer {
   readonly server: http.Server;
   readonly #options: BrokerServerOptions;
-  readonly #sockets = new Set<Socket>();
+  /** Every connection, with the number of requests it has open: at 0 it is idle. */
+  readonly #connections = new Map<Socket, number>();
   #draining = false;
   /** Set by `serveFrom`: stops taking connections from the borrowed listener. */
   #unmount: (() => void) | undefined;
   #closed: Promise<void> = Promise.resolve();
+  #lastRequestAt = 0;
 
   constructor(options: BrokerServerOptions) {
     this.#options = options;
@@ -64,8 +66,8 @@ export class BrokerServer {
     // proxy idle timeout, so the client side is always the one to close first.
     this.server.keepAliveTimeout = IDLE_CONNECTION_MS;
     this.server.on('connection', (socket: Socket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
+      this.#connections.set(socket, 0);
+      socket.once('close', () => this.#connections.delete(socket));
     });
   }
 
@@ -96,23 +98,45 @@ export class BrokerServer {
     return addressOf(listener);
   }
 
-  /** Refuses new connections and requests; idle keep-alive connections close. */
-  startDraining(): void {
+  /**
+   * Stops being ready (/readyz answers 503) and asks every client to close its
+   * connection after the answer it is given. With `keepAccepting` the broker
+   * still takes connections until `stopAccepting`; otherwise it stops at once.
+   */
+  startDraining(keepAccepting = false): void {
     this.#draining = true;
+    if (!keepAccepting) this.stopAccepting();
+  }
+
+  /** Takes no new connections; idle keep-alive connections close. */
+  stopAccepting(): void {
     this.#unmount?.();
+    this.#unmount = undefined;
     if (this.server.listening) this.#closed = new Promise((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    // Counted here rather than by node:http, which tracks only the connections of a server that listens itself.
+    for (const [socket, open] of this.#connections) if (open === 0) socket.destroy();
+  }
+
+  /** How long ago the last request arrived (milliseconds), health checks and /metrics not counted. */
+  get quietMs(): number {
+    return Date.now() - this.#lastRequestAt;
   }
 
   /** Closes every connection left (SSE streams, keep-alive), after the last frames had a turn to flush. */
   async closeConnections(): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
     this.server.closeAllConnections();
-    for (const socket of this.#sockets) socket.destroy();
+    for (const socket of this.#connections.keys()) socket.destroy();
     await this.#closed;
   }
 
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { socket } = req;
+    this.#connections.set(socket, (this.#connections.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const open = this.#connections.get(socket);
+      if (open !== undefined) this.#connections.set(socket, open - 1);
+    });
     try {
       const url = new URL(req.url ?? '/', this.#options.publicUrl);
       if (this.#draining) res.setHeader('connection', 'close');
@@ -132,6 +156,8 @@ export class BrokerServer {
         sendJson(res, reason === undefined ? 200 : 503, reason === undefined ? { status: 'ready' } : { status: 'not ready', reason });
         return;
       }
+      // Traffic, for a drain's quiet: health checks (which go on after a balancer took the broker out) are not.
+      this.#lastRequestAt = Date.now();
       if (url.pathname === MCP_PATH) {
         await this.#options.mcp(req, res);
         return;

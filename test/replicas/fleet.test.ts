@@ -5,6 +5,7 @@
  * rate limit each replica enforces.
  */
 import assert from 'node:assert/strict';
+import { Agent, get, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { it, type TestContext } from 'node:test';
@@ -33,6 +34,17 @@ async function authorize(url: string, forwardedFor: string): Promise<number> {
 async function allowedBefore429(url: string, forwardedFor: string, limit = 40): Promise<number> {
   for (let i = 0; i < limit; i++) if ((await authorize(url, forwardedFor)) === 429) return i;
   return limit;
+}
+
+/** A GET on `agent`'s connections; the answer and whether it went on a kept-alive connection. */
+function getOn(agent: Agent, url: string): Promise<{ response: IncomingMessage; reusedSocket: boolean }> {
+  return new Promise((resolve, reject) => {
+    const request = get(url, { agent }, (response) => {
+      response.resume();
+      response.once('end', () => resolve({ response, reusedSocket: request.reusedSocket }));
+    });
+    request.once('error', reject);
+  });
 }
 
 function replicaRows(dataDir: string): string[] {
@@ -112,6 +124,27 @@ withPostgres('signed-in replicas on one PostgreSQL', (freshUrl) => {
     await close(b);
     await eventually(() => liveIds(a).length === 1, 'a sees b gone');
     assert.equal(await allowedBefore429(a.url, '203.0.113.6'), 10, 'the whole burst on the one replica left');
+  });
+
+  it('a replica stopping among others keeps its connections while requests come: one sent on a kept-alive connection is answered, with "close"', async (t) => {
+    const env = await fleetEnv();
+    const stopping = await signedIn(t, 'replica-drain-a', env);
+    const other = await signedIn(t, 'replica-drain-b', env);
+    await eventually(() => stopping.broker.replicas?.live().length === 2, 'the stopping replica sees the other');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    t.after(() => agent.destroy());
+    const metadata = `${stopping.url}/.well-known/oauth-protected-resource/mcp`;
+    assert.equal((await getOn(agent, metadata)).response.headers.connection, 'keep-alive');
+    const { server } = stopping.broker;
+    const stopped = close(stopping);
+    await eventually(() => server.draining, 'the replica is stopping');
+    // A balancer that has not noticed yet sends the next request on the connection it holds.
+    const { response, reusedSocket } = await getOn(agent, metadata);
+    assert.ok(reusedSocket, 'the kept-alive connection was still open');
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.headers.connection, 'close', 'and the client is told to open its next one elsewhere');
+    await stopped;
+    assert.deepEqual(await readyz(other.url), { status: 200 });
   });
 
   it('a replica without BROKER_REPLICA_URL is not ready while another is live, and ready once alone', async (t) => {
