@@ -143,12 +143,19 @@ export class PostStream {
     return res;
   }
 
-  /** The JSON is its own write, not part of one template string a large result would be flattened into (the caller corks). */
+  /**
+   * A message is one write (one chunk of the chunked body); a passed-through
+   * answer's bytes are written as they are, not flattened into a string with
+   * the event's lines (the caller corks, so they still leave together).
+   */
   #write(res: ServerResponse, eventId: EventId, message: JSONRPCMessage): void {
-    res.write(`event: message\nid: ${eventId}\ndata: `);
     const bytes = 'id' in message ? passedBytes(message as ClientResponse) : undefined;
-    if (bytes === undefined) res.write(JSON.stringify(message));
-    else for (const chunk of bytes) res.write(chunk);
+    if (bytes === undefined) {
+      res.write(`event: message\nid: ${eventId}\ndata: ${JSON.stringify(message)}\n\n`);
+      return;
+    }
+    res.write(`event: message\nid: ${eventId}\ndata: `);
+    for (const chunk of bytes) res.write(chunk);
     res.write('\n\n');
   }
 }
