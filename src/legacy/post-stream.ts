@@ -57,11 +57,6 @@ export class PostStream {
     return this.#res !== undefined;
   }
 
-  /** The requests still waiting for an answer. */
-  get requestIds(): Iterable<RequestId> {
-    return this.#unanswered;
-  }
-
   /**
    * Answers the POST with the stream. `primed`: the client's protocol version
    * takes an empty priming event (2025-11-25 on), whose id lets it resume even

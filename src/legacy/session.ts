@@ -144,7 +144,7 @@ export class LegacySession {
         if (answerLostStream(req, res)) return;
         freshStreams.add(req);
       } else {
-        // The transport would replay one of this session's own streams and then close it, answers still owed or not.
+        // A stream the session wrote that still owes answers: the transport would replay it, then close it as one it does not know.
         const stream = this.#posts.get(this.events.streamOf(lastEventId) ?? '');
         if (stream !== undefined) {
           this.#resume(req, res, stream, lastEventId);
@@ -341,6 +341,7 @@ export class LegacySession {
   }
 }
 
+/** By its keys: every message passed the (strict) JSON-RPC schemas already, so they say which kind it is. */
 function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
   return 'method' in message && 'id' in message;
 }
