@@ -120,8 +120,10 @@ export class PostStream {
   }
 
   #attach(res: ServerResponse): void {
-    this.#res = res;
     res.writeHead(200, { ...SSE_HEADERS, 'mcp-session-id': this.#options.sessionId });
+    // Gone before its stream opened (its 'close' has passed): the events are only stored, for a resumption.
+    if (res.destroyed) return;
+    this.#res = res;
     res.once('close', () => {
       if (this.#res === res) this.#detach();
     });
