@@ -60,14 +60,13 @@ export class PostStream {
   /**
    * Answers the POST with the stream. `primed`: the client's protocol version
    * takes an empty priming event (2025-11-25 on), whose id lets it resume even
-   * before the first message.
+   * before the first message. Without one, the head waits for the first
+   * event, as on the transport's streams.
    */
   open(res: ServerResponse, primed: boolean): void {
     this.#attach(res);
-    if (!primed) {
-      res.flushHeaders();
-      return;
-    }
+    if (!primed) return;
+    // The head leaves with it, in one segment: a connection reset cannot hand the client the head without the event id to resume with.
     const eventId = this.#options.events.append(this.id, this.#tag, {});
     res.write(`id: ${eventId}\nretry: ${SSE_RETRY_MS}\ndata: \n\n`);
   }

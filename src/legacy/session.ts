@@ -29,6 +29,9 @@ export type LegacyBody = JSONRPCMessage | JSONRPCMessage[] | undefined;
 /** The first protocol revision whose POST streams open with an empty priming event (as the SDK transport decides). */
 const FIRST_PRIMED_VERSION = '2025-11-25';
 
+/** In place of `flushHeaders`: the head goes out with the first write. */
+function keepHeadForFirstWrite(): void {}
+
 /** Bodies the HTTP layer already read and parsed, handed to the transport with the request. */
 const parsedBodies = new WeakMap<object, unknown>();
 /** GET requests resuming another process's GET stream, whose events are gone: opened as a fresh stream instead. */
@@ -156,6 +159,9 @@ export class LegacySession {
     const messages = parsedBody === undefined ? [] : Array.isArray(parsedBody) ? parsedBody : [parsedBody];
     const requestIds = messages.flatMap((message) => (isRequest(message) ? [message.id] : []));
     const release = req.method === 'POST' ? this.events.expectStream(requestIds) : undefined;
+    // A POST stream's head leaves with its priming event (the adapter would flush it alone first): in one segment,
+    // a connection reset cannot hand the client the head and lose the event id it needs to resume.
+    if (req.method === 'POST') res.flushHeaders = keepHeadForFirstWrite;
     try {
       await this.#listener(req, res);
     } finally {
