@@ -4,6 +4,7 @@ import { isAuthFailure, type Authenticator, type Principal } from '../auth/princ
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { LegacyFront } from '../legacy/front.js';
+import type { LegacyBody } from '../legacy/session.js';
 import { sessionOwner } from '../legacy/session-id.js';
 import type { ModernFront } from '../modern/front.js';
 import { RequestStateCodec } from '../modern/request-state.js';
@@ -178,7 +179,8 @@ export class McpEndpoint {
       body,
     });
     if (outcome.kind === 'legacy') {
-      await this.#options.legacy.handle(req, res, principal, body);
+      // A legacy POST's body passed the classifier's JSON-RPC schema checks, every message of a batch too; GET and DELETE have none.
+      await this.#options.legacy.handle(req, res, principal, body as LegacyBody);
       return;
     }
     const id = requestIdOf(body);

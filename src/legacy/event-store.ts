@@ -6,9 +6,16 @@ interface StoredEvent {
   readonly seq: number;
   /** The request ids the stream answers, encoded; empty for the GET stream and untagged streams. */
   readonly tag: string;
-  readonly message: JSONRPCMessage;
+  /** `{}` for a priming event, which opens a stream and is never replayed. */
+  readonly message: JSONRPCMessage | PrimingEvent;
   readonly at: number;
   readonly size: number;
+}
+
+type PrimingEvent = Record<string, never>;
+
+function isPriming(message: JSONRPCMessage | PrimingEvent): message is PrimingEvent {
+  return !('jsonrpc' in message);
 }
 
 /** What a message of unknown size is counted as: the small ones (progress, logs) are. */
@@ -79,10 +86,17 @@ export class SessionEventStore implements EventStore {
   }
 
   storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
+    return Promise.resolve(this.append(streamId, this.#tagFor(streamId, message), message, this.#sizeHints.get(message)));
+  }
+
+  /**
+   * Stores an event of a stream whose tag the caller knows (the session's own
+   * POST streams, `tagOf`), at once: it writes the event in the same tick.
+   * The priming event is `{}`, as the SDK transport stores it.
+   */
+  append(streamId: StreamId, tag: string, message: JSONRPCMessage | PrimingEvent, size = ASSUMED_EVENT_SIZE): EventId {
     const seq = ++this.#seq;
     const at = this.#now();
-    const size = this.#sizeHints.get(message) ?? ASSUMED_EVENT_SIZE;
-    const tag = this.#tagFor(streamId, message);
     // Too large to keep: the id is still handed out (the event is sent), replay just skips it.
     if (size <= this.#limits.maxBytes) {
       this.#events.push({ streamId, seq, tag, message, at, size });
@@ -101,7 +115,7 @@ export class SessionEventStore implements EventStore {
       this.#events.splice(0, drop);
       this.#bytes -= dropped;
     }
-    return Promise.resolve(this.#eventId(streamId, seq, tag));
+    return this.#eventId(streamId, seq, tag);
   }
 
   /** A priming event (no message) opens a POST's stream and takes the one announced POST's tag; its answers close it. */
@@ -116,13 +130,18 @@ export class SessionEventStore implements EventStore {
     const [ids] = this.#expected as Set<RequestId[]>;
     this.#expected.clear();
     if (ids === undefined || ids.length === 0) return '';
-    const tag = Buffer.from(JSON.stringify(ids)).toString('base64url');
+    const tag = tagOf(ids);
     this.#streams.set(streamId, { tag, unanswered: new Set(ids) });
     return tag;
   }
 
   getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined> {
-    return Promise.resolve(this.#parse(eventId)?.streamId);
+    return Promise.resolve(this.streamOf(eventId));
+  }
+
+  /** The stream of one of this store's event ids; undefined for any other id. */
+  streamOf(eventId: EventId): StreamId | undefined {
+    return this.#parse(eventId)?.streamId;
   }
 
   async replayEventsAfter(
@@ -131,12 +150,22 @@ export class SessionEventStore implements EventStore {
   ): Promise<StreamId> {
     const last = this.#parse(lastEventId);
     if (last === undefined) throw new Error('unknown event id');
+    for (const [eventId, message] of this.eventsAfter(lastEventId)) await send(eventId, message);
+    return last.streamId;
+  }
+
+  /** The kept events of the stream of `lastEventId` that came after it, with their ids; none for an id not of this store. */
+  eventsAfter(lastEventId: EventId): [EventId, JSONRPCMessage][] {
+    const last = this.#parse(lastEventId);
+    if (last === undefined) return [];
+    const after: [EventId, JSONRPCMessage][] = [];
     for (const event of this.#events) {
       // The priming event carries no message; nothing to replay for it.
-      if (event.streamId !== last.streamId || event.seq <= last.seq || !('jsonrpc' in event.message)) continue;
-      await send(this.#eventId(event.streamId, event.seq, event.tag), event.message);
+      const { message } = event;
+      if (event.streamId !== last.streamId || event.seq <= last.seq || isPriming(message)) continue;
+      after.push([this.#eventId(event.streamId, event.seq, event.tag), message]);
     }
-    return last.streamId;
+    return after;
   }
 
   /** Whether an event id is one of this store's (else another process's, after a restart or on another replica). */
@@ -156,6 +185,11 @@ export class SessionEventStore implements EventStore {
     if (hash <= 0 || epoch !== this.#epoch || !Number.isSafeInteger(seq)) return undefined;
     return { streamId: eventId.slice(0, hash), seq };
   }
+}
+
+/** The tag of a POST stream's event ids: the ids of the requests it answers, for `requestIdsOfEventId`. */
+export function tagOf(requestIds: readonly RequestId[]): string {
+  return requestIds.length === 0 ? '' : Buffer.from(JSON.stringify(requestIds)).toString('base64url');
 }
 
 /** At most this many request ids are read from an event id (a batch's worth). */

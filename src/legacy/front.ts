@@ -8,7 +8,7 @@ import type { ChannelLease, ChannelPool } from '../pool/pool.js';
 import type { CallGate, CallerGate } from '../policy/gate.js';
 import type { LegacySessionRepository, StoredLegacySession } from '../store/store.js';
 import { answerLostStream } from './lost-answers.js';
-import { LegacySession } from './session.js';
+import { LegacySession, type LegacyBody } from './session.js';
 import { hashSessionId, newSessionId } from './session-id.js';
 
 export const SESSION_ID_HEADER = 'mcp-session-id';
@@ -122,7 +122,7 @@ export class LegacyFront {
    * Serves one authenticated `/mcp` request of the legacy era.
    * Throws a BrokerError for every refusal; the HTTP layer renders it.
    */
-  async handle(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, principal: Principal, body: LegacyBody): Promise<void> {
     if (this.#stopped) throw new BrokerError('unavailable', 'The broker is shutting down');
     const header = req.headers[SESSION_ID_HEADER];
     const sessionId = Array.isArray(header) ? header[0] : header;
@@ -212,7 +212,7 @@ export class LegacyFront {
    * the pool. The Forgejo token is read first, so a credential Forgejo
    * refused is a 401 before the transport runs.
    */
-  async #startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: unknown): Promise<void> {
+  async #startSession(req: IncomingMessage, res: ServerResponse, principal: Principal, body: LegacyBody): Promise<void> {
     const sessionId = `${this.#options.replicaId}.${newSessionId()}`;
     const { session } = await this.#newSession(sessionId, principal, (live) => this.#store(live, principal, body));
     // Covers the whole start: a child that never answers the initialize, a client that never comes back.

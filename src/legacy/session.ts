@@ -1,11 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
-import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
+import type { JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
 import {
+  DEFAULT_NEGOTIATED_PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
   WebStandardStreamableHTTPServerTransport,
-  isJSONRPCNotification,
-  isJSONRPCRequest,
-  isJSONRPCResultResponse,
 } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
@@ -17,12 +16,21 @@ import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
 import type { GateDecision } from '../policy/gate.js';
 import { SessionEventStore } from './event-store.js';
 import { answerLostStream } from './lost-answers.js';
+import { checkPost, checkResumption, SESSION_NOT_FOUND, sendRefusal, STREAM_CONNECTED, type TransportRefusal } from './post-checks.js';
+import { PostStream, SSE_RETRY_MS } from './post-stream.js';
+
+/**
+ * A legacy request's body: one JSON-RPC message or a batch, every message
+ * already checked against the JSON-RPC schemas (the endpoint's era
+ * classification does it, so nothing here checks again); none for GET and DELETE.
+ */
+export type LegacyBody = JSONRPCMessage | JSONRPCMessage[] | undefined;
+
+/** The first protocol revision whose POST streams open with an empty priming event (as the SDK transport decides). */
+const FIRST_PRIMED_VERSION = '2025-11-25';
 
 /** In place of `flushHeaders`: the head goes out with the first write. */
 function keepHeadForFirstWrite(): void {}
-
-/** What a client is told to wait before reconnecting a lost SSE stream. */
-const SSE_RETRY_MS = 500;
 
 /** Bodies the HTTP layer already read and parsed, handed to the transport with the request. */
 const parsedBodies = new WeakMap<object, unknown>();
@@ -46,12 +54,19 @@ export interface LegacySessionOptions {
 }
 
 /**
- * One legacy-era MCP session: the SDK's Streamable HTTP server transport on
- * the client side (SSE and JSON responses, the GET stream, DELETE, header
- * checks, resumption) joined to a ChildChannel on the child side.
+ * One legacy-era MCP session, joined to a ChildChannel on the child side. On
+ * the client side, the SDK's Streamable HTTP server transport serves the
+ * initialize, the GET stream, DELETE and the resumption of streams it wrote;
+ * every later POST is answered here directly (`PostStream`), with the
+ * transport's checks repeated (`post-checks.ts`): the transport's Web
+ * Request/Response round trip, its second schema check and its
+ * serialisation of every answer were most of a legacy request's CPU, and
+ * copies of a large result (bench/REPORT.md, issue 16).
  */
 export class LegacySession {
   readonly transport: WebStandardStreamableHTTPServerTransport;
+  /** The session's own POST streams that still owe answers, by stream id. */
+  readonly #posts = new Map<string, PostStream>();
   /** Set once the transport accepted the initialize and the child started. */
   #started: ChildChannel | undefined;
   /** Why the child could not be started; the initialize is answered with it. */
@@ -91,7 +106,7 @@ export class LegacySession {
         void this.close('client_delete');
       },
     });
-    this.transport.onmessage = (message) => this.#fromClient(message);
+    this.transport.onmessage = (message) => this.#fromTransport(message);
     this.transport.onerror = (error) => options.log.debug({ event: 'transport_error', err: errorMessage(error) });
   }
 
@@ -115,15 +130,35 @@ export class LegacySession {
   }
 
   /** Serves one HTTP request of this session. */
-  async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: LegacyBody): Promise<void> {
+    const started = this.#started;
+    if (req.method === 'POST' && parsedBody !== undefined && started !== undefined) {
+      const messages = Array.isArray(parsedBody) ? parsedBody : [parsedBody];
+      // An initialize on a live session is the transport's to refuse.
+      if (!messages.some((message) => isRequest(message) && message.method === 'initialize')) {
+        this.#post(req, res, messages, started);
+        return;
+      }
+    }
     const lastEventId = req.headers['last-event-id'];
-    if (req.method === 'GET' && typeof lastEventId === 'string' && !this.events.holds(lastEventId)) {
-      // A stream of the process that held this session before (shared mode): its events died with it.
-      if (answerLostStream(req, res)) return;
-      freshStreams.add(req);
+    if (req.method === 'GET' && typeof lastEventId === 'string') {
+      if (!this.events.holds(lastEventId)) {
+        // A stream of the process that held this session before (shared mode): its events died with it.
+        if (answerLostStream(req, res)) return;
+        freshStreams.add(req);
+      } else {
+        // A stream the session wrote that still owes answers: the transport would replay it, then close it as one it does not know.
+        const stream = this.#posts.get(this.events.streamOf(lastEventId) ?? '');
+        if (stream !== undefined) {
+          this.#resume(req, res, stream, lastEventId);
+          return;
+        }
+      }
     }
     if (parsedBody !== undefined) parsedBodies.set(req, parsedBody);
-    const release = req.method === 'POST' ? this.events.expectStream(requestIdsIn(parsedBody)) : undefined;
+    const messages = parsedBody === undefined ? [] : Array.isArray(parsedBody) ? parsedBody : [parsedBody];
+    const requestIds = messages.flatMap((message) => (isRequest(message) ? [message.id] : []));
+    const release = req.method === 'POST' ? this.events.expectStream(requestIds) : undefined;
     // A POST stream's head leaves with its priming event (the adapter would flush it alone first): in one segment,
     // a connection reset cannot hand the client the head and lose the event id it needs to resume.
     if (req.method === 'POST') res.flushHeaders = keepHeadForFirstWrite;
@@ -167,11 +202,54 @@ export class LegacySession {
       // A request the transport refused never was a session: not worth an info line each.
       this.#options.log[this.accepted ? 'info' : 'debug']({ event: 'session_closed', reason }, 'session closed');
       this.#options.onClosed(reason);
+      // Fails the requests still waiting, which ends their streams; a stream still open owes nothing more either.
       await this.#started?.close(reason);
+      for (const stream of [...this.#posts.values()]) stream.close();
       await this.#outbound;
       await this.transport.close();
     });
     return this.#closing;
+  }
+
+  /** A POST after the initialize, answered here: 202 when it carries no request, else an SSE stream of its own. */
+  #post(req: IncomingMessage, res: ServerResponse, messages: JSONRPCMessage[], channel: ChildChannel): void {
+    const refusal = this.closed ? SESSION_NOT_FOUND : checkPost(req, this.sessionId, messages.length);
+    if (refusal !== undefined) {
+      this.#refuse(res, refusal);
+      return;
+    }
+    const requestIds = messages.flatMap((message) => (isRequest(message) ? [message.id] : []));
+    if (requestIds.length === 0) {
+      for (const message of messages) this.#fromClient(message, channel, undefined);
+      res.writeHead(202).end();
+      return;
+    }
+    const stream = new PostStream({
+      events: this.events,
+      sessionId: this.sessionId,
+      requestIds,
+      onDone: (done) => this.#posts.delete(done.id),
+    });
+    this.#posts.set(stream.id, stream);
+    const version = single(req.headers['mcp-protocol-version']) ?? DEFAULT_NEGOTIATED_PROTOCOL_VERSION;
+    stream.open(res, SUPPORTED_PROTOCOL_VERSIONS.includes(version) && version >= FIRST_PRIMED_VERSION);
+    for (const message of messages) this.#fromClient(message, channel, stream);
+  }
+
+  /** A resumption of one of this session's own streams that still owes answers: what was missed, then the stream goes on there. */
+  #resume(req: IncomingMessage, res: ServerResponse, stream: PostStream, lastEventId: string): void {
+    const refusal = checkResumption(req, this.sessionId) ?? (stream.connected ? STREAM_CONNECTED : undefined);
+    if (refusal !== undefined) {
+      this.#refuse(res, refusal);
+      return;
+    }
+    stream.resume(res, lastEventId);
+  }
+
+  #refuse(res: ServerResponse, refusal: TransportRefusal): void {
+    // As the transport reports the requests it refuses.
+    this.#options.log.debug({ event: 'transport_error', err: refusal.message });
+    sendRefusal(res, refusal);
   }
 
   async #startChannel(): Promise<void> {
@@ -189,54 +267,72 @@ export class LegacySession {
     if (this.closed) await this.#started.close('session_closed');
   }
 
-  #fromClient(message: JSONRPCMessage): void {
+  /** What the transport passes on: the initialize and what comes with it, and an adopted session's replayed handshake. */
+  #fromTransport(message: JSONRPCMessage): void {
     const channel = this.#started;
-    if (channel === undefined) {
-      // Only the initialize gets here without a channel: its child did not start.
-      this.#options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.#startFailure) }, 'could not start the MCP server');
-      if (isJSONRPCRequest(message)) {
-        this.#toClient(
-          { jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.internalError, message: 'The MCP server could not be started' } },
-          undefined,
-        );
-      }
-      void this.close('child_start_failed');
+    if (channel !== undefined) {
+      this.#fromClient(message, channel, undefined);
       return;
     }
-    if (isJSONRPCRequest(message)) {
-      const clientId = message.id;
-      const initialize = message.method === 'initialize';
-      const sink: RequestSink = {
-        notify: (notification) => this.#toClient(notification, clientId),
-        serverRequest: (request) => this.#toClient(request, clientId),
-        respond: (answer, lineLength) => {
-          // The SDK transport serialises the answer anyway: the resumption store keeps the parsed form, not the child's bytes as well.
-          const response = passedThrough(answer) === undefined ? answer : { ...answer };
-          if (lineLength !== undefined) this.events.hintSize(response, lineLength);
-          const initialized = initialize && isJSONRPCResultResponse(response);
-          if (initialized) this.#options.onInitialized();
-          this.#toClient(response, undefined);
-          // A session exists only once its initialize succeeded; the client got the error and nothing stays.
-          if (initialize && !initialized) void this.close('initialize_failed');
-        },
-      };
-      const decision = this.#options.guard?.(message, sink) ?? { sink };
-      if ('refused' in decision) this.#toClient(decision.refused, undefined);
-      else channel.request(message, decision.sink);
+    // Only the initialize gets here without a channel: its child did not start.
+    this.#options.log.error({ event: 'child_spawn_failed', err: errorMessage(this.#startFailure) }, 'could not start the MCP server');
+    if (isRequest(message)) {
+      this.#toClient(
+        { jsonrpc: '2.0', id: message.id, error: { code: JsonRpcCode.internalError, message: 'The MCP server could not be started' } },
+        undefined,
+      );
+    }
+    void this.close('child_start_failed');
+  }
+
+  /** One message of the client; what a request brings back goes to `stream`, or through the transport when there is none. */
+  #fromClient(message: JSONRPCMessage, channel: ChildChannel, stream: PostStream | undefined): void {
+    if (isRequest(message)) {
+      this.#request(message, channel, stream);
       return;
     }
-    if (isJSONRPCNotification(message)) {
+    if (isNotification(message)) {
       channel.notify(message);
       if (message.method === 'notifications/cancelled') {
         // No answer is owed for a cancelled request: its stream can end.
         const requestId = (message.params as { requestId?: RequestId } | undefined)?.requestId;
-        if (requestId !== undefined) this.transport.closeSSEStream(requestId);
+        if (requestId !== undefined) for (const post of [...this.#posts.values()]) post.cancel(requestId);
       }
       return;
     }
     if (!channel.answer(message as ClientResponse)) {
       this.#options.log.debug({ event: 'client_response_unmatched' }, 'client answered an unknown server request; dropped');
     }
+  }
+
+  #request(request: JSONRPCRequest, channel: ChildChannel, stream: PostStream | undefined): void {
+    const clientId = request.id;
+    const initialize = request.method === 'initialize';
+    const toClient = (message: JSONRPCMessage): void => {
+      if (stream === undefined) this.#toClient(message, clientId);
+      else stream.send(message);
+    };
+    const sink: RequestSink = {
+      notify: toClient,
+      serverRequest: toClient,
+      respond: (answer, lineLength) => {
+        const initialized = initialize && 'result' in answer;
+        if (initialized) this.#options.onInitialized();
+        if (stream !== undefined) {
+          stream.send(answer, lineLength);
+        } else {
+          // The SDK transport serialises the answer anyway: the resumption store keeps the parsed form, not the child's bytes as well.
+          const response = passedThrough(answer) === undefined ? answer : { ...answer };
+          if (lineLength !== undefined) this.events.hintSize(response, lineLength);
+          this.#toClient(response, undefined);
+        }
+        // A session exists only once its initialize succeeded; the client got the error and nothing stays.
+        if (initialize && !initialized) void this.close('initialize_failed');
+      },
+    };
+    const decision = this.#options.guard?.(request, sink) ?? { sink };
+    if ('refused' in decision) toClient(decision.refused);
+    else channel.request(request, decision.sink);
   }
 
   #toClient(message: JSONRPCMessage, relatedRequestId: RequestId | undefined): void {
@@ -251,10 +347,17 @@ export class LegacySession {
   }
 }
 
-/** The ids of the requests in a POST body (one message or a batch). */
-function requestIdsIn(body: unknown): RequestId[] {
-  const messages: unknown[] = Array.isArray(body) ? body : [body];
-  return messages.flatMap((message) => (isJSONRPCRequest(message) ? [message.id] : []));
+/** By its keys: every message passed the (strict) JSON-RPC schemas already, so they say which kind it is. */
+function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
+  return 'method' in message && 'id' in message;
+}
+
+function isNotification(message: JSONRPCMessage): message is JSONRPCNotification {
+  return 'method' in message && !('id' in message);
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function withoutLastEventId(request: Request): Request {

@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { EventId, JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
+import { passedBytes } from '../pool/raw-answer.js';
+import type { ClientResponse } from '../pool/request-sink.js';
+import { tagOf, type SessionEventStore } from './event-store.js';
+
+/** What a client is told to wait before reconnecting a lost SSE stream. */
+export const SSE_RETRY_MS = 500;
+
+/** A comment line this often keeps an idle stream's connection from being cut (the SDK transport's interval). */
+const KEEP_ALIVE_MS = 15_000;
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
+export interface PostStreamOptions {
+  readonly events: SessionEventStore;
+  readonly sessionId: string;
+  /** The requests of the POST, which the stream answers. */
+  readonly requestIds: readonly RequestId[];
+  /** Called once no answer is owed any more: every request answered (or cancelled), or the stream closed. */
+  readonly onDone: (stream: PostStream) => void;
+}
+
+/**
+ * The SSE stream of one legacy POST, written by the session itself rather
+ * than through the SDK transport: every event is stored (with the POST's
+ * request ids in its id, as the SDK path tags them) before it is written, so
+ * a client that lost the connection resumes it with `Last-Event-ID` and
+ * misses nothing, and the stream ends with its last answer. A child's answer
+ * that passes through is written as the child's bytes, never serialised.
+ */
+export class PostStream {
+  readonly id: string = randomUUID();
+  readonly #tag: string;
+  readonly #unanswered: Set<RequestId>;
+  /** The connection the events go to; none while the client is away (the events are only stored). */
+  #res: ServerResponse | undefined;
+  #keepAlive: NodeJS.Timeout | undefined;
+  #done = false;
+
+  readonly #options: PostStreamOptions;
+
+  constructor(options: PostStreamOptions) {
+    this.#options = options;
+    this.#tag = tagOf(options.requestIds);
+    this.#unanswered = new Set(options.requestIds);
+  }
+
+  /** Whether a connection is attached. */
+  get connected(): boolean {
+    return this.#res !== undefined;
+  }
+
+  /**
+   * Answers the POST with the stream. `primed`: the client's protocol version
+   * takes an empty priming event (2025-11-25 on), whose id lets it resume even
+   * before the first message. Without one, the head waits for the first
+   * event, as on the transport's streams.
+   */
+  open(res: ServerResponse, primed: boolean): void {
+    this.#attach(res);
+    if (!primed) return;
+    // The head leaves with it, in one segment: a connection reset cannot hand the client the head without the event id to resume with.
+    const eventId = this.#options.events.append(this.id, this.#tag, {});
+    res.write(`id: ${eventId}\nretry: ${SSE_RETRY_MS}\ndata: \n\n`);
+  }
+
+  /** A resumption (`Last-Event-ID`) while answers are still owed: what was missed, then the stream goes on here. */
+  resume(res: ServerResponse, lastEventId: EventId): void {
+    this.#attach(res);
+    res.cork();
+    for (const [eventId, message] of this.#options.events.eventsAfter(lastEventId)) this.#write(res, eventId, message);
+    res.flushHeaders();
+    res.uncork();
+  }
+
+  /** One message of the stream, answers included; `size` is its length on the child's side, when known. */
+  send(message: JSONRPCMessage, size?: number): void {
+    const eventId = this.#options.events.append(this.id, this.#tag, message, size);
+    const answer = 'id' in message && !('method' in message);
+    const res = this.#res;
+    // Corked until the end of the response when this is the last answer: event and end leave as one write.
+    res?.cork();
+    if (res !== undefined) this.#write(res, eventId, message);
+    if (answer) this.#answered(message.id as RequestId);
+    if (res !== undefined && !res.writableEnded) res.uncork();
+  }
+
+  /** The client cancelled one of the requests: no answer is owed for it, and the connection ends (it may resume for the others). */
+  cancel(requestId: RequestId): void {
+    if (!this.#unanswered.has(requestId)) return;
+    this.#detach()?.end();
+    this.#answered(requestId);
+  }
+
+  /** The session ended: the connection ends, nothing more is owed. */
+  close(): void {
+    this.#detach()?.end();
+    this.#finish();
+  }
+
+  #answered(requestId: RequestId): void {
+    this.#unanswered.delete(requestId);
+    if (this.#unanswered.size > 0) return;
+    this.#detach()?.end();
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#options.onDone(this);
+  }
+
+  #attach(res: ServerResponse): void {
+    res.writeHead(200, { ...SSE_HEADERS, 'mcp-session-id': this.#options.sessionId });
+    // Gone before its stream opened (its 'close' has passed): the events are only stored, for a resumption.
+    if (res.destroyed) return;
+    this.#res = res;
+    res.once('close', () => {
+      if (this.#res === res) this.#detach();
+    });
+    this.#keepAlive = setInterval(() => res.write(': keepalive\n\n'), KEEP_ALIVE_MS);
+    this.#keepAlive.unref();
+  }
+
+  /** Lets go of the connection (without ending it) and returns it. */
+  #detach(): ServerResponse | undefined {
+    const res = this.#res;
+    this.#res = undefined;
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
+    return res;
+  }
+
+  /**
+   * A message is one write (one chunk of the chunked body); a passed-through
+   * answer's bytes are written as they are, not flattened into a string with
+   * the event's lines (the caller corks, so they still leave together).
+   */
+  #write(res: ServerResponse, eventId: EventId, message: JSONRPCMessage): void {
+    const bytes = 'id' in message ? passedBytes(message as ClientResponse) : undefined;
+    if (bytes === undefined) {
+      res.write(`event: message\nid: ${eventId}\ndata: ${JSON.stringify(message)}\n\n`);
+      return;
+    }
+    res.write(`event: message\nid: ${eventId}\ndata: `);
+    for (const chunk of bytes) res.write(chunk);
+    res.write('\n\n');
+  }
+}
