@@ -299,6 +299,36 @@ test('a legacy session is state: after a broker restart its client carries on wi
   assert.equal(endedAgain.status, 404, 'a session its client ended is not carried on');
 });
 
+test("a session a new broker process takes over through its client's GET stream listens upstream once it is live there", async (t) => {
+  const harness = await startSignedInShared(t, 'shared-adopted-listens');
+  const mcpUrl = new URL(`${harness.url}/mcp`);
+  const provider = new E2EOAuthProvider({ clientName: 'shared adopted' });
+  const kept = await signInWithSdk(mcpUrl, provider, new TestBrowser(), e2eUser('erin'));
+  const sessionId = kept.transport.sessionId ?? '';
+  await kept.client.close();
+
+  await harness.restart();
+  assert.equal(harness.broker.legacy.active, 0, 'a new broker process');
+  const stream = new AbortController();
+  t.after(() => stream.abort());
+  const get = await fetch(mcpUrl, {
+    headers: {
+      Authorization: `Bearer ${provider.tokens()?.access_token ?? ''}`,
+      Accept: 'text/event-stream',
+      'Mcp-Session-Id': sessionId,
+      'MCP-Protocol-Version': '2025-11-25',
+    },
+    signal: stream.signal,
+  });
+  assert.equal(get.status, 200, 'the GET stream is the first request the new process serves: it takes the session over');
+  const stats = async (): Promise<UpstreamStats> => {
+    const [url] = harness.broker.upstream?.processes?.urls ?? [];
+    assert.ok(url !== undefined);
+    return (await (await fetch(new URL('/stats', url))).json()) as UpstreamStats;
+  };
+  await eventually(async () => (await stats()).getStreams === 1, 'the taken-over session holds a GET stream upstream');
+});
+
 test('BROKER_UPSTREAM_PROCESSES: users are spread over the processes, each user always on the same one', async (t) => {
   const broker = await startBroker({ upstream: 'http', upstreamProcesses: 3 });
   t.after(() => broker.close());
