@@ -18,6 +18,9 @@ import type { GateDecision } from '../policy/gate.js';
 import { SessionEventStore } from './event-store.js';
 import { answerLostStream } from './lost-answers.js';
 
+/** In place of `flushHeaders`: the head goes out with the first write. */
+function keepHeadForFirstWrite(): void {}
+
 /** What a client is told to wait before reconnecting a lost SSE stream. */
 const SSE_RETRY_MS = 500;
 
@@ -121,6 +124,9 @@ export class LegacySession {
     }
     if (parsedBody !== undefined) parsedBodies.set(req, parsedBody);
     const release = req.method === 'POST' ? this.events.expectStream(requestIdsIn(parsedBody)) : undefined;
+    // A POST stream's head leaves with its priming event (the adapter would flush it alone first): in one segment,
+    // a connection reset cannot hand the client the head and lose the event id it needs to resume.
+    if (req.method === 'POST') res.flushHeaders = keepHeadForFirstWrite;
     try {
       await this.#listener(req, res);
     } finally {

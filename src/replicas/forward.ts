@@ -106,9 +106,15 @@ export class ReplicaForwarder {
           if (value !== undefined && !HOP_BY_HOP.has(name)) forwardedHeaders[name] = value;
         }
         res.writeHead(answer.statusCode ?? 502, forwardedHeaders);
-        // SSE: every event goes on as it comes.
-        res.flushHeaders();
+        // SSE: every event goes on as it comes. The head leaves with the first event (a POST stream's priming
+        // event, there already): in one segment, a reset cannot hand the client the head and lose the event id it
+        // needs to resume. A stream with nothing to send yet (a GET stream) gets its head alone.
+        let relayed = false;
+        answer.once('data', () => (relayed = true));
         answer.pipe(res);
+        setImmediate(() => {
+          if (!relayed && !res.destroyed) res.flushHeaders();
+        });
         answer.once('end', () => resolve());
         // The owner died mid-answer (an SSE stream cut): the client's response is cut too, never left open
         // (pipe does not end it), so the client sees the loss and resumes or fails instead of waiting forever.

@@ -8,6 +8,7 @@ import http from 'node:http';
 import { TestBroker, type TestUser, startBroker } from '../support/brokers.js';
 import { eventually } from '../support/host.js';
 import { text } from '../support/mcp-clients.js';
+import { RecordingConnection } from '../support/recording-connection.js';
 
 const INIT = {
   jsonrpc: '2.0',
@@ -313,4 +314,29 @@ test("a large result is kept for resumption at its real size, so the store's byt
   const stored = broker.legacy.sessionOf(transport.sessionId as string)?.events.storedBytes ?? 0;
   assert.ok(stored > bytes && stored < bytes + 64 * 1024, `stored ${stored} bytes`);
   await client.close();
+});
+
+test("a POST stream's head leaves with its priming event: a reset cannot hand the client the head and lose the event id it resumes with", async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const headers = await session(broker, user);
+  const connection = new RecordingConnection();
+  broker.running.server.server.emit('connection', connection);
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { text: 'hi' } } });
+  const head = Object.entries({ ...headers, Authorization: `Bearer ${user.bearer}`, Accept: 'application/json, text/event-stream' })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  connection.send(
+    `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${head}\r\n${body}`,
+  );
+  await eventually(() => connection.writes.join('').includes('"id":7'), 'the answer arrived');
+  const [first] = connection.writes;
+  assert.match(first ?? '', /^HTTP\/1\.1 200 [^]*text\/event-stream/);
+  assert.match(
+    first ?? '',
+    /\r\n\r\n[0-9a-f]+\r\nid: [^\n]+\nretry: \d+\n/,
+    `the head and the priming event in one write: ${JSON.stringify(connection.writes)}`,
+  );
+  connection.destroy();
 });

@@ -52,8 +52,8 @@ export function balancerInstalled(kind: BalancerKind): boolean {
 }
 
 /**
- * HAProxy: `balance roundrobin` per request (http mode, keep-alive), an
- * active health check on /readyz every 500 ms that takes a replica out after
+ * HAProxy: `balance roundrobin` per request (http mode, keep-alive, no
+ * delay for small chunks), an active health check on /readyz every 500 ms that takes a replica out after
  * one failure, and a refused connection retried on another replica.
  */
 export function haproxyConfig(options: BalancerOptions): string {
@@ -67,6 +67,8 @@ export function haproxyConfig(options: BalancerOptions): string {
     '  log-format "%HM|%HPO|%ST|%s"',
     '  option http-keep-alive',
     '  option forwardfor',
+    // Without it HAProxy holds a small chunk (an SSE priming event) up to 200 ms for more; a replica dying then leaves the client no event id to resume with.
+    '  option http-no-delay',
     // A connection the replica refuses (it is gone) is retried, on another replica.
     '  option redispatch 1',
     '  retries 3',

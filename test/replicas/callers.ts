@@ -90,6 +90,8 @@ export interface CallerOptions {
  * for a new child on every call.
  */
 const MAX_SESSIONS = 8;
+/** How many of a call's requests and transport errors a caller keeps for the report. */
+const TRAIL_LENGTH = 32;
 
 export class Caller {
   readonly figures: CallerFigures = { calls: 0, ok: 0, failed: 0, notFound: 0, reinitialised: 0, reissued: 0, hung: 0, unauthorized: 0 };
@@ -99,6 +101,10 @@ export class Caller {
   readonly notFoundAt: number[] = [];
   /** Every request the caller sent, with the replica that answered. */
   readonly answered: Answered[] = [];
+  /** What the calls that hung did: their requests and the transport's errors, with when they happened. */
+  readonly hungTrails: string[][] = [];
+  /** The current call's requests and transport errors. */
+  #trail: string[] = [];
   /** Whether the last call came back. */
   lastOk = false;
   #client: Client | undefined;
@@ -131,7 +137,7 @@ export class Caller {
     });
     client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { answer: ANSWER } }));
     // Errors of the background GET stream (its replica gone, a 404) are the SDK's to handle; calls report their own.
-    client.onerror = () => undefined;
+    client.onerror = (error) => this.#note(`transport: ${error.message}`);
     try {
       await bounded(client.connect(transport, { timeout: CALL_BOUND_MS }), `${this.name}: connect`);
     } catch (error) {
@@ -171,6 +177,7 @@ export class Caller {
   async call<T>(what: (client: Client) => Promise<T>): Promise<T | undefined> {
     this.figures.calls++;
     this.lastOk = false;
+    this.#trail = [];
     try {
       if (this.#client === undefined) await this.open();
       return await this.#counted(what).catch((error: unknown) => {
@@ -206,9 +213,10 @@ export class Caller {
   }
 
   #classify(error: unknown): void {
-    if (error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) this.figures.hung++;
-    else if (error instanceof BoundExceeded) this.figures.hung++;
-    else if (error instanceof UnauthorizedError || httpStatus(error) === 401) this.figures.unauthorized++;
+    if ((error instanceof SdkError && error.code === SdkErrorCode.RequestTimeout) || error instanceof BoundExceeded) {
+      this.figures.hung++;
+      this.hungTrails.push(this.#trail);
+    } else if (error instanceof UnauthorizedError || httpStatus(error) === 401) this.figures.unauthorized++;
     else if (httpStatus(error) === 404) this.figures.notFound++;
     this.#fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
     // The next call starts from a fresh connection only when the session is known gone; otherwise it goes on.
@@ -221,12 +229,26 @@ export class Caller {
   }
 
   readonly #recordingFetch: typeof fetch = async (input, init) => {
-    const response = await fetch(input, init);
     const method = typeof init?.body === 'string' ? (/"method":"([^"]+)"/.exec(init.body)?.[1] ?? 'response') : (init?.method ?? 'GET');
+    const resuming = new Headers(init?.headers).get('last-event-id');
+    const what = resuming === null ? method : `${method} (resuming ${resuming})`;
+    this.#note(`${what} sent`);
+    let response: Response;
+    try {
+      response = await fetch(input, init);
+    } catch (error) {
+      this.#note(`${what}: ${error instanceof Error ? error.message : String(error)}`);
+      throw error;
+    }
     const replica = this.topology.balancer.replicaOf(response.headers);
     this.answered.push({ method, status: response.status, replica });
+    this.#note(`${what}: ${response.status} from replica ${String(replica)}`);
     return response;
   };
+
+  #note(event: string): void {
+    if (this.#trail.length < TRAIL_LENGTH) this.#trail.push(`${new Date().toISOString().slice(11, 23)} ${event}`);
+  }
 
   async #closeClient(): Promise<void> {
     const client = this.#client;
@@ -319,11 +341,14 @@ export function notFoundByMethod(callers: readonly Caller[]): string {
   return [...counts].map(([method, count]) => `${method}=${count}`).join(' ') || 'none';
 }
 
-/** The first failures of each caller that had any, for assertion messages. */
+/** The first failures of each caller that had any (and, for one with a hung call, what it last did), for assertion messages. */
 export function failureReport(callers: readonly Caller[]): string {
   return callers
     .filter((caller) => caller.failures.length > 0)
-    .map((caller) => `${caller.name}: ${caller.failures.join(' | ')}`)
+    .map((caller) => {
+      const failures = `${caller.name}: ${caller.failures.join(' | ')}`;
+      return [failures, ...caller.hungTrails.map((trail) => `  a call that hung:\n    ${trail.join('\n    ')}`)].join('\n');
+    })
     .join('\n');
 }
 

@@ -92,7 +92,9 @@ export class Replica {
     this.starts++;
     this.#log ??= createWriteStream(this.logFile, { flags: 'a' });
     this.#log.write(`--- start ${this.starts}\n`);
-    const proc = spawn(process.execPath, [CLI, 'serve'], { env: this.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(process.execPath, [CLI, 'serve'], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The broker logs JSON lines on stdout; stderr has what Node itself says (a crash).
+    proc.stdout?.pipe(this.#log, { end: false });
     proc.stderr?.pipe(this.#log, { end: false });
     this.#proc = proc;
     this.#exited = once(proc, 'exit').then(() => undefined);
@@ -115,7 +117,7 @@ export class Replica {
     await exited;
   }
 
-  /** The end of its log (stderr), for failure messages. */
+  /** The end of its log, for failure messages. */
   async logTail(lines = 40): Promise<string> {
     const text = await readFile(this.logFile, 'utf8').catch(() => '');
     return text.split('\n').slice(-lines).join('\n');
