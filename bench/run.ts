@@ -708,6 +708,34 @@ async function oneSessionFigures(
   agent.destroy();
 }
 
+/** Issue 16: a 10 MB result through each mode and era, the modes interleaved sample by sample (shared mode's answers pass through as stdio's do). */
+async function bigByMode(modes: readonly ModeUnderTest[]): Promise<BigFigure[]> {
+  const targets = modes.flatMap((mode) => [
+    { name: `legacy · ${mode.mode}`, client: mode.legacy, proc: mode.broker.proc },
+    { name: `modern · ${mode.mode}`, client: mode.modern, proc: mode.broker.proc },
+  ]);
+  const runs = new Map<string, { timeMs: number; peakGrowth: number | undefined }[]>();
+  for (let i = 0; i < PLAN.bigSamples; i++) {
+    for (const target of targets)
+      runs.set(target.name, [...(runs.get(target.name) ?? []), await bigResult(target.name, target.client, target.proc)]);
+  }
+  return [...runs].map(([target, samples]) => {
+    const growth = samples.map((run) => run.peakGrowth).filter((value): value is number => value !== undefined);
+    const figure: BigFigure = {
+      target,
+      bytes: BIG_BYTES,
+      timesMs: samples.map((run) => run.timeMs),
+      medianMs: median(samples.map((run) => run.timeMs)),
+      peakGrowths: growth,
+      medianPeakGrowth: growth.length === 0 ? undefined : median(growth),
+    };
+    log(
+      `  ${target}: ${figure.medianMs.toFixed(0)} ms, peak RSS growth ${((figure.medianPeakGrowth ?? NaN) / BIG_BYTES).toFixed(2)}× the message`,
+    );
+    return figure;
+  });
+}
+
 /**
  * The broker with a child per session and with one shared HTTP upstream, side
  * by side: memory and processes with 10, 100 and 1,000 signed-in users each
@@ -755,6 +783,8 @@ async function stdioVsShared(out: UpstreamModesResults, profiles: BenchResults['
     log(
       `  ${figure.target}: first ${figure.first.p50.toFixed(0)} µs, next ${figure.next.p50.toFixed(0)} µs, added p50 ${figure.added.p50.toFixed(0)} µs`,
     );
+  log('stdio vs shared: a 10 MB result on one session');
+  out.big?.push(...(await bigByMode(modes)));
   await oneSessionFigures(modes, out, profiles);
   for (const mode of modes) {
     await mode.legacy.close();
@@ -826,7 +856,7 @@ async function main(): Promise<void> {
     big: [],
     auth: [],
     profiles: [],
-    upstreamModes: { latency: [], throughput: [], memory: [], unavailable: [], firstCalls: [] },
+    upstreamModes: { latency: [], throughput: [], memory: [], unavailable: [], firstCalls: [], big: [] },
   };
 
   // ---- Main targets, all with the real stand-in child ------------------------------------

@@ -162,6 +162,7 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     maxBodyBytes: config.maxBodyBytes,
     retryAfterSeconds: RETRY_AFTER_SECONDS,
     draining: (): boolean => server.draining,
+    listen: (sessionId, userId, open) => pool.listen(sessionId, userId, open),
     ...(forwarder === undefined || auth.replicas === undefined
       ? {}
       : { fleet: { selfId: replicaId, view: auth.replicas, forwarder, sessionsOutliveOwners: upstream !== undefined } }),

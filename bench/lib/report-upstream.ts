@@ -162,6 +162,26 @@ export function renderUpstreamModes(results: BenchResults): string[] {
     );
   }
 
+  const big = results.upstreamModes.big ?? [];
+  if (big.length > 0) {
+    parts.push('### A 10 MB result (`big`) on one session (issue 16)');
+    parts.push(
+      table(
+        ['target', 'median ms', 'samples ms', 'broker peak RSS growth, MiB', '× message size'],
+        big.map((figure) => [
+          figure.target,
+          fmt(figure.medianMs),
+          figure.timesMs.map((v) => fmt(v)).join(' / '),
+          figure.medianPeakGrowth === undefined ? '—' : fmt(figure.medianPeakGrowth / (1024 * 1024), 1),
+          figure.medianPeakGrowth === undefined ? '—' : times(figure.medianPeakGrowth / figure.bytes),
+        ]),
+      ),
+    );
+    parts.push(
+      "The measuring user's session, the modes interleaved sample by sample; peak growth as in the 10 MB section above (VmHWM of the broker process alone).",
+    );
+  }
+
   parts.push('### Latency of `echo` at concurrency 1, one session');
   parts.push(
     table(

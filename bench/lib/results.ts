@@ -136,6 +136,8 @@ export interface UpstreamModesResults {
   readonly unavailable: { readonly target: string; readonly error: string }[];
   /** Issue 16: a new user's first call against their next one, per era and mode. */
   readonly firstCalls: FirstCallFigure[];
+  /** Issue 16: a 10 MB result on the measuring user's session, per era and mode (older reports have none). */
+  readonly big?: BigFigure[];
 }
 
 export interface BenchResults {

@@ -31,6 +31,12 @@ export interface McpEndpointOptions {
   readonly draining: () => boolean;
   /** Several replicas: requests that belong to another one are forwarded there. Absent: one broker. */
   readonly fleet?: Fleet;
+  /**
+   * A client opens the GET stream of its legacy session: the session's
+   * upstream starts listening first (shared mode), until `open` settles when
+   * the session is not live yet (`ChannelPool.listen`).
+   */
+  readonly listen?: (sessionId: string, userId: string, open: Promise<unknown>) => Promise<void>;
 }
 
 /** This replica among the others, for routing. */
@@ -180,7 +186,17 @@ export class McpEndpoint {
     });
     if (outcome.kind === 'legacy') {
       // A legacy POST's body passed the classifier's JSON-RPC schema checks, every message of a batch too; GET and DELETE have none.
-      await this.#options.legacy.handle(req, res, principal, body as LegacyBody);
+      const legacyBody = body as LegacyBody;
+      const sessionId = single(req.headers['mcp-session-id']);
+      if (req.method !== 'GET' || sessionId === undefined || this.#options.listen === undefined) {
+        await this.#options.legacy.handle(req, res, principal, legacyBody);
+        return;
+      }
+      // What the upstream sends for no request reaches the client only if the upstream's stream is open before the client's is.
+      let served!: () => void;
+      const open = new Promise<void>((resolve) => (served = resolve));
+      await this.#options.listen(sessionId, principal.userId, open);
+      await this.#options.legacy.handle(req, res, principal, legacyBody).finally(served);
       return;
     }
     const id = requestIdOf(body);

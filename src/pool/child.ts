@@ -36,6 +36,12 @@ export interface Child {
    * of moving the channel to a new child.
    */
   useToken?(token: string): void;
+  /**
+   * Present on a child that holds its stream of messages that belong to no
+   * request only on demand (a session at a shared upstream): a client now
+   * listens for them; resolves once they can reach it.
+   */
+  listen?(): Promise<void>;
 }
 
 /** Who a child is for; everything a spawner needs to start one. */

@@ -89,6 +89,8 @@ export class ChannelPool {
   readonly #rotations = new Map<string, Promise<void>>();
   /** The one rotation per user that runs after the current one, for calls that came during it. */
   readonly #queuedRotations = new Map<string, { minValidityMs: number; done: Promise<void> }>();
+  /** Streams opened for channels not live yet, until they go live or the stream ends (`listen`). */
+  readonly #listenersWaiting = new Set<{ readonly name: string; readonly userId: string }>();
   readonly #now: () => number;
   #stopped = false;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -226,6 +228,21 @@ export class ChannelPool {
   }
 
   /** Runs the idle reaper and the rotator on their intervals until stop(). */
+  /**
+   * A client of the user's channel `name` opened a stream for the child's
+   * messages that belong to no request: a child that holds such a stream only
+   * on demand (a shared-upstream session) opens it; resolves once it is open.
+   * A channel not live yet (a session this replica takes over by serving
+   * that very stream) gets it when it goes live, while `open` is pending.
+   */
+  async listen(name: string, userId: string, open: Promise<unknown>): Promise<void> {
+    for (const entry of this.#liveByUser.get(userId) ?? []) if (entry.name === name) return entry.channel.child.listen?.();
+    const pending = { name, userId };
+    this.#listenersWaiting.add(pending);
+    const drop = (): boolean => this.#listenersWaiting.delete(pending);
+    open.then(drop, drop);
+  }
+
   startMaintenance(reapIntervalMs: number, rotateIntervalMs: number): void {
     const reap = setInterval(() => void this.reapIdle(), reapIntervalMs);
     const rotate = setInterval(() => void this.rotateDue(), rotateIntervalMs);
@@ -317,6 +334,11 @@ export class ChannelPool {
   }
 
   #add(entry: PooledChannel): void {
+    for (const pending of this.#listenersWaiting) {
+      if (pending.name !== entry.name || pending.userId !== entry.owner.userId) continue;
+      this.#listenersWaiting.delete(pending);
+      void entry.channel.child.listen?.();
+    }
     this.#live.add(entry);
     let ofUser = this.#liveByUser.get(entry.owner.userId);
     if (ofUser === undefined) this.#liveByUser.set(entry.owner.userId, (ofUser = new Set()));

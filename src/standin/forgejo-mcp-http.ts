@@ -35,6 +35,8 @@ export interface RequestCredentials {
 
 /** What `GET /stats` answers. */
 interface Stats {
+  /** GET requests to `/mcp` being answered now: the sessions' open SSE streams (and refusals on their way). */
+  getStreams: number;
   refusedMissingAuthorization: number;
   refusedMalformedAuthorization: number;
   requests: number;
@@ -112,7 +114,7 @@ export async function serveHttp(options: HttpOptions): Promise<HttpStandin> {
 class ForgejoMcpHttp {
   readonly #options: HttpOptions;
   readonly #sessions = new Map<string, Session>();
-  readonly #stats = { refusedMissingAuthorization: 0, refusedMalformedAuthorization: 0, requests: 0 };
+  readonly #stats = { getStreams: 0, refusedMissingAuthorization: 0, refusedMalformedAuthorization: 0, requests: 0 };
   readonly #tokensSeen = new Set<string>();
   readonly #server: Server;
   /**
@@ -158,6 +160,10 @@ class ForgejoMcpHttp {
     // The real server's write timeout: whatever the response is (an SSE stream included), it is cut at the deadline.
     const deadline = setTimeout(() => res.destroy(), this.#options.writeTimeoutMs);
     res.once('close', () => clearTimeout(deadline));
+    if (req.method === 'GET' && req.url?.startsWith('/mcp') === true) {
+      this.#stats.getStreams += 1;
+      res.once('close', () => (this.#stats.getStreams -= 1));
+    }
 
     const refusal = this.#refuseHostOrOrigin(req.headers.host, req.headers.origin);
     if (refusal !== undefined) {

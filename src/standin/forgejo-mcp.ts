@@ -45,8 +45,9 @@
  *   starts with its first message (no SSE keep-alive comments): a call silent until the deadline
  *   gets no response at all, one that sent progress first sees its stream end.
  * - `GET /stats` (no Authorization; Host and Origin checks apply) answers JSON:
- *   `{"refusedMissingAuthorization": n, "refusedMalformedAuthorization": n, "requests": n,
- *   "sessions": n, "tokensSeen": ["<first 12 hex chars of sha256(token)>", ...]}`: `/mcp`
+ *   `{"getStreams": n, "refusedMissingAuthorization": n, "refusedMalformedAuthorization": n,
+ *   "requests": n, "sessions": n, "tokensSeen": ["<first 12 hex chars of sha256(token)>", ...]}`:
+ *   GET requests to `/mcp` being answered now (the open SSE streams), `/mcp`
  *   requests refused for a missing or a malformed Authorization header, `/mcp` requests received
  *   (refused ones included), sessions open now, and each distinct token a well-formed header
  *   carried, in the order first seen.

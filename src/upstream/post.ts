@@ -3,7 +3,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import { BrokerError } from '../errors/errors.js';
 import { isJsonRpcMessage } from '../supervisor/child.js';
-import { SseReader } from './sse-reader.js';
+import { byteLength, RAW_ANSWER_MIN_BYTES, RawAnswer } from '../pool/raw-answer.js';
+import { eventText, SseReader, type SseEvent } from './sse-reader.js';
 
 /**
  * How long an idle keep-alive connection to the upstream is kept: fetch's
@@ -40,6 +41,12 @@ export interface Post {
   readonly body: string;
   /** Each JSON-RPC message of the answer, with the length of its text (what it costs to keep or resend); true for a response. */
   readonly onMessage: (message: JSONRPCMessage, length: number) => void;
+  /**
+   * A large successful answer as the upstream's bytes (`RawAnswer`), instead
+   * of to `onMessage`: it passes on with only its id rewritten. Absent: every
+   * answer is parsed.
+   */
+  readonly onAnswer?: ((answer: RawAnswer) => void) | undefined;
   /** A message that is no JSON-RPC, dropped. */
   readonly onMalformed: (length: number) => void;
 }
@@ -54,14 +61,18 @@ export interface Post {
  */
 export function post(request: Post): Promise<PostOutcome> {
   const send = request.url.protocol === 'https:' ? httpsRequest : httpRequest;
-  const agent = request.url.protocol === 'https:' ? AGENTS['https:'] : AGENTS['http:'];
   return new Promise((resolve, reject) => {
-    const outgoing = send(request.url, { method: 'POST', agent, headers: request.headers }, (response) => {
+    const outgoing = send(request.url, { method: 'POST', agent: agentFor(request.url), headers: request.headers }, (response) => {
       void read(response, request).then(resolve, reject);
     });
     outgoing.once('error', reject);
     outgoing.end(request.body);
   });
+}
+
+/** The keep-alive agent every session shares for the URL's scheme. */
+export function agentFor(url: URL): HttpAgent {
+  return url.protocol === 'https:' ? AGENTS['https:'] : AGENTS['http:'];
 }
 
 async function read(response: IncomingMessage, request: Post): Promise<PostOutcome> {
@@ -77,7 +88,13 @@ async function read(response: IncomingMessage, request: Post): Promise<PostOutco
     response.resume();
     return { kind: 'unexpected', contentType };
   }
-  const text = await textOf(response);
+  const chunks = await chunksOf(response);
+  const raw = rawAnswer(chunks, byteLength(chunks), request);
+  if (raw !== undefined) {
+    request.onAnswer?.(raw);
+    return { kind: 'delivered', answered: true, lastEventId: undefined };
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
   let answered = false;
   const parsed: unknown = text === '' ? [] : JSON.parse(text);
   const messages: unknown[] = Array.isArray(parsed) ? parsed : [parsed];
@@ -92,25 +109,40 @@ async function read(response: IncomingMessage, request: Post): Promise<PostOutco
 function readEvents(response: IncomingMessage, request: Post): Promise<PostOutcome> {
   let answered = false;
   const reader = new SseReader((event) => {
-    if (event.data === '' || (event.event !== undefined && event.event !== 'message')) return;
-    let message: unknown;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      request.onMalformed(event.data.length);
-      return;
-    }
-    answered = hand(message, event.data.length, request) || answered;
+    answered = handEvent(event, request) || answered;
   });
-  response.setEncoding('utf8');
-  response.on('data', (chunk: string) => reader.push(chunk));
+  response.on('data', (chunk: Buffer) => reader.push(chunk));
   // A cut stream errors ("aborted") before it closes: the close says it ended either way.
   response.on('error', () => undefined);
   return new Promise((resolve) => response.once('close', () => resolve({ kind: 'delivered', answered, lastEventId: reader.lastEventId })));
 }
 
+/** One event of an SSE stream (a POST's or the GET stream) handed on: raw when it is a large answer, parsed otherwise; true for a response. */
+export function handEvent(event: SseEvent, request: Pick<Post, 'onMessage' | 'onAnswer' | 'onMalformed'>): boolean {
+  if (event.length === 0 || (event.event !== undefined && event.event !== 'message')) return false;
+  const raw = rawAnswer(event.data, event.length, request);
+  if (raw !== undefined) {
+    request.onAnswer?.(raw);
+    return true;
+  }
+  let message: unknown;
+  try {
+    message = JSON.parse(eventText(event));
+  } catch {
+    request.onMalformed(event.length);
+    return false;
+  }
+  return hand(message, event.length, request);
+}
+
+/** A large successful answer kept as bytes, when the session takes answers so (RAW_ANSWER_MIN_BYTES, as a child's lines). */
+function rawAnswer(chunks: readonly Buffer[], length: number, request: Pick<Post, 'onAnswer'>): RawAnswer | undefined {
+  if (request.onAnswer === undefined || length < RAW_ANSWER_MIN_BYTES) return undefined;
+  return RawAnswer.scan(chunks);
+}
+
 /** Hands a parsed message on; true when it is a response. */
-function hand(message: unknown, length: number, request: Post): boolean {
+function hand(message: unknown, length: number, request: Pick<Post, 'onMessage' | 'onMalformed'>): boolean {
   if (!isJsonRpcMessage(message)) {
     request.onMalformed(length);
     return false;
@@ -119,12 +151,17 @@ function hand(message: unknown, length: number, request: Post): boolean {
   return !('method' in message);
 }
 
-function textOf(response: IncomingMessage): Promise<string> {
+async function textOf(response: IncomingMessage): Promise<string> {
+  return Buffer.concat(await chunksOf(response)).toString('utf8');
+}
+
+/** The whole body, as the chunks it arrived in. */
+function chunksOf(response: IncomingMessage): Promise<Buffer[]> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     response.on('data', (chunk: Buffer) => chunks.push(chunk));
     response.on('error', () => undefined);
-    response.once('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    response.once('close', () => resolve(chunks));
   });
 }
 

@@ -1,22 +1,16 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
-import {
-  isInitializedNotification,
-  isInitializeRequest,
-  isJSONRPCErrorResponse,
-  isJSONRPCNotification,
-  isJSONRPCRequest,
-  isJSONRPCResultResponse,
-} from '@modelcontextprotocol/server';
+import type { JSONRPCMessage } from '@modelcontextprotocol/server';
+import { isInitializedNotification, isInitializeRequest, isJSONRPCNotification, isJSONRPCRequest } from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
-import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { Child, ChildExit } from '../pool/child.js';
 import { ClientState } from '../pool/client-state.js';
-import type { ClientResponse } from '../pool/request-sink.js';
+import type { RawAnswer } from '../pool/raw-answer.js';
+import { AwaitedRequests } from './awaited.js';
 import type { UpstreamEndpoint } from './endpoint.js';
-import { connectionCut, connectionRefused, post, UpstreamHttpError } from './post.js';
+import { GetStream } from './get-stream.js';
+import { connectionCut, connectionRefused, handEvent, post, UpstreamHttpError } from './post.js';
 
 export interface UpstreamSessionOptions {
   readonly endpoint: UpstreamEndpoint;
@@ -30,17 +24,17 @@ export interface UpstreamSessionOptions {
   readonly log: Logger;
   /** How long the DELETE that ends the upstream session may take. */
   readonly stopTimeoutMs: number;
+  /** Listen (hold the GET stream) from the handshake on, without waiting for `listen()`: the broker itself needs what it carries. */
+  readonly listenFromStart?: boolean;
 }
 
-/** GET streams end every 30 s at forgejo-mcp (its write timeout): reopened at once, then with backoff while it is down. */
+/** A POST stream's resumption (the SDK's GET with Last-Event-ID) retries as the GET stream does. */
 const STREAM_RECONNECTION = {
   initialReconnectionDelay: 10,
   reconnectionDelayGrowFactor: 3,
   maxReconnectionDelay: 5000,
   maxRetries: Number.POSITIVE_INFINITY,
 };
-
-const REPLAY_ID_PREFIX = 'broker-upstream-replay-';
 
 /**
  * One MCP session at a shared, multi-tenant forgejo-mcp, seen by the pool as
@@ -54,15 +48,19 @@ const REPLAY_ID_PREFIX = 'broker-upstream-replay-';
  * answer (forgejo-mcp cuts every response after 30 s) is an error for that
  * request only.
  *
- * The SDK's client transport carries the protocol: the initialize handshake
- * (it takes the session id), the initialized notification (after which it
- * opens and reopens the GET stream, resuming it), the DELETE. Every other
- * message, the hot path, is posted by `post` on node:http (why: README,
- * "Shared mode", the request path).
+ * The SDK's client transport carries the initialize handshake (it takes
+ * the session id), the resumption of a cut POST stream and the DELETE. Every
+ * other message, the hot path, is posted by `post` on node:http (why: README,
+ * "Shared mode", the request path), and a large answer passes on as the
+ * upstream's bytes (`onanswer`), as a stdio child's does.
+ *
+ * The GET stream is held only once someone needs what it carries (`listen`,
+ * and get-stream.ts for when that is and why).
  */
 export class UpstreamSession implements Child {
   readonly pid = undefined;
   onmessage: ((message: JSONRPCMessage, lineLength: number) => void) | undefined;
+  onanswer: ((answer: RawAnswer) => void) | undefined;
   readonly exited: Promise<ChildExit>;
   #exit!: (exit: ChildExit) => void;
   #stopping: Promise<ChildExit> | undefined;
@@ -75,17 +73,21 @@ export class UpstreamSession implements Child {
   /** Notifications go out in order, and before any request sent after them. */
   #notificationsSent: Promise<void> = Promise.resolve();
   readonly #state = new ClientState();
-  /** Client requests sent and not answered yet, by the id the upstream sees. */
-  readonly #awaiting = new Map<RequestId, { readonly method: string; readonly params: JSONRPCRequest['params'] }>();
-  /** Requests being sent again on a new upstream session; the old one's end does not fail them. */
-  readonly #resending = new Set<RequestId>();
-  readonly #replies = new Map<string, (response: ClientResponse) => void>();
-  #nextReplayId = 1;
+  readonly #awaiting = new AwaitedRequests(this.#state, {
+    message: (message, length) => this.onmessage?.(message, length),
+    answer: (answer) => this.onanswer?.(answer),
+  });
+  /** Someone needs the GET stream: it is held from the handshake on (of this upstream session and any after it). */
+  #listening: boolean;
+  /** The transport whose session finished its handshake (`notifications/initialized` taken), and its GET stream when held. */
+  #handshaken: StreamableHTTPClientTransport | undefined;
+  #stream: GetStream | undefined;
   readonly #options: UpstreamSessionOptions;
 
   constructor(options: UpstreamSessionOptions) {
     this.#options = options;
     this.#token = options.token;
+    this.#listening = options.listenFromStart ?? false;
     this.exited = new Promise((resolve) => (this.#exit = resolve));
   }
 
@@ -103,12 +105,25 @@ export class UpstreamSession implements Child {
     if (this.#stopping !== undefined) return false;
     if (isJSONRPCRequest(message)) {
       this.#state.requested(message);
-      this.#awaiting.set(message.id, { method: message.method, params: message.params });
+      this.#awaiting.sent(message);
     } else if (isJSONRPCNotification(message)) {
       this.#state.notified(message);
     }
     void this.#deliver(message);
     return true;
+  }
+
+  /**
+   * A client opened a stream for the messages that belong to no request:
+   * resolves once the upstream's GET stream is open (or could not be), so
+   * whatever the client causes after reaches it. Before the handshake is
+   * done the stream opens with it; this waits only for notifications already
+   * on their way (a client's initialized, then its GET).
+   */
+  async listen(): Promise<void> {
+    this.#listening = true;
+    await this.#notificationsSent;
+    if (this.#handshaken !== undefined && this.#handshaken === this.#transport) await this.#listenOn(this.#handshaken).opened;
   }
 
   stop(): Promise<ChildExit> {
@@ -118,7 +133,8 @@ export class UpstreamSession implements Child {
 
   async #terminate(): Promise<ChildExit> {
     const transport = this.#transport;
-    this.#failAwaiting('The MCP session ended before the server answered');
+    this.#stream?.close();
+    this.#awaiting.failAll('The MCP session ended before the server answered');
     if (transport?.sessionId !== undefined) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.stopTimeoutMs)));
@@ -142,6 +158,7 @@ export class UpstreamSession implements Child {
         try {
           transport = await this.#connected();
           await this.#send(transport, message);
+          if (isInitializedNotification(message)) this.#handshakeDone(transport);
         } finally {
           sent();
         }
@@ -155,16 +172,16 @@ export class UpstreamSession implements Child {
       const lost = transport === undefined ? undefined : this.#lost(error, transport);
       if (!resent && transport !== undefined && lost !== undefined) {
         const id = isJSONRPCRequest(message) ? message.id : undefined;
-        if (id !== undefined) this.#resending.add(id);
+        if (id !== undefined) this.#awaiting.resending(id, true);
         try {
           await this.#recover(transport, lost);
         } catch (recoverError) {
-          this.#resending.delete(id as RequestId);
+          if (id !== undefined) this.#awaiting.resending(id, false);
           this.#failed(message, recoverError);
           this.#unrecoverable(recoverError);
           return;
         }
-        if (id !== undefined) this.#resending.delete(id);
+        if (id !== undefined) this.#awaiting.resending(id, false);
         return this.#deliver(message, true);
       }
       this.#failed(message, error);
@@ -200,13 +217,58 @@ export class UpstreamSession implements Child {
     return transport;
   }
 
-  /** The handshake goes through the SDK transport, everything else straight to the upstream. */
+  /**
+   * The initialize goes through the SDK transport (it takes the session id),
+   * everything else straight to the upstream: the initialized notification
+   * too, or the SDK would open its own GET stream after it.
+   */
   #send(transport: StreamableHTTPClientTransport, message: JSONRPCMessage): Promise<void> {
-    if (isInitializeRequest(message) || isInitializedNotification(message)) {
-      const id = isJSONRPCRequest(message) ? message.id : undefined;
-      return transport.send(message, id === undefined ? undefined : { onRequestStreamEnd: () => this.#streamEnded(id) });
+    if (isInitializeRequest(message) && isJSONRPCRequest(message)) {
+      const id = message.id;
+      return transport.send(message, { onRequestStreamEnd: () => this.#awaiting.streamEnded(id) });
     }
     return this.#post(transport, message);
+  }
+
+  /** The upstream session took `notifications/initialized`: its GET stream opens now if someone listens. */
+  #handshakeDone(transport: StreamableHTTPClientTransport): void {
+    if (transport !== this.#transport || this.#stopping !== undefined) return;
+    this.#handshaken = transport;
+    if (this.#listening) this.#listenOn(transport);
+  }
+
+  /** The GET stream of the current upstream session, opened once. */
+  #listenOn(transport: StreamableHTTPClientTransport): GetStream {
+    this.#stream ??= new GetStream({
+      url: this.#url as URL,
+      token: () => this.#token,
+      headers: (token) => this.#headers(transport, token),
+      onEvent: (event) => void handEvent(event, this.#handlers(transport)),
+      refused: (token) => this.#reauthorise(token),
+      forgotten: () => void this.#recover(transport, 'forgotten').catch((error: unknown) => this.#unrecoverable(error)),
+      log: this.#options.log,
+    });
+    return this.#stream;
+  }
+
+  #headers(transport: StreamableHTTPClientTransport, token: string): OutgoingHttpHeaders {
+    const headers: OutgoingHttpHeaders = { authorization: `Bearer ${token}` };
+    if (transport.sessionId !== undefined) headers['mcp-session-id'] = transport.sessionId;
+    if (transport.protocolVersion !== undefined) headers['mcp-protocol-version'] = transport.protocolVersion;
+    return headers;
+  }
+
+  /** Where the messages the upstream sends for this transport go: large answers as bytes when the owner takes them so. */
+  #handlers(transport: StreamableHTTPClientTransport): Parameters<typeof handEvent>[1] {
+    return {
+      onMessage: (received, length) => this.#received(transport, received, length),
+      onAnswer: this.onanswer === undefined ? undefined : (answer) => this.#agreed(transport, this.#awaiting.receivedAnswer(answer)),
+      onMalformed: (length) =>
+        this.#options.log.warn(
+          { event: 'upstream_not_jsonrpc', bytes: length },
+          'the upstream sent a message that is not JSON-RPC 2.0; dropped',
+        ),
+    };
   }
 
   /**
@@ -218,32 +280,18 @@ export class UpstreamSession implements Child {
    */
   async #post(transport: StreamableHTTPClientTransport, message: JSONRPCMessage, retried = false): Promise<void> {
     const token = this.#token;
-    const headers: OutgoingHttpHeaders = {
-      authorization: `Bearer ${token}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    };
-    if (transport.sessionId !== undefined) headers['mcp-session-id'] = transport.sessionId;
-    if (transport.protocolVersion !== undefined) headers['mcp-protocol-version'] = transport.protocolVersion;
-    const outcome = await post({
-      url: this.#url as URL,
-      headers,
-      body: JSON.stringify(message),
-      onMessage: (received, length) => this.#received(transport, received, length),
-      onMalformed: (length) =>
-        this.#options.log.warn(
-          { event: 'upstream_not_jsonrpc', bytes: length },
-          'the upstream sent a message that is not JSON-RPC 2.0; dropped',
-        ),
-    });
+    const headers = this.#headers(transport, token);
+    headers['content-type'] = 'application/json';
+    headers.accept = 'application/json, text/event-stream';
+    const outcome = await post({ url: this.#url as URL, headers, body: JSON.stringify(message), ...this.#handlers(transport) });
     switch (outcome.kind) {
       case 'accepted':
         return;
       case 'delivered': {
         if (outcome.answered || !isJSONRPCRequest(message)) return;
         const id = message.id;
-        if (outcome.lastEventId === undefined) this.#streamEnded(id);
-        else await transport.resumeStream(outcome.lastEventId).catch(() => this.#streamEnded(id));
+        if (outcome.lastEventId === undefined) this.#awaiting.streamEnded(id);
+        else await transport.resumeStream(outcome.lastEventId).catch(() => this.#awaiting.streamEnded(id));
         return;
       }
       case 'unexpected':
@@ -284,8 +332,11 @@ export class UpstreamSession implements Child {
   async #reinitialise(lost: StreamableHTTPClientTransport, why: 'forgotten' | 'unreachable'): Promise<void> {
     const url = this.#url as URL;
     this.#transport = undefined;
+    this.#handshaken = undefined;
+    this.#stream?.close();
+    this.#stream = undefined;
     await lost.close();
-    this.#failAwaiting('The MCP server restarted before it answered');
+    this.#awaiting.failAll('The MCP server restarted before it answered');
     this.#options.log.info({ event: 'upstream_session_lost', why }, 'starting a new upstream session');
     const transport = await this.#open(
       why === 'unreachable' ? await this.#options.endpoint.unreachable(url) : await this.#options.endpoint.ready(),
@@ -293,55 +344,27 @@ export class UpstreamSession implements Child {
     // Nothing to tell a new session before the client's own initialize succeeded (it is the message being resent).
     if (this.#state.protocolVersion === undefined) return;
     await this.#state.replay({
-      request: (method, params) => this.#replayRequest(transport, method, params),
-      notify: (notification) => void transport.send(notification).catch((error: unknown) => this.#transportError(transport, error)),
-    });
-  }
-
-  #replayRequest(transport: StreamableHTTPClientTransport, method: string, params: JSONRPCRequest['params']): Promise<ClientResponse> {
-    const id = `${REPLAY_ID_PREFIX}${this.#nextReplayId++}`;
-    return new Promise<ClientResponse>((resolve, reject) => {
-      this.#replies.set(id, resolve);
-      const request: JSONRPCRequest = { jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) };
-      transport.send(request).catch((error: unknown) => {
-        this.#replies.delete(id);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      });
+      request: (method, params) => this.#awaiting.replay((request) => transport.send(request), method, params),
+      notify: (notification) =>
+        void this.#post(transport, notification).then(
+          () => isInitializedNotification(notification) && this.#handshakeDone(transport),
+          (error: unknown) => this.#transportError(transport, error),
+        ),
     });
   }
 
   #received(transport: StreamableHTTPClientTransport, message: JSONRPCMessage, length: number): void {
-    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
-      const reply = typeof message.id === 'string' ? this.#replies.get(message.id) : undefined;
-      if (reply !== undefined) {
-        this.#replies.delete(message.id as string);
-        if (isJSONRPCResultResponse(message) && isInitializeResult(message.result))
-          transport.setProtocolVersion(message.result.protocolVersion);
-        reply(message as ClientResponse);
-        return;
-      }
-      const id = message.id;
-      const request = id === undefined ? undefined : this.#awaiting.get(id);
-      if (id === undefined || request === undefined) return; // answered already (an error on our side), or not ours
-      this.#awaiting.delete(id);
-      if (isJSONRPCResultResponse(message)) {
-        this.#state.succeeded(request.method, request.params, message.result);
-        if (request.method === 'initialize' && isInitializeResult(message.result))
-          transport.setProtocolVersion(message.result.protocolVersion);
-      }
-    }
-    this.onmessage?.(message, length);
+    this.#agreed(transport, this.#awaiting.received(message, length));
   }
 
-  /** A request's response stream ended: without its answer, the request failed (cut by the upstream, or it died). */
-  #streamEnded(id: RequestId): void {
-    if (this.#resending.has(id) || !this.#awaiting.has(id)) return;
-    this.#answerWithError(id, 'The MCP server ended the response before it answered');
+  /** An initialize answered: the transport sends the version agreed in its headers from now on. */
+  #agreed(transport: StreamableHTTPClientTransport, protocolVersion: string | undefined): void {
+    if (protocolVersion !== undefined) transport.setProtocolVersion(protocolVersion);
   }
 
   #transportError(transport: StreamableHTTPClientTransport, error: unknown): void {
     if (this.#stopping !== undefined || transport !== this.#transport) return;
-    // The GET stream found the session gone: start a new one now, not at the next request, so notifications keep coming.
+    // A resumed stream found the session gone: start a new one now, not at the next request, so notifications keep coming.
     if (error instanceof SdkHttpError && error.status === 404 && transport.sessionId !== undefined) {
       void this.#recover(transport, 'forgotten').catch((recoverError: unknown) => this.#unrecoverable(recoverError));
       return;
@@ -362,23 +385,9 @@ export class UpstreamSession implements Child {
         ? 'The MCP server closed the connection before it answered'
         : `The MCP server could not be reached: ${errorMessage(error)}`;
     if (isJSONRPCRequest(message)) {
-      this.#answerWithError(message.id, reason);
+      this.#awaiting.fail(message.id, reason);
       return;
     }
     this.#options.log.warn({ event: 'upstream_send_failed', err: errorMessage(error) }, 'a message to the upstream was lost');
   }
-
-  #failAwaiting(reason: string): void {
-    for (const id of [...this.#awaiting.keys()]) if (!this.#resending.has(id)) this.#answerWithError(id, reason);
-  }
-
-  #answerWithError(id: RequestId, reason: string): void {
-    if (!this.#awaiting.delete(id)) return;
-    const response: ClientResponse = { jsonrpc: '2.0', id, error: { code: JsonRpcCode.internalError, message: reason } };
-    this.onmessage?.(response, reason.length);
-  }
-}
-
-function isInitializeResult(result: unknown): result is { protocolVersion: string } {
-  return typeof (result as { protocolVersion?: unknown } | undefined)?.protocolVersion === 'string';
 }

@@ -12,7 +12,14 @@ export interface UpstreamSpawnOptions {
   readonly stopTimeoutMs: number;
 }
 
-/** The SpawnFunc of shared mode: a "child" is a session at the shared upstream, acting with the user's token. */
+/** How ChildSpec names a user's modern channel (`modern:<user>`; a legacy session id never starts so). */
+const MODERN_CHANNEL_PREFIX = 'modern:';
+
+/**
+ * The SpawnFunc of shared mode: a "child" is a session at the shared upstream, acting with the user's token.
+ * A modern channel listens from its start: the broker keeps its tool list until the upstream says it changed.
+ * A legacy session listens once its client does (`UpstreamSession.listen`).
+ */
 export function upstreamSpawner(options: UpstreamSpawnOptions): SpawnFunc {
   return (spec) =>
     Promise.resolve(
@@ -22,6 +29,7 @@ export function upstreamSpawner(options: UpstreamSpawnOptions): SpawnFunc {
         refused: async (token) => (await options.credentials.refused(spec.userId, token)).accessToken,
         log: options.log.child({ sessionId: spec.sessionId, user: spec.forgejoLogin }),
         stopTimeoutMs: options.stopTimeoutMs,
+        listenFromStart: spec.sessionId.startsWith(MODERN_CHANNEL_PREFIX),
       }),
     );
 }

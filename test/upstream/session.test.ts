@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
 import { silentLogger } from '../../src/log/logger.js';
+import type { RawAnswer } from '../../src/pool/raw-answer.js';
 import { ExternalUpstream } from '../../src/upstream/endpoint.js';
 import { UpstreamSession } from '../../src/upstream/session.js';
 
@@ -28,7 +29,14 @@ async function bodyOf(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString();
 }
 
-/** An upstream that records every request; `tools/call` answers over SSE (a notification, then the result, in pieces). */
+/** What the upstream answers `tools/call` `big` with: 200 KB of text, over SSE and as JSON (`big-json`). */
+const BIG_TEXT = 'x'.repeat(200 * 1024);
+
+/**
+ * An upstream that records every request; `tools/call` answers over SSE (a
+ * notification, then the result, in pieces). A GET stream gets a
+ * tools/list_changed at once and stays open.
+ */
 async function recordingUpstream(
   t: TestContext,
   refuse: (token: string, rpc: string | undefined) => boolean = () => false,
@@ -46,6 +54,10 @@ async function recordingUpstream(
         protocolVersion: req.headers['mcp-protocol-version'] as string | undefined,
       });
       if (refuse(authorization?.replace(/^Bearer /, '') ?? '', message?.method)) return void res.writeHead(401).end();
+      if (req.method === 'GET') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        return void res.write('data: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n\n');
+      }
       if (req.method !== 'POST') return void res.writeHead(req.method === 'DELETE' ? 200 : 405).end();
       if (message?.method === 'initialize') {
         const result = { protocolVersion: VERSION, capabilities: {}, serverInfo: { name: 'recording', version: '1' } };
@@ -53,7 +65,12 @@ async function recordingUpstream(
         return void res.end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result }));
       }
       if (message?.id === undefined) return void res.writeHead(202).end();
+      if (message.params?.name === 'big-json') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.end(bigAnswer(message.id));
+      }
       res.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (message.params?.name === 'big') return void res.end(`data: ${bigAnswer(message.id)}\n\n`);
       res.write(`event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}\n\n`);
       if (message.params?.name === 'cut') return void res.destroy();
       const answer = JSON.stringify({ jsonrpc: '2.0', id: message.id, result: { content: [{ type: 'text', text: 'ok' }] } });
@@ -63,8 +80,15 @@ async function recordingUpstream(
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
   return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`), seen };
+}
+
+function bigAnswer(id: RequestId): string {
+  return JSON.stringify({ result: { content: [{ type: 'text', text: BIG_TEXT }] }, jsonrpc: '2.0', id });
 }
 
 /** A session whose messages are collected; `answer(id)` resolves with the response to a request. */
@@ -155,4 +179,64 @@ test('a response stream cut before its answer fails that request only', async (t
   const cut = await call(1, 'cut');
   assert.match((cut as { error?: { message: string } }).error?.message ?? '', /before it answered/);
   assert.ok('result' in (await call(2)));
+});
+
+test('a session holds no GET stream until someone listens; listen() resolves once it is open, and what it carries arrives', async (t) => {
+  const { url, seen } = await recordingUpstream(t);
+  const { session, call, initialize, received } = openSession(url, 'first');
+  t.after(() => session.stop());
+  await initialize();
+  await call(1);
+  assert.deepEqual(
+    seen.filter((one) => one.method === 'GET'),
+    [],
+    'no GET stream for a session nobody listens to',
+  );
+
+  const changed = new Promise<void>((resolve) => {
+    const onmessage = session.onmessage;
+    session.onmessage = (message, length) => {
+      onmessage?.(message, length);
+      if ('method' in message && message.method === 'notifications/tools/list_changed') resolve();
+    };
+  });
+  await session.listen();
+  assert.deepEqual(
+    seen.filter((one) => one.method === 'GET').map((one) => [one.authorization, one.sessionId, one.protocolVersion]),
+    [['Bearer first', 'session-1', VERSION]],
+    "the GET stream is open when listen() resolves, with the session's token and headers",
+  );
+  await changed;
+  await session.listen();
+  assert.equal(seen.filter((one) => one.method === 'GET').length, 1, 'one GET stream per upstream session');
+  assert.equal(received.filter((message) => 'method' in message && message.method === 'notifications/tools/list_changed').length, 1);
+});
+
+test("a large answer passes on as the upstream's bytes, over SSE or as JSON: only the id is rewritten, nothing is parsed", async (t) => {
+  const { url } = await recordingUpstream(t);
+  const { session, call, initialize } = openSession(url, 'first');
+  t.after(() => session.stop());
+  await initialize();
+  const answers: RawAnswer[] = [];
+  let answered: (() => void) | undefined;
+  session.onanswer = (answer) => {
+    answers.push(answer);
+    answered?.();
+  };
+  for (const [id, name] of [
+    [7, 'big'],
+    [8, 'big-json'],
+  ] as const) {
+    const arrived = new Promise<void>((resolve) => (answered = resolve));
+    session.send({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
+    await arrived;
+    const answer = answers.at(-1) as RawAnswer;
+    assert.equal(answer.id, id);
+    assert.equal(
+      Buffer.concat(answer.bytes('client-1')).toString(),
+      bigAnswer('client-1'),
+      `${name}: the upstream's bytes, the id renamed`,
+    );
+  }
+  assert.ok('result' in (await call(9)), 'a small answer still arrives parsed');
 });

@@ -34,6 +34,7 @@ const STANDIN_MARKER = 'forgejo-mcp.js';
 
 /** What the stand-in counts at `/stats`. */
 interface UpstreamStats {
+  readonly getStreams: number;
   readonly refusedMissingAuthorization: number;
   readonly refusedMalformedAuthorization: number;
   readonly tokensSeen: readonly string[];
@@ -103,6 +104,50 @@ test('50 users, each with a legacy session and a modern call: one upstream proce
   assert.equal(stats.refusedMissingAuthorization, 0);
   assert.equal(stats.refusedMalformedAuthorization, 0);
   assert.equal(stats.tokensSeen.length, 50);
+});
+
+/** A legacy session held with bare POSTs, as programmatic clients do: no GET stream. */
+async function postOnlySession(broker: TestBroker, user: TestUser): Promise<(message: object) => Promise<Response>> {
+  let sessionId: string | undefined;
+  const send = async (message: object): Promise<Response> => {
+    const response = await fetch(broker.mcpUrl, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${user.bearer}`,
+        'Content-Type': 'application/json',
+        Accept: 'application/json, text/event-stream',
+        ...(sessionId === undefined ? {} : { 'Mcp-Session-Id': sessionId, 'MCP-Protocol-Version': '2025-11-25' }),
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', ...message }),
+    });
+    sessionId ??= response.headers.get('mcp-session-id') ?? undefined;
+    return response;
+  };
+  const initialize = { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'posts only', version: '1' } };
+  const initialized = await send({ id: 1, method: 'initialize', params: initialize });
+  assert.equal(initialized.status, 200);
+  // The session is the broker's once its answer is.
+  assert.match(await initialized.text(), /protocolVersion/);
+  assert.equal((await send({ method: 'notifications/initialized' })).status, 202);
+  return send;
+}
+
+test("an upstream GET stream is held only for a session whose client holds one, opened before the broker accepts the client's", async (t) => {
+  const broker = await startBroker({ upstream: 'http' });
+  t.after(() => broker.close());
+  const user = broker.addUser();
+  const send = await postOnlySession(broker, user);
+  const answer = await send({ id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'posted' } } });
+  assert.match(await answer.text(), /posted/);
+  assert.equal((await upstreamStats(broker)).getStreams, 0, 'a session nobody listens to holds no GET stream upstream');
+
+  const { client, getStreamOpened } = await broker.connect(user);
+  t.after(() => client.close());
+  await getStreamOpened;
+  assert.equal((await upstreamStats(broker)).getStreams, 1, "open upstream once the broker accepted the client's stream");
+  const changed = new Promise<void>((resolve) => client.setNotificationHandler('notifications/tools/list_changed', () => resolve()));
+  await client.callTool({ name: 'add_tool', arguments: { name: 'right_after' } });
+  await changed;
 });
 
 test('rotation under traffic: every request after a rotation carries the new token; nothing fails, nothing restarts', async (t) => {
@@ -252,6 +297,36 @@ test('a legacy session is state: after a broker restart its client carries on wi
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
   });
   assert.equal(endedAgain.status, 404, 'a session its client ended is not carried on');
+});
+
+test("a session a new broker process takes over through its client's GET stream listens upstream once it is live there", async (t) => {
+  const harness = await startSignedInShared(t, 'shared-adopted-listens');
+  const mcpUrl = new URL(`${harness.url}/mcp`);
+  const provider = new E2EOAuthProvider({ clientName: 'shared adopted' });
+  const kept = await signInWithSdk(mcpUrl, provider, new TestBrowser(), e2eUser('erin'));
+  const sessionId = kept.transport.sessionId ?? '';
+  await kept.client.close();
+
+  await harness.restart();
+  assert.equal(harness.broker.legacy.active, 0, 'a new broker process');
+  const stream = new AbortController();
+  t.after(() => stream.abort());
+  const get = await fetch(mcpUrl, {
+    headers: {
+      Authorization: `Bearer ${provider.tokens()?.access_token ?? ''}`,
+      Accept: 'text/event-stream',
+      'Mcp-Session-Id': sessionId,
+      'MCP-Protocol-Version': '2025-11-25',
+    },
+    signal: stream.signal,
+  });
+  assert.equal(get.status, 200, 'the GET stream is the first request the new process serves: it takes the session over');
+  const stats = async (): Promise<UpstreamStats> => {
+    const [url] = harness.broker.upstream?.processes?.urls ?? [];
+    assert.ok(url !== undefined);
+    return (await (await fetch(new URL('/stats', url))).json()) as UpstreamStats;
+  };
+  await eventually(async () => (await stats()).getStreams === 1, 'the taken-over session holds a GET stream upstream');
 });
 
 test('BROKER_UPSTREAM_PROCESSES: users are spread over the processes, each user always on the same one', async (t) => {
