@@ -70,7 +70,8 @@ export interface RunningBroker {
 /**
  * A stopping replica among others keeps its connections until no request came
  * for this long: the balancer has taken it out (a health check every 500 ms or
- * 1 s is usual), or it only ever sees new connections, which it then cannot open.
+ * 1 s is usual). A balancer without health checks (nginx) sends until the
+ * connections are refused, which it retries elsewhere.
  */
 const HANDOFF_QUIET_MS = 1000;
 
@@ -226,7 +227,9 @@ async function wire(parts: BrokerParts, auth: AuthParts, clock: () => number): P
     // Out of the store first: the other replicas stop sending this one's sessions and users here at their next look.
     await auth.replicas?.stop();
     if (handingOn) {
-      while (server.quietMs < HANDOFF_QUIET_MS && Date.now() < deadline) await pause();
+      // At most half the grace: the calls taken meanwhile get the other half to finish.
+      const quietDeadline = Date.now() + config.shutdownGraceMs / 2;
+      while (server.quietMs < HANDOFF_QUIET_MS && Date.now() < quietDeadline) await pause();
       server.stopAccepting();
     }
     // Requests waiting on a child (or on the replica they were forwarded to) get the grace period to finish; then every session and child ends.
