@@ -149,6 +149,9 @@ export class LegacyFront {
     this.#touchStored(live);
     clearTimeout(this.#initTimers.get(live.session));
     this.#initTimers.delete(live.session);
+    // The broker began to stop during the awaits above and its sessions are ending: "stopping", not "not found",
+    // so a replica that forwarded this request here carries the session on instead of passing a 404 to its client.
+    if (this.#stopped) throw new BrokerError('unavailable', 'The broker is shutting down');
     await live.session.handle(req, res, body);
   }
 
