@@ -167,6 +167,19 @@ export class TestForge {
   versionStatus = 200;
   /** `GET /api/v1/user/teams` requests answered. */
   teamRequests = 0;
+  /** `GET /api/v1/user/teams` requests held unanswered (`holdTeams`). */
+  teamRequestsHeld = 0;
+  #teamsHeld: Promise<void> | undefined;
+
+  /** Holds every `GET /api/v1/user/teams` until the returned function is called (Forgejo slow to answer). */
+  holdTeams(): () => void {
+    let release!: () => void;
+    this.#teamsHeld = new Promise((resolve) => (release = resolve));
+    return () => {
+      this.#teamsHeld = undefined;
+      release();
+    };
+  }
 
   private readonly server: Server = createServer((req, res) => this.serve(req.url ?? '', req.headers.authorization, res));
   url = '';
@@ -191,6 +204,11 @@ export class TestForge {
     }
     const token = /^(?:token|bearer) (.+)$/i.exec(authorization ?? '')?.[1];
     const user = token === undefined ? undefined : this.tokens.get(token);
+    if (path.startsWith('/api/v1/user/teams') && this.#teamsHeld !== undefined) {
+      this.teamRequestsHeld++;
+      void this.#teamsHeld.then(() => this.serve(path, authorization, res));
+      return;
+    }
     if (path.startsWith('/api/v1/user/teams')) {
       this.teamRequests++;
       res.writeHead(user === undefined ? 401 : 200, { 'content-type': 'application/json' });
