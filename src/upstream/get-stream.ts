@@ -139,3 +139,14 @@ export class GetStream {
     this.#timer = setTimeout(() => this.#open(), delay);
   }
 }
+
+/**
+ * Whether a client can be asked something (sampling, elicitation, roots). Such
+ * a session listens from its handshake: the upstream may send its requests on
+ * the GET stream (relating them to the call is a SHOULD), and one sent before
+ * the stream is open is lost, while a client opens its own GET stream only
+ * after its handshake, racing its first call.
+ */
+export function mayBeAsked(capabilities: { readonly [key: string]: unknown }): boolean {
+  return capabilities.sampling !== undefined || capabilities.elicitation !== undefined || capabilities.roots !== undefined;
+}

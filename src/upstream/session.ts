@@ -9,7 +9,7 @@ import { ClientState } from '../pool/client-state.js';
 import type { RawAnswer } from '../pool/raw-answer.js';
 import { AwaitedRequests } from './awaited.js';
 import type { UpstreamEndpoint } from './endpoint.js';
-import { GetStream } from './get-stream.js';
+import { GetStream, mayBeAsked } from './get-stream.js';
 import { connectionCut, connectionRefused, handEvent, post, UpstreamHttpError } from './post.js';
 
 export interface UpstreamSessionOptions {
@@ -55,7 +55,8 @@ const STREAM_RECONNECTION = {
  * upstream's bytes (`onanswer`), as a stdio child's does.
  *
  * The GET stream is held only once someone needs what it carries (`listen`,
- * and get-stream.ts for when that is and why).
+ * and get-stream.ts for when that is and why), or from the handshake when the
+ * client can be asked something (`mayBeAsked`).
  */
 export class UpstreamSession implements Child {
   readonly pid = undefined;
@@ -104,6 +105,7 @@ export class UpstreamSession implements Child {
   send(message: JSONRPCMessage): boolean {
     if (this.#stopping !== undefined) return false;
     if (isJSONRPCRequest(message)) {
+      if (isInitializeRequest(message) && mayBeAsked(message.params.capabilities)) this.#listening = true;
       this.#state.requested(message);
       this.#awaiting.sent(message);
     } else if (isJSONRPCNotification(message)) {

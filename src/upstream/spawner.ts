@@ -18,7 +18,8 @@ const MODERN_CHANNEL_PREFIX = 'modern:';
 /**
  * The SpawnFunc of shared mode: a "child" is a session at the shared upstream, acting with the user's token.
  * A modern channel listens from its start: the broker keeps its tool list until the upstream says it changed.
- * A legacy session listens once its client does (`UpstreamSession.listen`).
+ * A legacy session listens once its client does (`UpstreamSession.listen`), or from its handshake when its
+ * client can be asked something (sampling, elicitation, roots).
  */
 export function upstreamSpawner(options: UpstreamSpawnOptions): SpawnFunc {
   return (spec) =>

@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import type { RawAnswer } from '../../src/pool/raw-answer.js';
 import { ExternalUpstream } from '../../src/upstream/endpoint.js';
 import { UpstreamSession } from '../../src/upstream/session.js';
+import { eventually } from '../support/host.js';
 
 const VERSION = '2025-11-25';
 
@@ -111,13 +112,13 @@ function openSession(url: URL, token: string, refused: (token: string) => Promis
     session.send({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
     return answered;
   };
-  const initialize = async (): Promise<void> => {
+  const initialize = async (capabilities: Record<string, object> = {}): Promise<void> => {
     const answered = new Promise<JSONRPCMessage>((resolve) => waiting.set(0, resolve));
     session.send({
       jsonrpc: '2.0',
       id: 0,
       method: 'initialize',
-      params: { protocolVersion: VERSION, capabilities: {}, clientInfo: { name: 'test', version: '1' } },
+      params: { protocolVersion: VERSION, capabilities, clientInfo: { name: 'test', version: '1' } },
     });
     await answered;
     session.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
@@ -210,6 +211,18 @@ test('a session holds no GET stream until someone listens; listen() resolves onc
   await session.listen();
   assert.equal(seen.filter((one) => one.method === 'GET').length, 1, 'one GET stream per upstream session');
   assert.equal(received.filter((message) => 'method' in message && message.method === 'notifications/tools/list_changed').length, 1);
+});
+
+test('a session whose client can be asked something (elicitation) holds the GET stream from its handshake: a request the upstream sends there before the client listens is not lost', async (t) => {
+  const { url, seen } = await recordingUpstream(t);
+  const { session, initialize } = openSession(url, 'first');
+  t.after(() => session.stop());
+  await initialize({ elicitation: {} });
+  await eventually(() => seen.some((one) => one.method === 'GET'), 'the GET stream opened with no listen()');
+  assert.deepEqual(
+    seen.filter((one) => one.method === 'GET').map((one) => [one.sessionId, one.protocolVersion]),
+    [['session-1', VERSION]],
+  );
 });
 
 test("a large answer passes on as the upstream's bytes, over SSE or as JSON: only the id is rewritten, nothing is parsed", async (t) => {
