@@ -207,7 +207,13 @@ for (const variant of VARIANTS) {
         assert.ok(affected.length > 0, `a legacy client whose session lived on replica ${String(victim?.number)} got a 404`);
         for (const caller of legacy) {
           assert.ok(caller.figures.notFound <= 1, `${caller.name} got one 404 at most: ${describeFigures(caller.figures)}`);
-          assert.equal(caller.figures.reinitialised, caller.figures.notFound, `${caller.name} re-initialised once per 404`);
+          // One more only when a re-initialise itself met the dead replica (nginx, with no health check, still held a
+          // kept-alive connection to it): that is the one call allowed to fail, a request in flight on the killed replica.
+          const extra = caller.figures.reinitialised - caller.figures.notFound;
+          assert.ok(
+            extra >= 0 && extra <= caller.figures.failed,
+            `${caller.name} re-initialised once per 404: ${describeFigures(caller.figures)}`,
+          );
         }
         for (const caller of affected) {
           const latency = (firstNotFoundAfterKill(caller) ?? Number.POSITIVE_INFINITY) - killedAt;
