@@ -11,6 +11,13 @@ export const SSE_RETRY_MS = 500;
 /** A comment line this often keeps an idle stream's connection from being cut (the SDK transport's interval). */
 const KEEP_ALIVE_MS = 15_000;
 
+/**
+ * How long a POST stream's head and priming event wait for the stream's first
+ * message, to leave with it in one write (one wake-up of the client, one
+ * segment), before they go alone.
+ */
+const PRIMING_HOLD_MS = 50;
+
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',
   'cache-control': 'no-cache, no-transform',
@@ -42,6 +49,8 @@ export class PostStream {
   /** The connection the events go to; none while the client is away (the events are only stored). */
   #res: ServerResponse | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
+  /** While the head and priming event wait for the first message (corked). */
+  #primingHeld: NodeJS.Timeout | undefined;
   #done = false;
 
   readonly #options: PostStreamOptions;
@@ -67,8 +76,19 @@ export class PostStream {
     this.#attach(res);
     if (!primed) return;
     // The head leaves with it, in one segment: a connection reset cannot hand the client the head without the event id to resume with.
+    // Both wait (corked) a moment for the first message, so a quick answer leaves with them in one write.
     const eventId = this.#options.events.append(this.id, this.#tag, {});
+    if (this.#res === undefined) return;
+    res.cork();
     res.write(`id: ${eventId}\nretry: ${SSE_RETRY_MS}\ndata: \n\n`);
+    this.#primingHeld = setTimeout(() => this.#releasePriming(), PRIMING_HOLD_MS);
+  }
+
+  #releasePriming(): void {
+    if (this.#primingHeld === undefined) return;
+    clearTimeout(this.#primingHeld);
+    this.#primingHeld = undefined;
+    this.#res?.uncork();
   }
 
   /** A resumption (`Last-Event-ID`) while answers are still owed: what was missed, then the stream goes on here. */
@@ -89,7 +109,10 @@ export class PostStream {
     res?.cork();
     if (res !== undefined) this.#write(res, eventId, message);
     if (answer) this.#answered(message.id as RequestId);
-    if (res !== undefined && !res.writableEnded) res.uncork();
+    if (res !== undefined && !res.writableEnded) {
+      res.uncork();
+      this.#releasePriming();
+    }
   }
 
   /** The client cancelled one of the requests: no answer is owed for it, and the connection ends (it may resume for the others). */
@@ -134,6 +157,8 @@ export class PostStream {
   #detach(): ServerResponse | undefined {
     const res = this.#res;
     this.#res = undefined;
+    clearTimeout(this.#primingHeld);
+    this.#primingHeld = undefined;
     clearInterval(this.#keepAlive);
     this.#keepAlive = undefined;
     return res;

@@ -33,6 +33,8 @@ class ProcessChild implements Child {
   readonly exited: Promise<ChildExit>;
   #exitInfo: ChildExit | undefined;
   #stopping: Promise<ChildExit> | undefined;
+  /** A write to stdin waits for the end of this event-loop turn, to leave with the others of the turn. */
+  #corked = false;
   /** Every log line the child's output causes goes through it: stderr chatter, stdout garbage. */
   readonly #logBudget: ChildLogLimiter;
 
@@ -111,6 +113,15 @@ class ProcessChild implements Child {
   send(message: JSONRPCMessage): boolean {
     const stdin = this.#proc.stdin;
     if (this.#exitInfo !== undefined || this.#stopping !== undefined || stdin === null || !stdin.writable) return false;
+    // Messages of one event-loop turn (many clients' requests arrive together) leave in one write: one wake-up of the child, not one each.
+    if (!this.#corked) {
+      this.#corked = true;
+      stdin.cork();
+      setImmediate(() => {
+        this.#corked = false;
+        stdin.uncork();
+      });
+    }
     stdin.write(JSON.stringify(message) + '\n');
     return true;
   }

@@ -2,7 +2,7 @@
  * The Streamable HTTP transport (2025-11-25) works end to end through the
  * broker: every message kind, both directions, and the transport's checks.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { TestBroker, type TestUser, startBroker } from '../support/brokers.js';
@@ -316,27 +316,41 @@ test("a large result is kept for resumption at its real size, so the store's byt
   await client.close();
 });
 
-test("a POST stream's head leaves with its priming event: a reset cannot hand the client the head and lose the event id it resumes with", async (t) => {
+/** Sends one tools/call on the session over a connection that records every write of the HTTP layer. */
+async function recordedCall(t: TestContext, tool: string, args: Record<string, unknown>): Promise<RecordingConnection> {
   const broker = await startBroker();
   t.after(() => broker.close());
   const user = broker.addUser();
   const headers = await session(broker, user);
   const connection = new RecordingConnection();
+  t.after(() => connection.destroy());
   broker.running.server.server.emit('connection', connection);
-  const body = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { text: 'hi' } } });
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: tool, arguments: args } });
   const head = Object.entries({ ...headers, Authorization: `Bearer ${user.bearer}`, Accept: 'application/json, text/event-stream' })
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
   connection.send(
     `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${head}\r\n${body}`,
   );
-  await eventually(() => connection.writes.join('').includes('"id":7'), 'the answer arrived');
-  const [first] = connection.writes;
-  assert.match(first ?? '', /^HTTP\/1\.1 200 [^]*text\/event-stream/);
+  return connection;
+}
+
+const HEAD_AND_PRIMING = /^HTTP\/1\.1 200 [^]*text\/event-stream[^]*\r\n\r\n[0-9a-f]+\r\nid: [^\n]+\nretry: \d+\ndata: \n\n/;
+
+test("a POST stream's head leaves with its priming event: a reset cannot hand the client the head and lose the event id it resumes with", async (t) => {
+  const connection = await recordedCall(t, 'hang', {});
+  await eventually(() => connection.writes.length > 0, 'the stream opened while the call still runs');
   assert.match(
-    first ?? '',
-    /\r\n\r\n[0-9a-f]+\r\nid: [^\n]+\nretry: \d+\n/,
+    connection.writes[0] ?? '',
+    HEAD_AND_PRIMING,
     `the head and the priming event in one write: ${JSON.stringify(connection.writes)}`,
   );
-  connection.destroy();
+});
+
+test("a quick answer leaves in one write with its stream's head and priming event: one wake-up of the client, not two", async (t) => {
+  const connection = await recordedCall(t, 'echo', { text: 'hi' });
+  await eventually(() => connection.writes.join('').includes('"id":7'), 'the answer arrived');
+  assert.equal(connection.writes.length, 1, `one write: ${JSON.stringify(connection.writes)}`);
+  assert.match(connection.writes[0] ?? '', HEAD_AND_PRIMING);
+  assert.match(connection.writes[0] ?? '', /event: message\nid: [^\n]+\ndata: \{[^\n]*"id":7[^]*\r\n0\r\n\r\n$/);
 });

@@ -4,6 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import type { ChildSpec } from '../../src/pool/child.js';
@@ -130,4 +131,22 @@ test('a command that does not exist fails the spawn', async () => {
     log: capturedLog().log,
   });
   await assert.rejects(spawn(SPEC), /ENOENT/);
+});
+
+test('the messages of one event-loop turn reach the child in one write, in order', async () => {
+  // Echoes each line back: every message arrived, and in the order sent.
+  const echo = `require('readline').createInterface({input:process.stdin}).on('line',(l)=>console.log(JSON.stringify({jsonrpc:'2.0',method:'seen',params:JSON.parse(l).params}))); process.stdin.on('end',()=>process.exit(0));`;
+  const child = await spawner(echo)(SPEC);
+  const seen: number[] = [];
+  child.onmessage = (m) => seen.push((m as { params?: { n?: unknown } }).params?.n as number);
+  const writes = (): number => Number(/syscw:\s*(\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))?.[1]);
+  const before = writes();
+  for (let n = 0; n < 50; n++) child.send({ jsonrpc: '2.0', method: 'note', params: { n } });
+  await new Promise((resolve) => setImmediate(resolve));
+  const written = writes() - before;
+  await eventually(() => seen.length === 50, 'every message echoed');
+  await child.stop();
+  assert.deepEqual(seen, [...Array(50).keys()]);
+  // One write for the fifty (a few more of whatever else this process wrote meanwhile), not fifty.
+  assert.ok(written < 10, `${written} write calls for 50 messages`);
 });
