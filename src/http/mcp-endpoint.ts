@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { classifyInboundRequest, isJsonContentType } from '@modelcontextprotocol/server';
+import { isJsonContentType } from '@modelcontextprotocol/server';
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
+import { classifyRequest } from '../jsonrpc/era.js';
 import type { LegacyFront } from '../legacy/front.js';
 import type { LegacyBody } from '../legacy/session.js';
 import { sessionOwner } from '../legacy/session-id.js';
@@ -177,7 +178,7 @@ export class McpEndpoint {
     body: unknown,
     forwardableBody: Buffer | undefined,
   ): Promise<void> {
-    const outcome = classifyInboundRequest({
+    const outcome = classifyRequest({
       httpMethod: req.method ?? 'GET',
       protocolVersionHeader: single(req.headers['mcp-protocol-version']),
       mcpMethodHeader: single(req.headers['mcp-method']),

@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
-import type { JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
+import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
 import {
   DEFAULT_NEGOTIATED_PROTOCOL_VERSION,
   SUPPORTED_PROTOCOL_VERSIONS,
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
+import { isNotification, isRequest } from '../jsonrpc/messages.js';
 import type { Logger } from '../log/logger.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ChildChannel } from '../pool/channel.js';
@@ -345,15 +346,6 @@ export class LegacySession {
       }
     });
   }
-}
-
-/** By its keys: every message passed the (strict) JSON-RPC schemas already, so they say which kind it is. */
-function isRequest(message: JSONRPCMessage): message is JSONRPCRequest {
-  return 'method' in message && 'id' in message;
-}
-
-function isNotification(message: JSONRPCMessage): message is JSONRPCNotification {
-  return 'method' in message && !('id' in message);
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -10,7 +10,6 @@ import type {
 import {
   CLIENT_CAPABILITIES_META_KEY,
   CLIENT_INFO_META_KEY,
-  isJSONRPCResultResponse,
   LOG_LEVEL_META_KEY,
   PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
@@ -32,6 +31,7 @@ import { LOG_SEVERITY, type ChangeListener, type UserChannel } from './user-chan
 import { UserChannels } from './user-channels.js';
 import { ALL_VERSIONS } from './validate.js';
 import { ResponseWriter } from './writer.js';
+import { isResultResponse } from '../jsonrpc/messages.js';
 
 export interface ModernFrontOptions {
   readonly pool: ChannelPool;
@@ -238,7 +238,7 @@ export class ModernFront implements CallHost {
   stamp(response: ClientResponse, method: string): ClientResponse {
     const through = passedThrough(response);
     if (through !== undefined && !through.raw.resultHas('_meta')) return this.#stampPassedThrough(through.raw, response.id, method);
-    if (!isJSONRPCResultResponse(response)) return response;
+    if (!isResultResponse(response)) return response;
     const result = response.result as Record<string, unknown>;
     const meta = (result._meta as Record<string, unknown> | undefined) ?? {};
     const stamped: Record<string, unknown> = {

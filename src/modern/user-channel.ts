@@ -1,9 +1,9 @@
 import type { InitializeResult, JSONRPCNotification, JSONRPCRequest, LoggingLevel, Tool } from '@modelcontextprotocol/server';
-import { isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ChildChannel } from '../pool/channel.js';
 import type { GrantHolder, HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelLease } from '../pool/pool.js';
+import { isRequest, isResultResponse } from '../jsonrpc/messages.js';
 
 /** A listener for a user's change notifications: one `subscriptions/listen` stream. */
 export interface ChangeListener {
@@ -106,7 +106,7 @@ export class UserChannel {
 
   /** A message of the child that belongs to no modern request: a change notification for the listeners, or a request nobody can answer. */
   unrelated(message: JSONRPCNotification | JSONRPCRequest): void {
-    if (isJSONRPCRequest(message)) {
+    if (isRequest(message)) {
       this.channel.refuseServerRequest(message.id as number, JsonRpcCode.methodNotFound, 'No modern request is waiting for input');
       return;
     }
@@ -126,7 +126,7 @@ export class UserChannel {
       let cursor: string | undefined;
       do {
         const answer = await this.channel.call('tools/list', cursor === undefined ? undefined : { cursor });
-        if (!isJSONRPCResultResponse(answer)) break;
+        if (!isResultResponse(answer)) break;
         const page = answer.result as { tools?: Tool[]; nextCursor?: string };
         for (const tool of page.tools ?? []) tools.set(tool.name, tool);
         cursor = page.nextCursor;

@@ -1,5 +1,5 @@
 import type { Implementation, InitializeResult } from '@modelcontextprotocol/server';
-import { isJSONRPCErrorResponse, isJSONRPCRequest, LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/server';
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
@@ -9,6 +9,7 @@ import type { ChildChannel } from '../pool/channel.js';
 import type { HolderMatch, LiveSessionView } from '../pool/live-view.js';
 import type { ChannelPool } from '../pool/pool.js';
 import { UserChannel } from './user-channel.js';
+import { isErrorResponse, isRequest } from '../jsonrpc/messages.js';
 
 /**
  * The capabilities the broker declares to a user's modern child: everything
@@ -111,7 +112,7 @@ export class UserChannels {
         onUnrelated: (message) => {
           if (user !== undefined) user.unrelated(message);
           // Still initialising: no modern request can be waiting for input yet.
-          else if (isJSONRPCRequest(message))
+          else if (isRequest(message))
             channel.refuseServerRequest(message.id as number, JsonRpcCode.methodNotFound, 'No modern request is waiting for input');
         },
       });
@@ -140,7 +141,7 @@ async function initialize(channel: ChildChannel, clientInfo: Implementation): Pr
     capabilities: MODERN_CHILD_CAPABILITIES,
     clientInfo,
   });
-  if (isJSONRPCErrorResponse(answer)) {
+  if (isErrorResponse(answer)) {
     await channel.close('initialize_failed');
     throw new BrokerError('child_failed', `The MCP server refused to start: ${answer.error.message}`);
   }

@@ -1,5 +1,4 @@
 import type { JSONRPCRequest } from '@modelcontextprotocol/server';
-import { isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
 import { reportedSink, reportRefusal, type Caller, type Era, type ToolCallReporting } from '../audit/tool-call.js';
 import type { PolicyKind } from '../config/governance.js';
@@ -7,6 +6,7 @@ import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
 import type { ToolPolicy } from './policy.js';
 import type { ToolFilter } from './rules.js';
+import { isResultResponse } from '../jsonrpc/messages.js';
 
 /** What the gate makes of a client request: the sink to forward it with, or the answer that refuses it. */
 export type GateDecision = { readonly sink: RequestSink } | { readonly refused: ClientResponse };
@@ -110,7 +110,7 @@ function filteredList(sink: RequestSink, list: { kind: PolicyKind; field: string
     notify: (notification) => sink.notify(notification),
     serverRequest: (serverRequest) => sink.serverRequest(serverRequest),
     respond: (response, lineLength) => {
-      if (!isJSONRPCResultResponse(response)) {
+      if (!isResultResponse(response)) {
         sink.respond(response, lineLength);
         return;
       }

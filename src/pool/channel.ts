@@ -6,8 +6,8 @@ import type {
   JSONRPCResultResponse,
   RequestId,
 } from '@modelcontextprotocol/server';
-import { isJSONRPCErrorResponse, isJSONRPCNotification, isJSONRPCRequest, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage } from '../errors/errors.js';
+import { isErrorResponse, isNotification, isRequest, isResultResponse } from '../jsonrpc/messages.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { Logger } from '../log/logger.js';
 import type { Child } from './child.js';
@@ -270,23 +270,24 @@ export class ChildChannel {
   }
 
   #toChild(link: Link, message: JSONRPCMessage): void {
-    const pending = isJSONRPCRequest(message) && typeof message.id === 'number' ? this.#pending.get(message.id) : undefined;
-    if (isJSONRPCRequest(message) && pending === undefined) return; // cancelled before it left
+    const request = isRequest(message) ? message : undefined;
+    const pending = typeof request?.id === 'number' ? this.#pending.get(request.id) : undefined;
+    if (request !== undefined && pending === undefined) return; // cancelled before it left
     if (pending !== undefined) {
       pending.link = link;
       link.inflight++;
     }
-    if (!link.child.send(message) && pending !== undefined && isJSONRPCRequest(message)) {
-      this.#fail(message.id as number, pending, JsonRpcCode.internalError, 'The MCP server is not running');
+    if (!link.child.send(message) && pending !== undefined) {
+      this.#fail(request?.id as number, pending, JsonRpcCode.internalError, 'The MCP server is not running');
     }
   }
 
   #fromChild(link: Link, message: JSONRPCMessage, lineLength: number): void {
-    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
+    if (isResultResponse(message) || isErrorResponse(message)) {
       this.#fromChildResponse(link, message, lineLength);
       return;
     }
-    if (isJSONRPCRequest(message)) {
+    if (isRequest(message)) {
       const related = this.#relatedRequest(link);
       const brokerId = this.#serverRequests.add(link, message.id, related);
       const renamed = { ...message, id: brokerId };
@@ -294,7 +295,7 @@ export class ChildChannel {
       else related.sink.serverRequest(renamed);
       return;
     }
-    if (isJSONRPCNotification(message)) this.#fromChildNotification(link, message);
+    if (isNotification(message)) this.#fromChildNotification(link, message);
   }
 
   #fromChildResponse(link: Link, message: JSONRPCResultResponse | JSONRPCErrorResponse, lineLength: number): void {
@@ -305,7 +306,7 @@ export class ChildChannel {
       return;
     }
     this.#forget(childId, pending);
-    if (isJSONRPCResultResponse(message)) this.#state.succeeded(pending.method, pending.params, message.result);
+    if (isResultResponse(message)) this.#state.succeeded(pending.method, pending.params, message.result);
     pending.sink.respond({ ...message, id: pending.clientId }, lineLength);
   }
 

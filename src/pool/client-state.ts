@@ -1,6 +1,6 @@
 import type { JSONRPCNotification, JSONRPCRequest } from '@modelcontextprotocol/server';
-import { isJSONRPCErrorResponse } from '@modelcontextprotocol/server';
 import type { ClientResponse } from './request-sink.js';
+import { isErrorResponse } from '../jsonrpc/messages.js';
 
 /** The client state a child has been told, to compare with what clients set since. */
 interface Told {
@@ -78,7 +78,7 @@ export class ClientState {
     const initialize = this.#initialize;
     if (initialize === undefined) return;
     const answer = await target.request(initialize.method, initialize.params);
-    if (isJSONRPCErrorResponse(answer)) throw new Error(`initialize failed: ${answer.error.message}`);
+    if (isErrorResponse(answer)) throw new Error(`initialize failed: ${answer.error.message}`);
     if (this.#initialized) target.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
     let told: Told = { logLevel: undefined, subscriptions: new Set() };
     for (let round = 0; round < MAX_STATE_SYNC_ROUNDS && !sameState(told, this.#current()); round++) {

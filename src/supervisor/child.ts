@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import { errorMessage } from '../errors/errors.js';
+import { isJsonRpcMessage } from '../jsonrpc/messages.js';
 import type { Logger } from '../log/logger.js';
 import type { Child, ChildExit, ChildSpec, SpawnFunc } from '../pool/child.js';
 import { childEnvironment } from './env.js';
@@ -177,11 +178,4 @@ class ProcessChild implements Child {
     }
     this.onmessage?.(message, line.length);
   }
-}
-
-/** A shape check, not a schema validation: the bridge forwards, it does not interpret payloads. */
-export function isJsonRpcMessage(value: unknown): value is JSONRPCMessage {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const record = value as Record<string, unknown>;
-  return record.jsonrpc === '2.0' && (typeof record.method === 'string' || 'result' in record || 'error' in record);
 }

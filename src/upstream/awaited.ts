@@ -1,9 +1,9 @@
 import type { JSONRPCMessage, JSONRPCRequest, RequestId } from '@modelcontextprotocol/server';
-import { isJSONRPCErrorResponse, isJSONRPCResultResponse } from '@modelcontextprotocol/server';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ClientState } from '../pool/client-state.js';
 import type { RawAnswer } from '../pool/raw-answer.js';
 import type { ClientResponse } from '../pool/request-sink.js';
+import { isErrorResponse, isResultResponse } from '../jsonrpc/messages.js';
 
 const REPLAY_ID_PREFIX = 'broker-upstream-replay-';
 
@@ -58,18 +58,18 @@ export class AwaitedRequests {
   /** A message of the upstream: an answer settles its request, anything else goes on. Returns the protocol version an initialize agreed to. */
   received(message: JSONRPCMessage, length: number): string | undefined {
     let agreed: string | undefined;
-    if (isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) {
+    if (isResultResponse(message) || isErrorResponse(message)) {
       const reply = typeof message.id === 'string' ? this.#replies.get(message.id) : undefined;
       if (reply !== undefined) {
         this.#replies.delete(message.id as string);
         reply(message as ClientResponse);
-        return isJSONRPCResultResponse(message) ? protocolVersionOf(message.result) : undefined;
+        return isResultResponse(message) ? protocolVersionOf(message.result) : undefined;
       }
       const id = message.id;
       const request = id === undefined ? undefined : this.#client.get(id);
       if (id === undefined || request === undefined) return undefined; // answered already (an error on our side), or not ours
       this.#client.delete(id);
-      if (isJSONRPCResultResponse(message)) {
+      if (isResultResponse(message)) {
         this.#state.succeeded(request.method, request.params, message.result);
         if (request.method === 'initialize') agreed = protocolVersionOf(message.result);
       }

@@ -2,7 +2,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type 
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
 import { BrokerError } from '../errors/errors.js';
-import { isJsonRpcMessage } from '../supervisor/child.js';
+import { isJsonRpcMessage } from '../jsonrpc/messages.js';
 import { byteLength, RAW_ANSWER_MIN_BYTES, RawAnswer } from '../pool/raw-answer.js';
 import { eventText, SseReader, type SseEvent } from './sse-reader.js';
 

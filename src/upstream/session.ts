@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { SdkHttpError, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { JSONRPCMessage } from '@modelcontextprotocol/server';
-import { isInitializedNotification, isInitializeRequest, isJSONRPCNotification, isJSONRPCRequest } from '@modelcontextprotocol/server';
+import { isInitializedNotification, isInitializeRequest } from '@modelcontextprotocol/server';
 import { BrokerError, errorMessage, isBrokerError } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Child, ChildExit } from '../pool/child.js';
@@ -11,6 +11,7 @@ import { AwaitedRequests } from './awaited.js';
 import type { UpstreamEndpoint } from './endpoint.js';
 import { GetStream, mayBeAsked } from './get-stream.js';
 import { connectionCut, connectionRefused, handEvent, post, UpstreamHttpError } from './post.js';
+import { isNotification, isRequest } from '../jsonrpc/messages.js';
 
 export interface UpstreamSessionOptions {
   readonly endpoint: UpstreamEndpoint;
@@ -104,11 +105,12 @@ export class UpstreamSession implements Child {
 
   send(message: JSONRPCMessage): boolean {
     if (this.#stopping !== undefined) return false;
-    if (isJSONRPCRequest(message)) {
-      if (isInitializeRequest(message) && mayBeAsked(message.params.capabilities)) this.#listening = true;
+    if (isRequest(message)) {
+      if (message.method === 'initialize' && isInitializeRequest(message) && mayBeAsked(message.params.capabilities))
+        this.#listening = true;
       this.#state.requested(message);
       this.#awaiting.sent(message);
-    } else if (isJSONRPCNotification(message)) {
+    } else if (isNotification(message)) {
       this.#state.notified(message);
     }
     void this.#deliver(message);
@@ -152,7 +154,7 @@ export class UpstreamSession implements Child {
   async #deliver(message: JSONRPCMessage, resent = false): Promise<void> {
     let transport: StreamableHTTPClientTransport | undefined;
     try {
-      if (isJSONRPCNotification(message)) {
+      if (isNotification(message)) {
         const previous = this.#notificationsSent;
         let sent!: () => void;
         this.#notificationsSent = new Promise((resolve) => (sent = resolve));
@@ -160,7 +162,7 @@ export class UpstreamSession implements Child {
         try {
           transport = await this.#connected();
           await this.#send(transport, message);
-          if (isInitializedNotification(message)) this.#handshakeDone(transport);
+          if (message.method === 'notifications/initialized') this.#handshakeDone(transport);
         } finally {
           sent();
         }
@@ -173,7 +175,7 @@ export class UpstreamSession implements Child {
       if (this.#stopping !== undefined) return;
       const lost = transport === undefined ? undefined : this.#lost(error, transport);
       if (!resent && transport !== undefined && lost !== undefined) {
-        const id = isJSONRPCRequest(message) ? message.id : undefined;
+        const id = isRequest(message) ? message.id : undefined;
         if (id !== undefined) this.#awaiting.resending(id, true);
         try {
           await this.#recover(transport, lost);
@@ -225,7 +227,7 @@ export class UpstreamSession implements Child {
    * too, or the SDK would open its own GET stream after it.
    */
   #send(transport: StreamableHTTPClientTransport, message: JSONRPCMessage): Promise<void> {
-    if (isInitializeRequest(message) && isJSONRPCRequest(message)) {
+    if (isRequest(message) && message.method === 'initialize') {
       const id = message.id;
       return transport.send(message, { onRequestStreamEnd: () => this.#awaiting.streamEnded(id) });
     }
@@ -290,7 +292,7 @@ export class UpstreamSession implements Child {
       case 'accepted':
         return;
       case 'delivered': {
-        if (outcome.answered || !isJSONRPCRequest(message)) return;
+        if (outcome.answered || !isRequest(message)) return;
         const id = message.id;
         if (outcome.lastEventId === undefined) this.#awaiting.streamEnded(id);
         else await transport.resumeStream(outcome.lastEventId).catch(() => this.#awaiting.streamEnded(id));
@@ -386,7 +388,7 @@ export class UpstreamSession implements Child {
       : connectionCut(error)
         ? 'The MCP server closed the connection before it answered'
         : `The MCP server could not be reached: ${errorMessage(error)}`;
-    if (isJSONRPCRequest(message)) {
+    if (isRequest(message)) {
       this.#awaiting.fail(message.id, reason);
       return;
     }
