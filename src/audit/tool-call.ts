@@ -13,8 +13,8 @@ export type Era = 'legacy' | 'modern';
 export interface Caller {
   readonly principal: Principal;
   readonly era: Era;
-  /** Legacy era: the session's id. */
-  readonly sessionId?: string;
+  /** Legacy era: the session, by `sessionRef` (worked out once per caller, not per call). */
+  readonly sessionRef?: string;
 }
 
 /** What the metrics count of tool calls. */
@@ -103,7 +103,7 @@ function callerFields(caller: Caller, tool: string, at: number) {
     forgejoLogin: principal.forgejoLogin,
     clientId: principal.clientId,
     era: caller.era,
-    sessionRef: caller.sessionId === undefined ? null : sessionRef(caller.sessionId),
+    sessionRef: caller.sessionRef ?? null,
     tool,
   };
 }

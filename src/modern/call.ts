@@ -38,7 +38,7 @@ export interface Round {
 /** One modern request, across the rounds of input the child may ask for. */
 export class ModernCall implements RequestSink {
   handle: InflightRequest | undefined;
-  readonly parkedId = randomBytes(16).toString('base64url');
+  #parkedId: string | undefined;
   /** The child's requests the client has not answered yet, by input key. */
   readonly waiting = new Map<string, JSONRPCRequest>();
   expiry: NodeJS.Timeout | undefined;
@@ -58,6 +58,12 @@ export class ModernCall implements RequestSink {
     readonly principal: Principal,
   ) {
     this.#host = host;
+  }
+
+  /** The call's name while it waits for the client's retry; made when first parked (most calls never are). */
+  get parkedId(): string {
+    this.#parkedId ??= randomBytes(16).toString('base64url');
+    return this.#parkedId;
   }
 
   attach(writer: ResponseWriter, round: Round): void {

@@ -1,6 +1,6 @@
 import type { JSONRPCRequest } from '@modelcontextprotocol/server';
 import type { Principal } from '../auth/principal.js';
-import { reportedSink, reportRefusal, type Caller, type Era, type ToolCallReporting } from '../audit/tool-call.js';
+import { reportedSink, reportRefusal, sessionRef, type Caller, type Era, type ToolCallReporting } from '../audit/tool-call.js';
 import type { PolicyKind } from '../config/governance.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
 import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
@@ -48,7 +48,7 @@ export class CallGate {
 
   /** The gate for one caller, with their rules resolved. */
   async caller(principal: Principal, era: Era, sessionId?: string): Promise<CallerGate> {
-    const caller: Caller = { principal, era, ...(sessionId === undefined ? {} : { sessionId }) };
+    const caller: Caller = { principal, era, ...(sessionId === undefined ? {} : { sessionRef: sessionRef(sessionId) }) };
     return new CallerGate(caller, await this.#policy.filterFor(principal), this.#policy, this.#reporting);
   }
 }

@@ -149,6 +149,7 @@ export class ReplicaForwarder {
  * one comes or goes only its share of users moves.
  */
 export function rendezvousOwner<T extends { readonly id: string }>(key: string, replicas: readonly T[]): T | undefined {
+  if (replicas.length <= 1) return replicas[0];
   let best: T | undefined;
   let bestScore = -1n;
   for (const replica of replicas) {
