@@ -3,7 +3,7 @@ import { isJsonContentType } from '@modelcontextprotocol/server';
 import { isAuthFailure, type Authenticator, type Principal } from '../auth/principal.js';
 import { BrokerError } from '../errors/errors.js';
 import { JsonRpcCode } from '../errors/jsonrpc-codes.js';
-import { classifyRequest } from '../jsonrpc/era.js';
+import { EraClassifier } from '../jsonrpc/era.js';
 import type { LegacyFront } from '../legacy/front.js';
 import type { LegacyBody } from '../legacy/session.js';
 import { sessionOwner } from '../legacy/session-id.js';
@@ -95,6 +95,7 @@ export async function authenticateBearer(
 export class McpEndpoint {
   readonly #options: McpEndpointOptions;
   readonly #allowedOrigins: Set<string>;
+  readonly #eras = new EraClassifier();
 
   constructor(options: McpEndpointOptions) {
     this.#options = options;
@@ -178,7 +179,7 @@ export class McpEndpoint {
     body: unknown,
     forwardableBody: Buffer | undefined,
   ): Promise<void> {
-    const outcome = classifyRequest({
+    const outcome = this.#eras.classify({
       httpMethod: req.method ?? 'GET',
       protocolVersionHeader: single(req.headers['mcp-protocol-version']),
       mcpMethodHeader: single(req.headers['mcp-method']),
