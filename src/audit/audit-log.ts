@@ -1,4 +1,4 @@
-import { argumentsDigest, canonicalJson, redactSecrets } from './arguments.js';
+import { argumentsDigest, redactSecrets } from './arguments.js';
 import { errorMessage } from '../errors/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { AuditRecord, AuditRepository } from '../store/store.js';
@@ -150,6 +150,7 @@ export class AuditLog {
     const { params, ...rest } = pending;
     const args = (params as { arguments?: unknown } | undefined)?.arguments;
     const isCall = pending.kind === 'tool_call';
+    const knownName = pending.clientId === null ? null : this.#clientNames.get(pending.clientId);
     const login =
       pending.forgejoLogin ??
       (pending.userId === null || this.#options.userLogin === undefined
@@ -158,8 +159,10 @@ export class AuditLog {
     return {
       ...rest,
       forgejoLogin: login,
-      clientName: pending.clientId === null ? null : await this.#clientName(pending.clientId),
-      requestBytes: isCall ? Buffer.byteLength(canonicalJson(params ?? {})) : null,
+      // Awaited only for a client not seen yet: a batch of records is built without a turn each.
+      clientName: knownName !== undefined ? knownName : await this.#clientName(pending.clientId as string),
+      // The canonical form's length, which key order does not change; JSON.stringify is native.
+      requestBytes: isCall ? Buffer.byteLength(JSON.stringify(params ?? {})) : null,
       argumentsSha256: isCall ? argumentsDigest(args) : null,
       arguments: isCall && this.#options.storeArguments ? JSON.stringify(redactSecrets(args ?? {})) : null,
     };

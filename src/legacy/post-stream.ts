@@ -48,7 +48,7 @@ export class PostStream {
   readonly #unanswered: Set<RequestId>;
   /** The connection the events go to; none while the client is away (the events are only stored). */
   #res: ServerResponse | undefined;
-  #keepAlive: NodeJS.Timeout | undefined;
+  #keepAliveTimer: NodeJS.Timeout | undefined;
   /** While the head and priming event wait for the first message (corked). */
   #primingHeld: NodeJS.Timeout | undefined;
   #done = false;
@@ -74,7 +74,10 @@ export class PostStream {
    */
   open(res: ServerResponse, primed: boolean): void {
     this.#attach(res);
-    if (!primed) return;
+    if (!primed) {
+      this.#keepAlive(res);
+      return;
+    }
     // The head leaves with it, in one segment: a connection reset cannot hand the client the head without the event id to resume with.
     // Both wait (corked) a moment for the first message, so a quick answer leaves with them in one write.
     const eventId = this.#options.events.append(this.id, this.#tag, {});
@@ -84,16 +87,21 @@ export class PostStream {
     this.#primingHeld = setTimeout(() => this.#releasePriming(), PRIMING_HOLD_MS);
   }
 
+  /** The head and priming event leave; the stream stays open for a while, so it is kept alive from now on. */
   #releasePriming(): void {
     if (this.#primingHeld === undefined) return;
     clearTimeout(this.#primingHeld);
     this.#primingHeld = undefined;
-    this.#res?.uncork();
+    const res = this.#res;
+    if (res === undefined) return;
+    res.uncork();
+    this.#keepAlive(res);
   }
 
   /** A resumption (`Last-Event-ID`) while answers are still owed: what was missed, then the stream goes on here. */
   resume(res: ServerResponse, lastEventId: EventId): void {
     this.#attach(res);
+    this.#keepAlive(res);
     res.cork();
     for (const [eventId, message] of this.#options.events.eventsAfter(lastEventId)) this.#write(res, eventId, message);
     res.flushHeaders();
@@ -149,8 +157,13 @@ export class PostStream {
     res.once('close', () => {
       if (this.#res === res) this.#detach();
     });
-    this.#keepAlive = setInterval(() => res.write(': keepalive\n\n'), KEEP_ALIVE_MS);
-    this.#keepAlive.unref();
+  }
+
+  /** A comment now and then, while the stream waits; not for a quick answer's stream, which ends before the first. */
+  #keepAlive(res: ServerResponse): void {
+    if (this.#res !== res || this.#keepAliveTimer !== undefined) return;
+    this.#keepAliveTimer = setInterval(() => res.write(': keepalive\n\n'), KEEP_ALIVE_MS);
+    this.#keepAliveTimer.unref();
   }
 
   /** Lets go of the connection (without ending it) and returns it. */
@@ -159,8 +172,8 @@ export class PostStream {
     this.#res = undefined;
     clearTimeout(this.#primingHeld);
     this.#primingHeld = undefined;
-    clearInterval(this.#keepAlive);
-    this.#keepAlive = undefined;
+    clearInterval(this.#keepAliveTimer);
+    this.#keepAliveTimer = undefined;
     return res;
   }
 
