@@ -6,7 +6,7 @@ import { BrokerError } from '../errors/errors.js';
  * body is refused (the error `tooLarge` makes, a BrokerError by default) as
  * soon as that is known, without buffering the rest.
  */
-export async function readBody(
+export function readBody(
   req: IncomingMessage,
   maxBytes: number,
   tooLarge: () => Error = () => new BrokerError('payload_too_large', `Payload Too Large: the body must not exceed ${maxBytes} bytes`),
@@ -14,19 +14,39 @@ export async function readBody(
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {
     req.resume();
-    throw tooLarge();
+    return Promise.reject(tooLarge());
   }
-  const chunks: Buffer[] = [];
-  let received = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    received += chunk.length;
-    if (received > maxBytes) {
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  // Listeners rather than `for await`: the async iterator's machinery was a visible share of a small request's CPU.
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const settle = (error?: Error): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      if (error === undefined) resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received));
+      else reject(error);
+    };
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (received <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      settle(tooLarge());
       req.resume();
-      throw tooLarge();
-    }
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
+    };
+    const onEnd = (): void => settle();
+    const onError = (error: Error): void => settle(error);
+    // Closed before its end: cut by the client, a deadline or the broker stopping.
+    const onClose = (): void => settle(new Error('the request was cut before its body arrived'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 /**
