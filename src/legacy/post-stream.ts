@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { EventId, JSONRPCMessage, RequestId } from '@modelcontextprotocol/server';
-import { passedBytes } from '../pool/raw-answer.js';
+import { byteLength, passedBytes } from '../pool/raw-answer.js';
 import type { ClientResponse } from '../pool/request-sink.js';
 import { tagOf, type SessionEventStore } from './event-store.js';
 
@@ -49,8 +49,9 @@ export class PostStream {
   /** The connection the events go to; none while the client is away (the events are only stored). */
   #res: ServerResponse | undefined;
   #keepAliveTimer: NodeJS.Timeout | undefined;
-  /** While the head and priming event wait for the first message (corked). */
-  #primingHeld: NodeJS.Timeout | undefined;
+  /** The priming event while it waits for the first message, with the head (`PRIMING_HOLD_MS`). */
+  #primingHeld: string | undefined;
+  #primingTimer: NodeJS.Timeout | undefined;
   #done = false;
 
   readonly #options: PostStreamOptions;
@@ -78,24 +79,30 @@ export class PostStream {
       this.#keepAlive(res);
       return;
     }
-    // The head leaves with it, in one segment: a connection reset cannot hand the client the head without the event id to resume with.
-    // Both wait (corked) a moment for the first message, so a quick answer leaves with them in one write.
     const eventId = this.#options.events.append(this.id, this.#tag, {});
     if (this.#res === undefined) return;
-    res.cork();
-    res.write(`id: ${eventId}\nretry: ${SSE_RETRY_MS}\ndata: \n\n`);
-    this.#primingHeld = setTimeout(() => this.#releasePriming(), PRIMING_HOLD_MS);
+    // The head and the priming event wait a moment for the first message: a quick answer leaves with them in one
+    // write, the whole stream with its length. Either way the head never leaves without the event id to resume with.
+    this.#primingHeld = `id: ${eventId}\nretry: ${SSE_RETRY_MS}\ndata: \n\n`;
+    this.#primingTimer = setTimeout(() => this.#releasePriming(), PRIMING_HOLD_MS);
   }
 
-  /** The head and priming event leave; the stream stays open for a while, so it is kept alive from now on. */
+  /** The first message did not come in time: the head and the priming event leave, and the stream is kept alive. */
   #releasePriming(): void {
-    if (this.#primingHeld === undefined) return;
-    clearTimeout(this.#primingHeld);
-    this.#primingHeld = undefined;
+    const priming = this.#takePriming();
     const res = this.#res;
-    if (res === undefined) return;
-    res.uncork();
+    if (priming === undefined || res === undefined) return;
+    res.write(priming);
     this.#keepAlive(res);
+  }
+
+  /** The priming event still held, if any; it is the caller's to write now. */
+  #takePriming(): string | undefined {
+    const priming = this.#primingHeld;
+    clearTimeout(this.#primingTimer);
+    this.#primingTimer = undefined;
+    this.#primingHeld = undefined;
+    return priming;
   }
 
   /** A resumption (`Last-Event-ID`) while answers are still owed: what was missed, then the stream goes on here. */
@@ -103,7 +110,9 @@ export class PostStream {
     this.#attach(res);
     this.#keepAlive(res);
     res.cork();
-    for (const [eventId, message] of this.#options.events.eventsAfter(lastEventId)) this.#write(res, eventId, message);
+    for (const [eventId, message] of this.#options.events.eventsAfter(lastEventId)) {
+      for (const part of eventParts(eventId, message)) res.write(part);
+    }
     res.flushHeaders();
     res.uncork();
   }
@@ -113,13 +122,21 @@ export class PostStream {
     const eventId = this.#options.events.append(this.id, this.#tag, message, size);
     const answer = 'id' in message && !('method' in message);
     const res = this.#res;
-    // Corked until the end of the response when this is the last answer: event and end leave as one write.
-    res?.cork();
-    if (res !== undefined) this.#write(res, eventId, message);
+    if (res !== undefined) {
+      const priming = this.#takePriming();
+      const parts = eventParts(eventId, message);
+      if (priming !== undefined) parts.unshift(priming);
+      // Nothing written yet and this answer ends the stream: the whole stream is known, and goes with its length.
+      const whole = priming !== undefined && answer && this.#unanswered.size === 1 && this.#unanswered.has(message.id as RequestId);
+      if (whole) res.setHeader('content-length', byteLength(parts));
+      // Corked until the end of the response when this is the last answer: events and end leave as one write.
+      res.cork();
+      for (const part of parts) res.write(part);
+    }
     if (answer) this.#answered(message.id as RequestId);
     if (res !== undefined && !res.writableEnded) {
       res.uncork();
-      this.#releasePriming();
+      this.#keepAlive(res);
     }
   }
 
@@ -150,7 +167,10 @@ export class PostStream {
   }
 
   #attach(res: ServerResponse): void {
-    res.writeHead(200, { ...SSE_HEADERS, 'mcp-session-id': this.#options.sessionId });
+    // Set, not written: the head is made with the first write, which decides between a length and chunks.
+    res.statusCode = 200;
+    for (const [name, value] of Object.entries(SSE_HEADERS)) res.setHeader(name, value);
+    res.setHeader('mcp-session-id', this.#options.sessionId);
     // Gone before its stream opened (its 'close' has passed): the events are only stored, for a resumption.
     if (res.destroyed) return;
     this.#res = res;
@@ -170,26 +190,20 @@ export class PostStream {
   #detach(): ServerResponse | undefined {
     const res = this.#res;
     this.#res = undefined;
-    clearTimeout(this.#primingHeld);
-    this.#primingHeld = undefined;
+    this.#takePriming();
     clearInterval(this.#keepAliveTimer);
     this.#keepAliveTimer = undefined;
     return res;
   }
+}
 
-  /**
-   * A message is one write (one chunk of the chunked body); a passed-through
-   * answer's bytes are written as they are, not flattened into a string with
-   * the event's lines (the caller corks, so they still leave together).
-   */
-  #write(res: ServerResponse, eventId: EventId, message: JSONRPCMessage): void {
-    const bytes = 'id' in message ? passedBytes(message as ClientResponse) : undefined;
-    if (bytes === undefined) {
-      res.write(`event: message\nid: ${eventId}\ndata: ${JSON.stringify(message)}\n\n`);
-      return;
-    }
-    res.write(`event: message\nid: ${eventId}\ndata: `);
-    for (const chunk of bytes) res.write(chunk);
-    res.write('\n\n');
-  }
+/**
+ * One event's text: a passed-through answer's bytes as they are, not
+ * flattened into a string with the event's lines (written corked, the parts
+ * still leave together).
+ */
+function eventParts(eventId: EventId, message: JSONRPCMessage): (string | Buffer)[] {
+  const bytes = 'id' in message ? passedBytes(message as ClientResponse) : undefined;
+  if (bytes === undefined) return [`event: message\nid: ${eventId}\ndata: ${JSON.stringify(message)}\n\n`];
+  return [`event: message\nid: ${eventId}\ndata: `, ...bytes, '\n\n'];
 }

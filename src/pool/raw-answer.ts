@@ -366,9 +366,9 @@ export function writeAll(out: { cork(): void; uncork(): void; write(chunk: Buffe
   out.uncork();
 }
 
-export function byteLength(bytes: readonly Buffer[]): number {
+export function byteLength(parts: readonly (string | Buffer)[]): number {
   let length = 0;
-  for (const chunk of bytes) length += chunk.length;
+  for (const part of parts) length += typeof part === 'string' ? Buffer.byteLength(part) : part.length;
   return length;
 }
 

@@ -335,22 +335,30 @@ async function recordedCall(t: TestContext, tool: string, args: Record<string, u
   return connection;
 }
 
-const HEAD_AND_PRIMING = /^HTTP\/1\.1 200 [^]*text\/event-stream[^]*\r\n\r\n[0-9a-f]+\r\nid: [^\n]+\nretry: \d+\ndata: \n\n/;
+const PRIMING = 'id: [^\\n]+\\nretry: \\d+\\ndata: \\n\\n';
 
 test("a POST stream's head leaves with its priming event: a reset cannot hand the client the head and lose the event id it resumes with", async (t) => {
   const connection = await recordedCall(t, 'hang', {});
   await eventually(() => connection.writes.length > 0, 'the stream opened while the call still runs');
+  // A stream of unknown length: chunked, the priming event its first chunk.
+  const headAndPriming = new RegExp(
+    `^HTTP/1\\.1 200 [^]*text/event-stream[^]*transfer-encoding: chunked[^]*\\r\\n\\r\\n[0-9a-f]+\\r\\n${PRIMING}\\r\\n$`,
+    'i',
+  );
   assert.match(
     connection.writes[0] ?? '',
-    HEAD_AND_PRIMING,
+    headAndPriming,
     `the head and the priming event in one write: ${JSON.stringify(connection.writes)}`,
   );
 });
 
-test("a quick answer leaves in one write with its stream's head and priming event: one wake-up of the client, not two", async (t) => {
+test("a quick answer leaves in one write with its stream's head and priming event, the whole stream with its length", async (t) => {
   const connection = await recordedCall(t, 'echo', { text: 'hi' });
   await eventually(() => connection.writes.join('').includes('"id":7'), 'the answer arrived');
   assert.equal(connection.writes.length, 1, `one write: ${JSON.stringify(connection.writes)}`);
-  assert.match(connection.writes[0] ?? '', HEAD_AND_PRIMING);
-  assert.match(connection.writes[0] ?? '', /event: message\nid: [^\n]+\ndata: \{[^\n]*"id":7[^]*\r\n0\r\n\r\n$/);
+  const [head = '', body = ''] = (connection.writes[0] ?? '').split('\r\n\r\n');
+  assert.match(head, /^HTTP\/1\.1 200 [^]*text\/event-stream/i);
+  assert.doesNotMatch(head, /transfer-encoding/i);
+  assert.equal(Number(/content-length: (\d+)/i.exec(head)?.[1]), Buffer.byteLength(body));
+  assert.match(body, new RegExp(`^${PRIMING}event: message\\nid: [^\\n]+\\ndata: \\{[^\\n]*"id":7[^\\n]*\\n\\n$`));
 });
