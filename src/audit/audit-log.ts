@@ -147,7 +147,7 @@ export class AuditLog {
   }
 
   async #complete(pending: PendingAuditRecord): Promise<AuditRecord> {
-    const { params, ...rest } = pending;
+    const { params } = pending;
     const args = (params as { arguments?: unknown } | undefined)?.arguments;
     const isCall = pending.kind === 'tool_call';
     const knownName = pending.clientId === null ? null : this.#clientNames.get(pending.clientId);
@@ -156,13 +156,26 @@ export class AuditLog {
       (pending.userId === null || this.#options.userLogin === undefined
         ? null
         : ((await this.#options.userLogin(pending.userId).catch(() => undefined)) ?? null));
+    // One literal, every field in one order: records of one shape, which building and the insert read fast
+    // (rest and spread objects were most of the audit's CPU).
     return {
-      ...rest,
+      at: pending.at,
+      kind: pending.kind,
+      userId: pending.userId,
       forgejoLogin: login,
+      clientId: pending.clientId,
       // Awaited only for a client not seen yet: a batch of records is built without a turn each.
       clientName: knownName !== undefined ? knownName : await this.#clientName(pending.clientId as string),
+      era: pending.era,
+      sessionRef: pending.sessionRef,
+      tool: pending.tool,
+      outcome: pending.outcome,
+      errorCode: pending.errorCode,
+      detail: pending.detail,
+      durationMs: pending.durationMs,
       // The canonical form's length, which key order does not change; JSON.stringify is native.
       requestBytes: isCall ? Buffer.byteLength(JSON.stringify(params ?? {})) : null,
+      responseBytes: pending.responseBytes,
       argumentsSha256: isCall ? argumentsDigest(args) : null,
       arguments: isCall && this.#options.storeArguments ? JSON.stringify(redactSecrets(args ?? {})) : null,
     };

@@ -5,7 +5,7 @@ import type { Principal } from '../auth/principal.js';
 import { passedThrough } from '../pool/raw-answer.js';
 import type { ClientResponse, RequestSink } from '../pool/request-sink.js';
 import type { AuditOutcome } from '../store/store.js';
-import type { AuditLog } from './audit-log.js';
+import type { AuditLog, PendingAuditRecord } from './audit-log.js';
 
 export type Era = 'legacy' | 'modern';
 
@@ -59,15 +59,16 @@ export function reportedSink(
       sink.respond(response, lineLength);
       const { outcome, errorCode, detail } = outcomeOf(response);
       reporting.events?.toolCall(tool, outcome, caller.era);
-      reporting.audit?.record({
-        ...callerFields(caller, tool, at),
-        outcome,
-        errorCode,
-        detail,
-        durationMs: Math.round(performance.now() - started),
-        responseBytes: lineLength ?? Buffer.byteLength(JSON.stringify(response)),
-        params: request.params,
-      });
+      reporting.audit?.record(
+        toolCallRecord(caller, tool, at, {
+          outcome,
+          errorCode,
+          detail,
+          durationMs: Math.round(performance.now() - started),
+          responseBytes: lineLength ?? Buffer.byteLength(JSON.stringify(response)),
+          params: request.params,
+        }),
+      );
     },
   };
 }
@@ -83,28 +84,39 @@ export function reportRefusal(
 ): void {
   reporting.events?.toolRefused(policy);
   reporting.events?.toolCall(tool, 'refused', caller.era);
-  reporting.audit?.record({
-    ...callerFields(caller, tool, reporting.now()),
-    outcome: 'refused',
-    errorCode: 'error' in answer ? answer.error.code : null,
-    detail: policy,
-    durationMs: 0,
-    responseBytes: Buffer.byteLength(JSON.stringify(answer)),
-    params: request.params,
-  });
+  reporting.audit?.record(
+    toolCallRecord(caller, tool, reporting.now(), {
+      outcome: 'refused',
+      errorCode: 'error' in answer ? answer.error.code : null,
+      detail: policy,
+      durationMs: 0,
+      responseBytes: Buffer.byteLength(JSON.stringify(answer)),
+      params: request.params,
+    }),
+  );
 }
 
-function callerFields(caller: Caller, tool: string, at: number) {
+/** What a call's outcome adds to its record. */
+type CallOutcome = Pick<PendingAuditRecord, 'outcome' | 'errorCode' | 'detail' | 'durationMs' | 'responseBytes' | 'params'>;
+
+/** One literal, every field in one order: the audit log's records keep one shape (fast to build and to read). */
+function toolCallRecord(caller: Caller, tool: string, at: number, call: CallOutcome): PendingAuditRecord {
   const { principal } = caller;
   return {
     at,
-    kind: 'tool_call' as const,
+    kind: 'tool_call',
     userId: principal.userId,
     forgejoLogin: principal.forgejoLogin,
     clientId: principal.clientId,
     era: caller.era,
     sessionRef: caller.sessionRef ?? null,
     tool,
+    outcome: call.outcome,
+    errorCode: call.errorCode,
+    detail: call.detail,
+    durationMs: call.durationMs,
+    responseBytes: call.responseBytes,
+    params: call.params,
   };
 }
 
