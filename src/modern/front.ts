@@ -347,15 +347,19 @@ function forLegacyChild(message: JSONRPCRequest): JSONRPCRequest {
   const meta = params?._meta;
   const claimsVersion = meta !== undefined && PROTOCOL_VERSION_META_KEY in meta;
   if (params === undefined || (!('inputResponses' in params) && !('requestState' in params) && !claimsVersion)) return message;
-  const rest = { ...params };
-  delete rest.inputResponses;
-  delete rest.requestState;
-  if (claimsVersion) {
-    const restMeta = { ...meta };
-    delete restMeta[PROTOCOL_VERSION_META_KEY];
-    rest._meta = restMeta;
-  }
+  // Copied without the members rather than deleted from a copy: `delete` turns an object into a slow dictionary.
+  const rest = without(params, RETRY_FIELDS);
+  if (claimsVersion) rest._meta = without(meta, VERSION_CLAIM);
   return { ...message, params: rest };
+}
+
+const RETRY_FIELDS: ReadonlySet<string> = new Set(['inputResponses', 'requestState']);
+const VERSION_CLAIM: ReadonlySet<string> = new Set([PROTOCOL_VERSION_META_KEY]);
+
+function without(value: Readonly<Record<string, unknown>>, omitted: ReadonlySet<string>): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) if (!omitted.has(key)) copy[key] = value[key];
+  return copy;
 }
 
 function withMeta(notification: JSONRPCNotification, meta: Record<string, unknown>): JSONRPCNotification {
